@@ -1,14 +1,16 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! Driving the real `claude` CLI in its stream-json mode (the protocol the official Agent
+//! SDKs speak; see `shared/reference/claude-stream-json.md`).
+//!
+//! This crate is pure: it builds the command line and the stdin messages, and turns stdout
+//! lines into [`harvest_protocol::EventBody`] values. Spawning the process belongs to a
+//! sandbox provider, and storing the events to the daemon, so the same driver serves a
+//! local jail, a container or a remote sandbox whose log lives on the far side.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod command;
+pub mod input;
+pub mod locate;
+pub mod parse;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use command::{AgentCommand, ClaudeOptions};
+pub use locate::{LocateError, locate_claude};
+pub use parse::StreamParser;

@@ -1,14 +1,192 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The durable store: sessions and their events, in SQLite with WAL.
+//!
+//! An event gets its `seq` inside the transaction that stores it, together with the byte
+//! offset of the agent log it was parsed up to, so a restarted daemon resumes ingestion
+//! exactly where the last commit left it: no gap, no duplicate. Session totals (state,
+//! cost, tokens, last seq) are updated in the same transaction from the events themselves.
+//!
+//! One writer connection behind a mutex; readers (replay to subscribers) open their own
+//! connections, which WAL lets run beside the writer. All calls block: async callers run
+//! them on `spawn_blocking`.
+
+mod schema;
+mod sessions;
+
+use harvest_protocol::{Event, EventBody, Seq, SessionId};
+use rusqlite::{Connection, OpenFlags, params};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+pub use sessions::{NewSession, SessionRow};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the Harvest store at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("the Harvest store failed: {0} (is the disk full? see `harvest daemon status` for its path)")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("an event could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("no session {0}")]
+    NoSession(SessionId),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// An event as stored: its seq and its complete JSON form, ready to send as it is.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: Seq,
+    pub json: String,
+}
+
+/// What to append: the event body and the agent line it came from.
+pub struct NewEvent {
+    pub body: EventBody,
+    pub raw: Option<Value>,
+}
+
+impl NewEvent {
+    pub fn new(body: EventBody) -> Self {
+        NewEvent { body, raw: None }
+    }
+}
+
+pub struct Store {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = open_conn(path, true)?;
+        schema::migrate(&conn)?;
+        Ok(Store {
+            path: path.to_owned(),
+            writer: Mutex::new(conn),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Append events to a session in one transaction and return them as sent to clients.
+    /// `log_offset`, when given, is stored with them: the agent log has been ingested up
+    /// to that byte.
+    pub fn append(
+        &self,
+        session: &SessionId,
+        events: Vec<NewEvent>,
+        log_offset: Option<u64>,
+    ) -> Result<Vec<Event>> {
+        let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn.transaction()?;
+        let last: Option<u64> = tx
+            .query_row(
+                "SELECT last_seq FROM sessions WHERE id = ?1",
+                [session.as_str()],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        let Some(mut seq) = last else {
+            return Err(StoreError::NoSession(session.clone()));
+        };
+        let ts = now_rfc3339();
+        let mut out = Vec::with_capacity(events.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (session, seq, type, json) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for ev in events {
+                seq += 1;
+                let event = Event {
+                    seq: Seq(seq),
+                    ts: ts.clone(),
+                    session: session.clone(),
+                    body: ev.body,
+                    raw: ev.raw,
+                };
+                let json = serde_json::to_string(&event)?;
+                insert.execute(params![session.as_str(), seq, event.body.type_name(), json])?;
+                sessions::apply_event(&tx, session, &event.body)?;
+                out.push(event);
+            }
+        }
+        tx.execute(
+            "UPDATE sessions SET last_seq = ?2, updated_at = unixepoch(),
+                    log_offset = COALESCE(?3, log_offset) WHERE id = ?1",
+            params![session.as_str(), seq, log_offset],
+        )?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Events of a session from `from` on, at most `limit`, in seq order.
+    pub fn read_from(&self, session: &SessionId, from: Seq, limit: usize) -> Result<Vec<StoredEvent>> {
+        let conn = self.reader()?;
+        read_from(&conn, session, from, limit)
+    }
+
+    /// A read-only connection for long replays, so they never hold the writer.
+    pub fn reader(&self) -> Result<Connection> {
+        open_conn(&self.path, false)
+    }
+}
+
+pub fn read_from(
+    conn: &Connection,
+    session: &SessionId,
+    from: Seq,
+    limit: usize,
+) -> Result<Vec<StoredEvent>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, json FROM events WHERE session = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(
+        params![session.as_str(), from.0, i64::try_from(limit).unwrap_or(i64::MAX)],
+        |r| {
+            Ok(StoredEvent {
+                seq: Seq(r.get(0)?),
+                json: r.get(1)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+fn open_conn(path: &Path, write: bool) -> Result<Connection> {
+    let flags = if write {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    // NORMAL in WAL mode: a commit survives a daemon crash (the OS has it); only a power
+    // loss may lose the last transactions, which the agent log then replays.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;",
+    )?;
+    Ok(conn)
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+mod tests;

@@ -1,0 +1,122 @@
+//! The CLI's command line and environment for one long-lived conversation process.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+
+/// Environment variables the CLI reads for credentials and the API origin. They are taken
+/// from the client's environment at session creation and reach only the agent. Without
+/// any of them the CLI fails every turn with "Not logged in"; a base URL alone counts, as
+/// it may front a gateway that needs no key.
+pub const FORWARDED_ENV: &[&str] = &[
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+];
+
+#[derive(Debug, Clone, Default)]
+pub struct ClaudeOptions {
+    pub model: Option<String>,
+    /// Resume this CLI session id instead of starting a new conversation.
+    pub resume: Option<String>,
+    /// Start a new conversation with this id (a UUID), so the id is known before the first
+    /// line of output and the transcript can be found later.
+    pub session_id: Option<String>,
+    /// `CLAUDE_CODE_MAX_RETRIES`; a small number makes a dead API visible quickly.
+    pub max_retries: Option<u32>,
+    pub append_system_prompt: Option<String>,
+}
+
+/// What to run inside the sandbox: the program, its arguments and environment.
+#[derive(Debug, Clone)]
+pub struct AgentCommand {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    /// Plain (non-secret) variables.
+    pub env: BTreeMap<String, String>,
+}
+
+impl AgentCommand {
+    /// The stream-json conversation process, as the Agent SDK starts it, minus the SDK's
+    /// `--system-prompt ""` (which would drop Claude Code's own system prompt).
+    pub fn claude(program: impl Into<OsString>, opts: &ClaudeOptions) -> AgentCommand {
+        let mut args: Vec<OsString> = [
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--input-format",
+            "stream-json",
+            "--include-partial-messages",
+            // The sandbox is the boundary; inside it the agent does not ask (issue 5 adds
+            // an `ask` mode that routes permission prompts to attached clients).
+            "--dangerously-skip-permissions",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        // `--flag=value` keeps a value that starts with '-' from being read as a flag.
+        if let Some(model) = &opts.model {
+            args.push(format!("--model={model}").into());
+        }
+        if let Some(id) = &opts.resume {
+            args.push(format!("--resume={id}").into());
+        } else if let Some(id) = &opts.session_id {
+            args.push(format!("--session-id={id}").into());
+        }
+        if let Some(p) = &opts.append_system_prompt {
+            args.push(format!("--append-system-prompt={p}").into());
+        }
+        let mut env = BTreeMap::new();
+        // Only Messages-API traffic: no telemetry or update checks from a daemon's agent.
+        env.insert(
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(),
+            "1".to_owned(),
+        );
+        // The uid inside the jail is not root, but a container may run as root; the CLI
+        // refuses to skip permissions as root unless told it is sandboxed, which it is.
+        env.insert("IS_SANDBOX".into(), "1".to_owned());
+        env.insert("CLAUDE_CODE_ENTRYPOINT".into(), "sdk-harvest".to_owned());
+        env.insert(
+            "CLAUDE_CODE_MAX_RETRIES".into(),
+            opts.max_retries.unwrap_or(4).to_string(),
+        );
+        AgentCommand {
+            program: program.into(),
+            args,
+            env,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_json_flags_are_complete_and_values_use_equals_form() {
+        let cmd = AgentCommand::claude(
+            "/opt/claude",
+            &ClaudeOptions {
+                model: Some("-weird".into()),
+                resume: Some("abc".into()),
+                ..Default::default()
+            },
+        );
+        let args: Vec<String> = cmd
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        for needed in [
+            "--output-format",
+            "--verbose",
+            "--input-format",
+            "--include-partial-messages",
+        ] {
+            assert!(args.iter().any(|a| a == needed), "missing {needed}: {args:?}");
+        }
+        assert!(args.contains(&"--model=-weird".to_owned()));
+        assert!(args.contains(&"--resume=abc".to_owned()));
+        assert!(!args.iter().any(|a| a.starts_with("--system-prompt")));
+    }
+}

@@ -1,0 +1,234 @@
+//! From the CLI's stdout lines to Harvest events.
+//!
+//! Parsing is lenient, as the CLI adds fields freely: unknown keys are ignored, unknown
+//! line types become `agent_raw` (stored and passed on, never dropped), and a line that is
+//! not JSON at all becomes an `error` event carrying the text. Known lines that carry
+//! nothing a client renders (stream framing, status pings, control acks) produce no event;
+//! they stay in the durable log.
+
+mod tool_result;
+
+use harvest_protocol::EventBody;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Parser state for one CLI process: the names of tools by call id (a result names only
+/// the call id) and the process's running cost total, from which each turn's own cost is
+/// derived. Start a new parser for each new process (`--resume` restarts the totals).
+#[derive(Debug, Default)]
+pub struct StreamParser {
+    tool_names: HashMap<String, String>,
+    total_cost_usd: f64,
+}
+
+/// One parsed line: the events it yields and the line itself as JSON (kept as `raw`).
+#[derive(Debug)]
+pub struct Parsed {
+    pub events: Vec<EventBody>,
+    pub raw: Value,
+}
+
+impl StreamParser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Restore the running cost total after re-adopting a process mid-life.
+    pub fn with_total_cost(total_cost_usd: f64) -> Self {
+        StreamParser {
+            total_cost_usd,
+            ..Self::default()
+        }
+    }
+
+    pub fn total_cost_usd(&self) -> f64 {
+        self.total_cost_usd
+    }
+
+    pub fn parse_line(&mut self, line: &str) -> Parsed {
+        let line = line.trim_end_matches(['\r', '\n']);
+        let raw: Value = match serde_json::from_str(line) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(other) => {
+                return Parsed {
+                    events: vec![EventBody::AgentRaw {}],
+                    raw: other,
+                };
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "agent printed a line that is not JSON");
+                return Parsed {
+                    events: vec![EventBody::Error {
+                        message: format!("the agent printed a line that is not JSON: {line}"),
+                    }],
+                    raw: Value::String(line.to_owned()),
+                };
+            }
+        };
+        let events = self.events_of(&raw);
+        Parsed { events, raw }
+    }
+
+    fn events_of(&mut self, v: &Value) -> Vec<EventBody> {
+        let kind = str_at(v, "type");
+        let subtype = str_at(v, "subtype");
+        match (kind, subtype) {
+            ("system", "init") => vec![EventBody::AgentInit {
+                agent_session_id: str_at(v, "session_id").to_owned(),
+                model: str_at(v, "model").to_owned(),
+                cwd: str_at(v, "cwd").to_owned(),
+                tools: v["tools"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|t| t.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }],
+            ("system", "api_retry") => vec![EventBody::ApiRetry {
+                attempt: v["attempt"].as_u64().unwrap_or(0),
+                limit: v["max_retries"].as_u64().unwrap_or(0),
+                http_status: v["error_status"]
+                    .as_u64()
+                    .and_then(|s| u16::try_from(s).ok()),
+                delay_ms: v["retry_delay_ms"].as_u64().unwrap_or(0),
+                error: v["error"].as_str().map(str::to_owned),
+            }],
+            (
+                "system",
+                "status" | "session_state_changed" | "thinking_tokens" | "hook_started"
+                | "hook_response",
+            ) => Vec::new(),
+            ("assistant", _) => self.assistant(v),
+            ("user", _) => self.user(v),
+            ("result", _) => vec![self.result(v)],
+            ("stream_event", _) => stream_delta(v).into_iter().collect(),
+            ("control_response" | "control_cancel_request", _) => Vec::new(),
+            _ => vec![EventBody::AgentRaw {}],
+        }
+    }
+
+    fn assistant(&mut self, v: &Value) -> Vec<EventBody> {
+        let synthetic_error = v["is_api_error_message"].as_bool().unwrap_or(false);
+        let mut out = Vec::new();
+        for block in blocks(&v["message"]["content"]) {
+            match str_at(block, "type") {
+                "text" if synthetic_error => out.push(EventBody::Error {
+                    message: str_at(block, "text").to_owned(),
+                }),
+                "text" => out.push(EventBody::AssistantText {
+                    text: str_at(block, "text").to_owned(),
+                }),
+                "thinking" => out.push(EventBody::Thinking {
+                    text: str_at(block, "thinking").to_owned(),
+                }),
+                "tool_use" => {
+                    let id = str_at(block, "id").to_owned();
+                    let name = str_at(block, "name").to_owned();
+                    self.tool_names.insert(id.clone(), name.clone());
+                    out.push(EventBody::ToolCall {
+                        id,
+                        name,
+                        input: block["input"].clone(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        if out.is_empty() {
+            out.push(EventBody::AgentRaw {});
+        }
+        out
+    }
+
+    fn user(&mut self, v: &Value) -> Vec<EventBody> {
+        let mut out = Vec::new();
+        for block in blocks(&v["message"]["content"]) {
+            if str_at(block, "type") != "tool_result" {
+                // Interrupt markers ("[Request interrupted by user]"): the turn_result
+                // that follows says the same, with its figures.
+                continue;
+            }
+            let tool_use_id = str_at(block, "tool_use_id").to_owned();
+            let is_error = block["is_error"].as_bool().unwrap_or(false);
+            let tool = self.tool_names.get(&tool_use_id).map(String::as_str);
+            out.push(EventBody::ToolResult {
+                output: tool_result::structured(tool, &v["tool_use_result"]),
+                tool_use_id,
+                is_error,
+                content: text_of(&block["content"]),
+            });
+        }
+        out
+    }
+
+    fn result(&mut self, v: &Value) -> EventBody {
+        // total_cost_usd is the process's running total; this turn's cost is the growth.
+        let total = v["total_cost_usd"].as_f64().unwrap_or(self.total_cost_usd);
+        let cost_usd = (total - self.total_cost_usd).max(0.0);
+        self.total_cost_usd = total;
+        let subtype = str_at(v, "subtype").to_owned();
+        let terminal_reason = v["terminal_reason"].as_str().map(str::to_owned);
+        let interrupted = terminal_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("aborted"));
+        let result = v["result"].as_str().map(str::to_owned).or_else(|| {
+            v["errors"].as_array().map(|errs| {
+                errs.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+        });
+        EventBody::TurnResult {
+            is_error: v["is_error"].as_bool().unwrap_or(subtype != "success"),
+            subtype,
+            terminal_reason,
+            interrupted,
+            result,
+            cost_usd,
+            input_tokens: v["usage"]["input_tokens"].as_u64().unwrap_or(0),
+            output_tokens: v["usage"]["output_tokens"].as_u64().unwrap_or(0),
+            duration_ms: v["duration_ms"].as_u64().unwrap_or(0),
+            num_turns: v["num_turns"].as_u64().unwrap_or(0),
+        }
+    }
+}
+
+/// Live text: `text_delta` fragments become `assistant_delta`; the complete block follows
+/// as an `assistant` line. Other stream events are framing.
+fn stream_delta(v: &Value) -> Option<EventBody> {
+    let ev = &v["event"];
+    if str_at(ev, "type") == "content_block_delta" && str_at(&ev["delta"], "type") == "text_delta"
+    {
+        return Some(EventBody::AssistantDelta {
+            text: str_at(&ev["delta"], "text").to_owned(),
+        });
+    }
+    None
+}
+
+fn str_at<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("")
+}
+
+fn blocks(content: &Value) -> impl Iterator<Item = &Value> {
+    content.as_array().into_iter().flatten()
+}
+
+/// Tool-result content is a string or a list of blocks; the text of either.
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,179 @@
+//! The table of methods: each is one type tying its wire name to its params and result,
+//! so the daemon's dispatch and the client's calls cannot disagree.
+
+use crate::event::{Event, SessionState};
+use crate::ids::{Seq, SessionId};
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::collections::BTreeMap;
+
+pub trait Method {
+    const NAME: &'static str;
+    type Params: Serialize + DeserializeOwned;
+    type Result: Serialize + DeserializeOwned;
+}
+
+macro_rules! methods {
+    ($($ty:ident => $name:literal, $params:ty, $result:ty;)*) => {
+        $(
+            #[doc = concat!("`", $name, "`")]
+            pub enum $ty {}
+            impl Method for $ty {
+                const NAME: &'static str = $name;
+                type Params = $params;
+                type Result = $result;
+            }
+        )*
+        /// Every method name the daemon serves.
+        pub const ALL: &[&str] = &[$($name),*];
+    };
+}
+
+methods! {
+    Hello => "hello", HelloParams, HelloResult;
+    SessionCreate => "session/create", CreateParams, SessionInfo;
+    SessionList => "session/list", Empty, SessionListResult;
+    SessionGet => "session/get", SessionRef, SessionInfo;
+    SessionSubscribe => "session/subscribe", SubscribeParams, SubscribeResult;
+    SessionUnsubscribe => "session/unsubscribe", UnsubscribeParams, Empty;
+    SessionSend => "session/send", SendParams, Empty;
+    SessionCancel => "session/cancel", SessionRef, Empty;
+    SessionRemove => "session/remove", SessionRef, Empty;
+    DaemonStatus => "daemon/status", Empty, DaemonStatusResult;
+    DaemonStop => "daemon/stop", Empty, Empty;
+}
+
+/// Notification carrying one event of a subscription.
+pub const NOTIFY_EVENT: &str = "event/appended";
+/// Notification: the subscriber fell behind; the daemon re-sends from `next_seq` out of
+/// the store, so nothing is lost, but the client learns that it was slow.
+pub const NOTIFY_LAGGED: &str = "subscription/lagged";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Empty {}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HelloParams {
+    pub protocol: u32,
+    pub client: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HelloResult {
+    pub protocol: u32,
+    pub daemon_version: String,
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRef {
+    /// A session id, or an unambiguous prefix of one.
+    pub session: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateParams {
+    /// Use this folder as the workspace, as it is (absolute path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+    /// Clone this repository (https URL or local path) into a fresh workspace first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// The first message; a session without one waits idle for `session/send`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Sandbox provider: `local` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Variables forwarded from the client's environment into the agent's environment
+    /// only (API keys, base URL). Never stored, never logged.
+    #[serde(default)]
+    pub env: BTreeMap<String, Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SessionInfo {
+    pub id: SessionId,
+    pub name: String,
+    pub state: SessionState,
+    pub sandbox: String,
+    pub workspace: String,
+    /// Seconds since the Unix epoch.
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub cost_usd: f64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub last_seq: Seq,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_session_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionListResult {
+    pub sessions: Vec<SessionInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubscribeParams {
+    pub session: String,
+    /// First seq wanted; 1 replays the whole session.
+    #[serde(default = "first_seq")]
+    pub from_seq: Seq,
+}
+
+fn first_seq() -> Seq {
+    Seq(1)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubscribeResult {
+    pub subscription: u64,
+    pub session: SessionId,
+    /// The session's last stored seq when the subscription began.
+    pub last_seq: Seq,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnsubscribeParams {
+    pub subscription: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendParams {
+    pub session: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonStatusResult {
+    pub pid: u32,
+    pub version: String,
+    pub protocol: u32,
+    pub socket: String,
+    pub data_dir: String,
+    pub state_dir: String,
+    pub uptime_secs: u64,
+    pub sessions: u64,
+    pub running: u64,
+    pub clients: u64,
+}
+
+/// Params of [`NOTIFY_EVENT`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventNotification {
+    pub subscription: u64,
+    pub event: Event,
+}
+
+/// Params of [`NOTIFY_LAGGED`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaggedNotification {
+    pub subscription: u64,
+    pub next_seq: Seq,
+}

@@ -1,0 +1,45 @@
+//! Schema and migrations, versioned by `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE sessions (
+    id               TEXT PRIMARY KEY,
+    name             TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    sandbox          TEXT NOT NULL,
+    workspace        TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    cost_usd         REAL NOT NULL DEFAULT 0,
+    input_tokens     INTEGER NOT NULL DEFAULT 0,
+    output_tokens    INTEGER NOT NULL DEFAULT 0,
+    last_seq         INTEGER NOT NULL DEFAULT 0,
+    -- byte offset of the agent log ingested so far, committed with the events
+    log_offset       INTEGER NOT NULL DEFAULT 0,
+    agent_session_id TEXT,
+    -- creation parameters that are not secret (model, repo, ...), as JSON
+    spec             TEXT NOT NULL DEFAULT '{}',
+    -- provider-specific facts needed to re-adopt the sandbox (pids, paths), as JSON
+    sandbox_state    TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE events (
+    session TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    seq     INTEGER NOT NULL,
+    type    TEXT NOT NULL,
+    -- the complete event as sent to clients, including seq, ts, session and raw
+    json    TEXT NOT NULL,
+    PRIMARY KEY (session, seq)
+) WITHOUT ROWID;
+"#];
+
+pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        conn.execute_batch(&format!(
+            "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! The sessions table: one row per session, its totals kept in step with its events.
+
+use crate::{Result, Store, StoreError};
+use harvest_protocol::methods::SessionInfo;
+use harvest_protocol::{EventBody, Seq, SessionId, SessionState};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::sync::PoisonError;
+
+/// A session as created; its state starts as `creating`.
+pub struct NewSession {
+    pub id: SessionId,
+    pub name: String,
+    pub sandbox: String,
+    pub workspace: String,
+    pub spec: serde_json::Value,
+}
+
+/// A stored session with the facts the daemon needs beyond [`SessionInfo`].
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub info: SessionInfo,
+    pub log_offset: u64,
+    pub spec: serde_json::Value,
+    pub sandbox_state: serde_json::Value,
+}
+
+const COLUMNS: &str = "id, name, state, sandbox, workspace, created_at, updated_at, cost_usd,
+    input_tokens, output_tokens, last_seq, agent_session_id, log_offset, spec, sandbox_state";
+
+impl Store {
+    pub fn create_session(&self, s: &NewSession) -> Result<SessionRow> {
+        {
+            let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            conn.execute(
+                "INSERT INTO sessions (id, name, state, sandbox, workspace, created_at, updated_at, spec)
+                 VALUES (?1, ?2, 'creating', ?3, ?4, unixepoch(), unixepoch(), ?5)",
+                params![s.id.as_str(), s.name, s.sandbox, s.workspace, s.spec.to_string()],
+            )?;
+        }
+        self.session(&s.id)?
+            .ok_or_else(|| StoreError::NoSession(s.id.clone()))
+    }
+
+    pub fn session(&self, id: &SessionId) -> Result<Option<SessionRow>> {
+        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"),
+                [id.as_str()],
+                row,
+            )
+            .optional()?)
+    }
+
+    /// All sessions, newest first.
+    pub fn sessions(&self) -> Result<Vec<SessionRow>> {
+        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM sessions ORDER BY created_at DESC, rowid DESC"
+        ))?;
+        let rows = stmt.query_map([], row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    pub fn set_sandbox_state(&self, id: &SessionId, state: &serde_json::Value) -> Result<()> {
+        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        conn.execute(
+            "UPDATE sessions SET sandbox_state = ?2 WHERE id = ?1",
+            params![id.as_str(), state.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Delete a session and all its events.
+    pub fn delete_session(&self, id: &SessionId) -> Result<()> {
+        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        conn.execute("DELETE FROM sessions WHERE id = ?1", [id.as_str()])?;
+        Ok(())
+    }
+}
+
+/// Keep the row's totals in step with an event, inside the append transaction.
+pub(crate) fn apply_event(conn: &Connection, id: &SessionId, body: &EventBody) -> Result<()> {
+    match body {
+        EventBody::Status { state, .. } => {
+            conn.execute(
+                "UPDATE sessions SET state = ?2 WHERE id = ?1",
+                params![id.as_str(), state.as_str()],
+            )?;
+        }
+        EventBody::TurnResult {
+            cost_usd,
+            input_tokens,
+            output_tokens,
+            ..
+        } => {
+            conn.execute(
+                "UPDATE sessions SET cost_usd = cost_usd + ?2, input_tokens = input_tokens + ?3,
+                        output_tokens = output_tokens + ?4 WHERE id = ?1",
+                params![id.as_str(), cost_usd, input_tokens, output_tokens],
+            )?;
+        }
+        EventBody::AgentInit {
+            agent_session_id, ..
+        } => {
+            conn.execute(
+                "UPDATE sessions SET agent_session_id = ?2 WHERE id = ?1",
+                params![id.as_str(), agent_session_id],
+            )?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
+    let state: String = r.get(2)?;
+    let spec: String = r.get(13)?;
+    let sandbox_state: String = r.get(14)?;
+    Ok(SessionRow {
+        info: SessionInfo {
+            id: SessionId(r.get(0)?),
+            name: r.get(1)?,
+            state: SessionState::parse(&state).unwrap_or(SessionState::Failed),
+            sandbox: r.get(3)?,
+            workspace: r.get(4)?,
+            created_at: r.get(5)?,
+            updated_at: r.get(6)?,
+            cost_usd: r.get(7)?,
+            input_tokens: r.get(8)?,
+            output_tokens: r.get(9)?,
+            last_seq: Seq(r.get(10)?),
+            agent_session_id: r.get(11)?,
+        },
+        log_offset: r.get(12)?,
+        spec: serde_json::from_str(&spec).unwrap_or_default(),
+        sandbox_state: serde_json::from_str(&sandbox_state).unwrap_or_default(),
+    })
+}
