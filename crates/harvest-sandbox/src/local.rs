@@ -1,0 +1,167 @@
+//! The `local` provider: a bubblewrap jail on this machine.
+//!
+//! The agent runs as `bwrap … -- claude …` in its own process group. Its stdin is a FIFO
+//! in the session's state folder that the agent holds open for writing as well as
+//! reading, so the stream-json input never sees EOF when the daemon dies; its stdout is
+//! the file `agent.log` beside it, which the daemon ingests by offset.
+
+pub mod bwrap;
+mod log;
+mod process;
+
+use crate::{AgentProcess, Provider, Result, Sandbox, SandboxError, SandboxSpec};
+use async_trait::async_trait;
+use harvest_agent::AgentCommand;
+use harvest_protocol::Secret;
+use std::collections::BTreeMap;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+pub use log::FileLog;
+
+/// Files of a session's state folder that belong to the local provider.
+pub const LOG_FILE: &str = "agent.log";
+pub const STDERR_FILE: &str = "agent.stderr";
+pub const STDIN_FIFO: &str = "agent.stdin";
+pub const HOME_DIR: &str = "home";
+
+pub struct LocalProvider {
+    bwrap: Option<PathBuf>,
+}
+
+impl LocalProvider {
+    /// `bwrap`: an explicit path from the config, or `None` to search `PATH`.
+    pub fn new(bwrap: Option<PathBuf>) -> Self {
+        LocalProvider { bwrap }
+    }
+
+    fn bwrap_path(&self) -> Result<PathBuf> {
+        if let Some(p) = &self.bwrap {
+            return if p.is_file() {
+                Ok(p.clone())
+            } else {
+                Err(SandboxError::BwrapMissing)
+            };
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|d| d.join("bwrap"))
+            .find(|p| p.is_file())
+            .ok_or(SandboxError::BwrapMissing)
+    }
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    async fn check(&self) -> Result<()> {
+        let bwrap = self.bwrap_path()?;
+        // The smallest jail with the namespaces we need: fails fast and says why on
+        // kernels without unprivileged user namespaces.
+        let out = tokio::process::Command::new(&bwrap)
+            .args(["--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "true"])
+            .output()
+            .await
+            .map_err(|e| SandboxError::Spawn(format!("{}: {e}", bwrap.display())))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(SandboxError::NoUserNamespaces {
+                detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            })
+        }
+    }
+
+    async fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>> {
+        let bwrap = self.bwrap_path()?;
+        let workspace = std::fs::canonicalize(&spec.workspace).map_err(|e| {
+            SandboxError::BadWorkspace {
+                path: spec.workspace.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        if !workspace.is_dir() {
+            return Err(SandboxError::BadWorkspace {
+                path: workspace,
+                reason: "not a directory".into(),
+            });
+        }
+        let home = spec.state_dir.join(HOME_DIR);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&home)
+            .map_err(|source| SandboxError::Io {
+                path: home.clone(),
+                source,
+            })?;
+        Ok(Box::new(LocalSandbox {
+            bwrap,
+            policy: bwrap::JailPolicy {
+                workspace,
+                home,
+                agent_binary: spec.agent_binary.clone(),
+                hidden: spec.hidden.clone(),
+                network: spec.network,
+            },
+            state_dir: spec.state_dir.clone(),
+            agent_program: Path::new(bwrap::AGENT_BIN_DIR).join("claude"),
+            pids: None,
+        }))
+    }
+}
+
+pub struct LocalSandbox {
+    bwrap: PathBuf,
+    policy: bwrap::JailPolicy,
+    state_dir: PathBuf,
+    agent_program: PathBuf,
+    pids: Option<process::JailPids>,
+}
+
+#[async_trait]
+impl Sandbox for LocalSandbox {
+    fn workspace(&self) -> &Path {
+        &self.policy.workspace
+    }
+
+    fn agent_program(&self) -> &Path {
+        &self.agent_program
+    }
+
+    fn persisted(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kind": "local",
+            "state_dir": self.state_dir,
+            "workspace": self.policy.workspace,
+            "bwrap_pid": self.pids.map(|p| p.bwrap),
+            "init_pid": self.pids.map(|p| p.init),
+        })
+    }
+
+    async fn spawn_agent(
+        &mut self,
+        cmd: &AgentCommand,
+        secrets: &BTreeMap<String, Secret>,
+    ) -> Result<AgentProcess> {
+        let spawned = process::spawn(&self.bwrap, &self.policy, &self.state_dir, cmd, secrets)?;
+        self.pids = Some(spawned.pids);
+        Ok(spawned.process)
+    }
+
+    async fn destroy(&mut self) -> Result<()> {
+        if let Some(pids) = self.pids.take() {
+            pids.kill_all();
+        }
+        for name in [HOME_DIR] {
+            let p = self.state_dir.join(name);
+            if p.exists() {
+                std::fs::remove_dir_all(&p).map_err(|source| SandboxError::Io { path: p, source })?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,231 @@
+//! The bubblewrap command line for a session: a pure function of the policy, so it is
+//! unit-tested on its argv and the escape tests run it against real bubblewrap.
+//!
+//! The jail starts from an empty root (bwrap's own tmpfs) and adds only what the agent
+//! needs, so everything else on the host (the real HOME with its keys and history,
+//! Harvest's data and state, other sessions' workspaces) is absent, not merely read-only.
+//! Mount order matters: later mounts go on top of earlier ones, so system folders come
+//! first, then the private tmpfs overlays, then the read-write workspace and HOME.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// Where the agent binary and the agent's HOME appear inside the jail.
+pub const AGENT_BIN_DIR: &str = "/harvest/bin";
+pub const AGENT_HOME: &str = "/home/agent";
+/// The uid and gid inside: not root, because Claude Code refuses to skip permission
+/// prompts as root, and a non-root agent cannot undo the jail's read-only mounts.
+pub const SANDBOX_UID: u32 = 1000;
+
+/// System folders mounted read-only when they exist on the host: what builds and tools
+/// need. `/bin`, `/lib`... are symlinks into `/usr` on merged-/usr systems and are
+/// recreated as symlinks then.
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/nix",
+];
+
+#[derive(Debug, Clone)]
+pub struct JailPolicy {
+    pub workspace: PathBuf,
+    pub home: PathBuf,
+    pub agent_binary: PathBuf,
+    pub hidden: Vec<PathBuf>,
+    pub network: bool,
+}
+
+/// How one system folder exists on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostEntry {
+    Dir(PathBuf),
+    Symlink { path: PathBuf, target: PathBuf },
+}
+
+/// Look at the host's system folders (the only I/O, kept out of [`bwrap_args`]).
+pub fn host_system_entries() -> Vec<HostEntry> {
+    SYSTEM_DIRS
+        .iter()
+        .filter_map(|d| {
+            let path = PathBuf::from(d);
+            let meta = std::fs::symlink_metadata(&path).ok()?;
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).ok()?;
+                Some(HostEntry::Symlink { path, target })
+            } else if meta.is_dir() {
+                Some(HostEntry::Dir(path))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// The bwrap options (everything before `--` and the command).
+pub fn bwrap_args(policy: &JailPolicy, system: &[HostEntry]) -> Vec<OsString> {
+    let mut a = Args::default();
+    a.flag("--unshare-user");
+    a.pair("--uid", SANDBOX_UID.to_string());
+    a.pair("--gid", SANDBOX_UID.to_string());
+    // Own PID namespace: the agent cannot see host processes, and killing the namespace's
+    // init ends everything in it, including tool commands in their own sessions.
+    a.flag("--unshare-pid");
+    a.flag("--unshare-ipc");
+    a.flag("--unshare-uts");
+    a.flag("--unshare-cgroup-try");
+    if !policy.network {
+        a.flag("--unshare-net");
+    }
+    // A new session keeps the agent from injecting input into a terminal. No
+    // --die-with-parent: the agent must outlive the daemon.
+    a.flag("--new-session");
+    a.pair("--hostname", "harvest");
+
+    let mut bound: Vec<&Path> = Vec::new();
+    for entry in system {
+        match entry {
+            HostEntry::Dir(p) => {
+                a.triple("--ro-bind", p, p);
+                bound.push(p);
+            }
+            HostEntry::Symlink { path, target } => a.triple("--symlink", target, path),
+        }
+    }
+    a.pair("--proc", "/proc");
+    a.pair("--dev", "/dev");
+    a.pair("--tmpfs", "/tmp");
+    a.pair("--tmpfs", "/var/tmp");
+    a.pair("--tmpfs", "/run");
+    // Hidden paths that a read-only system mount would otherwise expose.
+    for hidden in &policy.hidden {
+        if bound.iter().any(|b| hidden.starts_with(b)) {
+            a.pair("--tmpfs", hidden);
+        }
+    }
+    a.triple("--ro-bind", &policy.agent_binary, Path::new(AGENT_BIN_DIR).join("claude"));
+    a.triple("--bind", &policy.home, AGENT_HOME);
+    a.triple("--bind", &policy.workspace, &policy.workspace);
+    a.pair("--chdir", &policy.workspace);
+    a.0
+}
+
+/// The jail's environment: fixed, so nothing from the daemon's own environment leaks in.
+pub fn base_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("HOME", AGENT_HOME.to_owned()),
+        ("USER", "agent".to_owned()),
+        ("LOGNAME", "agent".to_owned()),
+        ("SHELL", "/bin/bash".to_owned()),
+        ("TERM", "dumb".to_owned()),
+        ("LANG", "C.UTF-8".to_owned()),
+        (
+            "PATH",
+            format!("{AGENT_BIN_DIR}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        ),
+        ("TMPDIR", "/tmp".to_owned()),
+    ]
+}
+
+#[derive(Default)]
+struct Args(Vec<OsString>);
+
+impl Args {
+    fn flag(&mut self, f: &str) {
+        self.0.push(f.into());
+    }
+    fn pair(&mut self, f: &str, v: impl AsRef<std::ffi::OsStr>) {
+        self.0.push(f.into());
+        self.0.push(v.as_ref().to_owned());
+    }
+    fn triple(
+        &mut self,
+        f: &str,
+        a: impl AsRef<std::ffi::OsStr>,
+        b: impl AsRef<std::ffi::OsStr>,
+    ) {
+        self.pair(f, a);
+        self.0.push(b.as_ref().to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> JailPolicy {
+        JailPolicy {
+            workspace: "/home/u/proj".into(),
+            home: "/home/u/.local/state/harvest/sessions/s1/home".into(),
+            agent_binary: "/home/u/.cache/claude".into(),
+            hidden: vec!["/opt/harvest-data".into(), "/home/u/.local/share/harvest".into()],
+            network: true,
+        }
+    }
+
+    fn system() -> Vec<HostEntry> {
+        vec![
+            HostEntry::Dir("/usr".into()),
+            HostEntry::Dir("/etc".into()),
+            HostEntry::Dir("/opt".into()),
+            HostEntry::Symlink {
+                path: "/bin".into(),
+                target: "usr/bin".into(),
+            },
+        ]
+    }
+
+    fn argv() -> Vec<String> {
+        bwrap_args(&policy(), &system())
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    fn position(args: &[String], window: &[&str]) -> usize {
+        args.windows(window.len())
+            .position(|w| w == window)
+            .unwrap_or_else(|| panic!("{window:?} not in {args:?}"))
+    }
+
+    #[test]
+    fn isolation_flags_are_present_and_the_agent_may_outlive_its_parent() {
+        let args = argv();
+        for f in ["--unshare-user", "--unshare-pid", "--new-session"] {
+            assert!(args.contains(&f.to_owned()), "{f} missing: {args:?}");
+        }
+        assert!(!args.contains(&"--die-with-parent".to_owned()));
+        assert!(!args.contains(&"--unshare-net".to_owned()), "host network by default");
+        position(&args, &["--uid", "1000"]);
+    }
+
+    #[test]
+    fn system_is_read_only_and_workspace_and_home_are_writable_on_top() {
+        let args = argv();
+        let usr = position(&args, &["--ro-bind", "/usr", "/usr"]);
+        position(&args, &["--symlink", "usr/bin", "/bin"]);
+        let ws = position(&args, &["--bind", "/home/u/proj", "/home/u/proj"]);
+        let home = position(
+            &args,
+            &["--bind", "/home/u/.local/state/harvest/sessions/s1/home", AGENT_HOME],
+        );
+        assert!(usr < ws && usr < home, "writable mounts must come last");
+        // The real HOME itself is never mounted.
+        assert!(!args.iter().any(|a| a == "/home/u"), "{args:?}");
+    }
+
+    #[test]
+    fn hidden_paths_under_a_system_mount_are_covered() {
+        let args = argv();
+        let opt = position(&args, &["--ro-bind", "/opt", "/opt"]);
+        let cover = position(&args, &["--tmpfs", "/opt/harvest-data"]);
+        assert!(cover > opt);
+        // Not under any mount: absent already, nothing to cover.
+        assert!(!args.contains(&"/home/u/.local/share/harvest".to_owned()));
+    }
+
+    #[test]
+    fn no_network_unshares_it() {
+        let mut p = policy();
+        p.network = false;
+        let args: Vec<_> = bwrap_args(&p, &system());
+        assert!(args.contains(&OsString::from("--unshare-net")));
+    }
+}
