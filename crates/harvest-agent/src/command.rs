@@ -113,7 +113,10 @@ mod tests {
             "--input-format",
             "--include-partial-messages",
         ] {
-            assert!(args.iter().any(|a| a == needed), "missing {needed}: {args:?}");
+            assert!(
+                args.iter().any(|a| a == needed),
+                "missing {needed}: {args:?}"
+            );
         }
         assert!(args.contains(&"--model=-weird".to_owned()));
         assert!(args.contains(&"--resume=abc".to_owned()));

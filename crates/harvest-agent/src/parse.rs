@@ -97,7 +97,10 @@ impl StreamParser {
             }],
             (
                 "system",
-                "status" | "session_state_changed" | "thinking_tokens" | "hook_started"
+                "status"
+                | "session_state_changed"
+                | "thinking_tokens"
+                | "hook_started"
                 | "hook_response",
             ) => Vec::new(),
             ("assistant", _) => self.assistant(v),
@@ -200,8 +203,7 @@ impl StreamParser {
 /// as an `assistant` line. Other stream events are framing.
 fn stream_delta(v: &Value) -> Option<EventBody> {
     let ev = &v["event"];
-    if str_at(ev, "type") == "content_block_delta" && str_at(&ev["delta"], "type") == "text_delta"
-    {
+    if str_at(ev, "type") == "content_block_delta" && str_at(&ev["delta"], "type") == "text_delta" {
         return Some(EventBody::AssistantDelta {
             text: str_at(&ev["delta"], "text").to_owned(),
         });

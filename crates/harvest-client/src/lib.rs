@@ -1,14 +1,182 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The client facade: every front end (the CLI commands, the TUI) reaches the daemon only
+//! through [`Client`].
+//!
+//! Transport: one Unix-socket connection, JSON-RPC 2.0 lines. A reader task routes
+//! responses to their callers and notifications (subscription events) to a bounded queue;
+//! when the caller reads notifications slowly, the queue fills, the socket backs up, and
+//! the daemon re-syncs that subscription from its store: nothing is lost and the daemon
+//! never waits. Errors keep "could not reach", "the daemon said no" and "could not decode"
+//! apart so callers can choose to retry, report, or treat it as a bug.
+
+mod autostart;
+
+use harvest_config::Paths;
+use harvest_protocol::methods::{self as m, Method};
+use harvest_protocol::rpc::{Incoming, Notification, RequestId, RpcError};
+use harvest_protocol::{MAX_FRAME_BYTES, PROTOCOL_VERSION};
+use interprocess::local_socket::GenericFilePath;
+use interprocess::local_socket::tokio::Stream;
+use interprocess::local_socket::tokio::prelude::*;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, oneshot};
+
+pub use autostart::connect_or_start;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot reach the harvest daemon at {socket} ({source}); start it with \
+         `harvest daemon`, or see its log in {log_dir}"
+    )]
+    Connect {
+        socket: PathBuf,
+        log_dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the harvest daemon did not start: {0}")]
+    Start(String),
+    #[error("{0}")]
+    Rpc(#[from] RpcError),
+    #[error("the daemon sent something this client cannot read: {0}")]
+    Decode(String),
+    #[error("the connection to the daemon closed")]
+    Closed,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+type Pending = Arc<Mutex<HashMap<i64, oneshot::Sender<Result<serde_json::Value, RpcError>>>>>;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+/// Notifications are queued up to this many; then the reader waits for the caller.
+const NOTIFICATIONS: usize = 8192;
+
+pub struct Client {
+    writer: tokio::sync::Mutex<WriteHalf<Stream>>,
+    pending: Pending,
+    next_id: AtomicI64,
+    notifications: mpsc::Receiver<Notification>,
+    pub daemon: m::HelloResult,
+}
+
+impl Client {
+    /// Connect to a running daemon and say hello.
+    pub async fn connect(paths: &Paths, client_name: &str) -> Result<Client, ClientError> {
+        let connect_err = |source| ClientError::Connect {
+            socket: paths.socket.clone(),
+            log_dir: paths.log_dir(),
+            source,
+        };
+        let name = paths
+            .socket
+            .as_path()
+            .to_fs_name::<GenericFilePath>()
+            .map_err(connect_err)?;
+        let stream = Stream::connect(name).await.map_err(connect_err)?;
+        Self::handshake(stream, client_name).await
     }
+
+    async fn handshake(stream: Stream, client_name: &str) -> Result<Client, ClientError> {
+        let (recv, send) = tokio::io::split(stream);
+        let pending: Pending = Arc::default();
+        let (tx, notifications) = mpsc::channel(NOTIFICATIONS);
+        tokio::spawn(read_loop(recv, pending.clone(), tx));
+        let mut client = Client {
+            writer: tokio::sync::Mutex::new(send),
+            pending,
+            next_id: AtomicI64::new(1),
+            notifications,
+            daemon: m::HelloResult {
+                protocol: 0,
+                daemon_version: String::new(),
+                pid: 0,
+            },
+        };
+        client.daemon = client
+            .call::<m::Hello>(m::HelloParams {
+                protocol: PROTOCOL_VERSION,
+                client: client_name.to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .await?;
+        Ok(client)
+    }
+
+    /// Call a method and wait for its result.
+    pub async fn call<M: Method>(&self, params: M::Params) -> Result<M::Result, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let request = serde_json::json!({
+            "jsonrpc": "2.0", "id": id, "method": M::NAME, "params": params,
+        });
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, tx);
+        let mut line = request.to_string();
+        line.push('\n');
+        {
+            let mut w = self.writer.lock().await;
+            w.write_all(line.as_bytes())
+                .await
+                .map_err(|_| ClientError::Closed)?;
+        }
+        let value = rx.await.map_err(|_| ClientError::Closed)??;
+        serde_json::from_value(value).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// The next notification (subscription events); `None` when the connection closed.
+    pub async fn next_notification(&mut self) -> Option<Notification> {
+        self.notifications.recv().await
+    }
+}
+
+async fn read_loop(
+    recv: ReadHalf<Stream>,
+    pending: Pending,
+    notifications: mpsc::Sender<Notification>,
+) {
+    let mut reader = BufReader::new(recv);
+    loop {
+        let mut buf = Vec::new();
+        let limit = MAX_FRAME_BYTES as u64 + 1;
+        match (&mut reader).take(limit).read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        match serde_json::from_slice::<Incoming>(&buf) {
+            Ok(Incoming::Response(resp)) => {
+                let Some(RequestId::Number(id)) = resp.id else {
+                    if let Some(err) = resp.error {
+                        tracing::warn!(%err, "daemon error without a request id");
+                    }
+                    continue;
+                };
+                let waiter = pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&id);
+                if let Some(waiter) = waiter {
+                    let result = match resp.error {
+                        Some(e) => Err(e),
+                        None => Ok(resp.result.unwrap_or(serde_json::Value::Null)),
+                    };
+                    let _ = waiter.send(result);
+                }
+            }
+            Ok(Incoming::Notification(n)) => {
+                if notifications.send(n).await.is_err() {
+                    // Nobody reads notifications; responses still matter.
+                    continue;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "unreadable line from the daemon"),
+        }
+    }
+    // Wake every caller still waiting: the connection is gone.
+    pending
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clear();
 }

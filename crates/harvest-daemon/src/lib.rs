@@ -1,14 +1,18 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The Harvest daemon: one per user. It owns sandboxes and agent sessions and serves
+//! JSON-RPC over a private Unix socket.
+//!
+//! Data flow (DESIGN principle 1): the agent writes its stdout to a durable log; a session
+//! actor reads the log by offset, parses lines into events, commits them to the store with
+//! their seq and the new offset, and only then broadcasts them. Subscribers replay from the
+//! store and continue live, so what a client sees is always what is stored.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod connection;
+mod context;
+mod create;
+mod listener;
+mod redact;
+mod session;
+mod subscription;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use context::Daemon;
+pub use listener::{ListenError, serve};

@@ -38,6 +38,7 @@ methods! {
     SessionUnsubscribe => "session/unsubscribe", UnsubscribeParams, Empty;
     SessionSend => "session/send", SendParams, Empty;
     SessionCancel => "session/cancel", SessionRef, Empty;
+    SessionStop => "session/stop", SessionRef, Empty;
     SessionRemove => "session/remove", SessionRef, Empty;
     DaemonStatus => "daemon/status", Empty, DaemonStatusResult;
     DaemonStop => "daemon/stop", Empty, Empty;
@@ -148,6 +149,10 @@ pub struct UnsubscribeParams {
 pub struct SendParams {
     pub session: String,
     pub text: String,
+    /// Credentials for the agent, as in `session/create`; used only when the agent has to
+    /// be started again to resume the conversation (after `session/stop` or a restart).
+    #[serde(default)]
+    pub env: BTreeMap<String, Secret>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -115,10 +115,13 @@ pub struct AgentProcess {
     pub control: Box<dyn AgentControl>,
     /// Resolves once when the agent has exited.
     pub exited: tokio::sync::oneshot::Receiver<AgentExit>,
+    /// Where this process's output begins in the durable log (a resumed conversation
+    /// appends to the same log).
+    pub log_start: u64,
 }
 
 #[async_trait]
-pub trait AgentInput: Send {
+pub trait AgentInput: Send + Sync {
     /// Write one complete line (ending in '\n') to the agent's stdin.
     async fn write_line(&mut self, line: &str) -> Result<()>;
 }
@@ -132,11 +135,13 @@ pub trait AgentControl: Send + Sync {
     async fn kill_all(&self) -> Result<()>;
     /// The durable log of the agent's stdout, read from `offset`.
     fn open_log(&self, offset: u64) -> Result<Box<dyn AgentLog>>;
+    /// The end of what the agent printed on stderr, to explain an unexpected exit.
+    fn diagnostics(&self) -> String;
 }
 
 /// The agent's stdout as a durable, append-only byte log.
 #[async_trait]
-pub trait AgentLog: Send {
+pub trait AgentLog: Send + Sync {
     /// Wait for bytes past the current offset and return them (at most a bounded chunk).
     /// Returns an empty chunk only when `idle_poll` elapsed with nothing new, so the
     /// caller can check whether the agent is still alive.

@@ -62,7 +62,14 @@ impl Provider for LocalProvider {
         // The smallest jail with the namespaces we need: fails fast and says why on
         // kernels without unprivileged user namespaces.
         let out = tokio::process::Command::new(&bwrap)
-            .args(["--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "true"])
+            .args([
+                "--unshare-user",
+                "--unshare-pid",
+                "--ro-bind",
+                "/",
+                "/",
+                "true",
+            ])
             .output()
             .await
             .map_err(|e| SandboxError::Spawn(format!("{}: {e}", bwrap.display())))?;
@@ -77,12 +84,11 @@ impl Provider for LocalProvider {
 
     async fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>> {
         let bwrap = self.bwrap_path()?;
-        let workspace = std::fs::canonicalize(&spec.workspace).map_err(|e| {
-            SandboxError::BadWorkspace {
+        let workspace =
+            std::fs::canonicalize(&spec.workspace).map_err(|e| SandboxError::BadWorkspace {
                 path: spec.workspace.clone(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         if !workspace.is_dir() {
             return Err(SandboxError::BadWorkspace {
                 path: workspace,
@@ -156,12 +162,13 @@ impl Sandbox for LocalSandbox {
         if let Some(pids) = self.pids.take() {
             pids.kill_all();
         }
-        for name in [HOME_DIR] {
-            let p = self.state_dir.join(name);
-            if p.exists() {
-                std::fs::remove_dir_all(&p).map_err(|source| SandboxError::Io { path: p, source })?;
-            }
+        let home = &self.policy.home;
+        match std::fs::remove_dir_all(home) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SandboxError::Io {
+                path: home.clone(),
+                source: e,
+            }),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }

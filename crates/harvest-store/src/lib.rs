@@ -27,7 +27,9 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("the Harvest store failed: {0} (is the disk full? see `harvest daemon status` for its path)")]
+    #[error(
+        "the Harvest store failed: {0} (is the disk full? see `harvest daemon status` for its path)"
+    )]
     Sqlite(#[from] rusqlite::Error),
     #[error("an event could not be encoded: {0}")]
     Encode(#[from] serde_json::Error),
@@ -83,7 +85,7 @@ impl Store {
         session: &SessionId,
         events: Vec<NewEvent>,
         log_offset: Option<u64>,
-    ) -> Result<Vec<Event>> {
+    ) -> Result<Vec<StoredEvent>> {
         let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = conn.transaction()?;
         let last: Option<u64> = tx
@@ -118,7 +120,10 @@ impl Store {
                 let json = serde_json::to_string(&event)?;
                 insert.execute(params![session.as_str(), seq, event.body.type_name(), json])?;
                 sessions::apply_event(&tx, session, &event.body)?;
-                out.push(event);
+                out.push(StoredEvent {
+                    seq: Seq(seq),
+                    json,
+                });
             }
         }
         tx.execute(
@@ -131,7 +136,12 @@ impl Store {
     }
 
     /// Events of a session from `from` on, at most `limit`, in seq order.
-    pub fn read_from(&self, session: &SessionId, from: Seq, limit: usize) -> Result<Vec<StoredEvent>> {
+    pub fn read_from(
+        &self,
+        session: &SessionId,
+        from: Seq,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
         let conn = self.reader()?;
         read_from(&conn, session, from, limit)
     }
@@ -152,7 +162,11 @@ pub fn read_from(
         "SELECT seq, json FROM events WHERE session = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
     )?;
     let rows = stmt.query_map(
-        params![session.as_str(), from.0, i64::try_from(limit).unwrap_or(i64::MAX)],
+        params![
+            session.as_str(),
+            from.0,
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ],
         |r| {
             Ok(StoredEvent {
                 seq: Seq(r.get(0)?),

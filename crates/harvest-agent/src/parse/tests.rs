@@ -24,11 +24,12 @@ fn bash_failure_keeps_exit_code_and_output() {
     match &ev[1] {
         EventBody::ToolResult {
             is_error: true,
-            output: Some(ToolOutput::Bash {
-                exit_code: Some(3),
-                stdout,
-                ..
-            }),
+            output:
+                Some(ToolOutput::Bash {
+                    exit_code: Some(3),
+                    stdout,
+                    ..
+                }),
             ..
         } => assert_eq!(stdout, "out\nerr"),
         other => panic!("expected a failed Bash result, got {other:?}"),
@@ -44,12 +45,13 @@ fn edit_result_carries_the_structured_patch() {
 {"type":"user","message":{"role":"user","content":[{"tool_use_id":"t2","type":"tool_result","content":"ok","is_error":false}]},"tool_use_result":{"filePath":"/w/a","oldString":"beta","newString":"BETA","originalFile":"alpha\nbeta\ngamma\n","structuredPatch":[{"oldStart":1,"oldLines":3,"newStart":1,"newLines":3,"lines":[" alpha","-beta","+BETA"," gamma"]}],"userModified":false,"replaceAll":false}}"#,
     );
     let EventBody::ToolResult {
-        output: Some(ToolOutput::Patch {
-            file_path,
-            operation,
-            hunks,
-            ..
-        }),
+        output:
+            Some(ToolOutput::Patch {
+                file_path,
+                operation,
+                hunks,
+                ..
+            }),
         ..
     } = &ev[1]
     else {

@@ -100,7 +100,11 @@ pub fn bwrap_args(policy: &JailPolicy, system: &[HostEntry]) -> Vec<OsString> {
             a.pair("--tmpfs", hidden);
         }
     }
-    a.triple("--ro-bind", &policy.agent_binary, Path::new(AGENT_BIN_DIR).join("claude"));
+    a.triple(
+        "--ro-bind",
+        &policy.agent_binary,
+        Path::new(AGENT_BIN_DIR).join("claude"),
+    );
     a.triple("--bind", &policy.home, AGENT_HOME);
     a.triple("--bind", &policy.workspace, &policy.workspace);
     a.pair("--chdir", &policy.workspace);
@@ -135,12 +139,7 @@ impl Args {
         self.0.push(f.into());
         self.0.push(v.as_ref().to_owned());
     }
-    fn triple(
-        &mut self,
-        f: &str,
-        a: impl AsRef<std::ffi::OsStr>,
-        b: impl AsRef<std::ffi::OsStr>,
-    ) {
+    fn triple(&mut self, f: &str, a: impl AsRef<std::ffi::OsStr>, b: impl AsRef<std::ffi::OsStr>) {
         self.pair(f, a);
         self.0.push(b.as_ref().to_owned());
     }
@@ -155,7 +154,10 @@ mod tests {
             workspace: "/home/u/proj".into(),
             home: "/home/u/.local/state/harvest/sessions/s1/home".into(),
             agent_binary: "/home/u/.cache/claude".into(),
-            hidden: vec!["/opt/harvest-data".into(), "/home/u/.local/share/harvest".into()],
+            hidden: vec![
+                "/opt/harvest-data".into(),
+                "/home/u/.local/share/harvest".into(),
+            ],
             network: true,
         }
     }
@@ -192,7 +194,10 @@ mod tests {
             assert!(args.contains(&f.to_owned()), "{f} missing: {args:?}");
         }
         assert!(!args.contains(&"--die-with-parent".to_owned()));
-        assert!(!args.contains(&"--unshare-net".to_owned()), "host network by default");
+        assert!(
+            !args.contains(&"--unshare-net".to_owned()),
+            "host network by default"
+        );
         position(&args, &["--uid", "1000"]);
     }
 
@@ -204,7 +209,11 @@ mod tests {
         let ws = position(&args, &["--bind", "/home/u/proj", "/home/u/proj"]);
         let home = position(
             &args,
-            &["--bind", "/home/u/.local/state/harvest/sessions/s1/home", AGENT_HOME],
+            &[
+                "--bind",
+                "/home/u/.local/state/harvest/sessions/s1/home",
+                AGENT_HOME,
+            ],
         );
         assert!(usr < ws && usr < home, "writable mounts must come last");
         // The real HOME itself is never mounted.

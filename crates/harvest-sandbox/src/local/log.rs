@@ -115,19 +115,37 @@ mod tests {
         let mut w = std::fs::File::create(&path).unwrap();
         w.write_all(b"one\n").unwrap();
         let mut log = FileLog::open(&path, 0).unwrap();
-        assert_eq!(log.next_chunk(Duration::from_secs(1)).await.unwrap(), b"one\n");
+        assert_eq!(
+            log.next_chunk(Duration::from_secs(1)).await.unwrap(),
+            b"one\n"
+        );
         let writer = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
             w.write_all(b"two\n").unwrap();
         });
         let t = std::time::Instant::now();
-        assert_eq!(log.next_chunk(Duration::from_secs(5)).await.unwrap(), b"two\n");
-        assert!(t.elapsed() < Duration::from_secs(4), "woken by the write, not the timeout");
+        assert_eq!(
+            log.next_chunk(Duration::from_secs(5)).await.unwrap(),
+            b"two\n"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "woken by the write, not the timeout"
+        );
         writer.await.unwrap();
         assert_eq!(log.offset(), 8);
         // Reopening at an offset skips what was ingested.
         let mut again = FileLog::open(&path, 4).unwrap();
-        assert_eq!(again.next_chunk(Duration::from_millis(10)).await.unwrap(), b"two\n");
-        assert!(again.next_chunk(Duration::from_millis(10)).await.unwrap().is_empty());
+        assert_eq!(
+            again.next_chunk(Duration::from_millis(10)).await.unwrap(),
+            b"two\n"
+        );
+        assert!(
+            again
+                .next_chunk(Duration::from_millis(10))
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -54,6 +54,7 @@ pub fn spawn(
         o
     };
     let stdout = open(&log_path, &append())?;
+    let log_start = stdout.metadata().map(|m| m.len()).unwrap_or(0);
     let stderr = open(&state_dir.join(STDERR_FILE), &append())?;
 
     let mut command = tokio::process::Command::new(bwrap_bin);
@@ -113,8 +114,13 @@ pub fn spawn(
         pids,
         process: AgentProcess {
             input: Box::new(FifoInput { sender }),
-            control: Box::new(LocalControl { pids, log_path }),
+            control: Box::new(LocalControl {
+                pids,
+                log_path,
+                state_dir: state_dir.to_owned(),
+            }),
             exited,
+            log_start,
         },
     })
 }
@@ -136,6 +142,7 @@ impl AgentInput for FifoInput {
 struct LocalControl {
     pids: JailPids,
     log_path: PathBuf,
+    state_dir: PathBuf,
 }
 
 #[async_trait]
@@ -155,6 +162,10 @@ impl AgentControl for LocalControl {
 
     fn open_log(&self, offset: u64) -> Result<Box<dyn AgentLog>> {
         Ok(Box::new(super::FileLog::open(&self.log_path, offset)?))
+    }
+
+    fn diagnostics(&self) -> String {
+        stderr_tail(&self.state_dir)
     }
 }
 
@@ -228,10 +239,11 @@ fn signal(pid: i32, sig: i32) {
 
 fn stderr_tail(state_dir: &Path) -> String {
     let text = std::fs::read_to_string(state_dir.join(STDERR_FILE)).unwrap_or_default();
-    let tail: String = text.lines().rev().take(5).collect::<Vec<_>>().join(" / ");
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(5)..].join(" / ");
     if tail.is_empty() {
-        "bubblewrap exited before the agent started".to_owned()
+        "nothing on stderr".to_owned()
     } else {
-        format!("bubblewrap failed: {tail}")
+        format!("stderr: {tail}")
     }
 }

@@ -1,0 +1,84 @@
+//! Start the daemon when it is not running, as tmux does: a detached `harvest daemon
+//! --foreground` in its own session, then wait until its socket answers.
+
+use crate::{Client, ClientError};
+use harvest_config::Paths;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// How long a starting daemon gets to answer.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connect, starting the daemon with `harvest_exe` first if nothing answers.
+pub async fn connect_or_start(
+    paths: &Paths,
+    harvest_exe: &Path,
+    client_name: &str,
+) -> Result<Client, ClientError> {
+    match Client::connect(paths, client_name).await {
+        Ok(c) => return Ok(c),
+        Err(ClientError::Connect { source, .. })
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(paths.log_dir()).map_err(|e| {
+        ClientError::Start(format!("cannot create {}: {e}", paths.log_dir().display()))
+    })?;
+    let startup_log = paths.log_dir().join("daemon-start.log");
+    let stderr = std::fs::File::create(&startup_log)
+        .map_err(|e| ClientError::Start(format!("cannot create {}: {e}", startup_log.display())))?;
+    let mut cmd = std::process::Command::new(harvest_exe);
+    cmd.args(["daemon", "--foreground"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(stderr));
+    // SAFETY: setsid(2) is async-signal-safe; it detaches the daemon from our terminal so
+    // that closing it (an SSH drop) does not hang it up.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| ClientError::Start(format!("cannot run {}: {e}", harvest_exe.display())))?;
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        match Client::connect(paths, client_name).await {
+            Ok(c) => {
+                // The daemon lives on; reap it in the background if it ever exits while
+                // we do, so it never lingers as a zombie of this client.
+                std::thread::spawn(move || child.wait());
+                return Ok(c);
+            }
+            Err(ClientError::Connect { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // Another client may have won the race to start it.
+            if let Ok(c) = Client::connect(paths, client_name).await {
+                return Ok(c);
+            }
+            let why = std::fs::read_to_string(&startup_log).unwrap_or_default();
+            return Err(ClientError::Start(format!(
+                "it exited with {status}: {}",
+                why.trim()
+            )));
+        }
+        if started.elapsed() > START_TIMEOUT {
+            return Err(ClientError::Start(format!(
+                "it did not answer on {} within {}s; see {}",
+                paths.socket.display(),
+                START_TIMEOUT.as_secs(),
+                startup_log.display()
+            )));
+        }
+    }
+}

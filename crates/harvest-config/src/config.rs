@@ -1,0 +1,137 @@
+//! `harvest.toml`: the shipped default documents every key; a user's copy in the XDG
+//! config folder overrides what it names.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid Harvest configuration: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub agent: AgentConfig,
+    pub sandbox: SandboxConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Path of the `claude` CLI; empty means `HARVEST_CLAUDE`, then `PATH`.
+    pub claude_path: Option<PathBuf>,
+    /// Model alias or id passed to the CLI; empty means the CLI's default.
+    pub model: Option<String>,
+    /// API retries before a turn fails (`CLAUDE_CODE_MAX_RETRIES`).
+    pub max_retries: u32,
+    /// Extra environment variable names forwarded from the client to the agent, beside
+    /// the credential variables that are always forwarded.
+    pub forward_env: Vec<String>,
+    /// Seconds to wait after an interrupt before escalating to SIGTERM, then to killing
+    /// everything in the sandbox.
+    pub cancel_grace_secs: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// `local` (bubblewrap); `docker` and `daytona` come later.
+    pub default: String,
+    /// Give the agent the host's network (true) or none (false).
+    pub network: bool,
+    /// Path of `bwrap`; empty means `PATH`.
+    pub bwrap_path: Option<PathBuf>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            claude_path: None,
+            model: None,
+            max_retries: 4,
+            forward_env: Vec::new(),
+            cancel_grace_secs: 2.0,
+        }
+    }
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            default: "local".into(),
+            network: true,
+            bwrap_path: None,
+        }
+    }
+}
+
+impl Config {
+    /// The user's file if it exists, else the defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        // An empty string in the file means "not set".
+        if cfg.agent.claude_path.as_deref() == Some(Path::new("")) {
+            cfg.agent.claude_path = None;
+        }
+        if cfg.agent.model.as_deref() == Some("") {
+            cfg.agent.model = None;
+        }
+        if cfg.sandbox.bwrap_path.as_deref() == Some(Path::new("")) {
+            cfg.sandbox.bwrap_path = None;
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_default_parses_to_the_built_in_defaults() {
+        let cfg = Config::parse(crate::DEFAULT_CONFIG_TOML, Path::new("harvest.toml")).unwrap();
+        let def = Config::default();
+        assert_eq!(cfg.agent.max_retries, def.agent.max_retries);
+        assert_eq!(cfg.agent.claude_path, None);
+        assert_eq!(cfg.sandbox.default, "local");
+        assert!(cfg.sandbox.network);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_in_the_error() {
+        let err = Config::parse("[agent]\nmodle = \"x\"\n", Path::new("/c/harvest.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("modle") && err.contains("/c/harvest.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_file_means_defaults() {
+        let cfg = Config::load(Path::new("/nonexistent/harvest.toml")).unwrap();
+        assert_eq!(cfg.agent.max_retries, 4);
+    }
+}

@@ -1,0 +1,337 @@
+//! `session/create` and the read-only calls (`session/list`, `session/get`,
+//! `daemon/status`). Creation checks everything that can be checked before a sandbox is
+//! made: credentials, the agent CLI, the sandbox provider, the workspace.
+
+use crate::context::Daemon;
+use crate::session::{self, SessionSpec};
+use harvest_agent::command::FORWARDED_ENV;
+use harvest_agent::{AgentCommand, ClaudeOptions, input, locate_claude};
+use harvest_protocol::methods::{CreateParams, DaemonStatusResult, SessionInfo};
+use harvest_protocol::rpc::{RpcError, codes};
+use harvest_protocol::{EventBody, PROTOCOL_VERSION, Secret, SessionId, SessionState};
+use harvest_sandbox::SandboxSpec;
+use harvest_store::{NewEvent, NewSession};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo, RpcError> {
+    let sandbox_kind = p
+        .sandbox
+        .clone()
+        .unwrap_or_else(|| daemon.config.sandbox.default.clone());
+    if sandbox_kind != daemon.provider.kind() {
+        return Err(RpcError::new(
+            codes::SANDBOX_UNAVAILABLE,
+            format!("sandbox {sandbox_kind:?} is not available in this build; use --sandbox local"),
+        ));
+    }
+    let secrets = forwarded(daemon, p.env);
+    require_credentials(&secrets)?;
+    let claude = find_claude(daemon)?;
+    daemon
+        .provider
+        .check()
+        .await
+        .map_err(|e| RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()))?;
+
+    let id = new_id(daemon);
+    let (workspace, owns_workspace) = workspace(daemon, &id, &p.workspace, &p.repo).await?;
+    let name = p
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name(&workspace, p.prompt.as_deref()));
+    let spec = SessionSpec {
+        workspace: workspace.clone(),
+        repo: p.repo.clone(),
+        owns_workspace,
+        model: p
+            .model
+            .clone()
+            .or_else(|| daemon.config.agent.model.clone()),
+        agent_session_id: uuid::Uuid::new_v4().to_string(),
+        claude: claude.clone(),
+    };
+    let row = store_call(daemon, {
+        let new = NewSession {
+            id: id.clone(),
+            name,
+            sandbox: sandbox_kind.clone(),
+            workspace: workspace.display().to_string(),
+            spec: serde_json::to_value(&spec).unwrap_or_default(),
+        };
+        move |store| store.create_session(&new)
+    })
+    .await?;
+    let _ = row;
+
+    match start(daemon, &id, &spec, &secrets, p.prompt.as_deref()).await {
+        Ok(()) => info(daemon, &id).await,
+        Err(e) => {
+            // Nothing half-made stays behind: the row, its folder, a fresh clone.
+            let _ = store_call(daemon, {
+                let id = id.clone();
+                move |store| store.delete_session(&id)
+            })
+            .await;
+            let _ = std::fs::remove_dir_all(daemon.paths.session_state_dir(id.as_str()));
+            if owns_workspace {
+                let _ = std::fs::remove_dir_all(&workspace);
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn start(
+    daemon: &Arc<Daemon>,
+    id: &SessionId,
+    spec: &SessionSpec,
+    secrets: &BTreeMap<String, Secret>,
+    prompt: Option<&str>,
+) -> Result<(), RpcError> {
+    let sandbox_spec = SandboxSpec {
+        state_dir: daemon.paths.session_state_dir(id.as_str()),
+        workspace: spec.workspace.clone(),
+        hidden: hidden_paths(daemon, &spec.workspace),
+        agent_binary: spec.claude.clone(),
+        network: daemon.config.sandbox.network,
+    };
+    let mut sandbox = daemon
+        .provider
+        .create(&sandbox_spec)
+        .await
+        .map_err(|e| RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()))?;
+    let opts = ClaudeOptions {
+        model: spec.model.clone(),
+        session_id: Some(spec.agent_session_id.clone()),
+        max_retries: Some(daemon.config.agent.max_retries),
+        ..Default::default()
+    };
+    let cmd = AgentCommand::claude(sandbox.agent_program(), &opts);
+    let mut process = match sandbox.spawn_agent(&cmd, secrets).await {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = sandbox.destroy().await;
+            return Err(RpcError::new(codes::AGENT_UNAVAILABLE, e.to_string()));
+        }
+    };
+    let persisted = sandbox.persisted();
+    let mut events = vec![
+        NewEvent::new(EventBody::Sandbox {
+            message: format!(
+                "{} sandbox ready; workspace {}",
+                daemon.provider.kind(),
+                sandbox.workspace().display()
+            ),
+        }),
+        NewEvent::new(EventBody::Status {
+            state: SessionState::Idle,
+            reason: None,
+        }),
+    ];
+    if let Some(prompt) = prompt {
+        // Durable before the agent sees it.
+        events.push(NewEvent::new(EventBody::UserMessage {
+            text: prompt.to_owned(),
+        }));
+        events.push(NewEvent::new(EventBody::Status {
+            state: SessionState::Running,
+            reason: None,
+        }));
+    }
+    store_call(daemon, {
+        let id = id.clone();
+        move |store| {
+            store.set_sandbox_state(&id, &persisted)?;
+            store.append(&id, events, None)
+        }
+    })
+    .await?;
+    if let Some(prompt) = prompt
+        && let Err(e) = process.input.write_line(&input::user_message(prompt)).await
+    {
+        let _ = sandbox.destroy().await;
+        return Err(RpcError::new(codes::AGENT_UNAVAILABLE, e.to_string()));
+    }
+    let state = if prompt.is_some() {
+        SessionState::Running
+    } else {
+        SessionState::Idle
+    };
+    let handle = session::spawn(
+        daemon,
+        session::Setup {
+            id: id.clone(),
+            spec: spec.clone(),
+            state,
+            secrets: secrets.clone(),
+            conversation_started: false,
+        },
+        Some((sandbox, process)),
+    );
+    if prompt.is_some() {
+        handle.count_turn();
+    }
+    Ok(())
+}
+
+/// Keep only the variables meant for the agent: the credential set and the config's list.
+fn forwarded(daemon: &Daemon, env: BTreeMap<String, Secret>) -> BTreeMap<String, Secret> {
+    env.into_iter()
+        .filter(|(k, v)| {
+            !v.expose().is_empty()
+                && (FORWARDED_ENV.contains(&k.as_str())
+                    || daemon.config.agent.forward_env.iter().any(|f| f == k))
+        })
+        .collect()
+}
+
+pub fn require_credentials(secrets: &BTreeMap<String, Secret>) -> Result<(), RpcError> {
+    if FORWARDED_ENV.iter().any(|k| secrets.contains_key(*k)) {
+        return Ok(());
+    }
+    Err(RpcError::new(
+        codes::CREDENTIALS_MISSING,
+        "no API key for the agent: set ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN or \
+         CLAUDE_CODE_OAUTH_TOKEN; ANTHROPIC_BASE_URL for a gateway) in the environment of the \
+         harvest command, or try `harvest demo`, which needs none",
+    ))
+}
+
+fn find_claude(daemon: &Daemon) -> Result<PathBuf, RpcError> {
+    let env_path = std::env::var_os("HARVEST_CLAUDE").map(PathBuf::from);
+    let explicit = match (&daemon.config.agent.claude_path, &env_path) {
+        (Some(p), _) => Some((p.as_path(), "the config's agent.claude_path")),
+        (None, Some(p)) if !p.as_os_str().is_empty() => Some((p.as_path(), "HARVEST_CLAUDE")),
+        _ => None,
+    };
+    let path_var = std::env::var("PATH").ok();
+    locate_claude(explicit, path_var.as_deref())
+        .map_err(|e| RpcError::new(codes::AGENT_UNAVAILABLE, e.to_string()))
+}
+
+/// What the agent must not see even where a system mount would show it.
+pub fn hidden_paths(daemon: &Daemon, own_workspace: &Path) -> Vec<PathBuf> {
+    let mut hidden = vec![
+        daemon.paths.data_dir.clone(),
+        daemon.paths.state_dir.clone(),
+        daemon.paths.config_dir.clone(),
+        daemon.paths.socket_dir().to_owned(),
+    ];
+    if let Ok(rows) = daemon.store.sessions() {
+        hidden.extend(
+            rows.into_iter()
+                .map(|r| PathBuf::from(r.info.workspace))
+                .filter(|w| w != own_workspace && !own_workspace.starts_with(w)),
+        );
+    }
+    hidden
+}
+
+async fn workspace(
+    daemon: &Daemon,
+    id: &SessionId,
+    workspace: &Option<String>,
+    repo: &Option<String>,
+) -> Result<(PathBuf, bool), RpcError> {
+    let bad = |m: String| RpcError::new(codes::INVALID_PARAMS, m);
+    match (workspace, repo) {
+        (Some(_), Some(_)) => Err(bad("give either --workspace or --repo, not both".into())),
+        (None, None) => Err(bad(
+            "no workspace: give --workspace DIR (a folder to work in) or --repo URL (to clone)"
+                .into(),
+        )),
+        (Some(dir), None) => {
+            let path = std::fs::canonicalize(dir)
+                .map_err(|e| bad(format!("workspace {dir}: {e}; create it or fix the path")))?;
+            if !path.is_dir() {
+                return Err(bad(format!("workspace {dir} is not a folder")));
+            }
+            Ok((path, false))
+        }
+        (None, Some(url)) => {
+            let target = daemon.paths.workspaces_dir().join(id.as_str());
+            std::fs::create_dir_all(daemon.paths.workspaces_dir())
+                .map_err(|e| bad(format!("cannot create the workspaces folder: {e}")))?;
+            let out = tokio::process::Command::new("git")
+                .args(["clone", "--quiet", "--", url])
+                .arg(&target)
+                .env("GIT_TERMINAL_PROMPT", "0")
+                .output()
+                .await
+                .map_err(|e| bad(format!("cannot run git to clone {url}: {e}; install git")))?;
+            if !out.status.success() {
+                let _ = std::fs::remove_dir_all(&target);
+                return Err(bad(format!(
+                    "git clone {url} failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            Ok((target, true))
+        }
+    }
+}
+
+fn new_id(daemon: &Daemon) -> SessionId {
+    loop {
+        let id = SessionId(uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
+        if daemon.resolve(id.as_str()).is_err() {
+            return id;
+        }
+    }
+}
+
+fn default_name(workspace: &Path, prompt: Option<&str>) -> String {
+    let base = workspace
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "session".into());
+    match prompt {
+        Some(p) => {
+            let words: Vec<&str> = p.split_whitespace().take(4).collect();
+            format!("{base}: {}", words.join(" "))
+        }
+        None => base,
+    }
+}
+
+pub async fn list(daemon: &Arc<Daemon>) -> Result<Vec<SessionInfo>, RpcError> {
+    let rows = store_call(daemon, |store| store.sessions()).await?;
+    Ok(rows.into_iter().map(|r| r.info).collect())
+}
+
+pub async fn info(daemon: &Arc<Daemon>, id: &SessionId) -> Result<SessionInfo, RpcError> {
+    let id2 = id.clone();
+    store_call(daemon, move |store| store.session(&id2))
+        .await?
+        .map(|r| r.info)
+        .ok_or_else(|| RpcError::new(codes::SESSION_NOT_FOUND, format!("no session {id}")))
+}
+
+pub async fn status(daemon: &Arc<Daemon>) -> Result<DaemonStatusResult, RpcError> {
+    let sessions = list(daemon).await?;
+    Ok(DaemonStatusResult {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        protocol: PROTOCOL_VERSION,
+        socket: daemon.paths.socket.display().to_string(),
+        data_dir: daemon.paths.data_dir.display().to_string(),
+        state_dir: daemon.paths.state_dir.display().to_string(),
+        uptime_secs: daemon.started.elapsed().as_secs(),
+        sessions: sessions.len() as u64,
+        running: daemon.handles().iter().filter(|h| h.is_running()).count() as u64,
+        clients: daemon.clients(),
+    })
+}
+
+async fn store_call<T: Send + 'static>(
+    daemon: &Daemon,
+    f: impl FnOnce(&harvest_store::Store) -> harvest_store::Result<T> + Send + 'static,
+) -> Result<T, RpcError> {
+    let store = daemon.store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| RpcError::new(codes::INTERNAL, e.to_string()))?
+        .map_err(|e| RpcError::new(codes::STORE_FAILED, e.to_string()))
+}

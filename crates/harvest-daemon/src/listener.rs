@@ -1,0 +1,201 @@
+//! The daemon's front door: a private socket folder, one daemon per socket (a lock file),
+//! stale-socket recovery, and an accept loop that checks each peer's uid.
+
+use crate::context::Daemon;
+use crate::{connection, session};
+use harvest_config::{Config, Paths};
+use harvest_sandbox::LocalProvider;
+use harvest_store::Store;
+use interprocess::local_socket::tokio::prelude::*;
+use interprocess::local_socket::{GenericFilePath, ListenerOptions};
+use interprocess::os::unix::local_socket::ListenerOptionsExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error(
+        "cannot create the private socket folder {path}: {source}; check that you own its \
+         parent, or set HARVEST_SOCKET to a path in a folder you own"
+    )]
+    SocketDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the socket folder {path} belongs to uid {owner} or is open to others (mode {mode:o}); \
+         remove it or set HARVEST_SOCKET elsewhere"
+    )]
+    UnsafeSocketDir {
+        path: PathBuf,
+        owner: u32,
+        mode: u32,
+    },
+    #[error("a harvest daemon is already running for {socket} (`harvest daemon status` shows it)")]
+    AlreadyRunning { socket: PathBuf },
+    #[error("cannot listen on {socket}: {source}")]
+    Bind {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] harvest_store::StoreError),
+}
+
+/// Run the daemon until `daemon/stop` or a termination signal.
+pub async fn serve(paths: Paths, config: Config) -> Result<(), ListenError> {
+    // Everything the daemon creates (store, logs, session folders) is private to the user.
+    // SAFETY: umask(2) only changes this process's file-creation mask.
+    unsafe { libc::umask(0o077) };
+    private_dir(paths.socket_dir())?;
+    let _lock = lock(&paths)?;
+    for dir in [&paths.data_dir, &paths.state_dir, &paths.sessions_dir()] {
+        make_dir(dir)?;
+    }
+    let store = Store::open(&paths.store())?;
+    let provider = Arc::new(LocalProvider::new(config.sandbox.bwrap_path.clone()));
+    let daemon = Arc::new(Daemon::new(paths.clone(), config, store, provider));
+    session::restore_all(&daemon).await?;
+
+    // We hold the lock, so a socket file left here is stale (its daemon died).
+    let _ = std::fs::remove_file(&paths.socket);
+    let name = paths
+        .socket
+        .as_path()
+        .to_fs_name::<GenericFilePath>()
+        .map_err(|source| ListenError::Bind {
+            socket: paths.socket.clone(),
+            source,
+        })?;
+    let listener = ListenerOptions::new()
+        .name(name)
+        .mode(0o600)
+        .create_tokio()
+        .map_err(|source| ListenError::Bind {
+            socket: paths.socket.clone(),
+            source,
+        })?;
+    tracing::info!(socket = %paths.socket.display(), pid = std::process::id(), "daemon listening");
+
+    spawn_signal_handler(daemon.clone());
+    // SAFETY: getuid(2) cannot fail.
+    let my_uid = unsafe { libc::getuid() };
+    loop {
+        let conn = tokio::select! {
+            _ = daemon.shutdown.cancelled() => break,
+            conn = listener.accept() => conn,
+        };
+        match conn {
+            Ok(stream) => {
+                let peer = stream.peer_creds().ok().and_then(|c| c.euid());
+                if peer != Some(my_uid) {
+                    tracing::warn!(?peer, "refused a connection from another user");
+                    continue;
+                }
+                tokio::spawn(connection::run(daemon.clone(), stream));
+            }
+            // Out of descriptors and the like: log and keep serving.
+            Err(e) => {
+                tracing::error!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+    tracing::info!("daemon stopping");
+    session::shutdown_all(&daemon).await;
+    drop(listener);
+    let _ = std::fs::remove_file(&paths.socket);
+    Ok(())
+}
+
+fn spawn_signal_handler(daemon: Arc<Daemon>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::info!("termination signal");
+        daemon.shutdown.cancel();
+    });
+}
+
+/// Create the socket folder 0700 (with the mode, never chmod after) and refuse one that
+/// another user owns or others can enter.
+fn private_dir(dir: &Path) -> Result<(), ListenError> {
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        Ok(()) => {}
+        Err(source) => {
+            return Err(ListenError::SocketDir {
+                path: dir.to_owned(),
+                source,
+            });
+        }
+    }
+    let meta = std::fs::metadata(dir).map_err(|source| ListenError::SocketDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    // SAFETY: getuid(2) cannot fail.
+    let uid = unsafe { libc::getuid() };
+    if meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        return Err(ListenError::UnsafeSocketDir {
+            path: dir.to_owned(),
+            owner: meta.uid(),
+            mode: meta.mode() & 0o7777,
+        });
+    }
+    Ok(())
+}
+
+fn make_dir(dir: &Path) -> Result<(), ListenError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| ListenError::Io {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// Hold an exclusive flock for the daemon's life; a second daemon fails at once. The
+/// kernel drops the lock when the process dies, so a crash never leaves it stale.
+fn lock(paths: &Paths) -> Result<std::fs::File, ListenError> {
+    let path = paths.lock_file();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|source| ListenError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    // SAFETY: flock(2) on a descriptor we own.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(ListenError::AlreadyRunning {
+            socket: paths.socket.clone(),
+        });
+    }
+    Ok(file)
+}

@@ -1,0 +1,631 @@
+//! The session actor: one task owns a session's sandbox and agent. It takes commands,
+//! ingests the agent log (store first, then broadcast), and runs the cancel ladder:
+//! interrupt request → SIGTERM → kill everything in the sandbox.
+
+use super::lines::LineBuffer;
+use super::{Command, SessionSpec, Setup};
+use crate::context::Daemon;
+use crate::redact;
+use harvest_agent::{AgentCommand, ClaudeOptions, StreamParser, input};
+use harvest_protocol::rpc::{RpcError, codes};
+use harvest_protocol::{EventBody, Secret, SessionId, SessionState};
+use harvest_sandbox::{
+    AgentControl, AgentExit, AgentInput, AgentLog, AgentProcess, Sandbox, SandboxSpec,
+};
+use harvest_store::{NewEvent, StoredEvent};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+
+/// How long the log reader waits before checking on a quiet agent.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+struct Agent {
+    input: Box<dyn AgentInput>,
+    control: Box<dyn AgentControl>,
+    exited: tokio::sync::oneshot::Receiver<AgentExit>,
+    log: Box<dyn AgentLog>,
+    parser: StreamParser,
+    lines: LineBuffer,
+}
+
+/// Where a cancel (or stop) stands on the escalation ladder.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ladder {
+    Interrupted,
+    Terminated,
+    Killed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ending {
+    Stop,
+    Shutdown,
+}
+
+enum Wake {
+    Command(Option<Command>),
+    Log(Result<Vec<u8>, harvest_sandbox::SandboxError>),
+    Exited(AgentExit),
+    Escalate,
+    Shutdown,
+}
+
+pub struct Actor {
+    daemon: Arc<Daemon>,
+    id: SessionId,
+    spec: SessionSpec,
+    state: SessionState,
+    shared_state: Arc<Mutex<SessionState>>,
+    events: broadcast::Sender<Arc<StoredEvent>>,
+    sandbox: Option<Box<dyn Sandbox>>,
+    agent: Option<Agent>,
+    secrets: BTreeMap<String, Secret>,
+    redact_values: Vec<String>,
+    pending_turns: u32,
+    ladder: Option<(Ladder, Instant)>,
+    ending: Option<Ending>,
+    /// The CLI has started this conversation (its transcript exists), so the next start
+    /// resumes it rather than creating it.
+    conversation_started: bool,
+}
+
+impl Actor {
+    pub fn new(
+        daemon: Arc<Daemon>,
+        setup: Setup,
+        events: broadcast::Sender<Arc<StoredEvent>>,
+        shared_state: Arc<Mutex<SessionState>>,
+    ) -> Self {
+        let Setup {
+            id,
+            spec,
+            state,
+            secrets,
+            conversation_started,
+        } = setup;
+        let redact_values = redact::values(secrets.values());
+        Actor {
+            daemon,
+            id,
+            spec,
+            state,
+            shared_state,
+            events,
+            sandbox: None,
+            agent: None,
+            secrets,
+            redact_values,
+            pending_turns: 0,
+            ladder: None,
+            ending: None,
+            conversation_started,
+        }
+    }
+
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        live: Option<(Box<dyn Sandbox>, AgentProcess)>,
+    ) {
+        let span = tracing::info_span!("session", session = %self.id);
+        let _enter = span.enter();
+        drop(_enter);
+        match live {
+            Some((sandbox, process)) => {
+                let offset = process.log_start;
+                if let Err(e) = self.attach(sandbox, process, offset) {
+                    self.fail(format!("cannot read the agent log: {e}")).await;
+                }
+            }
+            None if !self.state.is_terminal() => {
+                self.emit(vec![EventBody::Status {
+                    state: SessionState::Interrupted,
+                    reason: Some(
+                        "the daemon stopped while this session was live; send a message to resume the conversation"
+                            .into(),
+                    ),
+                }])
+                .await;
+            }
+            None => {}
+        }
+        loop {
+            let wake = self.next_wake(&mut commands).await;
+            match wake {
+                Wake::Command(None) => break,
+                Wake::Command(Some(cmd)) => {
+                    if self.command(cmd).await {
+                        return;
+                    }
+                }
+                Wake::Log(Ok(chunk)) => self.ingest(&chunk).await,
+                Wake::Log(Err(e)) => {
+                    tracing::error!(error = %e, "agent log unreadable");
+                    tokio::time::sleep(IDLE_POLL).await;
+                }
+                Wake::Exited(exit) => self.on_exit(exit).await,
+                Wake::Escalate => self.escalate().await,
+                Wake::Shutdown => {
+                    self.shutdown().await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn next_wake(&mut self, commands: &mut mpsc::Receiver<Command>) -> Wake {
+        let deadline = self.ladder.map(|(_, at)| at);
+        let shutting_down = self.ending == Some(Ending::Shutdown);
+        let agent = self.agent.as_mut();
+        tokio::select! {
+            cmd = commands.recv() => Wake::Command(cmd),
+            wake = agent_wake(agent) => wake,
+            _ = sleep_until(deadline) => Wake::Escalate,
+            _ = self.daemon.shutdown.cancelled(), if !shutting_down => Wake::Shutdown,
+        }
+    }
+
+    /// Returns true when the actor is done (the session was removed).
+    async fn command(&mut self, cmd: Command) -> bool {
+        match cmd {
+            Command::CountTurn => self.pending_turns += 1,
+            Command::Send { text, env, reply } => {
+                let r = self.send(text, env).await;
+                let _ = reply.send(r);
+            }
+            Command::Cancel { reply } => {
+                let r = self.cancel().await;
+                let _ = reply.send(r);
+            }
+            Command::Stop { reply } => {
+                let r = self.stop().await;
+                let _ = reply.send(r);
+            }
+            Command::Remove { reply } => {
+                self.remove().await;
+                let _ = reply.send(Ok(()));
+                return true;
+            }
+        }
+        false
+    }
+
+    pub fn attach(
+        &mut self,
+        sandbox: Box<dyn Sandbox>,
+        process: AgentProcess,
+        offset: u64,
+    ) -> Result<(), harvest_sandbox::SandboxError> {
+        let log = process.control.open_log(offset)?;
+        self.sandbox = Some(sandbox);
+        self.agent = Some(Agent {
+            input: process.input,
+            control: process.control,
+            exited: process.exited,
+            log,
+            parser: StreamParser::new(),
+            lines: LineBuffer::default(),
+        });
+        Ok(())
+    }
+
+    async fn send(&mut self, text: String, env: BTreeMap<String, Secret>) -> Result<(), RpcError> {
+        if self.ending.is_some() {
+            return Err(RpcError::new(
+                codes::SESSION_STATE,
+                "the session is stopping",
+            ));
+        }
+        if self.agent.is_none() {
+            if !env.is_empty() {
+                self.redact_values = redact::values(env.values());
+                self.secrets = env;
+            }
+            self.resume().await?;
+        }
+        let mut events = vec![EventBody::UserMessage { text: text.clone() }];
+        if self.state != SessionState::Running {
+            events.push(status(SessionState::Running, None));
+        }
+        self.emit(events).await;
+        self.pending_turns += 1;
+        let Some(agent) = self.agent.as_mut() else {
+            return Err(RpcError::new(
+                codes::SESSION_STATE,
+                "the agent is not running",
+            ));
+        };
+        agent
+            .input
+            .write_line(&input::user_message(&text))
+            .await
+            .map_err(|e| RpcError::new(codes::SESSION_STATE, e.to_string()))
+    }
+
+    /// Start the agent again in the same sandbox and workspace, resuming its conversation.
+    async fn resume(&mut self) -> Result<(), RpcError> {
+        crate::create::require_credentials(&self.secrets)?;
+        if self.sandbox.is_none() {
+            let spec = SandboxSpec {
+                state_dir: self.daemon.paths.session_state_dir(self.id.as_str()),
+                workspace: self.spec.workspace.clone(),
+                hidden: crate::create::hidden_paths(&self.daemon, &self.spec.workspace),
+                agent_binary: self.spec.claude.clone(),
+                network: self.daemon.config.sandbox.network,
+            };
+            let sandbox = self
+                .daemon
+                .provider
+                .create(&spec)
+                .await
+                .map_err(|e| RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()))?;
+            self.sandbox = Some(sandbox);
+        }
+        let transcript_exists = self.conversation_started;
+        let opts = ClaudeOptions {
+            model: self.spec.model.clone(),
+            resume: transcript_exists.then(|| self.spec.agent_session_id.clone()),
+            session_id: (!transcript_exists).then(|| self.spec.agent_session_id.clone()),
+            max_retries: Some(self.daemon.config.agent.max_retries),
+            append_system_prompt: None,
+        };
+        let Some(sandbox) = self.sandbox.as_mut() else {
+            return Err(RpcError::new(codes::SANDBOX_UNAVAILABLE, "no sandbox"));
+        };
+        let cmd = AgentCommand::claude(sandbox.agent_program(), &opts);
+        let process = sandbox
+            .spawn_agent(&cmd, &self.secrets)
+            .await
+            .map_err(|e| RpcError::new(codes::AGENT_UNAVAILABLE, e.to_string()))?;
+        let persisted = sandbox.persisted();
+        let offset = process.log_start;
+        let Some(sandbox) = self.sandbox.take() else {
+            return Err(RpcError::new(codes::SANDBOX_UNAVAILABLE, "no sandbox"));
+        };
+        self.attach(sandbox, process, offset)
+            .map_err(|e| RpcError::new(codes::AGENT_UNAVAILABLE, e.to_string()))?;
+        self.store_sandbox_state(persisted).await;
+        self.emit(vec![EventBody::Sandbox {
+            message: if transcript_exists {
+                "agent restarted; resuming the conversation".into()
+            } else {
+                "agent started".into()
+            },
+        }])
+        .await;
+        Ok(())
+    }
+
+    async fn cancel(&mut self) -> Result<(), RpcError> {
+        let Some(agent) = self.agent.as_mut() else {
+            return Err(RpcError::new(
+                codes::SESSION_STATE,
+                format!("nothing to cancel: the session is {}", self.state.as_str()),
+            ));
+        };
+        if !matches!(self.state, SessionState::Running | SessionState::Cancelling) {
+            return Err(RpcError::new(
+                codes::SESSION_STATE,
+                format!("nothing to cancel: the session is {}", self.state.as_str()),
+            ));
+        }
+        if self.ladder.is_some() {
+            return Ok(()); // already on its way down
+        }
+        let request_id = format!("harvest-cancel-{}", uuid::Uuid::new_v4().simple());
+        if let Err(e) = agent.input.write_line(&input::interrupt(&request_id)).await {
+            tracing::warn!(error = %e, "interrupt could not be written; escalating");
+        }
+        self.ladder = Some((Ladder::Interrupted, Instant::now() + self.grace()));
+        self.emit(vec![status(SessionState::Cancelling, None)])
+            .await;
+        Ok(())
+    }
+
+    async fn stop(&mut self) -> Result<(), RpcError> {
+        let Some(agent) = self.agent.as_ref() else {
+            return Ok(());
+        };
+        self.ending = Some(Ending::Stop);
+        let _ = agent.control.terminate().await;
+        self.ladder = Some((Ladder::Terminated, Instant::now() + self.grace()));
+        Ok(())
+    }
+
+    async fn escalate(&mut self) {
+        let Some((step, _)) = self.ladder else { return };
+        let Some(agent) = self.agent.as_ref() else {
+            self.ladder = None;
+            return;
+        };
+        match step {
+            Ladder::Interrupted => {
+                tracing::warn!("the agent ignored the interrupt; sending SIGTERM");
+                let _ = agent.control.terminate().await;
+                self.ladder = Some((Ladder::Terminated, Instant::now() + self.grace()));
+            }
+            Ladder::Terminated => {
+                tracing::warn!("the agent ignored SIGTERM; killing everything in its sandbox");
+                let _ = agent.control.kill_all().await;
+                self.ladder = Some((Ladder::Killed, Instant::now() + Duration::from_secs(3600)));
+            }
+            Ladder::Killed => {}
+        }
+    }
+
+    async fn ingest(&mut self, chunk: &[u8]) {
+        let Some(agent) = self.agent.as_mut() else {
+            return;
+        };
+        let lines = agent.lines.push(chunk);
+        let offset = agent.log.offset() - agent.lines.pending_len();
+        let mut out = Vec::new();
+        let mut turn_ended = false;
+        for line in lines {
+            tracing::trace!(line = %line, "agent line");
+            let line = redact::redact(&line, &self.redact_values).unwrap_or(line);
+            let parsed = agent.parser.parse_line(&line);
+            for body in parsed.events {
+                if matches!(body, EventBody::AgentInit { .. }) {
+                    self.conversation_started = true;
+                }
+                if matches!(body, EventBody::TurnResult { .. }) {
+                    turn_ended = true;
+                    self.pending_turns = self.pending_turns.saturating_sub(1);
+                }
+                out.push(NewEvent {
+                    body,
+                    raw: Some(parsed.raw.clone()),
+                });
+            }
+            if turn_ended && self.pending_turns == 0 && self.ending.is_none() {
+                self.ladder = None;
+                out.push(NewEvent::new(status(SessionState::Idle, None)));
+                turn_ended = false;
+            }
+        }
+        self.commit(out, Some(offset)).await;
+    }
+
+    async fn on_exit(&mut self, exit: AgentExit) {
+        // The log may still hold lines written just before the exit.
+        while let Some(agent) = self.agent.as_mut() {
+            match agent.log.next_chunk(Duration::from_millis(1)).await {
+                Ok(chunk) if !chunk.is_empty() => self.ingest(&chunk).await,
+                _ => break,
+            }
+        }
+        let diagnostics = self
+            .agent
+            .take()
+            .map(|a| a.control.diagnostics())
+            .unwrap_or_default();
+        let was_cancelling = self.ladder.take().is_some() && self.state == SessionState::Cancelling;
+        tracing::info!(%exit, "agent exited");
+        let mut events = Vec::new();
+        match self.ending {
+            Some(Ending::Stop) => {
+                events.push(status(
+                    SessionState::Exited,
+                    Some("stopped; send a message to resume the conversation".into()),
+                ));
+                self.ending = None;
+            }
+            Some(Ending::Shutdown) => {}
+            None if was_cancelling => {
+                events.push(EventBody::TurnResult {
+                    is_error: true,
+                    subtype: "cancelled".into(),
+                    terminal_reason: Some("killed".into()),
+                    interrupted: true,
+                    result: Some("the agent did not stop on interrupt and was ended".into()),
+                    cost_usd: 0.0,
+                    input_tokens: 0,
+                    output_tokens: 0,
+                    duration_ms: 0,
+                    num_turns: 0,
+                });
+                events.push(status(
+                    SessionState::Idle,
+                    Some("the next message resumes the conversation".into()),
+                ));
+            }
+            None if exit.code == Some(0) => {
+                events.push(status(SessionState::Exited, Some(format!("agent {exit}"))));
+            }
+            None => {
+                events.push(EventBody::Error {
+                    message: format!("the agent ended unexpectedly ({exit}); {diagnostics}"),
+                });
+                events.push(status(
+                    SessionState::Failed,
+                    Some(format!(
+                        "agent {exit}; send a message to resume the conversation"
+                    )),
+                ));
+            }
+        }
+        self.pending_turns = 0;
+        self.emit(events).await;
+    }
+
+    async fn remove(&mut self) {
+        if let Some(agent) = self.agent.take() {
+            let _ = agent.control.kill_all().await;
+            let _ = tokio::time::timeout(Duration::from_secs(3), agent.exited).await;
+        }
+        if let Some(mut sandbox) = self.sandbox.take()
+            && let Err(e) = sandbox.destroy().await
+        {
+            tracing::warn!(error = %e, "sandbox teardown incomplete");
+        }
+        // Live subscribers learn the end before the history goes.
+        self.emit(vec![status(SessionState::Exited, Some("removed".into()))])
+            .await;
+        let (store, id) = (self.daemon.store.clone(), self.id.clone());
+        let _ = tokio::task::spawn_blocking(move || store.delete_session(&id)).await;
+        let state_dir = self.daemon.paths.session_state_dir(self.id.as_str());
+        if let Err(e) = std::fs::remove_dir_all(&state_dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %state_dir.display(), error = %e, "state folder not removed");
+        }
+        if self.spec.owns_workspace {
+            let _ = std::fs::remove_dir_all(&self.spec.workspace);
+        }
+        self.daemon.unregister(&self.id);
+        tracing::info!("session removed");
+    }
+
+    async fn shutdown(&mut self) {
+        self.ending = Some(Ending::Shutdown);
+        if let Some(agent) = self.agent.as_ref() {
+            let _ = agent.control.terminate().await;
+            let wait = tokio::time::timeout(self.grace(), async {
+                if let Some(a) = self.agent.as_mut() {
+                    let _ = (&mut a.exited).await;
+                }
+            })
+            .await;
+            if wait.is_err()
+                && let Some(a) = self.agent.as_ref()
+            {
+                let _ = a.control.kill_all().await;
+            }
+            self.agent = None;
+            self.emit(vec![status(
+                SessionState::Exited,
+                Some("the daemon stopped; send a message to resume the conversation".into()),
+            )])
+            .await;
+        }
+    }
+
+    async fn fail(&mut self, message: String) {
+        self.emit(vec![
+            EventBody::Error {
+                message: message.clone(),
+            },
+            status(SessionState::Failed, Some(message)),
+        ])
+        .await;
+    }
+
+    /// Store and broadcast events that the daemon itself originates.
+    pub async fn emit(&mut self, events: Vec<EventBody>) {
+        let offset = None;
+        self.commit(events.into_iter().map(NewEvent::new).collect(), offset)
+            .await;
+    }
+
+    /// Commit events (and the log offset they were read up to), then broadcast them. A
+    /// failing store (a full disk) is retried rather than losing the events: the agent
+    /// keeps writing to its own log meanwhile.
+    async fn commit(&mut self, events: Vec<NewEvent>, offset: Option<u64>) {
+        if events.is_empty() && offset.is_none() {
+            return;
+        }
+        for ev in &events {
+            if let EventBody::Status { state, .. } = &ev.body {
+                self.state = *state;
+            }
+        }
+        *self
+            .shared_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = self.state;
+        let store = self.daemon.store.clone();
+        let id = self.id.clone();
+        let stored = {
+            let mut events = Some(events);
+            loop {
+                let batch = events.take().unwrap_or_default();
+                let (store, id) = (store.clone(), id.clone());
+                let result = tokio::task::spawn_blocking(move || {
+                    let r = store.append(&id, clone_events(&batch), offset);
+                    (r, batch)
+                })
+                .await;
+                match result {
+                    Ok((Ok(stored), _)) => break stored,
+                    Ok((Err(e), batch)) => {
+                        tracing::error!(error = %e, "cannot store events; retrying");
+                        events = Some(batch);
+                        if self.daemon.shutdown.is_cancelled() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(_) => return,
+                }
+            }
+        };
+        for ev in stored {
+            // No receivers is fine: nobody is attached.
+            let _ = self.events.send(Arc::new(ev));
+        }
+    }
+
+    fn grace(&self) -> Duration {
+        Duration::from_secs_f64(self.daemon.config.agent.cancel_grace_secs.max(0.1))
+    }
+
+    async fn store_sandbox_state(&self, persisted: serde_json::Value) {
+        let (store, id) = (self.daemon.store.clone(), self.id.clone());
+        let _ = tokio::task::spawn_blocking(move || store.set_sandbox_state(&id, &persisted)).await;
+    }
+}
+
+fn clone_events(events: &[NewEvent]) -> Vec<NewEvent> {
+    events
+        .iter()
+        .map(|e| NewEvent {
+            body: e.body.clone(),
+            raw: e.raw.clone(),
+        })
+        .collect()
+}
+
+fn status(state: SessionState, reason: Option<String>) -> EventBody {
+    EventBody::Status { state, reason }
+}
+
+async fn agent_wake(agent: Option<&mut Agent>) -> Wake {
+    let Some(agent) = agent else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        chunk = agent.log.next_chunk(IDLE_POLL) => Wake::Log(chunk),
+        exit = &mut agent.exited => Wake::Exited(exit.unwrap_or(AgentExit { code: None, signal: None })),
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A jail left running by a daemon that died: end it, so no agent runs unsupervised. Its
+/// conversation is resumed from the transcript on the next message.
+pub fn end_orphan(sandbox_state: &serde_json::Value) {
+    let Some(init) = sandbox_state["init_pid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+    else {
+        return;
+    };
+    // Only a bwrap we started: after a reboot the pid may belong to anything.
+    let cmdline = std::fs::read(format!("/proc/{init}/cmdline")).unwrap_or_default();
+    let program = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    if init > 1 && program.ends_with(b"bwrap") {
+        // SAFETY: kill(2) with a positive pid has no memory effects.
+        unsafe {
+            libc::kill(init, libc::SIGKILL);
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! `session/subscribe`: stored events from `from_seq`, then live ones, with no gap and no
+//! duplicate.
+//!
+//! The live receiver is taken *before* the store is read, so an event committed during the
+//! replay is either in the replay or in the live queue (or both: live events at or below
+//! the last sent seq are skipped). The live queue is a bounded broadcast: a subscriber that
+//! falls behind is told (`subscription/lagged`) and re-reads the missed events from the
+//! store, so a slow client costs only itself.
+
+use crate::connection::Outbox;
+use crate::context::Daemon;
+use harvest_protocol::methods::{self as m, NOTIFY_EVENT, NOTIFY_LAGGED, SubscribeParams};
+use harvest_protocol::rpc::{RpcError, codes};
+use harvest_protocol::{Seq, SessionId};
+use harvest_store::{Store, StoredEvent};
+use std::sync::Arc;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::task::AbortHandle;
+
+/// Events read from the store per page of a replay.
+const PAGE: usize = 2000;
+
+pub async fn start(
+    daemon: &Arc<Daemon>,
+    p: SubscribeParams,
+    out: Outbox,
+) -> Result<(m::SubscribeResult, AbortHandle), RpcError> {
+    let (id, handle) = daemon.resolve(&p.session)?;
+    let live = handle.subscribe();
+    let store = daemon.store.clone();
+    let last_seq = {
+        let (store, id) = (store.clone(), id.clone());
+        tokio::task::spawn_blocking(move || store.session(&id))
+            .await
+            .map_err(|e| RpcError::new(codes::INTERNAL, e.to_string()))?
+            .map_err(|e| RpcError::new(codes::STORE_FAILED, e.to_string()))?
+            .map(|row| row.info.last_seq)
+            .unwrap_or_default()
+    };
+    let subscription = daemon.next_subscription();
+    let from = Seq(p.from_seq.0.max(1));
+    let task = tokio::spawn(forward(subscription, id.clone(), from, store, live, out));
+    Ok((
+        m::SubscribeResult {
+            subscription,
+            session: id,
+            last_seq,
+        },
+        task.abort_handle(),
+    ))
+}
+
+async fn forward(
+    sub: u64,
+    session: SessionId,
+    mut next: Seq,
+    store: Arc<Store>,
+    mut live: broadcast::Receiver<Arc<StoredEvent>>,
+    out: Outbox,
+) {
+    loop {
+        // Catch up from the store.
+        loop {
+            let page = {
+                let (store, session) = (store.clone(), session.clone());
+                tokio::task::spawn_blocking(move || store.read_from(&session, next, PAGE)).await
+            };
+            let page = match page {
+                Ok(Ok(page)) => page,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, %session, "replay failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let Some(last) = page.last() else { break };
+            next = last.seq.next();
+            for ev in &page {
+                if out.send(event_line(sub, ev)).await.is_err() {
+                    return;
+                }
+            }
+            if page.len() < PAGE {
+                break;
+            }
+        }
+        // Live, until a gap sends us back to the store.
+        loop {
+            match live.recv().await {
+                Ok(ev) if ev.seq < next => continue,
+                Ok(ev) if ev.seq == next => {
+                    next = next.next();
+                    if out.send(event_line(sub, &ev)).await.is_err() {
+                        return;
+                    }
+                }
+                // A gap: events were committed that we have not seen; read them.
+                Ok(_) => break,
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::info!(%session, sub, missed, "subscriber lagged; re-syncing from the store");
+                    let notice = serde_json::json!({
+                        "jsonrpc": "2.0",
+                        "method": NOTIFY_LAGGED,
+                        "params": m::LaggedNotification { subscription: sub, next_seq: next },
+                    });
+                    if out.send(notice.to_string()).await.is_err() {
+                        return;
+                    }
+                    break;
+                }
+                Err(RecvError::Closed) => {
+                    // The session's actor ended (removed, daemon stopping): send what the
+                    // store still has, then end the subscription.
+                    if let Ok(Ok(rest)) = {
+                        let (store, session) = (store.clone(), session.clone());
+                        tokio::task::spawn_blocking(move || {
+                            store.read_from(&session, next, usize::MAX)
+                        })
+                        .await
+                    } {
+                        for ev in &rest {
+                            let _ = out.send(event_line(sub, ev)).await;
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The notification line, built around the stored JSON so replay never re-serialises.
+fn event_line(sub: u64, ev: &StoredEvent) -> String {
+    format!(
+        "{{\"jsonrpc\":\"2.0\",\"method\":\"{NOTIFY_EVENT}\",\"params\":{{\"subscription\":{sub},\"event\":{}}}}}",
+        ev.json
+    )
+}

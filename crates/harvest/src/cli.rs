@@ -1,0 +1,110 @@
+//! The command line.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "harvest",
+    version,
+    about = "Run Claude Code agents in sandboxes, in the background; attach from any terminal."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a prompt in a new session and stream it here until the turn ends (exit 0/1).
+    Run {
+        #[command(flatten)]
+        new: NewArgs,
+        /// One JSON event per line instead of the human-readable stream.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a session in the background and print its id.
+    New {
+        #[command(flatten)]
+        new: NewArgs,
+    },
+    /// List sessions: id, name, state, sandbox, cost, age.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay a session's stored events; --follow keeps streaming new ones.
+    Logs {
+        session: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(short, long)]
+        follow: bool,
+        /// Start from this event number.
+        #[arg(long, default_value_t = 1)]
+        from_seq: u64,
+    },
+    /// Send a follow-up message into a session's conversation.
+    Send { session: String, text: String },
+    /// Interrupt the turn in progress.
+    Cancel { session: String },
+    /// Stop a session's agent; the session and its history stay, and `send` resumes it.
+    Stop { session: String },
+    /// Stop the agent, remove the sandbox and the session's stored history.
+    Rm { session: String },
+    /// Run the daemon, or control it.
+    Daemon {
+        #[command(subcommand)]
+        action: Option<DaemonAction>,
+        /// Stay in the foreground (logs still go to the log file).
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// The whole product offline, through a scripted model (no API key, no real model).
+    Demo {
+        /// Keep streaming as JSON events.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the scripted model (Messages API) from a script file, for tests and demos.
+    #[command(hide = true)]
+    ScriptedModel {
+        #[arg(long)]
+        script: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DaemonAction {
+    /// Stop the running daemon.
+    Stop,
+    /// Show whether the daemon runs, its pid, socket and sessions.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct NewArgs {
+    /// The folder the agent works in, used as it is.
+    #[arg(long, short = 'w', conflicts_with = "repo")]
+    pub workspace: Option<PathBuf>,
+    /// A git repository (https URL or local path) to clone into a fresh workspace.
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Sandbox provider.
+    #[arg(long, default_value = "local")]
+    pub sandbox: String,
+    /// Session name (default: the folder and the prompt's first words).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Model alias or id for the agent.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// The first message.
+    pub prompt: String,
+}

@@ -1,0 +1,60 @@
+//! Command handlers: each turns a CLI command into calls on the client facade.
+
+mod daemon;
+mod demo;
+mod run;
+mod sessions;
+
+use crate::cli::{Cli, Command};
+use anyhow::{Context, Result};
+use harvest_agent::command::FORWARDED_ENV;
+use harvest_client::Client;
+use harvest_config::{Config, Paths};
+use harvest_protocol::Secret;
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let paths = Paths::from_env()?;
+    match cli.command {
+        Command::Daemon { action, foreground } => daemon::run(&paths, action, foreground).await,
+        Command::ScriptedModel { script, port } => demo::serve_script(&script, port).await,
+        Command::Run { new, json } => run::run(&paths, new, json).await,
+        Command::New { new } => run::new(&paths, new).await,
+        Command::Demo { json } => demo::demo(&paths, json).await,
+        Command::Ls { json } => sessions::ls(&paths, json).await,
+        Command::Logs {
+            session,
+            json,
+            follow,
+            from_seq,
+        } => sessions::logs(&paths, &session, json, follow, from_seq).await,
+        Command::Send { session, text } => sessions::send(&paths, &session, text).await,
+        Command::Cancel { session } => sessions::cancel(&paths, &session).await,
+        Command::Stop { session } => sessions::stop(&paths, &session).await,
+        Command::Rm { session } => sessions::rm(&paths, &session).await,
+    }
+}
+
+/// Connect to the daemon, starting it when it is not running.
+pub async fn connect(paths: &Paths) -> Result<Client> {
+    let exe = std::env::current_exe().context("cannot find the harvest executable")?;
+    Ok(harvest_client::connect_or_start(paths, &exe, "harvest-cli").await?)
+}
+
+pub fn load_config(paths: &Paths) -> Result<Config> {
+    Ok(Config::load(&paths.config_file())?)
+}
+
+/// The variables this client forwards to a new agent: credentials and the config's list.
+pub fn forwarded_env(config: &Config) -> BTreeMap<String, Secret> {
+    FORWARDED_ENV
+        .iter()
+        .map(|s| s.to_string())
+        .chain(config.agent.forward_env.iter().cloned())
+        .filter_map(|k| {
+            let v = std::env::var(&k).ok().filter(|v| !v.is_empty())?;
+            Some((k, Secret::new(v)))
+        })
+        .collect()
+}

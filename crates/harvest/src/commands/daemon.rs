@@ -1,0 +1,99 @@
+//! `harvest daemon [--foreground] | stop | status`.
+
+use crate::cli::DaemonAction;
+use anyhow::{Context, Result};
+use harvest_client::{Client, ClientError};
+use harvest_config::Paths;
+use harvest_protocol::methods as m;
+use std::process::ExitCode;
+
+pub async fn run(
+    paths: &Paths,
+    action: Option<DaemonAction>,
+    foreground: bool,
+) -> Result<ExitCode> {
+    match action {
+        None if foreground => serve(paths).await,
+        None => {
+            let client = super::connect(paths).await?;
+            println!("harvest daemon running (pid {})", client.daemon.pid);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(DaemonAction::Stop) => match Client::connect(paths, "harvest-cli").await {
+            Ok(client) => {
+                let pid = client.daemon.pid;
+                client.call::<m::DaemonStop>(m::Empty {}).await?;
+                wait_gone(paths).await;
+                println!("harvest daemon stopped (pid {pid})");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(ClientError::Connect { .. }) => {
+                println!("harvest daemon is not running");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Err(e.into()),
+        },
+        Some(DaemonAction::Status { json }) => match Client::connect(paths, "harvest-cli").await {
+            Ok(client) => {
+                let s = client.call::<m::DaemonStatus>(m::Empty {}).await?;
+                if json {
+                    println!("{}", serde_json::to_string(&s)?);
+                } else {
+                    println!(
+                        "harvest daemon {} running: pid {}, up {}s, {} sessions ({} running), {} clients\nsocket {}\ndata   {}\nstate  {}",
+                        s.version,
+                        s.pid,
+                        s.uptime_secs,
+                        s.sessions,
+                        s.running,
+                        s.clients,
+                        s.socket,
+                        s.data_dir,
+                        s.state_dir
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(ClientError::Connect { .. }) => {
+                println!(
+                    "harvest daemon is not running (socket {})",
+                    paths.socket.display()
+                );
+                Ok(ExitCode::from(3))
+            }
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+async fn serve(paths: &Paths) -> Result<ExitCode> {
+    let config = super::load_config(paths)?;
+    std::fs::create_dir_all(paths.log_dir())
+        .with_context(|| format!("cannot create {}", paths.log_dir().display()))?;
+    let appender = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("harvestd")
+        .filename_suffix("log")
+        .max_log_files(7)
+        .build(paths.log_dir())
+        .context("cannot open the daemon log")?;
+    let (writer, _guard) = tracing_appender::non_blocking(appender);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HARVEST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(false)
+        .init();
+    harvest_daemon::serve(paths.clone(), config).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_gone(paths: &Paths) {
+    for _ in 0..200 {
+        if !paths.socket.exists() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}

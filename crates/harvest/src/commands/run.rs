@@ -1,0 +1,124 @@
+//! `harvest run` and `harvest new`.
+
+use super::{connect, forwarded_env, load_config};
+use crate::cli::NewArgs;
+use crate::render::Renderer;
+use anyhow::{Context, Result};
+use harvest_client::Client;
+use harvest_config::Paths;
+use harvest_protocol::methods::{self as m, CreateParams, SessionInfo};
+use harvest_protocol::{Event, EventBody, Secret, Seq, SessionState};
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+pub async fn new(paths: &Paths, args: NewArgs) -> Result<ExitCode> {
+    let client = connect(paths).await?;
+    let env = forwarded_env(&load_config(paths)?);
+    let info = create(&client, args, env).await?;
+    println!("{}", info.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run(paths: &Paths, args: NewArgs, json: bool) -> Result<ExitCode> {
+    let env = forwarded_env(&load_config(paths)?);
+    let mut client = connect(paths).await?;
+    let info = create(&client, args, env).await?;
+    run_session(&mut client, &info, json).await
+}
+
+pub async fn create(
+    client: &Client,
+    args: NewArgs,
+    env: BTreeMap<String, Secret>,
+) -> Result<SessionInfo> {
+    let workspace = match &args.workspace {
+        Some(w) => Some(
+            std::fs::canonicalize(w)
+                .with_context(|| format!("workspace {}", w.display()))?
+                .display()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let repo = match &args.repo {
+        // A local path is cloned by the daemon, which may not share our cwd.
+        Some(r) if std::path::Path::new(r).exists() => Some(
+            std::fs::canonicalize(r)
+                .with_context(|| format!("repository {r}"))?
+                .display()
+                .to_string(),
+        ),
+        other => other.clone(),
+    };
+    Ok(client
+        .call::<m::SessionCreate>(CreateParams {
+            workspace,
+            repo,
+            prompt: Some(args.prompt),
+            name: args.name,
+            sandbox: Some(args.sandbox),
+            model: args.model,
+            env,
+        })
+        .await?)
+}
+
+/// Stream a session's first turn until it ends, then stop its agent (the session and its
+/// history stay). Ctrl-C cancels the turn; a second Ctrl-C leaves at once.
+pub async fn run_session(client: &mut Client, info: &SessionInfo, json: bool) -> Result<ExitCode> {
+    client
+        .call::<m::SessionSubscribe>(m::SubscribeParams {
+            session: info.id.to_string(),
+            from_seq: Seq(1),
+        })
+        .await?;
+    let mut renderer = Renderer::new(json);
+    let mut interrupts = 0u32;
+    let outcome = loop {
+        let note = tokio::select! {
+            n = client.next_notification() => n,
+            _ = tokio::signal::ctrl_c() => {
+                interrupts += 1;
+                if interrupts > 1 {
+                    break false;
+                }
+                eprintln!("\ncancelling the turn (Ctrl-C again to leave now)…");
+                let _ = client.call::<m::SessionCancel>(m::SessionRef { session: info.id.to_string() }).await;
+                continue;
+            }
+        };
+        let Some(note) = note else {
+            eprintln!("harvest: the daemon went away");
+            break false;
+        };
+        let Some(event) = renderer.notification(&note) else {
+            continue;
+        };
+        match ending(&event) {
+            Some(ok) => break ok,
+            None => continue,
+        }
+    };
+    let _ = client
+        .call::<m::SessionStop>(m::SessionRef {
+            session: info.id.to_string(),
+        })
+        .await;
+    Ok(if outcome {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Whether an event ends a `run`, and how: `Some(true)` success.
+fn ending(event: &Event) -> Option<bool> {
+    match &event.body {
+        EventBody::TurnResult { is_error, .. } => Some(!is_error),
+        EventBody::Status {
+            state: SessionState::Failed | SessionState::Exited,
+            ..
+        } => Some(false),
+        _ => None,
+    }
+}

@@ -1,0 +1,123 @@
+//! `ls`, `logs`, `send`, `cancel`, `stop`, `rm`.
+
+use super::{connect, forwarded_env, load_config};
+use crate::render::{Renderer, age, tokens};
+use anyhow::Result;
+use harvest_config::Paths;
+use harvest_protocol::methods::{self as m, SessionRef};
+use harvest_protocol::{EventBody, Seq, SessionState};
+use std::process::ExitCode;
+
+pub async fn ls(paths: &Paths, json: bool) -> Result<ExitCode> {
+    let client = connect(paths).await?;
+    let list = client.call::<m::SessionList>(m::Empty {}).await?;
+    if json {
+        for s in &list.sessions {
+            println!("{}", serde_json::to_string(s)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if list.sessions.is_empty() {
+        println!("no sessions; start one with `harvest new --workspace DIR \"prompt\"`");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<9} {:<28} {:<12} {:<8} {:>8} {:>9} {:>6}",
+        "ID", "NAME", "STATE", "SANDBOX", "COST", "TOKENS", "AGE"
+    );
+    for s in &list.sessions {
+        println!(
+            "{:<9} {:<28} {:<12} {:<8} {:>8} {:>9} {:>6}",
+            s.id,
+            truncate(&s.name, 28),
+            s.state.as_str(),
+            s.sandbox,
+            format!("${:.3}", s.cost_usd),
+            tokens(s.input_tokens + s.output_tokens),
+            age(s.created_at),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn logs(
+    paths: &Paths,
+    session: &str,
+    json: bool,
+    follow: bool,
+    from_seq: u64,
+) -> Result<ExitCode> {
+    let mut client = connect(paths).await?;
+    let sub = client
+        .call::<m::SessionSubscribe>(m::SubscribeParams {
+            session: session.to_owned(),
+            from_seq: Seq(from_seq),
+        })
+        .await?;
+    if !follow && sub.last_seq.0 < from_seq {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut renderer = Renderer::new(json);
+    while let Some(note) = client.next_notification().await {
+        let Some(event) = renderer.notification(&note) else {
+            continue;
+        };
+        if !follow && event.seq >= sub.last_seq {
+            break;
+        }
+        if follow
+            && matches!(&event.body, EventBody::Status { state: SessionState::Exited, reason: Some(r) } if r == "removed")
+        {
+            break;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn send(paths: &Paths, session: &str, text: String) -> Result<ExitCode> {
+    let client = connect(paths).await?;
+    let env = forwarded_env(&load_config(paths)?);
+    client
+        .call::<m::SessionSend>(m::SendParams {
+            session: session.to_owned(),
+            text,
+            env,
+        })
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn cancel(paths: &Paths, session: &str) -> Result<ExitCode> {
+    simple::<m::SessionCancel>(paths, session).await
+}
+
+pub async fn stop(paths: &Paths, session: &str) -> Result<ExitCode> {
+    simple::<m::SessionStop>(paths, session).await
+}
+
+pub async fn rm(paths: &Paths, session: &str) -> Result<ExitCode> {
+    simple::<m::SessionRemove>(paths, session).await
+}
+
+async fn simple<M>(paths: &Paths, session: &str) -> Result<ExitCode>
+where
+    M: m::Method<Params = SessionRef, Result = m::Empty>,
+{
+    let client = connect(paths).await?;
+    client
+        .call::<M>(SessionRef {
+            session: session.to_owned(),
+        })
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}

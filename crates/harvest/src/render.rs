@@ -1,0 +1,260 @@
+//! Printing events for `run`, `logs` and `demo`: one JSON object per line, or a readable
+//! stream for a person.
+
+use harvest_protocol::event::ToolOutput;
+use harvest_protocol::methods::NOTIFY_LAGGED;
+use harvest_protocol::rpc::Notification;
+use harvest_protocol::{Event, EventBody};
+use std::io::Write;
+
+pub struct Renderer {
+    json: bool,
+    /// Live text printed since the last complete block, so the block is not printed twice.
+    streamed: String,
+}
+
+impl Renderer {
+    pub fn new(json: bool) -> Self {
+        Renderer {
+            json,
+            streamed: String::new(),
+        }
+    }
+
+    /// Print a notification; return the event it carried, if any.
+    pub fn notification(&mut self, note: &Notification) -> Option<Event> {
+        if note.method == NOTIFY_LAGGED {
+            if !self.json {
+                eprintln!("(this terminal fell behind; catching up from the store)");
+            }
+            return None;
+        }
+        let raw = note.params.get("event")?;
+        let event: Event = serde_json::from_value(raw.clone()).ok()?;
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            let _ = writeln!(out, "{raw}");
+        } else {
+            self.human(&mut out, &event);
+        }
+        let _ = out.flush();
+        Some(event)
+    }
+
+    fn human(&mut self, out: &mut impl Write, event: &Event) {
+        match &event.body {
+            EventBody::AssistantDelta { text } => {
+                let _ = write!(out, "{text}");
+                self.streamed.push_str(text);
+                return;
+            }
+            EventBody::AssistantText { text } => {
+                if self.streamed.is_empty() {
+                    let _ = writeln!(out, "{text}");
+                } else {
+                    let _ = writeln!(out);
+                }
+                self.streamed.clear();
+                return;
+            }
+            _ => {}
+        }
+        if !self.streamed.is_empty() {
+            let _ = writeln!(out);
+            self.streamed.clear();
+        }
+        for line in describe(event) {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+}
+
+/// The human lines for one event.
+pub fn describe(event: &Event) -> Vec<String> {
+    match &event.body {
+        EventBody::Status { state, reason } => vec![match reason {
+            Some(r) => format!("· {} ({r})", state.as_str()),
+            None => format!("· {}", state.as_str()),
+        }],
+        EventBody::UserMessage { text } => vec![format!("› {text}")],
+        EventBody::AssistantText { text } | EventBody::AssistantDelta { text } => {
+            vec![text.clone()]
+        }
+        EventBody::Thinking { text } => vec![format!("∴ {}", first_line(text, 100))],
+        EventBody::ToolCall { name, input, .. } => {
+            vec![format!("▸ {name}  {}", tool_summary(name, input))]
+        }
+        EventBody::ToolResult {
+            is_error,
+            content,
+            output,
+            ..
+        } => tool_result_lines(*is_error, content, output.as_ref()),
+        EventBody::TurnResult {
+            is_error,
+            interrupted,
+            result,
+            cost_usd,
+            input_tokens,
+            output_tokens,
+            duration_ms,
+            ..
+        } => {
+            let what = if *interrupted {
+                "turn interrupted"
+            } else if *is_error {
+                "turn failed"
+            } else {
+                "turn done"
+            };
+            let mut lines = vec![format!(
+                "■ {what} · ${cost_usd:.4} · {} in / {} out · {:.1}s",
+                tokens(*input_tokens),
+                tokens(*output_tokens),
+                *duration_ms as f64 / 1000.0
+            )];
+            if *is_error {
+                if let Some(r) = result {
+                    lines.push(format!("  {}", first_line(r, 200)));
+                }
+            }
+            lines
+        }
+        EventBody::ApiRetry {
+            attempt,
+            limit,
+            http_status,
+            delay_ms,
+            error,
+        } => vec![format!(
+            "! API retry {attempt}/{limit}: {} {} (next try in {:.1}s)",
+            http_status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "no response".into()),
+            error.as_deref().unwrap_or(""),
+            *delay_ms as f64 / 1000.0
+        )],
+        EventBody::AgentInit { model, .. } => vec![format!("· agent ready ({model})")],
+        EventBody::Sandbox { message } => vec![format!("· {message}")],
+        EventBody::Error { message } => vec![format!("✗ {message}")],
+        EventBody::AgentRaw {} | EventBody::Unknown => Vec::new(),
+    }
+}
+
+fn tool_summary(name: &str, input: &serde_json::Value) -> String {
+    let field = match name {
+        "Bash" => "command",
+        "Read" | "Write" | "Edit" | "MultiEdit" | "NotebookEdit" => "file_path",
+        "Glob" | "Grep" => "pattern",
+        "WebFetch" => "url",
+        _ => "",
+    };
+    match input.get(field).and_then(|v| v.as_str()) {
+        Some(s) => first_line(s, 120),
+        None => first_line(&input.to_string(), 120),
+    }
+}
+
+fn tool_result_lines(is_error: bool, content: &str, output: Option<&ToolOutput>) -> Vec<String> {
+    const MAX: usize = 12;
+    let mut lines = Vec::new();
+    match output {
+        Some(ToolOutput::Bash {
+            stdout, exit_code, ..
+        }) => {
+            lines.push(format!(
+                "  {} exit {}",
+                if is_error { "✗" } else { "✓" },
+                exit_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "?".into())
+            ));
+            lines.extend(clip(stdout, MAX).into_iter().map(|l| format!("  │ {l}")));
+        }
+        Some(ToolOutput::Patch {
+            file_path,
+            hunks,
+            operation,
+            content,
+            ..
+        }) => {
+            let (add, del) = hunks
+                .iter()
+                .flat_map(|h| &h.lines)
+                .fold((0, 0), |(a, d), l| match l.chars().next() {
+                    Some('+') => (a + 1, d),
+                    Some('-') => (a, d + 1),
+                    _ => (a, d),
+                });
+            let add = if operation == "create" {
+                content.as_deref().map(|c| c.lines().count()).unwrap_or(0)
+            } else {
+                add
+            };
+            lines.push(format!("  ✓ {operation} {file_path}  +{add} −{del}"));
+            for h in hunks {
+                lines.push(format!(
+                    "  @@ -{},{} +{},{} @@",
+                    h.old_start, h.old_lines, h.new_start, h.new_lines
+                ));
+                lines.extend(h.lines.iter().take(MAX).map(|l| format!("  {l}")));
+            }
+        }
+        Some(ToolOutput::Read {
+            file_path,
+            num_lines,
+            ..
+        }) => lines.push(format!("  ✓ read {num_lines} lines of {file_path}")),
+        _ => {
+            lines.push(format!(
+                "  {} {}",
+                if is_error { "✗" } else { "✓" },
+                first_line(content, 160)
+            ));
+        }
+    }
+    lines
+}
+
+fn clip(text: &str, max: usize) -> Vec<String> {
+    let all: Vec<&str> = text.lines().collect();
+    let mut out: Vec<String> = all.iter().take(max).map(|s| s.to_string()).collect();
+    if all.len() > max {
+        out.push(format!("… {} more lines", all.len() - max));
+    }
+    out
+}
+
+fn first_line(s: &str, max: usize) -> String {
+    let line = s.lines().next().unwrap_or("");
+    let mut out: String = line.chars().take(max).collect();
+    if line.chars().count() > max || s.lines().nth(1).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+pub fn tokens(n: u64) -> String {
+    if n >= 1_000_000 {
+        format!("{:.1}M", n as f64 / 1e6)
+    } else if n >= 1000 {
+        format!("{:.1}k", n as f64 / 1e3)
+    } else {
+        n.to_string()
+    }
+}
+
+/// Age of a Unix timestamp, short: 42s, 5m, 3h, 2d.
+pub fn age(created_at: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(created_at);
+    let s = (now - created_at).max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}

@@ -1,0 +1,214 @@
+//! Bad input gets a clear error, the daemon stays up, and other sessions are unharmed.
+
+use harvest_e2e::{Harness, TEST_KEY, of_type};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+const SCRIPT: &str = r#"
+[[turn]]
+prompt = "hello"
+[[turn.step]]
+text = "Hello there."
+[[turn]]
+prompt = "again"
+[[turn.step]]
+text = "Still fine."
+"#;
+
+struct Raw {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Raw {
+    fn connect(h: &Harness) -> Raw {
+        let s = UnixStream::connect(h.socket()).expect("the daemon socket answers");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Raw {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+        }
+    }
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+    fn read(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(serde_json::from_str(&line).expect("the daemon answers JSON")),
+        }
+    }
+    fn call(&mut self, id: u64, method: &str, params: Value) -> Value {
+        let req = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
+        self.send_raw(format!("{req}\n").as_bytes());
+        self.read().expect("an answer")
+    }
+    fn hello(&mut self) {
+        let r = self.call(
+            0,
+            "hello",
+            json!({"protocol":1,"client":"test","version":"0"}),
+        );
+        assert!(r["result"]["pid"].is_u64(), "{r}");
+    }
+}
+
+fn code(v: &Value) -> i64 {
+    v["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("expected an error: {v}"))
+}
+
+#[test]
+fn malformed_and_oversized_frames_are_refused_and_the_daemon_stays_up() {
+    let h = Harness::new(SCRIPT);
+    // A healthy session first: it must be unharmed by everything below.
+    let id = h.new_session("hello");
+    h.wait_events(&id, "the first turn", Duration::from_secs(60), |e| {
+        !of_type(e, "turn_result").is_empty()
+    });
+
+    let mut c = Raw::connect(&h);
+    // Before hello.
+    let r = c.call(1, "session/list", json!({}));
+    assert_eq!(code(&r), -32001, "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("hello"));
+    c.hello();
+    // Garbage: a parse error, and the connection stays usable.
+    c.send_raw(b"this is not json\n");
+    let r = c.read().expect("an answer to garbage");
+    assert_eq!(code(&r), -32700, "{r}");
+    assert!(r["id"].is_null());
+    let r = c.call(2, "session/list", json!({}));
+    assert_eq!(r["result"]["sessions"].as_array().unwrap().len(), 1, "{r}");
+    // Unknown method, unknown session, bad params.
+    assert_eq!(code(&c.call(3, "session/explode", json!({}))), -32601);
+    let r = c.call(4, "session/get", json!({"session": "nope"}));
+    assert_eq!(code(&r), -32010, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("harvest ls"),
+        "{r}"
+    );
+    assert_eq!(code(&c.call(5, "session/send", json!({"text": 3}))), -32602);
+
+    // An oversized line: refused with an error, and only this connection closes.
+    let mut big = Raw::connect(&h);
+    big.hello();
+    let chunk = vec![b'a'; 1 << 20];
+    let mut refused = None;
+    for _ in 0..17 {
+        if big.writer.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let _ = big.writer.write_all(b"\n");
+    if let Some(v) = big.read() {
+        refused = Some(v);
+    }
+    let refused = refused.expect("an error for the oversized line");
+    assert_eq!(code(&refused), -32003, "{refused}");
+    assert!(
+        big.read().is_none(),
+        "the oversized connection should be closed"
+    );
+
+    // The first connection and the daemon are fine; the session still works.
+    let r = c.call(6, "daemon/status", json!({}));
+    assert!(r["result"]["pid"].is_u64(), "{r}");
+    h.ok(&["send", &id, "again"]);
+    let evs = h.wait_events(&id, "the follow-up", Duration::from_secs(60), |e| {
+        of_type(e, "turn_result").len() >= 2
+    });
+    assert!(evs.iter().any(|e| e["text"] == "Still fine."));
+}
+
+#[test]
+fn unknown_ids_missing_key_and_missing_cli_get_clear_errors() {
+    let h = Harness::new(SCRIPT);
+    let ws = h.workspace.to_str().unwrap().to_owned();
+
+    let out = h.run(&["logs", "deadbeef"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no session") && err.contains("harvest ls"),
+        "{err}"
+    );
+
+    // No key and no base URL: refused before any sandbox is made.
+    let out = h
+        .cmd(&["new", "--workspace", &ws, "hello"])
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("ANTHROPIC_BASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ANTHROPIC_API_KEY"), "{err}");
+    assert!(
+        h.ok(&["ls", "--json"]).trim().is_empty(),
+        "a failed create left a session behind"
+    );
+    let sessions_dir = h.path("state/harvest/sessions");
+    assert_eq!(
+        std::fs::read_dir(&sessions_dir)
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0
+    );
+
+    // A missing workspace.
+    let out = h.run(&["new", "--workspace", "/nonexistent/ws", "hello"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ws"));
+
+    // The key never reaches the store or the daemon's logs.
+    let id = h.new_session("hello");
+    h.wait_events(&id, "a turn", Duration::from_secs(60), |e| {
+        !of_type(e, "turn_result").is_empty()
+    });
+    h.ok(&["daemon", "stop"]);
+    for dir in ["data", "state"] {
+        for file in walk(&h.path(dir)) {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            let hit = bytes
+                .windows(TEST_KEY.len())
+                .any(|w| w == TEST_KEY.as_bytes());
+            assert!(!hit, "the API key was written to {}", file.display());
+        }
+    }
+}
+
+#[test]
+fn a_missing_claude_cli_is_named_and_the_daemon_survives() {
+    let h = Harness::with_env(SCRIPT, &[("HARVEST_CLAUDE", "/nonexistent/claude")]);
+    let ws = h.workspace.to_str().unwrap().to_owned();
+    let out = h.run(&["new", "--workspace", &ws, "hello"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("claude CLI was not found") && err.contains("/nonexistent/claude"),
+        "{err}"
+    );
+    let status = h.ok(&["daemon", "status"]);
+    assert!(status.contains("running"), "{status}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        let ft = entry.file_type().unwrap();
+        if ft.is_dir() {
+            out.extend(walk(&p));
+        } else if ft.is_file() {
+            out.push(p);
+        }
+    }
+    out
+}

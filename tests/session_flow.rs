@@ -1,0 +1,212 @@
+//! A session as a user runs it: the real daemon, the real claude CLI in real bubblewrap,
+//! and the scripted model.
+
+use harvest_e2e::{Harness, of_type, parse_lines, summarize};
+use serde_json::Value;
+use std::time::Duration;
+
+const SCRIPT: &str = r#"
+[[turn]]
+prompt = "fix the greeting"
+[[turn.step]]
+text = "Reading the greeting first."
+tool_use = { name = "Read", input = { file_path = "{cwd}/greeting.txt" } }
+[[turn.step]]
+text = "There is a typo."
+tool_use = { name = "Edit", input = { file_path = "{cwd}/greeting.txt", old_string = "helo", new_string = "hello" } }
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = "cat greeting.txt && echo ran-ok", description = "Show the file" } }
+[[turn.step]]
+text = "Fixed the greeting."
+
+[[turn]]
+prompt = "also update the docs"
+[[turn.step]]
+text = "Docs updated too."
+"#;
+
+#[test]
+fn read_edit_and_bash_change_the_workspace_and_stream_every_step() {
+    let h = Harness::new(SCRIPT);
+    std::fs::write(h.workspace.join("greeting.txt"), "helo world\n").unwrap();
+    let ws = h.workspace.to_str().unwrap();
+
+    let out = h.run(&["run", "--json", "--workspace", ws, "fix the greeting"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "run failed: {}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        h.daemon_log_tail()
+    );
+    let live = parse_lines(&stdout);
+
+    // The workspace file really changed.
+    assert_eq!(
+        std::fs::read_to_string(h.workspace.join("greeting.txt")).unwrap(),
+        "hello world\n"
+    );
+    // Every event numbered from 1 without gaps, as a live subscriber saw them.
+    let seqs: Vec<u64> = live.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "{}",
+        summarize(&live)
+    );
+
+    let calls: Vec<&str> = of_type(&live, "tool_call")
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(calls, ["Read", "Edit", "Bash"], "{}", summarize(&live));
+
+    let results = of_type(&live, "tool_result");
+    let patch = results
+        .iter()
+        .find(|r| r["output"]["kind"] == "patch")
+        .unwrap_or_else(|| panic!("no patch result: {results:?}"));
+    let hunk_lines: Vec<&str> = patch["output"]["hunks"][0]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        hunk_lines.contains(&"-helo world") && hunk_lines.contains(&"+hello world"),
+        "{hunk_lines:?}"
+    );
+    let bash = results
+        .iter()
+        .find(|r| r["output"]["kind"] == "bash")
+        .expect("a bash result");
+    assert!(
+        bash["output"]["stdout"]
+            .as_str()
+            .unwrap()
+            .contains("ran-ok"),
+        "{bash}"
+    );
+
+    let turn = of_type(&live, "turn_result");
+    assert_eq!(turn.len(), 1);
+    assert_eq!(turn[0]["is_error"], false);
+    assert!(turn[0]["cost_usd"].as_f64().unwrap() > 0.0, "{}", turn[0]);
+    assert!(turn[0]["num_turns"].as_u64().unwrap() >= 4, "{}", turn[0]);
+    assert!(
+        live.iter().any(|e| e["type"] == "assistant_delta"),
+        "live text deltas streamed"
+    );
+    // The raw agent line travels with the event.
+    assert_eq!(turn[0]["raw"]["type"], "result");
+
+    // `logs` replays exactly what the live subscriber saw.
+    let id = live[0]["session"].as_str().unwrap().to_owned();
+    let stored = h.events(&id);
+    assert!(stored.len() >= live.len());
+    assert_eq!(
+        &stored[..live.len()],
+        &live[..],
+        "replay differs from the live stream"
+    );
+
+    // `run` stopped the agent when the turn ended; a follow-up resumes the conversation
+    // (`claude --resume`) in the same sandbox and workspace.
+    h.ok(&["send", &id, "also update the docs"]);
+    h.wait_events(
+        &id,
+        "the resumed turn to end",
+        Duration::from_secs(60),
+        |evs| of_type(evs, "turn_result").len() >= 2,
+    );
+    let resumed = h
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.prompt()
+                .is_some_and(|p| p.contains("also update the docs"))
+        })
+        .last()
+        .expect("the follow-up reached the model");
+    assert!(
+        resumed.all_text().contains("Fixed the greeting."),
+        "the resumed agent lost the first turn: {}",
+        resumed.all_text()
+    );
+}
+
+#[test]
+fn follow_up_continues_the_conversation_and_subscribers_agree() {
+    let h = Harness::new(SCRIPT);
+    std::fs::write(h.workspace.join("greeting.txt"), "helo world\n").unwrap();
+    let id = h.new_session("fix the greeting");
+    h.wait_events(
+        &id,
+        "the first turn to end",
+        Duration::from_secs(60),
+        |evs| !of_type(evs, "turn_result").is_empty(),
+    );
+
+    // Two live subscribers attached while the follow-up runs.
+    let follow = || {
+        h.cmd(&["logs", "--json", "--follow", &id])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (follow(), follow());
+    std::thread::sleep(Duration::from_millis(300));
+    h.ok(&["send", &id, "also update the docs"]);
+    let evs = h.wait_events(
+        &id,
+        "the follow-up turn to end",
+        Duration::from_secs(60),
+        |evs| {
+            of_type(evs, "turn_result").len() >= 2
+                && evs
+                    .last()
+                    .is_some_and(|e| e["type"] == "status" && e["state"] == "idle")
+        },
+    );
+    let texts: Vec<&str> = of_type(&evs, "assistant_text")
+        .iter()
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert!(texts.contains(&"Docs updated too."), "{texts:?}");
+
+    // The model saw the first turn when it answered the second: one conversation.
+    let second = h
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.prompt()
+                .is_some_and(|p| p.contains("also update the docs"))
+        })
+        .last()
+        .expect("the follow-up reached the model");
+    let history = second.all_text();
+    assert!(
+        history.contains("fix the greeting") && history.contains("Fixed the greeting."),
+        "the follow-up request lacks the first turn: {history}"
+    );
+
+    std::thread::sleep(Duration::from_millis(300));
+    let collect = |mut child: std::process::Child| -> Vec<Value> {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        parse_lines(&String::from_utf8_lossy(&out.stdout))
+    };
+    let (seen_a, seen_b) = (collect(a), collect(b));
+    assert_eq!(seen_a, seen_b, "two subscribers saw different streams");
+    assert_eq!(
+        seen_a,
+        evs[..seen_a.len()].to_vec(),
+        "a subscriber differs from the store"
+    );
+    assert!(
+        seen_a.len() >= evs.len(),
+        "subscribers missed events: {} < {}",
+        seen_a.len(),
+        evs.len()
+    );
+}
