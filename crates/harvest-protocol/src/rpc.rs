@@ -116,9 +116,31 @@ impl Response {
 }
 
 /// Anything the daemon may send: a response to a call, or a notification.
+/// Notification comes first: it requires `method`, while every field of a response may be
+/// absent, so a response-first order would read notifications as empty responses.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Incoming {
-    Response(Response),
     Notification(Notification),
+    Response(Response),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_and_responses_are_told_apart() {
+        let n: Incoming =
+            serde_json::from_str(r#"{"jsonrpc":"2.0","method":"event/appended","params":{}}"#)
+                .unwrap();
+        assert!(matches!(n, Incoming::Notification(_)));
+        let r: Incoming = serde_json::from_str(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#).unwrap();
+        assert!(matches!(r, Incoming::Response(_)));
+        let e: Incoming = serde_json::from_str(
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(e, Incoming::Response(_)));
+    }
 }
