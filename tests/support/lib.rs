@@ -2,6 +2,9 @@
 //! daemon, store and socket), an in-process scripted model server, and helpers that run
 //! the real `harvest` binary the way a person would.
 
+// A test harness: failing loudly, with what it saw, is its whole job.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use harvest_scripted_model::{ModelServer, RecordedRequest, Script};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;

@@ -71,8 +71,8 @@ mod tests {
 
     #[test]
     fn explicit_path_that_is_not_executable_is_an_error() {
-        let err =
-            locate_claude(Some((Path::new("/etc/hostname"), "HARVEST_CLAUDE")), None).unwrap_err();
+        let not_executable = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let err = locate_claude(Some((&not_executable, "HARVEST_CLAUDE")), None).unwrap_err();
         assert!(err.to_string().contains("HARVEST_CLAUDE"));
     }
 }

@@ -52,9 +52,11 @@ impl Conversation {
             if m["role"] != "user" {
                 continue;
             }
-            for (bi, text) in blocks(&m["content"]).enumerate().filter_map(|(bi, b)| {
-                (b["type"] == "text").then(|| (bi, b["text"].as_str().unwrap_or("")))
-            }) {
+            let texts = blocks(&m["content"])
+                .enumerate()
+                .filter(|(_, b)| b["type"] == "text")
+                .map(|(bi, b)| (bi, b["text"].as_str().unwrap_or("")));
+            for (bi, text) in texts {
                 let t = text.trim_start();
                 if t.starts_with("<system-reminder>") || t.starts_with("[Request interrupted") {
                     continue;

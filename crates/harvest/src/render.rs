@@ -113,10 +113,8 @@ pub fn describe(event: &Event) -> Vec<String> {
                 tokens(*output_tokens),
                 *duration_ms as f64 / 1000.0
             )];
-            if *is_error {
-                if let Some(r) = result {
-                    lines.push(format!("  {}", first_line(r, 200)));
-                }
+            if *is_error && let Some(r) = result {
+                lines.push(format!("  {}", first_line(r, 200)));
             }
             lines
         }

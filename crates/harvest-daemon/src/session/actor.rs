@@ -70,6 +70,8 @@ pub struct Actor {
     /// The CLI has started this conversation (its transcript exists), so the next start
     /// resumes it rather than creating it.
     conversation_started: bool,
+    /// Callers of `stop` waiting for the agent to exit.
+    stop_waiters: Vec<tokio::sync::oneshot::Sender<Result<(), RpcError>>>,
 }
 
 impl Actor {
@@ -102,6 +104,7 @@ impl Actor {
             ladder: None,
             ending: None,
             conversation_started,
+            stop_waiters: Vec::new(),
         }
     }
 
@@ -180,10 +183,16 @@ impl Actor {
                 let r = self.cancel().await;
                 let _ = reply.send(r);
             }
-            Command::Stop { reply } => {
-                let r = self.stop().await;
-                let _ = reply.send(r);
-            }
+            Command::Stop { reply } => match self.stop().await {
+                // Answered when the agent has exited, so `harvest stop` means stopped.
+                Ok(true) => self.stop_waiters.push(reply),
+                Ok(false) => {
+                    let _ = reply.send(Ok(()));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Command::Remove { reply } => {
                 self.remove().await;
                 let _ = reply.send(Ok(()));
@@ -325,14 +334,17 @@ impl Actor {
         Ok(())
     }
 
-    async fn stop(&mut self) -> Result<(), RpcError> {
+    /// Returns whether an agent is on its way down (the caller waits for its exit).
+    async fn stop(&mut self) -> Result<bool, RpcError> {
         let Some(agent) = self.agent.as_ref() else {
-            return Ok(());
+            return Ok(false);
         };
-        self.ending = Some(Ending::Stop);
-        let _ = agent.control.terminate().await;
-        self.ladder = Some((Ladder::Terminated, Instant::now() + self.grace()));
-        Ok(())
+        if self.ending.is_none() {
+            self.ending = Some(Ending::Stop);
+            let _ = agent.control.terminate().await;
+            self.ladder = Some((Ladder::Terminated, Instant::now() + self.grace()));
+        }
+        Ok(true)
     }
 
     async fn escalate(&mut self) {
@@ -450,6 +462,9 @@ impl Actor {
         }
         self.pending_turns = 0;
         self.emit(events).await;
+        for waiter in self.stop_waiters.drain(..) {
+            let _ = waiter.send(Ok(()));
+        }
     }
 
     async fn remove(&mut self) {
