@@ -1,5 +1,8 @@
 //! Bad input gets a clear error, the daemon stays up, and other sessions are unharmed.
 
+// Integration tests: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use harvest_e2e::{Harness, TEST_KEY, of_type};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};

@@ -1,5 +1,8 @@
 //! Cancelling a turn while a long Bash command runs.
 
+// Integration tests: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use harvest_e2e::{Harness, of_type};
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,8 @@
 //! The local sandbox really isolates: escapes tried from inside, with real bubblewrap.
 
+// Integration tests: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use harvest_e2e::{Harness, of_type};
 use std::path::Path;
 use std::time::Duration;

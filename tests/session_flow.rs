@@ -1,6 +1,9 @@
 //! A session as a user runs it: the real daemon, the real claude CLI in real bubblewrap,
 //! and the scripted model.
 
+// Integration tests: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use harvest_e2e::{Harness, of_type, parse_lines, summarize};
 use serde_json::Value;
 use std::time::Duration;
@@ -122,11 +125,10 @@ fn read_edit_and_bash_change_the_workspace_and_stream_every_step() {
     let resumed = h
         .requests()
         .into_iter()
-        .filter(|r| {
+        .rfind(|r| {
             r.prompt()
                 .is_some_and(|p| p.contains("also update the docs"))
         })
-        .last()
         .expect("the follow-up reached the model");
     assert!(
         resumed.all_text().contains("Fixed the greeting."),
@@ -178,11 +180,10 @@ fn follow_up_continues_the_conversation_and_subscribers_agree() {
     let second = h
         .requests()
         .into_iter()
-        .filter(|r| {
+        .rfind(|r| {
             r.prompt()
                 .is_some_and(|p| p.contains("also update the docs"))
         })
-        .last()
         .expect("the follow-up reached the model");
     let history = second.all_text();
     assert!(
