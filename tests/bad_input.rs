@@ -183,6 +183,20 @@ fn unknown_ids_missing_key_and_missing_cli_get_clear_errors() {
                 .windows(TEST_KEY.len())
                 .any(|w| w == TEST_KEY.as_bytes());
             assert!(!hit, "the API key was written to {}", file.display());
+            // Everything the daemon writes is private to the user.
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            if !file.starts_with(h.workspace.as_path())
+                && !file.to_string_lossy().contains("/home/")
+            {
+                assert_eq!(
+                    mode & 0o077,
+                    0,
+                    "{} is mode {:o}",
+                    file.display(),
+                    mode & 0o777
+                );
+            }
         }
     }
 }
@@ -200,6 +214,18 @@ fn a_missing_claude_cli_is_named_and_the_daemon_survives() {
     );
     let status = h.ok(&["daemon", "status"]);
     assert!(status.contains("running"), "{status}");
+}
+
+#[test]
+fn missing_bubblewrap_names_the_package_to_install() {
+    let h = Harness::new(SCRIPT);
+    h.write_config("[sandbox]\nbwrap_path = \"/nonexistent/bwrap\"\n");
+    let ws = h.workspace.to_str().unwrap().to_owned();
+    let out = h.run(&["new", "--workspace", &ws, "hello"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("apt-get install bubblewrap"), "{err}");
+    assert!(h.ok(&["ls", "--json"]).trim().is_empty());
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -211,3 +211,99 @@ fn follow_up_continues_the_conversation_and_subscribers_agree() {
         evs.len()
     );
 }
+
+#[test]
+fn repo_sessions_clone_a_fresh_workspace_and_rm_removes_everything() {
+    let h = Harness::new(SCRIPT);
+    // A local git repository stands in for a remote one (same `git clone` path).
+    let repo = h.path("origin");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("greeting.txt"), "helo world\n").unwrap();
+    for args in [
+        vec!["init", "-q"],
+        vec!["add", "."],
+        vec![
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "init",
+        ],
+    ] {
+        let st = std::process::Command::new("git")
+            .args(&args)
+            .current_dir(&repo)
+            .status()
+            .unwrap();
+        assert!(st.success(), "git {args:?}");
+    }
+    let out = h.ok(&[
+        "run",
+        "--json",
+        "--repo",
+        repo.to_str().unwrap(),
+        "fix the greeting",
+    ]);
+    let events = parse_lines(&out);
+    let id = events[0]["session"].as_str().unwrap().to_owned();
+    let clone = h.path(&format!("data/harvest/workspaces/{id}"));
+    assert_eq!(
+        std::fs::read_to_string(clone.join("greeting.txt")).unwrap(),
+        "hello world\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join("greeting.txt")).unwrap(),
+        "helo world\n",
+        "the origin repository must not change"
+    );
+
+    h.ok(&["rm", &id]);
+    assert!(!clone.exists(), "rm left the cloned workspace");
+    assert!(!h.path(&format!("state/harvest/sessions/{id}")).exists());
+    assert!(h.ok(&["ls", "--json"]).trim().is_empty());
+    let out = h.run(&["logs", &id]);
+    assert!(!out.status.success(), "a removed session has no logs");
+
+    let bad = h.run(&["new", "--repo", "/nonexistent/repo.git", "x"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("git clone"), "{err}");
+}
+
+#[test]
+fn an_overloaded_api_shows_as_retries_within_seconds_then_a_failed_turn() {
+    let h = Harness::new(
+        r#"
+[[turn]]
+[[turn.step]]
+error = { status = 529, type = "overloaded_error", message = "Overloaded" }
+"#,
+    );
+    h.write_config("[agent]\nmax_retries = 1\n");
+    let ws = h.workspace.to_str().unwrap();
+    let started = std::time::Instant::now();
+    let out = h.run(&["run", "--json", "--workspace", ws, "hello"]);
+    assert!(!out.status.success(), "a failed turn exits non-zero");
+    let events = parse_lines(&String::from_utf8_lossy(&out.stdout));
+    let retry = of_type(&events, "api_retry");
+    assert!(
+        !retry.is_empty(),
+        "no api_retry event: {}",
+        summarize(&events)
+    );
+    assert_eq!(retry[0]["http_status"], 529);
+    assert_eq!(retry[0]["limit"], 1);
+    let turn = of_type(&events, "turn_result");
+    assert_eq!(turn[0]["is_error"], true);
+    assert!(
+        turn[0]["result"].as_str().unwrap().contains("529"),
+        "{}",
+        turn[0]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -68,6 +68,13 @@ impl Harness {
         self.dir.path().join(rel)
     }
 
+    /// Write this test's `harvest.toml`; do it before the first command starts the daemon.
+    pub fn write_config(&self, toml: &str) {
+        let dir = self.path("config/harvest");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("harvest.toml"), toml).unwrap();
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.path("run/harvest/harvestd.sock")
     }
@@ -200,6 +207,14 @@ pub fn summarize(events: &[Value]) -> String {
 
 pub fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["type"] == t).collect()
+}
+
+/// The stand-in agent for tests of Harvest's own pipeline (see the script's header).
+pub fn fake_agent() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support/fake_agent.py")
+        .display()
+        .to_string()
 }
 
 pub fn harvest_bin() -> PathBuf {

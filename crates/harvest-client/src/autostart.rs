@@ -3,6 +3,7 @@
 
 use crate::{Client, ClientError};
 use harvest_config::Paths;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
@@ -26,11 +27,21 @@ pub async fn connect_or_start(
             ) => {}
         Err(e) => return Err(e),
     }
-    std::fs::create_dir_all(paths.log_dir()).map_err(|e| {
-        ClientError::Start(format!("cannot create {}: {e}", paths.log_dir().display()))
-    })?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(paths.log_dir())
+        .map_err(|e| {
+            ClientError::Start(format!("cannot create {}: {e}", paths.log_dir().display()))
+        })?;
+    // The daemon's startup errors land here; private like every other log.
     let startup_log = paths.log_dir().join("daemon-start.log");
-    let stderr = std::fs::File::create(&startup_log)
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&startup_log)
         .map_err(|e| ClientError::Start(format!("cannot create {}: {e}", startup_log.display())))?;
     let mut cmd = std::process::Command::new(harvest_exe);
     cmd.args(["daemon", "--foreground"])

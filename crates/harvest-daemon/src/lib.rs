@@ -15,4 +15,4 @@ mod session;
 mod subscription;
 
 pub use context::Daemon;
-pub use listener::{ListenError, serve};
+pub use listener::{ListenError, private_files, serve};

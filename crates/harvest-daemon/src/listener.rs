@@ -49,11 +49,16 @@ pub enum ListenError {
     Store(#[from] harvest_store::StoreError),
 }
 
-/// Run the daemon until `daemon/stop` or a termination signal.
-pub async fn serve(paths: Paths, config: Config) -> Result<(), ListenError> {
-    // Everything the daemon creates (store, logs, session folders) is private to the user.
+/// Make every file and folder this process creates private to the user (0600/0700): the
+/// store, logs and session folders. Call it first, before the log file is opened.
+pub fn private_files() {
     // SAFETY: umask(2) only changes this process's file-creation mask.
     unsafe { libc::umask(0o077) };
+}
+
+/// Run the daemon until `daemon/stop` or a termination signal.
+pub async fn serve(paths: Paths, config: Config) -> Result<(), ListenError> {
+    private_files();
     private_dir(paths.socket_dir())?;
     let _lock = lock(&paths)?;
     for dir in [&paths.data_dir, &paths.state_dir, &paths.sessions_dir()] {

@@ -67,6 +67,7 @@ pub async fn run(
 }
 
 async fn serve(paths: &Paths) -> Result<ExitCode> {
+    harvest_daemon::private_files();
     let config = super::load_config(paths)?;
     std::fs::create_dir_all(paths.log_dir())
         .with_context(|| format!("cannot create {}", paths.log_dir().display()))?;

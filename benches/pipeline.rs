@@ -1,0 +1,295 @@
+//! Pipeline benchmarks against the real `harvest` daemon binary (build it first:
+//! `cargo build --release -p harvest && cargo bench --bench pipeline`).
+//!
+//! 1. Event latency: an agent line written to the durable log → the event received by a
+//!    subscribed client (median, p99). The agent is a stand-in
+//!    for the CLI (`tests/support/fake_agent.py`) that stamps each line with its write time,
+//!    2 ms apart.
+//! 2. Replay: a new subscriber receives a stored 100 000-event session from seq 1.
+//! 3. Local sandbox start: `bwrap <the session jail> -- /bin/true`, against spawning
+//!    `/bin/true` directly.
+//! 4. Whole-run overhead: `harvest run` against `claude -p` directly, on the same scripted
+//!    session (the demo's: Read, Edit, Bash, text) through the scripted model.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use harvest_client::Client;
+use harvest_config::Paths;
+use harvest_e2e::{Harness, claude_bin, fake_agent};
+use harvest_protocol::methods as m;
+use harvest_protocol::{Event, EventBody, Seq};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DEMO_SCRIPT: &str = include_str!("../crates/harvest/src/commands/demo/script.toml");
+
+fn main() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    println!(
+        "harvest pipeline benchmarks (medians; machine: {} cores)",
+        cores()
+    );
+    rt.block_on(latency());
+    rt.block_on(replay());
+    sandbox_start();
+    run_overhead();
+}
+
+fn paths(h: &Harness) -> Paths {
+    Paths {
+        socket: h.socket(),
+        data_dir: h.path("data/harvest"),
+        state_dir: h.path("state/harvest"),
+        config_dir: h.path("config/harvest"),
+    }
+}
+
+/// A session running the fake agent, idle after an empty first turn.
+async fn fake_session(h: &Harness) -> (Client, String) {
+    let id = h.new_session("emit 0 0");
+    h.wait_events(&id, "the empty turn", Duration::from_secs(30), |e| {
+        e.iter().any(|e| e["type"] == "turn_result")
+    });
+    let client = Client::connect(&paths(h), "bench").await.unwrap();
+    (client, id)
+}
+
+async fn latency() {
+    let h = Harness::with_env("", &[("HARVEST_CLAUDE", &fake_agent())]);
+    let (mut client, id) = fake_session(&h).await;
+    let info = client
+        .call::<m::SessionGet>(m::SessionRef {
+            session: id.clone(),
+        })
+        .await
+        .unwrap();
+    client
+        .call::<m::SessionSubscribe>(m::SubscribeParams {
+            session: id.clone(),
+            from_seq: info.last_seq.next(),
+        })
+        .await
+        .unwrap();
+    let n = 2000;
+    client
+        .call::<m::SessionSend>(m::SendParams {
+            session: id.clone(),
+            text: format!("emit {n} 0.002"),
+            env: Default::default(),
+        })
+        .await
+        .unwrap();
+    let mut lat = Vec::with_capacity(n);
+    while let Some(note) = client.next_notification().await {
+        let now = now_ns();
+        let Some(ev) = note.params.get("event") else {
+            continue;
+        };
+        let ev: Event = serde_json::from_value(ev.clone()).unwrap();
+        match ev.body {
+            EventBody::AgentRaw {} => {
+                let t = ev.raw.as_ref().and_then(|r| r["t"].as_u64()).unwrap();
+                lat.push(Duration::from_nanos(now.saturating_sub(t)));
+            }
+            EventBody::TurnResult { .. } => break,
+            _ => {}
+        }
+    }
+    assert_eq!(lat.len(), n, "every line arrived");
+    lat.sort();
+    println!(
+        "event latency, agent log line → subscribed client ({n} lines, 2 ms apart): median {:.2} ms, p99 {:.2} ms, max {:.2} ms (target p99 < 5 ms)",
+        ms(lat[n / 2]),
+        ms(lat[n * 99 / 100]),
+        ms(lat[n - 1])
+    );
+}
+
+async fn replay() {
+    let h = Harness::with_env("", &[("HARVEST_CLAUDE", &fake_agent())]);
+    let (client, id) = fake_session(&h).await;
+    let n = 100_000;
+    let fill = Instant::now();
+    client
+        .call::<m::SessionSend>(m::SendParams {
+            session: id.clone(),
+            text: format!("emit {n} 0"),
+            env: Default::default(),
+        })
+        .await
+        .unwrap();
+    let last = loop {
+        let info = client
+            .call::<m::SessionGet>(m::SessionRef {
+                session: id.clone(),
+            })
+            .await
+            .unwrap();
+        if info.state == harvest_protocol::SessionState::Idle && info.last_seq.0 > n as u64 {
+            break info.last_seq;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let ingest = fill.elapsed();
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        let mut c = Client::connect(&paths(&h), "bench").await.unwrap();
+        let start = Instant::now();
+        c.call::<m::SessionSubscribe>(m::SubscribeParams {
+            session: id.clone(),
+            from_seq: Seq(1),
+        })
+        .await
+        .unwrap();
+        let mut got = 0u64;
+        while let Some(note) = c.next_notification().await {
+            got += 1;
+            if note.params["event"]["seq"].as_u64() == Some(last.0) {
+                break;
+            }
+        }
+        assert_eq!(got, last.0, "the replay delivered every event once");
+        runs.push(start.elapsed());
+    }
+    runs.sort();
+    println!(
+        "replay of a {}-event session to a new subscriber: median {:.0} ms (runs {:?} ms; target < 1000 ms); ingesting them took {:.0} ms ({:.0} events/s)",
+        last.0,
+        ms(runs[2]),
+        runs.iter()
+            .map(|d| ms(*d).round() as u64)
+            .collect::<Vec<_>>(),
+        ms(ingest),
+        last.0 as f64 / ingest.as_secs_f64()
+    );
+}
+
+fn sandbox_start() {
+    use harvest_sandbox::local::bwrap::{JailPolicy, bwrap_args, host_system_entries};
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["ws", "home"] {
+        std::fs::create_dir_all(dir.path().join(d)).unwrap();
+    }
+    let policy = JailPolicy {
+        workspace: dir.path().join("ws"),
+        home: dir.path().join("home"),
+        agent_binary: claude_bin(),
+        hidden: vec![],
+        network: true,
+    };
+    let args = bwrap_args(&policy, &host_system_entries());
+    let time = |f: &dyn Fn() -> Command| {
+        let mut v: Vec<Duration> = (0..30)
+            .map(|_| {
+                let start = Instant::now();
+                let ok = f().stdout(Stdio::null()).status().unwrap().success();
+                assert!(ok);
+                start.elapsed()
+            })
+            .collect();
+        v.sort();
+        v[15]
+    };
+    let jail = time(&|| {
+        let mut c = Command::new("bwrap");
+        c.args(&args).args(["--", "/bin/true"]);
+        c
+    });
+    let bare = time(&|| Command::new("/bin/true"));
+    println!(
+        "local sandbox start (bwrap jail → /bin/true exits): median {:.1} ms vs {:.1} ms for /bin/true alone (+{:.1} ms; target < 50 ms)",
+        ms(jail),
+        ms(bare),
+        ms(jail.saturating_sub(bare))
+    );
+}
+
+fn run_overhead() {
+    let h = Harness::new(DEMO_SCRIPT);
+    let ws = h.workspace.clone();
+    let reset = |ws: &Path| {
+        std::fs::write(ws.join("calc.py"), "def add(a, b):\n    return a - b\n").unwrap();
+        std::fs::write(
+            ws.join("test_calc.py"),
+            "import unittest\nfrom calc import add\n\nclass T(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n",
+        )
+        .unwrap();
+    };
+    let prompt = "Fix the failing test in this project.";
+    // Warm the daemon so that its start is not counted against each run.
+    h.ok(&["daemon"]);
+    let direct = |home: &PathBuf| {
+        let mut c = Command::new(claude_bin());
+        c.args([
+            "-p",
+            prompt,
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--dangerously-skip-permissions",
+        ])
+        .current_dir(&ws)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("ANTHROPIC_BASE_URL", h.model.base_url())
+        .env("ANTHROPIC_API_KEY", harvest_e2e::TEST_KEY)
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("IS_SANDBOX", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+        c
+    };
+    let (mut d, mut hv) = (Vec::new(), Vec::new());
+    for i in 0..7 {
+        reset(&ws);
+        let home = h.path(&format!("direct-home-{i}"));
+        std::fs::create_dir_all(&home).unwrap();
+        let start = Instant::now();
+        assert!(direct(&home).status().unwrap().success());
+        d.push(start.elapsed());
+        assert!(
+            std::fs::read_to_string(ws.join("calc.py"))
+                .unwrap()
+                .contains("a + b")
+        );
+
+        reset(&ws);
+        let start = Instant::now();
+        h.ok(&["run", "--workspace", ws.to_str().unwrap(), prompt]);
+        hv.push(start.elapsed());
+        assert!(
+            std::fs::read_to_string(ws.join("calc.py"))
+                .unwrap()
+                .contains("a + b")
+        );
+    }
+    d.sort();
+    hv.sort();
+    let (d, hv) = (d[3], hv[3]);
+    println!(
+        "whole run, scripted Read+Edit+Bash session: `claude -p` {:.0} ms, `harvest run` {:.0} ms: ratio {:.3} ({:+.1}%; target < +10%)",
+        ms(d),
+        ms(hv),
+        hv.as_secs_f64() / d.as_secs_f64(),
+        (hv.as_secs_f64() / d.as_secs_f64() - 1.0) * 100.0
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}

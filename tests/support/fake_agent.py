@@ -1,0 +1,42 @@
+#!/usr/bin/python3
+# A stand-in for the claude CLI, for tests and benchmarks of Harvest's own pipeline only
+# (everything else runs the real CLI). It speaks just enough stream-json:
+#   "emit N GAP"  print N lines stamped with their write time (ns), GAP seconds apart,
+#                 then a turn result
+#   "stubborn"    start a tool-like child in its own session (as the CLI's Bash tool
+#                 does), then ignore interrupt requests and SIGTERM, so that only
+#                 killing the whole sandbox ends the turn
+import json, os, signal, subprocess, sys, time
+
+
+def emit(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+
+
+def result():
+    emit({"type": "result", "subtype": "success", "is_error": False, "num_turns": 1,
+          "duration_ms": 1, "total_cost_usd": 0, "usage": {"input_tokens": 0, "output_tokens": 0}})
+    sys.stdout.flush()
+
+
+for line in sys.stdin:
+    msg = json.loads(line)
+    if msg.get("type") != "user":
+        continue  # interrupts and other control requests are ignored on purpose
+    words = msg["message"]["content"].split()
+    if words[0] == "emit":
+        n, gap = int(words[1]), float(words[2])
+        for i in range(n):
+            emit({"type": "system", "subtype": "bench_tick", "i": i, "t": time.time_ns()})
+            if gap > 0:
+                sys.stdout.flush()
+                time.sleep(gap)
+        result()
+    elif words[0] == "stubborn":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        child = subprocess.Popen(["python3", "-c", "import time; time.sleep(300)  # escaped-tool"],
+                                 start_new_session=True)
+        emit({"type": "system", "subtype": "stubborn_started", "child": child.pid})
+        sys.stdout.flush()
+        while True:
+            time.sleep(1)
