@@ -255,12 +255,22 @@ async fn read_frame(reader: &mut BufReader<ReadHalf<Stream>>) -> Frame {
     }
 }
 
-async fn write_lines(mut send: WriteHalf<Stream>, mut rx: mpsc::Receiver<String>) {
-    while let Some(mut line) = rx.recv().await {
-        line.push('\n');
-        if send.write_all(line.as_bytes()).await.is_err() {
+async fn write_lines(send: WriteHalf<Stream>, mut rx: mpsc::Receiver<String>) {
+    // Write whatever is queued in one go: a replay of thousands of events then costs a
+    // few syscalls, not one per event. Flushed whenever the queue runs dry.
+    let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, send);
+    while let Some(line) = rx.recv().await {
+        let mut next = Some(line);
+        while let Some(line) = next {
+            if out.write_all(line.as_bytes()).await.is_err() || out.write_all(b"\n").await.is_err()
+            {
+                return;
+            }
+            next = rx.try_recv().ok();
+        }
+        if out.flush().await.is_err() {
             return;
         }
     }
-    let _ = send.shutdown().await;
+    let _ = out.shutdown().await;
 }

@@ -90,6 +90,7 @@ pub async fn serve(paths: Paths, config: Config) -> Result<(), ListenError> {
     tracing::info!(socket = %paths.socket.display(), pid = std::process::id(), "daemon listening");
 
     spawn_signal_handler(daemon.clone());
+    spawn_checkpointer(daemon.clone());
     // SAFETY: getuid(2) cannot fail.
     let my_uid = unsafe { libc::getuid() };
     loop {
@@ -115,6 +116,8 @@ pub async fn serve(paths: Paths, config: Config) -> Result<(), ListenError> {
     }
     tracing::info!("daemon stopping");
     session::shutdown_all(&daemon).await;
+    let store = daemon.store.clone();
+    let _ = tokio::task::spawn_blocking(move || store.checkpoint(true)).await;
     drop(listener);
     let _ = std::fs::remove_file(&paths.socket);
     Ok(())
@@ -135,6 +138,24 @@ fn spawn_signal_handler(daemon: Arc<Daemon>) {
         }
         tracing::info!("termination signal");
         daemon.shutdown.cancel();
+    });
+}
+
+/// Checkpoint the store's WAL every second, on a blocking thread, so appends never pay
+/// for it.
+fn spawn_checkpointer(daemon: Arc<Daemon>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = daemon.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let store = daemon.store.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.checkpoint(false)).await {
+                tracing::warn!(error = %e, "store checkpoint failed");
+            }
+        }
     });
 }
 

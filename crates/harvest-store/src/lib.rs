@@ -61,16 +61,40 @@ impl NewEvent {
 pub struct Store {
     path: PathBuf,
     writer: Mutex<Connection>,
+    /// Checkpoints run here, off the append path (see [`Store::checkpoint`]).
+    checkpointer: Mutex<Connection>,
 }
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         let conn = open_conn(path, true)?;
         schema::migrate(&conn)?;
+        // SQLite would otherwise checkpoint (and fsync) inside whichever commit crosses
+        // 1000 WAL pages, stalling that append by milliseconds; the daemon checkpoints
+        // from its own connection instead.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        let checkpointer = open_conn(path, true)?;
         Ok(Store {
             path: path.to_owned(),
             writer: Mutex::new(conn),
+            checkpointer: Mutex::new(checkpointer),
         })
+    }
+
+    /// Copy the WAL into the database without blocking appends (call it periodically,
+    /// off the async runtime). `truncate` also empties the WAL file, for shutdown.
+    pub fn checkpoint(&self, truncate: bool) -> Result<()> {
+        let conn = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let sql = if truncate {
+            "PRAGMA wal_checkpoint(TRUNCATE)"
+        } else {
+            "PRAGMA wal_checkpoint(PASSIVE)"
+        };
+        conn.query_row(sql, [], |_| Ok(()))?;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
