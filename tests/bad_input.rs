@@ -214,6 +214,13 @@ fn a_missing_claude_cli_is_named_and_the_daemon_survives() {
     );
     let status = h.ok(&["daemon", "status"]);
     assert!(status.contains("running"), "{status}");
+
+    // One daemon per socket: a second one refuses to start and leaves the first alone.
+    let second = h.run(&["daemon", "--foreground"]);
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("already running"), "{err}");
+    assert!(h.ok(&["daemon", "status"]).contains("running"));
 }
 
 #[test]

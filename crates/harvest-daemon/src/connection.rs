@@ -160,6 +160,12 @@ impl Connection {
             ));
         }
         let d = &self.daemon;
+        if d.shutdown.is_cancelled() {
+            return Err(RpcError::new(
+                codes::SHUTTING_DOWN,
+                "the daemon is shutting down; the next harvest command starts a new one",
+            ));
+        }
         match req.method.as_str() {
             m::SessionCreate::NAME => reply(create::create(d, params(req.params)?).await?),
             m::SessionList::NAME => reply(m::SessionListResult {

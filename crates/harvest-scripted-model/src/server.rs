@@ -254,6 +254,9 @@ async fn messages(script: &Script, body: &Value) -> Reply {
             if name == "content_block_delta" {
                 deltas += 1;
                 if break_stream && deltas == 2 {
+                    // Let what was sent reach the client first: hyper drops unflushed
+                    // frames when a body fails, and a broken stream is a partial one.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     let _ = tx.send(Chunk::Break).await;
                     return;
                 }

@@ -377,8 +377,9 @@ impl Actor {
         let mut out = Vec::new();
         let mut turn_ended = false;
         for line in lines {
-            tracing::trace!(line = %line, "agent line");
+            // Secrets are masked before the line goes anywhere: the store, a log, a client.
             let line = redact::redact(&line, &self.redact_values).unwrap_or(line);
+            tracing::trace!(line = %line, "agent line");
             let parsed = agent.parser.parse_line(&line);
             for body in parsed.events {
                 if matches!(body, EventBody::AgentInit { .. }) {
