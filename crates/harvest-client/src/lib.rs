@@ -39,7 +39,7 @@ pub enum ClientError {
     },
     #[error("the harvest daemon did not start: {0}")]
     Start(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Rpc(#[from] RpcError),
     #[error("the daemon sent something this client cannot read: {0}")]
     Decode(String),
@@ -56,7 +56,7 @@ pub struct Client {
     writer: tokio::sync::Mutex<WriteHalf<Stream>>,
     pending: Pending,
     next_id: AtomicI64,
-    notifications: mpsc::Receiver<Notification>,
+    notifications: Option<mpsc::Receiver<Notification>>,
     pub daemon: m::HelloResult,
 }
 
@@ -86,7 +86,7 @@ impl Client {
             writer: tokio::sync::Mutex::new(send),
             pending,
             next_id: AtomicI64::new(1),
-            notifications,
+            notifications: Some(notifications),
             daemon: m::HelloResult {
                 protocol: 0,
                 daemon_version: String::new(),
@@ -126,9 +126,16 @@ impl Client {
         serde_json::from_value(value).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
-    /// The next notification (subscription events); `None` when the connection closed.
+    /// The next notification (subscription events); `None` when the connection closed
+    /// (or the receiver was taken).
     pub async fn next_notification(&mut self) -> Option<Notification> {
-        self.notifications.recv().await
+        self.notifications.as_mut()?.recv().await
+    }
+
+    /// Take the notification queue, to read it in one task while calls go out from
+    /// another (`call` needs only `&self`).
+    pub fn take_notifications(&mut self) -> Option<mpsc::Receiver<Notification>> {
+        self.notifications.take()
     }
 }
 

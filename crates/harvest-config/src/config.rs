@@ -20,6 +20,17 @@ pub enum ConfigError {
 pub struct Config {
     pub agent: AgentConfig,
     pub sandbox: SandboxConfig,
+    pub keys: KeysConfig,
+}
+
+/// `[keys]`: the terminal client's bindings. `prefix` is the tmux-like prefix key;
+/// `[keys.bind]` maps an action to its keys (`"prefix d"` means after the prefix). The
+/// client checks the names and says which actions and keys exist.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeysConfig {
+    pub prefix: Option<String>,
+    pub bind: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -211,6 +211,11 @@ impl Connection {
                 d.resolve(&p.session)?.1.stop().await?;
                 reply(m::Empty {})
             }
+            m::SessionResume::NAME => {
+                let p: m::ResumeParams = params(req.params)?;
+                d.resolve(&p.session)?.1.resume(p.env).await?;
+                reply(m::Empty {})
+            }
             m::SessionRemove::NAME => {
                 let p: m::SessionRef = params(req.params)?;
                 d.resolve(&p.session)?.1.remove().await?;

@@ -52,6 +52,10 @@ pub enum Command {
     Stop {
         reply: oneshot::Sender<Result<(), RpcError>>,
     },
+    Resume {
+        env: BTreeMap<String, Secret>,
+        reply: oneshot::Sender<Result<(), RpcError>>,
+    },
     Remove {
         reply: oneshot::Sender<Result<(), RpcError>>,
     },
@@ -91,6 +95,9 @@ impl SessionHandle {
     }
     pub async fn stop(&self) -> Result<(), RpcError> {
         self.call(|reply| Command::Stop { reply }).await
+    }
+    pub async fn resume(&self, env: BTreeMap<String, Secret>) -> Result<(), RpcError> {
+        self.call(|reply| Command::Resume { env, reply }).await
     }
     pub async fn remove(&self) -> Result<(), RpcError> {
         self.call(|reply| Command::Remove { reply }).await

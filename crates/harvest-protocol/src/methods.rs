@@ -39,6 +39,7 @@ methods! {
     SessionSend => "session/send", SendParams, Empty;
     SessionCancel => "session/cancel", SessionRef, Empty;
     SessionStop => "session/stop", SessionRef, Empty;
+    SessionResume => "session/resume", ResumeParams, Empty;
     SessionRemove => "session/remove", SessionRef, Empty;
     DaemonStatus => "daemon/status", Empty, DaemonStatusResult;
     DaemonStop => "daemon/stop", Empty, Empty;
@@ -113,6 +114,9 @@ pub struct SessionInfo {
     pub last_seq: Seq,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_session_id: Option<String>,
+    /// The newest message of the conversation (user, assistant or error), for pickers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_line: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,6 +155,14 @@ pub struct SendParams {
     pub text: String,
     /// Credentials for the agent, as in `session/create`; used only when the agent has to
     /// be started again to resume the conversation (after `session/stop` or a restart).
+    #[serde(default)]
+    pub env: BTreeMap<String, Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResumeParams {
+    pub session: String,
+    /// Credentials for the restarted agent, as in `session/create`.
     #[serde(default)]
     pub env: BTreeMap<String, Secret>,
 }

@@ -55,13 +55,13 @@ impl Conversation {
             let texts = blocks(&m["content"])
                 .enumerate()
                 .filter(|(_, b)| b["type"] == "text")
-                .map(|(bi, b)| (bi, b["text"].as_str().unwrap_or("")));
+                .map(|(bi, b)| (bi, b["text"].as_str().unwrap_or("").to_owned()));
             for (bi, text) in texts {
                 let t = text.trim_start();
                 if t.starts_with("<system-reminder>") || t.starts_with("[Request interrupted") {
                     continue;
                 }
-                prompt = Some(text.to_owned());
+                prompt = Some(text.clone());
                 at = (mi, bi);
             }
         }
@@ -105,9 +105,14 @@ fn find_cwd(body: &Value) -> Option<String> {
     None
 }
 
-fn blocks(content: &Value) -> Box<dyn Iterator<Item = &Value> + '_> {
+/// The blocks of a message's content. A plain-string content (the CLI sends one for a
+/// prompt after `--resume`) is one text block.
+fn blocks(content: &Value) -> Box<dyn Iterator<Item = std::borrow::Cow<'_, Value>> + '_> {
     match content {
-        Value::Array(items) => Box::new(items.iter()),
+        Value::Array(items) => Box::new(items.iter().map(std::borrow::Cow::Borrowed)),
+        Value::String(s) => Box::new(std::iter::once(std::borrow::Cow::Owned(
+            serde_json::json!({"type": "text", "text": s}),
+        ))),
         _ => Box::new(std::iter::empty()),
     }
 }
@@ -163,6 +168,16 @@ mod tests {
         ]));
         assert_eq!(c.prompt.as_deref(), Some("fix the greeting"));
         assert_eq!(c.tool_results_after_prompt, 2);
+    }
+
+    #[test]
+    fn a_plain_string_prompt_after_resume_is_the_prompt() {
+        let c = Conversation::read(&captured(vec![
+            json!({"role":"assistant","content":[{"type":"text","text":"Done."}]}),
+            json!({"role":"user","content":"a follow-up after --resume"}),
+        ]));
+        assert_eq!(c.prompt.as_deref(), Some("a follow-up after --resume"));
+        assert_eq!(c.tool_results_after_prompt, 0);
     }
 
     #[test]

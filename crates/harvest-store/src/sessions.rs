@@ -25,7 +25,9 @@ pub struct SessionRow {
 }
 
 const COLUMNS: &str = "id, name, state, sandbox, workspace, created_at, updated_at, cost_usd,
-    input_tokens, output_tokens, last_seq, agent_session_id, log_offset, spec, sandbox_state";
+    input_tokens, output_tokens, last_seq, agent_session_id, log_offset, spec, sandbox_state,
+    (SELECT json FROM events e WHERE e.session = sessions.id
+        AND e.type IN ('assistant_text', 'user_message', 'error') ORDER BY e.seq DESC LIMIT 1)";
 
 impl Store {
     pub fn create_session(&self, s: &NewSession) -> Result<SessionRow> {
@@ -131,6 +133,15 @@ fn row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
             output_tokens: r.get(9)?,
             last_seq: Seq(r.get(10)?),
             agent_session_id: r.get(11)?,
+            last_line: r
+                .get::<_, Option<String>>(15)?
+                .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
+                .and_then(|ev| {
+                    ev.get("text")
+                        .or_else(|| ev.get("message"))
+                        .and_then(|t| t.as_str())
+                        .map(str::to_owned)
+                }),
         },
         log_offset: r.get(12)?,
         spec: serde_json::from_str(&spec).unwrap_or_default(),

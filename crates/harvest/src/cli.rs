@@ -10,8 +10,9 @@ use std::path::PathBuf;
     about = "Run Claude Code agents in sandboxes, in the background; attach from any terminal."
 )]
 pub struct Cli {
+    /// Without a command: attach to the most recent session, or open the session picker.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -24,11 +25,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Start a session in the background and print its id.
+    /// Start a session and attach to it (in a terminal), or print its id (--detach, or
+    /// when the output is not a terminal).
     New {
         #[command(flatten)]
         new: NewArgs,
+        /// Start in the background and print the id.
+        #[arg(short, long)]
+        detach: bool,
     },
+    /// Attach the terminal client to a session (C-b d detaches; the session keeps running).
+    Attach { session: String },
     /// List sessions: id, name, state, sandbox, cost, age.
     Ls {
         #[arg(long)]

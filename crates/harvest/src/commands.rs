@@ -4,6 +4,7 @@ mod daemon;
 mod demo;
 mod run;
 mod sessions;
+mod tui;
 
 use crate::cli::{Cli, Command};
 use anyhow::{Context, Result};
@@ -16,11 +17,25 @@ use std::process::ExitCode;
 
 pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let paths = Paths::from_env()?;
-    match cli.command {
+    let Some(command) = cli.command else {
+        return tui::attach(&paths, harvest_tui::Initial::MostRecent).await;
+    };
+    match command {
         Command::Daemon { action, foreground } => daemon::run(&paths, action, foreground).await,
         Command::ScriptedModel { script, port } => demo::serve_script(&script, port).await,
         Command::Run { new, json } => run::run(&paths, new, json).await,
-        Command::New { new } => run::new(&paths, new).await,
+        Command::New { new, detach } => {
+            use std::io::IsTerminal;
+            if detach || !std::io::stdout().is_terminal() {
+                run::new(&paths, new).await
+            } else {
+                let id = run::create_quiet(&paths, new).await?;
+                tui::attach(&paths, harvest_tui::Initial::Session(id)).await
+            }
+        }
+        Command::Attach { session } => {
+            tui::attach(&paths, harvest_tui::Initial::Session(session)).await
+        }
         Command::Demo { json } => demo::demo(&paths, json).await,
         Command::Ls { json } => sessions::ls(&paths, json).await,
         Command::Logs {

@@ -193,6 +193,10 @@ impl Actor {
                     let _ = reply.send(Err(e));
                 }
             },
+            Command::Resume { env, reply } => {
+                let r = self.restart(env).await;
+                let _ = reply.send(r);
+            }
             Command::Remove { reply } => {
                 self.remove().await;
                 let _ = reply.send(Ok(()));
@@ -221,6 +225,29 @@ impl Actor {
         Ok(())
     }
 
+    /// Start the agent again if it is not running (a finished, stopped or interrupted
+    /// session), resuming its conversation; idle until the next message.
+    async fn restart(&mut self, env: BTreeMap<String, Secret>) -> Result<(), RpcError> {
+        if self.ending.is_some() {
+            return Err(RpcError::new(
+                codes::SESSION_STATE,
+                "the session is stopping",
+            ));
+        }
+        if self.agent.is_some() {
+            return Ok(());
+        }
+        if !env.is_empty() {
+            self.redact_values = redact::values(env.values());
+            self.secrets = env;
+        }
+        self.resume().await?;
+        if self.state != SessionState::Idle {
+            self.emit(vec![status(SessionState::Idle, None)]).await;
+        }
+        Ok(())
+    }
+
     async fn send(&mut self, text: String, env: BTreeMap<String, Secret>) -> Result<(), RpcError> {
         if self.ending.is_some() {
             return Err(RpcError::new(
@@ -229,11 +256,7 @@ impl Actor {
             ));
         }
         if self.agent.is_none() {
-            if !env.is_empty() {
-                self.redact_values = redact::values(env.values());
-                self.secrets = env;
-            }
-            self.resume().await?;
+            self.restart(env).await?;
         }
         let mut events = vec![EventBody::UserMessage { text: text.clone() }];
         if self.state != SessionState::Running {

@@ -19,6 +19,13 @@ pub async fn new(paths: &Paths, args: NewArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Create a session and return its id (for `new` that then attaches).
+pub async fn create_quiet(paths: &Paths, args: NewArgs) -> Result<String> {
+    let client = connect(paths).await?;
+    let env = forwarded_env(&load_config(paths)?);
+    Ok(create(&client, args, env).await?.id.to_string())
+}
+
 pub async fn run(paths: &Paths, args: NewArgs, json: bool) -> Result<ExitCode> {
     let env = forwarded_env(&load_config(paths)?);
     let mut client = connect(paths).await?;

@@ -1,0 +1,504 @@
+//! The client's state and what keys and daemon messages do to it. Input handlers change
+//! state and return commands for the connection task; they never touch the socket, so the
+//! UI never waits on the daemon.
+
+use crate::keymap::{Action, Key, Keymap};
+use crate::theme::Theme;
+use crate::transcript::{Item, Transcript};
+use crate::view::conversation::ConversationView;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+use harvest_protocol::Event;
+use harvest_protocol::methods::SessionInfo;
+use ratatui::text::Line;
+use std::time::{Duration, Instant};
+use tui_textarea::TextArea;
+
+/// What the UI asks of the connection task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cmd {
+    Send(String),
+    Cancel,
+    Resume,
+    Attach(String),
+    ListSessions,
+    Remove(String),
+    Create { workspace: String, prompt: String },
+}
+
+/// What the connection task tells the UI.
+#[derive(Debug, Clone)]
+pub enum FromDaemon {
+    Connected,
+    Disconnected(String),
+    Attached(SessionInfo),
+    Event(Box<Event>),
+    Lagged,
+    Sessions(Vec<SessionInfo>),
+    /// No session to attach to: open the picker.
+    NoSession,
+    Error(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Input,
+    Conversation,
+    Tool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Conn {
+    Connecting,
+    Connected,
+    Disconnected(String),
+}
+
+pub enum Overlay {
+    None,
+    Help,
+    Picker {
+        selected: usize,
+    },
+    ConfirmRemove {
+        id: String,
+        name: String,
+    },
+    NewSession {
+        workspace: Box<TextArea<'static>>,
+        prompt: Box<TextArea<'static>>,
+        on_prompt: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Detach,
+}
+
+pub struct App {
+    pub theme: Theme,
+    pub keymap: Keymap,
+    pub session: Option<SessionInfo>,
+    pub transcript: Transcript,
+    pub conv: ConversationView,
+    pub input: TextArea<'static>,
+    pub focus: Focus,
+    pub overlay: Overlay,
+    pub conn: Conn,
+    pub sessions: Vec<SessionInfo>,
+    /// The tool shown in the tool pane; `None` follows the newest.
+    pub tool_selected: Option<usize>,
+    pub tool_scroll: usize,
+    pub tool_show_all: bool,
+    pub exit: Option<Exit>,
+    pub toast: Option<(String, Instant)>,
+    pub spinner: usize,
+    prefix_armed: bool,
+    last_cancel: Option<Instant>,
+    /// Lines prepared for the next frame (see `screen::prepare`).
+    pub frame: Frame,
+    pub cwd: String,
+}
+
+#[derive(Default)]
+pub struct Frame {
+    pub conversation: Vec<Line<'static>>,
+    pub tool: Vec<Line<'static>>,
+    pub tool_title: String,
+    pub tool_len: usize,
+}
+
+impl App {
+    pub fn new(theme: Theme, keymap: Keymap) -> App {
+        App {
+            theme,
+            keymap,
+            session: None,
+            transcript: Transcript::default(),
+            conv: ConversationView::new(),
+            input: new_input(),
+            focus: Focus::Input,
+            overlay: Overlay::None,
+            conn: Conn::Connecting,
+            sessions: Vec::new(),
+            tool_selected: None,
+            tool_scroll: 0,
+            tool_show_all: false,
+            exit: None,
+            toast: None,
+            spinner: 0,
+            prefix_armed: false,
+            last_cancel: None,
+            frame: Frame::default(),
+            cwd: std::env::current_dir()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn draft(&self) -> String {
+        self.input.lines().join("\n")
+    }
+
+    pub fn set_draft(&mut self, text: &str) {
+        self.input = new_input();
+        self.input.insert_str(text);
+    }
+
+    /// The index of the tool shown in the tool pane.
+    pub fn tool_index(&self) -> Option<usize> {
+        self.tool_selected
+            .filter(|i| matches!(self.transcript.items().get(*i), Some(Item::Tool(_))))
+            .or_else(|| self.transcript.last_tool())
+    }
+
+    pub fn on_daemon(&mut self, msg: FromDaemon) {
+        match msg {
+            FromDaemon::Connected => self.conn = Conn::Connected,
+            FromDaemon::Disconnected(why) => self.conn = Conn::Disconnected(why),
+            FromDaemon::Attached(info) => {
+                let switched = self.session.as_ref().map(|s| &s.id) != Some(&info.id);
+                if switched {
+                    self.transcript = Transcript::default();
+                    self.conv = ConversationView::new();
+                    self.tool_selected = None;
+                    self.tool_scroll = 0;
+                }
+                self.session = Some(info);
+                if matches!(
+                    self.overlay,
+                    Overlay::Picker { .. } | Overlay::NewSession { .. }
+                ) {
+                    self.overlay = Overlay::None;
+                }
+            }
+            FromDaemon::Event(ev) => {
+                self.transcript.apply(&ev);
+                if let Some(s) = &mut self.session {
+                    if let Some(st) = self.transcript.state {
+                        s.state = st;
+                    }
+                    s.last_seq = self.transcript.last_seq;
+                }
+            }
+            FromDaemon::Lagged => self.toast("caught up from the store after falling behind"),
+            FromDaemon::Sessions(list) => {
+                self.sessions = list;
+                if let Overlay::Picker { selected } = &mut self.overlay {
+                    *selected = (*selected).min(self.sessions.len().saturating_sub(1));
+                }
+            }
+            FromDaemon::NoSession => {
+                self.overlay = Overlay::Picker { selected: 0 };
+            }
+            FromDaemon::Error(e) => self.toast(&e),
+        }
+    }
+
+    pub fn toast(&mut self, text: &str) {
+        self.toast = Some((text.to_owned(), Instant::now()));
+    }
+
+    pub fn on_paste(&mut self, text: &str) {
+        if self.focus == Focus::Input && matches!(self.overlay, Overlay::None) {
+            self.input.insert_str(text);
+        }
+    }
+
+    pub fn on_mouse(&mut self, m: MouseEvent) {
+        let step = match m.kind {
+            MouseEventKind::ScrollUp => -3,
+            MouseEventKind::ScrollDown => 3,
+            _ => return,
+        };
+        if self.focus == Focus::Tool {
+            self.scroll_tool(step);
+        } else {
+            self.conv.scroll(&self.transcript, step, &self.theme);
+        }
+    }
+
+    pub fn on_key(&mut self, ev: KeyEvent) -> Vec<Cmd> {
+        if ev.kind == crossterm::event::KeyEventKind::Release {
+            return Vec::new();
+        }
+        let key = Key::from_event(&ev);
+        match &mut self.overlay {
+            Overlay::None => {}
+            Overlay::Help => {
+                if matches!(
+                    key.code,
+                    KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('?')
+                ) {
+                    self.overlay = Overlay::None;
+                }
+                return Vec::new();
+            }
+            Overlay::Picker { .. } => return self.picker_key(key),
+            Overlay::ConfirmRemove { .. } => return self.confirm_key(key),
+            Overlay::NewSession { .. } => return self.new_session_key(ev),
+        }
+        if self.prefix_armed {
+            self.prefix_armed = false;
+            return match self.keymap.lookup(key, true, false) {
+                Some(a) => self.act(a),
+                None => Vec::new(),
+            };
+        }
+        if self.keymap.is_prefix(key) {
+            self.prefix_armed = true;
+            return Vec::new();
+        }
+        let in_input = self.focus == Focus::Input;
+        match self.keymap.lookup(key, false, in_input) {
+            Some(a) => self.act(a),
+            None if in_input => {
+                self.input.input(ev);
+                Vec::new()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    fn act(&mut self, action: Action) -> Vec<Cmd> {
+        let theme = self.theme;
+        match action {
+            Action::Send => {
+                let text = self.draft();
+                if text.trim().is_empty() || self.session.is_none() {
+                    return Vec::new();
+                }
+                self.input = new_input();
+                self.conv.go_bottom(&self.transcript);
+                self.conv.selected = None;
+                return vec![Cmd::Send(text)];
+            }
+            Action::Newline => self.input.insert_newline(),
+            Action::Cancel => {
+                // A second cancel key within a second leaves cleanly (detach), so a
+                // reflexive double Ctrl-C never kills the client mid-draw.
+                if self
+                    .last_cancel
+                    .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+                {
+                    self.exit = Some(Exit::Detach);
+                    return Vec::new();
+                }
+                self.last_cancel = Some(Instant::now());
+                if self.is_running() {
+                    self.toast("cancelling the turn…");
+                    return vec![Cmd::Cancel];
+                }
+                self.toast("nothing is running; press again within a second to detach");
+            }
+            Action::Detach => self.exit = Some(Exit::Detach),
+            Action::Sessions => {
+                self.overlay = Overlay::Picker { selected: 0 };
+                return vec![Cmd::ListSessions];
+            }
+            Action::Resume => {
+                if self.session.is_some() {
+                    return vec![Cmd::Resume];
+                }
+            }
+            Action::FocusNext => {
+                self.focus = match self.focus {
+                    Focus::Input => Focus::Conversation,
+                    Focus::Conversation => Focus::Tool,
+                    Focus::Tool => Focus::Input,
+                };
+            }
+            Action::Up => match self.focus {
+                Focus::Tool => self.scroll_tool(-1),
+                _ => self.conv.select(&self.transcript, -1, &theme),
+            },
+            Action::Down => match self.focus {
+                Focus::Tool => self.scroll_tool(1),
+                _ => self.conv.select(&self.transcript, 1, &theme),
+            },
+            Action::PageUp => match self.focus {
+                Focus::Tool => self.scroll_tool(-20),
+                _ => {
+                    let p = self.conv.page() as isize;
+                    self.conv.scroll(&self.transcript, -p, &theme)
+                }
+            },
+            Action::PageDown => match self.focus {
+                Focus::Tool => self.scroll_tool(20),
+                _ => {
+                    let p = self.conv.page() as isize;
+                    self.conv.scroll(&self.transcript, p, &theme)
+                }
+            },
+            Action::Top => match self.focus {
+                Focus::Tool => self.tool_scroll = 0,
+                _ => self.conv.go_top(),
+            },
+            Action::Bottom => match self.focus {
+                Focus::Tool => self.tool_scroll = usize::MAX,
+                _ => self.conv.go_bottom(&self.transcript),
+            },
+            Action::Follow => {
+                self.conv.follow = !self.conv.follow;
+                self.toast(if self.conv.follow {
+                    "following the tail"
+                } else {
+                    "follow off"
+                });
+            }
+            Action::Expand => match self.focus {
+                Focus::Tool => self.tool_show_all = !self.tool_show_all,
+                _ => {
+                    if let Some(i) = self.conv.selected {
+                        if matches!(self.transcript.items().get(i), Some(Item::Tool(_))) {
+                            self.tool_selected = Some(i);
+                            self.tool_scroll = 0;
+                        }
+                        self.conv.toggle_expanded(i);
+                    }
+                }
+            },
+            Action::Copy => {
+                let text = match self.focus {
+                    Focus::Tool => self
+                        .frame
+                        .tool
+                        .iter()
+                        .map(|l| l.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    _ => self
+                        .conv
+                        .selected_text(&self.transcript)
+                        .unwrap_or_default(),
+                };
+                crate::terminal::copy_osc52(&text);
+                self.toast("copied (OSC 52)");
+            }
+            Action::Help => self.overlay = Overlay::Help,
+        }
+        Vec::new()
+    }
+
+    fn scroll_tool(&mut self, delta: isize) {
+        let max = self.frame.tool_len;
+        self.tool_scroll =
+            (self.tool_scroll.min(max) as isize + delta).clamp(0, max as isize) as usize;
+    }
+
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self.session.as_ref().map(|s| s.state),
+            Some(
+                harvest_protocol::SessionState::Running
+                    | harvest_protocol::SessionState::Cancelling
+            )
+        )
+    }
+
+    fn picker_key(&mut self, key: Key) -> Vec<Cmd> {
+        let Overlay::Picker { selected } = &mut self.overlay else {
+            return Vec::new();
+        };
+        let n = self.sessions.len();
+        match key.code {
+            KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => {
+                *selected = (*selected + 1).min(n.saturating_sub(1))
+            }
+            KeyCode::Enter => {
+                if let Some(s) = self.sessions.get(*selected) {
+                    let id = s.id.to_string();
+                    self.overlay = Overlay::None;
+                    return vec![Cmd::Attach(id)];
+                }
+            }
+            KeyCode::Char('n') => {
+                let mut workspace = TextArea::default();
+                workspace.insert_str(&self.cwd);
+                self.overlay = Overlay::NewSession {
+                    workspace: Box::new(workspace),
+                    prompt: Box::new(TextArea::default()),
+                    on_prompt: true,
+                };
+            }
+            KeyCode::Char('x') => {
+                if let Some(s) = self.sessions.get(*selected) {
+                    self.overlay = Overlay::ConfirmRemove {
+                        id: s.id.to_string(),
+                        name: s.name.clone(),
+                    };
+                }
+            }
+            KeyCode::Esc | KeyCode::Char('q') => {
+                if self.session.is_some() {
+                    self.overlay = Overlay::None;
+                } else {
+                    self.exit = Some(Exit::Detach);
+                }
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn confirm_key(&mut self, key: Key) -> Vec<Cmd> {
+        let Overlay::ConfirmRemove { id, .. } = &self.overlay else {
+            return Vec::new();
+        };
+        let id = id.clone();
+        self.overlay = Overlay::Picker { selected: 0 };
+        if matches!(key.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
+            if self.session.as_ref().is_some_and(|s| s.id.as_str() == id) {
+                self.session = None;
+                self.transcript = Transcript::default();
+                self.conv = ConversationView::new();
+            }
+            return vec![Cmd::Remove(id), Cmd::ListSessions];
+        }
+        Vec::new()
+    }
+
+    fn new_session_key(&mut self, ev: KeyEvent) -> Vec<Cmd> {
+        let Overlay::NewSession {
+            workspace,
+            prompt,
+            on_prompt,
+        } = &mut self.overlay
+        else {
+            return Vec::new();
+        };
+        match (ev.code, ev.modifiers) {
+            (KeyCode::Esc, _) => self.overlay = Overlay::Picker { selected: 0 },
+            (KeyCode::Tab, _) | (KeyCode::BackTab, _) => *on_prompt = !*on_prompt,
+            (KeyCode::Enter, m) if !m.contains(KeyModifiers::ALT) => {
+                let ws = workspace.lines().join("");
+                let text = prompt.lines().join("\n");
+                if text.trim().is_empty() {
+                    self.toast("type a prompt first");
+                    return Vec::new();
+                }
+                self.overlay = Overlay::None;
+                return vec![Cmd::Create {
+                    workspace: ws,
+                    prompt: text,
+                }];
+            }
+            _ => {
+                if *on_prompt {
+                    prompt.input(ev);
+                } else {
+                    workspace.input(ev);
+                }
+            }
+        }
+        Vec::new()
+    }
+}
+
+fn new_input() -> TextArea<'static> {
+    let mut t = TextArea::default();
+    t.set_cursor_line_style(ratatui::style::Style::default());
+    t.set_placeholder_text("message…");
+    t
+}

@@ -1,0 +1,244 @@
+//! The connection task: owns the daemon client, so the UI never waits on the socket. It
+//! connects (starting the daemon if needed), attaches, forwards events, runs the UI's
+//! commands, and on a lost connection keeps retrying and re-subscribes from the last seq
+//! it delivered, so the UI sees no gap and no duplicate.
+
+use crate::app::{Cmd, FromDaemon};
+use harvest_client::Client;
+use harvest_config::Paths;
+use harvest_protocol::methods::{self as m, CreateParams};
+use harvest_protocol::{Event, Secret, Seq};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// What to attach to first.
+#[derive(Debug, Clone)]
+pub enum Initial {
+    Session(String),
+    /// The most recently active session, or the picker when there is none.
+    MostRecent,
+}
+
+pub struct Connection {
+    pub paths: Paths,
+    pub exe: PathBuf,
+    /// Credentials forwarded with `send` and `create`, for an agent that must be started.
+    pub env: BTreeMap<String, Secret>,
+}
+
+pub fn spawn(
+    conn: Connection,
+    initial: Initial,
+    to_ui: mpsc::Sender<FromDaemon>,
+) -> mpsc::Sender<Cmd> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(run(conn, initial, to_ui, rx));
+    tx
+}
+
+async fn run(
+    conn: Connection,
+    initial: Initial,
+    ui: mpsc::Sender<FromDaemon>,
+    mut cmds: mpsc::Receiver<Cmd>,
+) {
+    let mut attached: Option<String> = match &initial {
+        Initial::Session(id) => Some(id.clone()),
+        Initial::MostRecent => None,
+    };
+    let mut pick_recent = matches!(initial, Initial::MostRecent);
+    let mut last_seq = Seq(0);
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let mut client =
+            match harvest_client::connect_or_start(&conn.paths, &conn.exe, "harvest-tui").await {
+                Ok(c) => c,
+                Err(e) => {
+                    if ui
+                        .send(FromDaemon::Disconnected(e.to_string()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            };
+        backoff = Duration::from_millis(200);
+        let _ = ui.send(FromDaemon::Connected).await;
+        let Some(mut notes) = client.take_notifications() else {
+            return;
+        };
+
+        if pick_recent {
+            pick_recent = false;
+            match client.call::<m::SessionList>(m::Empty {}).await {
+                Ok(list) => match list.sessions.iter().max_by_key(|s| s.updated_at) {
+                    Some(s) => attached = Some(s.id.to_string()),
+                    None => {
+                        let _ = ui.send(FromDaemon::Sessions(list.sessions.clone())).await;
+                        let _ = ui.send(FromDaemon::NoSession).await;
+                    }
+                },
+                Err(e) => {
+                    let _ = ui.send(FromDaemon::Error(e.to_string())).await;
+                }
+            }
+        }
+        if let Some(id) = attached.clone()
+            && let Err(e) = attach(&client, &ui, &id, last_seq).await
+        {
+            let _ = ui.send(FromDaemon::Error(e)).await;
+            attached = None;
+            let _ = ui.send(FromDaemon::NoSession).await;
+        }
+
+        // Serve until the connection drops or the UI asks to switch sessions.
+        loop {
+            tokio::select! {
+                note = notes.recv() => {
+                    let Some(note) = note else { break };
+                    match note.method.as_str() {
+                        m::NOTIFY_EVENT => {
+                            let Some(ev) = note.params.get("event").cloned() else { continue };
+                            match serde_json::from_value::<Event>(ev) {
+                                Ok(ev) => {
+                                    last_seq = last_seq.max(ev.seq);
+                                    if ui.send(FromDaemon::Event(Box::new(ev))).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(e) => tracing::warn!(error = %e, "undecodable event"),
+                            }
+                        }
+                        m::NOTIFY_LAGGED => {
+                            let _ = ui.send(FromDaemon::Lagged).await;
+                        }
+                        _ => {}
+                    }
+                }
+                cmd = cmds.recv() => {
+                    let Some(cmd) = cmd else { return };
+                    match command(&client, &conn, attached.as_deref(), cmd).await {
+                        Ok(Some(Switch(id))) => {
+                            attached = Some(id);
+                            last_seq = Seq(0);
+                            break; // a fresh connection carries only the new subscription
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            let _ = ui.send(FromDaemon::Error(e)).await;
+                        }
+                    }
+                    if let Ok(list) = client.call::<m::SessionList>(m::Empty {}).await {
+                        let _ = ui.send(FromDaemon::Sessions(list.sessions)).await;
+                    }
+                }
+            }
+        }
+        if client_gone(&client).await {
+            let _ = ui
+                .send(FromDaemon::Disconnected("connection lost".into()))
+                .await;
+            tokio::time::sleep(backoff).await;
+        }
+    }
+}
+
+struct Switch(String);
+
+async fn attach(
+    client: &Client,
+    ui: &mpsc::Sender<FromDaemon>,
+    id: &str,
+    last: Seq,
+) -> Result<(), String> {
+    let info = client
+        .call::<m::SessionGet>(m::SessionRef {
+            session: id.to_owned(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = ui.send(FromDaemon::Attached(info.clone())).await;
+    client
+        .call::<m::SessionSubscribe>(m::SubscribeParams {
+            session: info.id.to_string(),
+            from_seq: last.next(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+async fn command(
+    client: &Client,
+    conn: &Connection,
+    attached: Option<&str>,
+    cmd: Cmd,
+) -> Result<Option<Switch>, String> {
+    let session = || {
+        attached
+            .map(str::to_owned)
+            .ok_or_else(|| "no session attached".to_owned())
+    };
+    let r = |e: harvest_client::ClientError| e.to_string();
+    match cmd {
+        Cmd::Send(text) => {
+            client
+                .call::<m::SessionSend>(m::SendParams {
+                    session: session()?,
+                    text,
+                    env: conn.env.clone(),
+                })
+                .await
+                .map_err(r)?;
+        }
+        Cmd::Cancel => {
+            client
+                .call::<m::SessionCancel>(m::SessionRef {
+                    session: session()?,
+                })
+                .await
+                .map_err(r)?;
+        }
+        Cmd::Resume => {
+            client
+                .call::<m::SessionResume>(m::ResumeParams {
+                    session: session()?,
+                    env: conn.env.clone(),
+                })
+                .await
+                .map_err(r)?;
+        }
+        Cmd::Attach(id) => return Ok(Some(Switch(id))),
+        Cmd::ListSessions => {}
+        Cmd::Remove(id) => {
+            client
+                .call::<m::SessionRemove>(m::SessionRef { session: id })
+                .await
+                .map_err(r)?;
+        }
+        Cmd::Create { workspace, prompt } => {
+            let info = client
+                .call::<m::SessionCreate>(CreateParams {
+                    workspace: Some(workspace),
+                    prompt: Some(prompt),
+                    env: conn.env.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(r)?;
+            return Ok(Some(Switch(info.id.to_string())));
+        }
+    }
+    Ok(None)
+}
+
+/// After the inner loop: was it a switch (the client still answers) or a lost connection?
+async fn client_gone(client: &Client) -> bool {
+    client.call::<m::DaemonStatus>(m::Empty {}).await.is_err()
+}

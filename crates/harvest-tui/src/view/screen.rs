@@ -1,0 +1,423 @@
+//! The screen: layout, `prepare` (settles the viewport and builds the visible lines; the
+//! only place where lines are built) and `draw` (reads state and puts it on the buffer).
+
+use crate::app::{App, Conn, Focus, Overlay};
+use crate::keymap::Action;
+use crate::transcript::Item;
+use crate::view::items::tokens;
+use crate::wrap::{truncate_line, width_of, wrap_lines};
+use harvest_protocol::SessionState;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+
+const SPINNER: &[char] = &['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+
+pub struct Areas {
+    pub header: Rect,
+    pub conversation: Rect,
+    pub tool: Rect,
+    pub input: Rect,
+    pub footer: Rect,
+}
+
+pub fn layout(area: Rect, app: &App) -> Areas {
+    let input_h = (app.input.lines().len() as u16 + 2).clamp(3, 8);
+    let rows = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints([
+            Constraint::Length(1),
+            Constraint::Min(3),
+            Constraint::Length(input_h),
+            Constraint::Length(1),
+        ])
+        .split(area);
+    // Side by side when there is room; stacked on a narrow terminal.
+    let body = if area.width >= 100 {
+        Layout::default()
+            .direction(Direction::Horizontal)
+            .constraints([Constraint::Percentage(50), Constraint::Percentage(50)])
+            .split(rows[1])
+    } else {
+        Layout::default()
+            .direction(Direction::Vertical)
+            .constraints([Constraint::Percentage(60), Constraint::Percentage(40)])
+            .split(rows[1])
+    };
+    Areas {
+        header: rows[0],
+        conversation: body[0],
+        tool: body[1],
+        input: rows[2],
+        footer: rows[3],
+    }
+}
+
+/// Inner size of a bordered pane.
+fn inner(r: Rect) -> (usize, usize) {
+    (
+        r.width.saturating_sub(2) as usize,
+        r.height.saturating_sub(2) as usize,
+    )
+}
+
+pub fn prepare(app: &mut App, area: Rect) {
+    let a = layout(area, app);
+    let theme = app.theme;
+    let (cw, ch) = inner(a.conversation);
+    app.conv.prepare(&app.transcript, cw, ch, &theme);
+    app.frame.conversation = app.conv.visible(&app.transcript, &theme);
+
+    let (tw, th) = inner(a.tool);
+    let tool = app
+        .tool_index()
+        .and_then(|i| match app.transcript.items().get(i) {
+            Some(Item::Tool(t)) => Some(t.clone()),
+            _ => None,
+        });
+    match tool {
+        Some(t) => {
+            let lines = crate::view::tool::pane_lines(&t, tw, app.tool_show_all, None, &theme);
+            let lines = wrap_lines(lines, tw, "  ");
+            app.frame.tool_len = lines.len().saturating_sub(th);
+            app.tool_scroll = app.tool_scroll.min(app.frame.tool_len);
+            app.frame.tool = lines.into_iter().skip(app.tool_scroll).take(th).collect();
+            app.frame.tool_title = format!(" {} ", t.name);
+        }
+        None => {
+            app.frame.tool = vec![Line::styled("no tool calls yet", theme.dim())];
+            app.frame.tool_len = 0;
+            app.frame.tool_title = " Tools ".into();
+        }
+    }
+}
+
+pub fn draw(f: &mut Frame<'_>, app: &App) {
+    let a = layout(f.area(), app);
+    let theme = &app.theme;
+    f.render_widget(
+        Paragraph::new(header(app, a.header.width as usize)).style(theme.header()),
+        a.header,
+    );
+
+    let pane = |title: String, focused: bool| {
+        Block::default()
+            .borders(Borders::ALL)
+            .title(title)
+            .border_style(if focused {
+                theme.border_focused()
+            } else {
+                theme.border()
+            })
+    };
+    let conv_title = if app.conv.follow {
+        " Conversation "
+    } else {
+        " Conversation (scrolled; G follows) "
+    };
+    f.render_widget(
+        Paragraph::new(app.frame.conversation.clone())
+            .block(pane(conv_title.into(), app.focus == Focus::Conversation)),
+        a.conversation,
+    );
+    f.render_widget(
+        Paragraph::new(app.frame.tool.clone())
+            .block(pane(app.frame.tool_title.clone(), app.focus == Focus::Tool)),
+        a.tool,
+    );
+
+    let mut input = app.input.clone();
+    input.set_block(pane(" › ".into(), app.focus == Focus::Input));
+    f.render_widget(&input, a.input);
+
+    f.render_widget(
+        Paragraph::new(footer(app, a.footer.width as usize)),
+        a.footer,
+    );
+
+    match &app.overlay {
+        Overlay::None => {}
+        Overlay::Help => help(f, app),
+        Overlay::Picker { selected } => picker(f, app, *selected),
+        Overlay::ConfirmRemove { id, name } => {
+            let r = centered(f.area(), 50, 5);
+            f.render_widget(Clear, r);
+            f.render_widget(
+                Paragraph::new(vec![
+                    Line::from(format!("Remove session {id} ({name})?")),
+                    Line::styled("Its sandbox, history and cloned workspace go.", theme.dim()),
+                    Line::from(vec![
+                        Span::styled("y", theme.key()),
+                        Span::raw(" remove · any other key keeps it"),
+                    ]),
+                ])
+                .block(
+                    Block::bordered()
+                        .title(" Remove ")
+                        .border_style(theme.error()),
+                ),
+                r,
+            );
+        }
+        Overlay::NewSession {
+            workspace,
+            prompt,
+            on_prompt,
+        } => {
+            let r = centered(f.area(), 70, 10);
+            f.render_widget(Clear, r);
+            let rows = Layout::default()
+                .direction(Direction::Vertical)
+                .constraints([
+                    Constraint::Length(3),
+                    Constraint::Min(3),
+                    Constraint::Length(1),
+                ])
+                .split(Rect {
+                    x: r.x + 1,
+                    y: r.y + 1,
+                    width: r.width.saturating_sub(2),
+                    height: r.height.saturating_sub(2),
+                });
+            f.render_widget(
+                Block::bordered()
+                    .title(" New session ")
+                    .border_style(theme.border_focused()),
+                r,
+            );
+            let mut ws = (**workspace).clone();
+            ws.set_block(pane(" workspace ".into(), !*on_prompt));
+            f.render_widget(&ws, rows[0]);
+            let mut p = (**prompt).clone();
+            p.set_block(pane(" prompt ".into(), *on_prompt));
+            f.render_widget(&p, rows[1]);
+            f.render_widget(
+                Paragraph::new("Enter create · Tab switch field · Esc back").style(theme.dim()),
+                rows[2],
+            );
+        }
+    }
+}
+
+fn header(app: &App, width: usize) -> Line<'static> {
+    let theme = &app.theme;
+    let mut spans = vec![Span::styled(" harvest", theme.bold())];
+    match &app.session {
+        None => spans.push(Span::raw(" · no session")),
+        Some(s) => {
+            let t = &app.transcript;
+            let state = t.state.unwrap_or(s.state);
+            let (mark, label) = match state {
+                SessionState::Running => (
+                    SPINNER[app.spinner % SPINNER.len()].to_string(),
+                    "running".to_owned(),
+                ),
+                SessionState::NeedsInput => ("◆".into(), "needs input".into()),
+                SessionState::Cancelling => ("■".into(), "cancelling".into()),
+                SessionState::Idle => ("●".into(), "idle".into()),
+                other => ("○".into(), other.as_str().to_owned()),
+            };
+            let elapsed = t
+                .turn_started
+                .filter(|_| state == SessionState::Running)
+                .map(|start| {
+                    let secs = (time::OffsetDateTime::now_utc() - start)
+                        .whole_seconds()
+                        .max(0);
+                    format!(" {:02}:{:02}", secs / 60, secs % 60)
+                })
+                .unwrap_or_default();
+            spans.push(Span::raw(format!(" · {} · {} · ", s.name, s.sandbox)));
+            let state_style = match state {
+                SessionState::Failed => theme.error(),
+                SessionState::Running | SessionState::Cancelling => theme.warn(),
+                _ => theme.base(),
+            };
+            spans.push(Span::styled(
+                format!("{mark} {label}{elapsed}"),
+                state_style,
+            ));
+            if let Some(r) = &t.retry {
+                spans.push(Span::styled(
+                    format!(
+                        " · API retry {}/{}: {} {}",
+                        r.attempt,
+                        r.limit,
+                        r.status
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "no response".into()),
+                        r.error.clone().unwrap_or_default()
+                    ),
+                    theme.warn(),
+                ));
+            }
+            let cost = s.cost_usd.max(t.cost_usd);
+            let tok = (s.input_tokens + s.output_tokens).max(t.tokens);
+            spans.push(Span::raw(format!(" · ${cost:.3} · {} tok", tokens(tok))));
+        }
+    }
+    let conn = match &app.conn {
+        Conn::Connected => Span::raw(""),
+        Conn::Connecting => Span::styled(" · connecting…", theme.warn()),
+        Conn::Disconnected(_) => Span::styled(" · disconnected, retrying", theme.error()),
+    };
+    spans.push(conn);
+    truncate_line(Line::from(spans), width)
+}
+
+fn footer(app: &App, width: usize) -> Line<'static> {
+    let theme = &app.theme;
+    if let Some((toast, at)) = &app.toast
+        && at.elapsed() < std::time::Duration::from_secs(3)
+    {
+        return truncate_line(Line::styled(format!(" {toast}"), theme.warn()), width);
+    }
+    let k = &app.keymap;
+    let mut spans = vec![Span::raw(" ")];
+    let hints = [
+        (Action::Send, "send"),
+        (Action::Newline, "newline"),
+        (Action::Cancel, "cancel"),
+        (Action::Detach, "detach"),
+        (Action::Sessions, "sessions"),
+        (Action::FocusNext, "focus"),
+        (Action::Help, "help"),
+    ];
+    for (i, (action, label)) in hints.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(" · ", theme.dim()));
+        }
+        spans.push(Span::styled(k.hint(*action), theme.key()));
+        spans.push(Span::raw(format!(" {label}")));
+    }
+    truncate_line(Line::from(spans), width)
+}
+
+fn help(f: &mut Frame<'_>, app: &App) {
+    let theme = &app.theme;
+    let k = &app.keymap;
+    let rows: Vec<(String, &str)> = Action::ALL
+        .iter()
+        .map(|action| {
+            let keys: Vec<String> = k
+                .bindings
+                .get(action)
+                .map(|b| b.iter().map(|b| k.show(b)).collect())
+                .unwrap_or_default();
+            let keys = if keys.is_empty() {
+                "unbound".to_owned()
+            } else {
+                keys.join(", ")
+            };
+            (keys, action.describe())
+        })
+        .collect();
+    let key_col = rows.iter().map(|(k, _)| width_of(k)).max().unwrap_or(0) + 2;
+    let mut lines: Vec<Line<'static>> = rows
+        .into_iter()
+        .map(|(keys, what)| {
+            let pad = key_col - width_of(&keys);
+            Line::from(vec![
+                Span::styled(keys, theme.key()),
+                Span::raw(" ".repeat(pad)),
+                Span::raw(what),
+            ])
+        })
+        .collect();
+    lines.push(Line::default());
+    lines.push(Line::styled(
+        "Rebind any of these in harvest.toml under [keys]. Esc closes.",
+        theme.dim(),
+    ));
+    let r = centered(f.area(), 74, lines.len() as u16 + 2);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .title(" Keys ")
+                .border_style(theme.border_focused()),
+        ),
+        r,
+    );
+}
+
+fn picker(f: &mut Frame<'_>, app: &App, selected: usize) {
+    let theme = &app.theme;
+    let r = centered(
+        f.area(),
+        f.area().width.saturating_sub(4).min(110),
+        f.area().height.saturating_sub(4).min(20),
+    );
+    let w = r.width.saturating_sub(2) as usize;
+    let mut lines = Vec::new();
+    if app.sessions.is_empty() {
+        lines.push(Line::styled("no sessions yet", theme.dim()));
+    }
+    for (i, s) in app.sessions.iter().enumerate() {
+        let last = s.last_line.clone().unwrap_or_default();
+        let row = format!(
+            "{:<9}{:<24} {:<12} {:<7} {:>7} {:>5}  {}",
+            s.id.as_str(),
+            cut(&s.name, 23),
+            s.state.as_str(),
+            s.sandbox,
+            format!("${:.3}", s.cost_usd),
+            age(s.created_at),
+            last.lines().next().unwrap_or("")
+        );
+        let style = if i == selected {
+            theme.selected()
+        } else {
+            Style::new()
+        };
+        lines.push(truncate_line(Line::styled(row, style), w));
+    }
+    lines.push(Line::default());
+    lines.push(Line::from(vec![
+        Span::styled("Enter", theme.key()),
+        Span::raw(" attach · "),
+        Span::styled("n", theme.key()),
+        Span::raw(" new · "),
+        Span::styled("x", theme.key()),
+        Span::raw(" remove · "),
+        Span::styled("Esc", theme.key()),
+        Span::raw(" close"),
+    ]));
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .title(" Sessions ")
+                .border_style(theme.border_focused()),
+        ),
+        r,
+    );
+}
+
+fn cut(s: &str, n: usize) -> String {
+    truncate_line(Line::from(s.to_owned()), n).to_string()
+}
+
+fn age(created_at: i64) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let s = (now - created_at).max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let w = width.min(area.width);
+    let h = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}

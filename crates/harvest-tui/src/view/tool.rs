@@ -1,0 +1,217 @@
+//! The tool pane: the selected tool call in full. Bash shows its command highlighted as
+//! shell and its output with ANSI colours rendered; Edit and Write a unified diff; Read
+//! the excerpt with line numbers; TodoWrite a checklist; anything else pretty JSON.
+
+use crate::ansi;
+use crate::highlight::{self, lang_of_path};
+use crate::theme::Theme;
+use crate::transcript::ToolItem;
+use crate::wrap::width_of;
+use harvest_protocol::event::ToolOutput;
+use ratatui::text::{Line, Span};
+use serde_json::Value;
+
+/// Bash output longer than this is folded to its head and tail until expanded.
+const FOLD_OVER: usize = 400;
+const FOLD_KEEP: usize = 150;
+
+/// The pane's content for a tool call, before wrapping. `full_output` is the complete
+/// output the CLI saved to a file when it was too large to inline, when it can be read.
+pub fn pane_lines(
+    tool: &ToolItem,
+    width: usize,
+    show_all: bool,
+    full_output: Option<&str>,
+    theme: &Theme,
+) -> Vec<Line<'static>> {
+    let mut out = Vec::new();
+    let outcome = tool.outcome();
+    let title = format!("{}  {}", tool.name, description(tool));
+    let pad = width
+        .saturating_sub(width_of(&title) + width_of(&outcome))
+        .max(1);
+    let outcome_style = match &tool.result {
+        Some(r) if r.is_error => theme.error(),
+        Some(_) => theme.ok(),
+        None => theme.dim(),
+    };
+    out.push(Line::from(vec![
+        Span::styled(tool.name.clone(), theme.tool_name()),
+        Span::raw(format!("  {}", description(tool))),
+        Span::raw(" ".repeat(pad)),
+        Span::styled(outcome, outcome_style),
+    ]));
+    match tool.name.as_str() {
+        "Bash" => {
+            let cmd = tool.input["command"].as_str().unwrap_or("");
+            let lines = highlight::highlight(cmd, "bash", theme)
+                .unwrap_or_else(|| cmd.lines().map(|l| Line::from(l.to_owned())).collect());
+            for (i, mut l) in lines.into_iter().enumerate() {
+                l.spans.insert(
+                    0,
+                    Span::styled(if i == 0 { "$ " } else { "  " }, theme.dim()),
+                );
+                out.push(l);
+            }
+            out.extend(bash_output(tool, show_all, full_output, theme));
+        }
+        _ => out.extend(preview(tool, theme)),
+    }
+    out
+}
+
+/// The body of a tool call without its title, also shown when a tool line is expanded in
+/// the conversation.
+pub fn preview(tool: &ToolItem, theme: &Theme) -> Vec<Line<'static>> {
+    let Some(result) = &tool.result else {
+        return match tool.name.as_str() {
+            "TodoWrite" => todos(&tool.input, theme),
+            _ => json_lines(&tool.input, theme),
+        };
+    };
+    match &result.output {
+        Some(ToolOutput::Bash { .. }) => bash_output(tool, false, None, theme),
+        Some(ToolOutput::Patch {
+            file_path,
+            operation,
+            hunks,
+            content,
+        }) => {
+            let lang = lang_of_path(file_path);
+            if operation == "create" {
+                let content = content.as_deref().unwrap_or("");
+                let lines = highlight::highlight(content, &lang, theme)
+                    .unwrap_or_else(|| content.lines().map(|l| Line::from(l.to_owned())).collect());
+                let nw = lines.len().to_string().len();
+                lines
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, mut l)| {
+                        l.spans.insert(0, Span::styled("+", theme.added()));
+                        l.spans.insert(
+                            0,
+                            Span::styled(format!("{:>nw$} ", i + 1), theme.line_number()),
+                        );
+                        l
+                    })
+                    .collect()
+            } else {
+                super::diff::render(hunks, &lang, theme)
+            }
+        }
+        Some(ToolOutput::Read {
+            file_path,
+            content,
+            start_line,
+            ..
+        }) => {
+            let lines = highlight::highlight(content, &lang_of_path(file_path), theme)
+                .unwrap_or_else(|| content.lines().map(|l| Line::from(l.to_owned())).collect());
+            let last = *start_line as usize + lines.len();
+            let nw = last.to_string().len();
+            lines
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut l)| {
+                    l.spans.insert(
+                        0,
+                        Span::styled(
+                            format!("{:>nw$} ", *start_line as usize + i),
+                            theme.line_number(),
+                        ),
+                    );
+                    l
+                })
+                .collect()
+        }
+        _ if tool.name == "TodoWrite" => todos(&tool.input, theme),
+        _ => {
+            let style = if result.is_error {
+                theme.error()
+            } else {
+                theme.base()
+            };
+            let mut out = json_lines(&tool.input, theme);
+            out.push(Line::default());
+            out.extend(
+                result
+                    .content
+                    .lines()
+                    .map(|l| Line::styled(l.to_owned(), style)),
+            );
+            out
+        }
+    }
+}
+
+fn bash_output(
+    tool: &ToolItem,
+    show_all: bool,
+    full: Option<&str>,
+    theme: &Theme,
+) -> Vec<Line<'static>> {
+    let Some(result) = &tool.result else {
+        return vec![Line::styled("running…", theme.dim())];
+    };
+    let text = match (&result.output, full) {
+        (_, Some(full)) => full.to_owned(),
+        (Some(ToolOutput::Bash { stdout, stderr, .. }), None) => {
+            if stderr.is_empty() {
+                stdout.clone()
+            } else {
+                format!("{stdout}\n{stderr}")
+            }
+        }
+        _ => result.content.clone(),
+    };
+    let lines = ansi::to_lines(text.trim_end_matches('\n'), theme);
+    if show_all || lines.len() <= FOLD_OVER {
+        return lines;
+    }
+    let hidden = lines.len() - 2 * FOLD_KEEP;
+    let mut out: Vec<Line<'static>> = lines[..FOLD_KEEP].to_vec();
+    out.push(Line::styled(
+        format!("… {hidden} lines folded (Enter shows all)"),
+        theme.warn(),
+    ));
+    out.extend_from_slice(&lines[lines.len() - FOLD_KEEP..]);
+    out
+}
+
+fn todos(input: &Value, theme: &Theme) -> Vec<Line<'static>> {
+    input["todos"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let text = t["content"].as_str().unwrap_or("").to_owned();
+            match t["status"].as_str() {
+                Some("completed") => Line::from(vec![
+                    Span::styled("☑ ", theme.ok()),
+                    Span::styled(text, theme.dim()),
+                ]),
+                Some("in_progress") => Line::from(vec![
+                    Span::styled("◐ ", theme.warn()),
+                    Span::styled(text, theme.bold()),
+                ]),
+                _ => Line::from(vec![Span::raw("☐ "), Span::raw(text)]),
+            }
+        })
+        .collect()
+}
+
+fn json_lines(v: &Value, theme: &Theme) -> Vec<Line<'static>> {
+    let text = serde_json::to_string_pretty(v).unwrap_or_default();
+    highlight::highlight(&text, "json", theme)
+        .unwrap_or_else(|| text.lines().map(|l| Line::from(l.to_owned())).collect())
+}
+
+fn description(tool: &ToolItem) -> String {
+    match tool.name.as_str() {
+        "Bash" => tool.input["description"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| tool.summary()),
+        _ => tool.summary(),
+    }
+}
