@@ -116,7 +116,7 @@ impl App {
             session: None,
             transcript: Transcript::default(),
             conv: ConversationView::new(),
-            input: new_input(),
+            input: new_input(&theme),
             focus: Focus::Input,
             overlay: Overlay::None,
             conn: Conn::Connecting,
@@ -141,7 +141,7 @@ impl App {
     }
 
     pub fn set_draft(&mut self, text: &str) {
-        self.input = new_input();
+        self.input = new_input(&self.theme);
         self.input.insert_str(text);
     }
 
@@ -268,7 +268,7 @@ impl App {
                 if text.trim().is_empty() || self.session.is_none() {
                     return Vec::new();
                 }
-                self.input = new_input();
+                self.input = new_input(&self.theme);
                 self.conv.go_bottom(&self.transcript);
                 self.conv.selected = None;
                 return vec![Cmd::Send(text)];
@@ -414,11 +414,12 @@ impl App {
                 }
             }
             KeyCode::Char('n') => {
-                let mut workspace = TextArea::default();
+                let mut workspace = new_input(&self.theme);
+                workspace.set_placeholder_text("");
                 workspace.insert_str(&self.cwd);
                 self.overlay = Overlay::NewSession {
                     workspace: Box::new(workspace),
-                    prompt: Box::new(TextArea::default()),
+                    prompt: Box::new(new_input(&self.theme)),
                     on_prompt: true,
                 };
             }
@@ -496,9 +497,14 @@ impl App {
     }
 }
 
-fn new_input() -> TextArea<'static> {
+fn new_input(theme: &Theme) -> TextArea<'static> {
     let mut t = TextArea::default();
     t.set_cursor_line_style(ratatui::style::Style::default());
+    t.set_cursor_style(
+        ratatui::style::Style::default().add_modifier(ratatui::style::Modifier::REVERSED),
+    );
+    // tui-textarea's default placeholder is dark grey; under NO_COLOR only dim remains.
+    t.set_placeholder_style(theme.dim());
     t.set_placeholder_text("message…");
     t
 }

@@ -6,7 +6,7 @@ use crate::ansi;
 use crate::highlight::{self, lang_of_path};
 use crate::theme::Theme;
 use crate::transcript::ToolItem;
-use crate::wrap::width_of;
+use crate::wrap::{truncate_line, width_of};
 use harvest_protocol::event::ToolOutput;
 use ratatui::text::{Line, Span};
 use serde_json::Value;
@@ -26,18 +26,22 @@ pub fn pane_lines(
 ) -> Vec<Line<'static>> {
     let mut out = Vec::new();
     let outcome = tool.outcome();
-    let title = format!("{}  {}", tool.name, description(tool));
-    let pad = width
-        .saturating_sub(width_of(&title) + width_of(&outcome))
-        .max(1);
     let outcome_style = match &tool.result {
         Some(r) if r.is_error => theme.error(),
         Some(_) => theme.ok(),
         None => theme.dim(),
     };
+    // One row: the name, the description cut to fit, the outcome at the right edge.
+    let fixed = width_of(&tool.name) + 2 + width_of(&outcome) + 1;
+    let desc = truncate_line(
+        Line::from(description(tool)),
+        width.saturating_sub(fixed).max(1),
+    )
+    .to_string();
+    let pad = width.saturating_sub(fixed - 1 + width_of(&desc)).max(1);
     out.push(Line::from(vec![
         Span::styled(tool.name.clone(), theme.tool_name()),
-        Span::raw(format!("  {}", description(tool))),
+        Span::raw(format!("  {desc}")),
         Span::raw(" ".repeat(pad)),
         Span::styled(outcome, outcome_style),
     ]));

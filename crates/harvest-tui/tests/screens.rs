@@ -1,0 +1,203 @@
+//! Snapshot tests of the main screens on ratatui's TestBackend, fed with the events of a
+//! real session (the offline demo, run through the real claude CLI and captured with
+//! `harvest logs --json`). Text goes in the snapshots; colours are asserted beside them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use harvest_protocol::methods::SessionInfo;
+use harvest_protocol::{Event, Seq, SessionId, SessionState};
+use harvest_tui::app::{App, FromDaemon};
+use harvest_tui::keymap::Keymap;
+use harvest_tui::theme::{ColorLevel, Theme};
+use harvest_tui::view::screen;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+
+const FIXTURE: &str = include_str!("fixtures/demo-session.jsonl");
+
+fn info(id: &str, name: &str, state: SessionState) -> SessionInfo {
+    SessionInfo {
+        id: SessionId::from(id),
+        name: name.into(),
+        state,
+        sandbox: "local".into(),
+        workspace: "/tmp/ws".into(),
+        created_at: time::OffsetDateTime::now_utc().unix_timestamp() - 120,
+        updated_at: 0,
+        cost_usd: 0.0032,
+        input_tokens: 400,
+        output_tokens: 80,
+        last_seq: Seq(0),
+        agent_session_id: None,
+        last_line: Some("All tests pass now.".into()),
+    }
+}
+
+fn app(level: ColorLevel) -> App {
+    let mut app = App::new(Theme::new(level), Keymap::default());
+    app.on_daemon(FromDaemon::Connected);
+    app.on_daemon(FromDaemon::Attached(info(
+        "6962a605",
+        "demo: fix the failing test",
+        SessionState::Idle,
+    )));
+    for line in FIXTURE.lines() {
+        let ev: Event = serde_json::from_str(line).unwrap();
+        app.on_daemon(FromDaemon::Event(Box::new(ev)));
+    }
+    app
+}
+
+fn render(app: &mut App, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    let area = term.get_frame().area();
+    screen::prepare(app, area);
+    term.draw(|f| screen::draw(f, app)).unwrap();
+    term
+}
+
+fn text(term: &Terminal<TestBackend>) -> String {
+    let buf = term.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        let mut row = String::new();
+        for x in 0..buf.area.width {
+            row.push_str(buf[(x, y)].symbol());
+        }
+        out.push_str(row.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The foreground colour of the first cell of `needle` on screen.
+fn fg_of(term: &Terminal<TestBackend>, needle: &str) -> Option<Color> {
+    let buf = term.backend().buffer();
+    for y in 0..buf.area.height {
+        let row: Vec<&str> = (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect();
+        let joined = row.concat();
+        if let Some(byte) = joined.find(needle) {
+            let col = joined[..byte].chars().count() as u16;
+            return Some(buf[(col, y)].fg);
+        }
+    }
+    None
+}
+
+fn key(app: &mut App, code: KeyCode) {
+    app.on_key(KeyEvent::new(code, KeyModifiers::NONE));
+}
+
+/// Focus the conversation, move up to the Edit line and press Enter on it.
+fn open_the_edit(app: &mut App) {
+    key(app, KeyCode::Tab);
+    for _ in 0..20 {
+        key(app, KeyCode::Char('k'));
+        let on_edit = app
+            .conv
+            .selected
+            .and_then(|i| app.transcript.items().get(i))
+            .is_some_and(
+                |item| matches!(item, harvest_tui::transcript::Item::Tool(t) if t.name == "Edit"),
+            );
+        if on_edit {
+            key(app, KeyCode::Enter);
+            return;
+        }
+    }
+    panic!("no Edit line to select");
+}
+
+#[test]
+fn conversation_with_tool_lines_and_bash_output() {
+    let mut app = app(ColorLevel::TrueColor);
+    let term = render(&mut app, 110, 30);
+    insta::assert_snapshot!("main_110x30", text(&term));
+    let screen = text(&term);
+    assert!(
+        screen.contains("▸ Bash  python3 -m unittest -v 2>&1"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("Ran 2 tests"),
+        "the Bash output is in the tool pane: {screen}"
+    );
+    assert!(
+        matches!(fg_of(&term, "exit 0"), Some(Color::Rgb(..))),
+        "outcomes are coloured"
+    );
+}
+
+#[test]
+fn an_edit_selected_from_the_conversation_shows_its_diff() {
+    let mut app = app(ColorLevel::TrueColor);
+    open_the_edit(&mut app);
+    let term = render(&mut app, 110, 30);
+    insta::assert_snapshot!("edit_diff_110x30", text(&term));
+    let screen = text(&term);
+    assert!(screen.contains("2   -    return a - b"), "{screen}");
+    assert!(screen.contains("  2 +    return a + b"), "{screen}");
+    let added = fg_of(&term, "+    return a + b");
+    assert!(
+        matches!(added, Some(Color::Rgb(_, g, _)) if g > 150),
+        "added lines are green: {added:?}"
+    );
+}
+
+#[test]
+fn session_picker() {
+    let mut app = app(ColorLevel::Ansi256);
+    app.on_daemon(FromDaemon::Sessions(vec![
+        info("6962a605", "demo: fix the failing test", SessionState::Idle),
+        info("1b2c3d4e", "api: add pagination", SessionState::Running),
+    ]));
+    app.on_key(KeyEvent::new(KeyCode::Char('b'), KeyModifiers::CONTROL));
+    key(&mut app, KeyCode::Char('s'));
+    let term = render(&mut app, 110, 30);
+    insta::assert_snapshot!("picker_110x30", text(&term));
+}
+
+#[test]
+fn help_overlay_lists_the_bindings_as_configured() {
+    let cfg: harvest_config::KeysConfig =
+        toml::from_str("prefix = \"ctrl-a\"\n[bind]\ndetach = [\"prefix q\"]\n").unwrap();
+    let mut app = app(ColorLevel::Ansi16);
+    app.keymap = Keymap::from_config(&cfg).unwrap();
+    app.on_key(KeyEvent::new(KeyCode::Char('a'), KeyModifiers::CONTROL));
+    key(&mut app, KeyCode::Char('?'));
+    let term = render(&mut app, 110, 30);
+    insta::assert_snapshot!("help_110x30", text(&term));
+    let screen = text(&term);
+    assert!(
+        screen.contains("C-a q") && screen.contains("detach"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("C-a q detach"),
+        "the footer hint follows the binding: {screen}"
+    );
+}
+
+#[test]
+fn a_narrow_terminal_stacks_the_panes() {
+    let mut app = app(ColorLevel::Ansi256);
+    let term = render(&mut app, 60, 30);
+    insta::assert_snapshot!("narrow_60x30", text(&term));
+}
+
+#[test]
+fn no_color_uses_no_colour_at_all() {
+    let mut app = app(ColorLevel::None);
+    open_the_edit(&mut app);
+    let term = render(&mut app, 110, 30);
+    insta::assert_snapshot!("no_color_110x30", text(&term));
+    let buf = term.backend().buffer();
+    for cell in buf.content() {
+        assert!(
+            matches!(cell.fg, Color::Reset) && matches!(cell.bg, Color::Reset),
+            "a coloured cell under NO_COLOR: {cell:?}"
+        );
+    }
+}
