@@ -269,8 +269,11 @@ impl App {
                     return Vec::new();
                 }
                 self.input = new_input(&self.theme);
+                // A new message starts a new turn: follow it, in both panes.
                 self.conv.go_bottom(&self.transcript);
                 self.conv.selected = None;
+                self.tool_selected = None;
+                self.tool_scroll = 0;
                 return vec![Cmd::Send(text)];
             }
             Action::Newline => self.input.insert_newline(),

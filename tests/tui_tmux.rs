@@ -1,0 +1,217 @@
+//! The terminal client end to end, as a person uses it: the real `harvest` binary inside a
+//! private tmux server, attached to a real session (real daemon, real claude CLI, real
+//! bubblewrap, the scripted model). Keys go in with `send-keys`; the screen is read with
+//! `capture-pane`.
+
+// Integration tests: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use harvest_e2e::{Harness, harvest_bin};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const SCRIPT: &str = r#"
+[[turn]]
+prompt = "fix the greeting"
+[[turn.step]]
+text = "Reading the greeting first."
+tool_use = { name = "Read", input = { file_path = "{cwd}/greeting.txt" } }
+[[turn.step]]
+tool_use = { name = "Edit", input = { file_path = "{cwd}/greeting.txt", old_string = "helo", new_string = "hello" } }
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = "cat greeting.txt && echo ran-ok", description = "Show the file" } }
+[[turn.step]]
+text = "Fixed the greeting."
+
+[[turn]]
+prompt = "slow job"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = "python3 -c 'import time; time.sleep(30)'  # tmux-slow", description = "Slow job" } }
+[[turn.step]]
+text = "slow done"
+"#;
+
+struct Tmux<'h> {
+    server: String,
+    h: &'h Harness,
+}
+
+impl<'h> Tmux<'h> {
+    fn start(h: &'h Harness) -> Tmux<'h> {
+        let server = format!("harvest-test-{}", std::process::id());
+        let t = Tmux { server, h };
+        t.tmux(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "main",
+            "-x",
+            "120",
+            "-y",
+            "40",
+        ]);
+        // Keep C-b for harvest; no delay after Esc.
+        t.tmux(&["set", "-g", "prefix", "C-a"]);
+        t.tmux(&["set", "-g", "escape-time", "0"]);
+        t
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.server])
+            .args(args)
+            .output()
+            .expect("tmux runs (bash tests/setup.sh installs it)");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A shell command line running harvest with this test's environment.
+    fn harvest_line(&self, args: &str) -> String {
+        let cmd = self.h.cmd(&[]);
+        let env: Vec<String> = cmd
+            .get_envs()
+            .filter_map(|(k, v)| Some(format!("{}='{}'", k.to_str()?, v?.to_str()?)))
+            .collect();
+        format!(
+            "env -i {} TERM=tmux-256color {} {args}",
+            env.join(" "),
+            harvest_bin().display()
+        )
+    }
+
+    fn keys(&self, target: &str, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", target];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
+    fn type_text(&self, target: &str, text: &str) {
+        self.tmux(&["send-keys", "-t", target, "-l", text]);
+    }
+
+    fn screen(&self, target: &str) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", target])
+    }
+
+    fn wait_for(&self, target: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen(target);
+            if done(&s) {
+                return s;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                panic!(
+                    "timed out waiting for {what}; the screen:\n{s}\n{}",
+                    self.h.daemon_log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.server, "kill-server"])
+            .output();
+    }
+}
+
+#[test]
+fn attach_work_detach_reattach_and_cancel_in_tmux() {
+    let h = Harness::new(SCRIPT);
+    std::fs::write(h.workspace.join("greeting.txt"), "helo world\n").unwrap();
+    let t = Tmux::start(&h);
+    let ws = h.workspace.display().to_string();
+
+    // `harvest new` in a terminal creates the session and attaches to it.
+    t.type_text(
+        "main",
+        &t.harvest_line(&format!("new --workspace {ws} 'fix the greeting'")),
+    );
+    t.keys("main", &["Enter"]);
+    let s = t.wait_for("main", "the first turn with its Bash output", |s| {
+        s.contains("turn done") && s.contains("ran-ok")
+    });
+    assert!(s.contains("▸ Bash") && s.contains("▸ Edit"), "{s}");
+
+    // Open the Edit in place: its diff shows.
+    t.keys("main", &["Tab"]);
+    let mut shown = String::new();
+    for _ in 0..10 {
+        t.keys("main", &["k", "Space"]);
+        std::thread::sleep(Duration::from_millis(150));
+        shown = t.screen("main");
+        if shown.contains("+hello world") {
+            break;
+        }
+        t.keys("main", &["Space"]);
+    }
+    assert!(
+        shown.contains("-helo world") && shown.contains("+hello world"),
+        "{shown}"
+    );
+
+    // Back to the input box; start a slow turn, leave a draft, detach.
+    t.keys("main", &["Tab", "Tab"]);
+    t.type_text("main", "slow job");
+    t.keys("main", &["Enter"]);
+    let s = t.wait_for("main", "the slow command to run", |s| {
+        s.contains("running") && s.contains("time.sleep(30)")
+    });
+    assert!(
+        s.contains("$ python3 -c"),
+        "the tool pane follows the new call: {s}"
+    );
+    t.type_text("main", "keep this draft");
+    t.keys("main", &["C-b", "d"]);
+    let s = t.wait_for("main", "the client to detach", |s| {
+        s.contains("[detached from")
+    });
+    let id = s
+        .split("[detached from ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap()
+        .to_owned();
+
+    // Detaching did not disturb the agent.
+    let ls = h.ok(&["ls", "--json"]);
+    assert!(ls.contains("\"state\":\"running\""), "{ls}");
+
+    // Reattach from a second window: the whole history, the live turn, the draft.
+    t.tmux(&["new-window", "-t", "main"]);
+    t.type_text("main:1", &t.harvest_line(&format!("attach {id}")));
+    t.keys("main:1", &["Enter"]);
+    let s = t.wait_for("main:1", "the full history after reattaching", |s| {
+        s.contains("fix the greeting") && s.contains("slow job") && s.contains("keep this draft")
+    });
+    assert!(s.contains("Fixed the greeting."), "{s}");
+
+    // Esc cancels the running command; the session goes idle and the draft stays.
+    t.keys("main:1", &["Escape"]);
+    let s = t.wait_for("main:1", "the cancelled turn", |s| {
+        s.contains("turn interrupted") && s.contains("idle")
+    });
+    assert!(
+        s.contains("keep this draft"),
+        "the draft survives a cancel: {s}"
+    );
+    let sleeper = Command::new("pgrep")
+        .args(["-f", "tmux-slow"])
+        .output()
+        .unwrap();
+    assert!(
+        !sleeper.status.success(),
+        "the cancelled command still runs"
+    );
+}
