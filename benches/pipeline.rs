@@ -68,6 +68,7 @@ async fn latency() {
         .call::<m::SessionSubscribe>(m::SubscribeParams {
             session: id.clone(),
             from_seq: info.last_seq.next(),
+            include_raw: true,
         })
         .await
         .unwrap();
@@ -139,6 +140,7 @@ async fn replay() {
         c.call::<m::SessionSubscribe>(m::SubscribeParams {
             session: id.clone(),
             from_seq: Seq(1),
+            include_raw: true,
         })
         .await
         .unwrap();

@@ -182,6 +182,11 @@ impl Connection {
                 self.subscriptions.insert(result.subscription, task);
                 reply(result)
             }
+            m::SessionEvents::NAME => {
+                let p: m::EventsParams = params(req.params)?;
+                let (id, _) = d.resolve(&p.session)?;
+                reply(crate::create::events(d, &id, p).await?)
+            }
             m::SessionUnsubscribe::NAME => {
                 let p: m::UnsubscribeParams = params(req.params)?;
                 match self.subscriptions.remove(&p.subscription) {

@@ -309,6 +309,33 @@ pub async fn info(daemon: &Arc<Daemon>, id: &SessionId) -> Result<SessionInfo, R
         .ok_or_else(|| RpcError::new(codes::SESSION_NOT_FOUND, format!("no session {id}")))
 }
 
+/// `session/events`: a page of stored events, for clients that fetch history on the
+/// side (the terminal client shows the tail first and loads the rest behind it).
+pub async fn events(
+    daemon: &Arc<Daemon>,
+    id: &SessionId,
+    p: harvest_protocol::methods::EventsParams,
+) -> Result<harvest_protocol::methods::EventsResult, RpcError> {
+    let limit = harvest_protocol::methods::EVENTS_PAGE;
+    let id2 = id.clone();
+    let stored = store_call(daemon, move |store| {
+        store.read_from(&id2, p.from_seq, limit)
+    })
+    .await?;
+    let events = stored
+        .iter()
+        .filter(|e| p.to_seq.is_none_or(|end| e.seq < end))
+        .map(|e| serde_json::from_str(&e.to_json(p.include_raw)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            RpcError::new(
+                codes::INTERNAL,
+                format!("a stored event is unreadable: {e}"),
+            )
+        })?;
+    Ok(harvest_protocol::methods::EventsResult { events })
+}
+
 pub async fn status(daemon: &Arc<Daemon>) -> Result<DaemonStatusResult, RpcError> {
     let sessions = list(daemon).await?;
     Ok(DaemonStatusResult {

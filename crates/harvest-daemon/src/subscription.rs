@@ -39,7 +39,17 @@ pub async fn start(
     };
     let subscription = daemon.next_subscription();
     let from = Seq(p.from_seq.0.max(1));
-    let task = tokio::spawn(forward(subscription, id.clone(), from, store, live, out));
+    let task = tokio::spawn(forward(
+        Sub {
+            id: subscription,
+            session: id.clone(),
+            include_raw: p.include_raw,
+        },
+        from,
+        store,
+        live,
+        out,
+    ));
     Ok((
         m::SubscribeResult {
             subscription,
@@ -50,14 +60,21 @@ pub async fn start(
     ))
 }
 
-async fn forward(
-    sub: u64,
+/// Who a forwarder sends to, and in which form.
+struct Sub {
+    id: u64,
     session: SessionId,
+    include_raw: bool,
+}
+
+async fn forward(
+    sub: Sub,
     mut next: Seq,
     store: Arc<Store>,
     mut live: broadcast::Receiver<Arc<StoredEvent>>,
     out: Outbox,
 ) {
+    let session = sub.session.clone();
     loop {
         // Catch up from the store.
         loop {
@@ -76,7 +93,7 @@ async fn forward(
             let Some(last) = page.last() else { break };
             next = last.seq.next();
             for ev in &page {
-                if out.send(event_line(sub, ev)).await.is_err() {
+                if out.send(event_line(&sub, ev)).await.is_err() {
                     return;
                 }
             }
@@ -90,18 +107,18 @@ async fn forward(
                 Ok(ev) if ev.seq < next => continue,
                 Ok(ev) if ev.seq == next => {
                     next = next.next();
-                    if out.send(event_line(sub, &ev)).await.is_err() {
+                    if out.send(event_line(&sub, &ev)).await.is_err() {
                         return;
                     }
                 }
                 // A gap: events were committed that we have not seen; read them.
                 Ok(_) => break,
                 Err(RecvError::Lagged(missed)) => {
-                    tracing::info!(%session, sub, missed, "subscriber lagged; re-syncing from the store");
+                    tracing::info!(%session, sub = sub.id, missed, "subscriber lagged; re-syncing from the store");
                     let notice = serde_json::json!({
                         "jsonrpc": "2.0",
                         "method": NOTIFY_LAGGED,
-                        "params": m::LaggedNotification { subscription: sub, next_seq: next },
+                        "params": m::LaggedNotification { subscription: sub.id, next_seq: next },
                     });
                     if out.send(notice.to_string()).await.is_err() {
                         return;
@@ -119,7 +136,7 @@ async fn forward(
                         .await
                     } {
                         for ev in &rest {
-                            let _ = out.send(event_line(sub, ev)).await;
+                            let _ = out.send(event_line(&sub, ev)).await;
                         }
                     }
                     return;
@@ -130,9 +147,10 @@ async fn forward(
 }
 
 /// The notification line, built around the stored JSON so replay never re-serialises.
-fn event_line(sub: u64, ev: &StoredEvent) -> String {
+fn event_line(sub: &Sub, ev: &StoredEvent) -> String {
     format!(
-        "{{\"jsonrpc\":\"2.0\",\"method\":\"{NOTIFY_EVENT}\",\"params\":{{\"subscription\":{sub},\"event\":{}}}}}",
-        ev.json
+        "{{\"jsonrpc\":\"2.0\",\"method\":\"{NOTIFY_EVENT}\",\"params\":{{\"subscription\":{},\"event\":{}}}}}",
+        sub.id,
+        ev.to_json(sub.include_raw)
     )
 }

@@ -35,6 +35,7 @@ methods! {
     SessionList => "session/list", Empty, SessionListResult;
     SessionGet => "session/get", SessionRef, SessionInfo;
     SessionSubscribe => "session/subscribe", SubscribeParams, SubscribeResult;
+    SessionEvents => "session/events", EventsParams, EventsResult;
     SessionUnsubscribe => "session/unsubscribe", UnsubscribeParams, Empty;
     SessionSend => "session/send", SendParams, Empty;
     SessionCancel => "session/cancel", SessionRef, Empty;
@@ -130,6 +131,18 @@ pub struct SubscribeParams {
     /// First seq wanted; 1 replays the whole session.
     #[serde(default = "first_seq")]
     pub from_seq: Seq,
+    /// Send each event's `raw` agent line too (default true). A client that only renders
+    /// events can leave it out and receive about half the bytes.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub include_raw: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn first_seq() -> Seq {
@@ -142,6 +155,27 @@ pub struct SubscribeResult {
     pub session: SessionId,
     /// The session's last stored seq when the subscription began.
     pub last_seq: Seq,
+}
+
+/// Most events one `session/events` call returns; page with `from_seq`.
+pub const EVENTS_PAGE: usize = 10_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventsParams {
+    pub session: String,
+    pub from_seq: Seq,
+    /// Exclusive end; omitted means up to the newest event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_seq: Option<Seq>,
+    /// Include each event's `raw` agent line (default false).
+    #[serde(default)]
+    pub include_raw: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventsResult {
+    /// Stored events in seq order, at most [`EVENTS_PAGE`].
+    pub events: Vec<Event>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

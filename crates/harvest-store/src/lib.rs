@@ -39,11 +39,26 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// An event as stored: its seq and its complete JSON form, ready to send as it is.
+/// An event as stored: its seq, its JSON form without `raw`, and the raw agent line, so
+/// either form can be sent without parsing anything.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub seq: Seq,
     pub json: String,
+    pub raw: Option<String>,
+}
+
+impl StoredEvent {
+    /// The event's JSON, with its `raw` agent line when asked for and present.
+    pub fn to_json(&self, include_raw: bool) -> std::borrow::Cow<'_, str> {
+        match (&self.raw, include_raw) {
+            (Some(raw), true) if self.json.ends_with('}') => std::borrow::Cow::Owned(format!(
+                "{},\"raw\":{raw}}}",
+                &self.json[..self.json.len() - 1]
+            )),
+            _ => std::borrow::Cow::Borrowed(&self.json),
+        }
+    }
 }
 
 /// What to append: the event body and the agent line it came from.
@@ -130,7 +145,7 @@ impl Store {
         let mut out = Vec::with_capacity(events.len());
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO events (session, seq, type, json) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO events (session, seq, type, json, raw) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for ev in events {
                 seq += 1;
@@ -139,14 +154,22 @@ impl Store {
                     ts: ts.clone(),
                     session: session.clone(),
                     body: ev.body,
-                    raw: ev.raw,
+                    raw: None,
                 };
                 let json = serde_json::to_string(&event)?;
-                insert.execute(params![session.as_str(), seq, event.body.type_name(), json])?;
+                let raw = ev.raw.as_ref().map(serde_json::to_string).transpose()?;
+                insert.execute(params![
+                    session.as_str(),
+                    seq,
+                    event.body.type_name(),
+                    json,
+                    raw
+                ])?;
                 sessions::apply_event(&tx, session, &event.body)?;
                 out.push(StoredEvent {
                     seq: Seq(seq),
                     json,
+                    raw,
                 });
             }
         }
@@ -183,7 +206,7 @@ pub fn read_from(
     limit: usize,
 ) -> Result<Vec<StoredEvent>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, json FROM events WHERE session = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+        "SELECT seq, json, raw FROM events WHERE session = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
     )?;
     let rows = stmt.query_map(
         params![
@@ -195,6 +218,7 @@ pub fn read_from(
             Ok(StoredEvent {
                 seq: Seq(r.get(0)?),
                 json: r.get(1)?,
+                raw: r.get(2)?,
             })
         },
     )?;

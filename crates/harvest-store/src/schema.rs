@@ -27,8 +27,10 @@ CREATE TABLE events (
     session TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
     seq     INTEGER NOT NULL,
     type    TEXT NOT NULL,
-    -- the complete event as sent to clients, including seq, ts, session and raw
+    -- the event as sent to clients (seq, ts, session, type, fields), without `raw`
     json    TEXT NOT NULL,
+    -- the agent line it came from, spliced in as `raw` for clients that want it
+    raw     TEXT,
     PRIMARY KEY (session, seq)
 ) WITHOUT ROWID;
 "#];

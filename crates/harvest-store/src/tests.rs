@@ -132,6 +132,26 @@ fn stored_json_is_the_event_as_sent() {
 }
 
 #[test]
+fn raw_is_spliced_in_only_when_asked_for() {
+    let (_d, store) = store();
+    let id = new_session(&store, "a");
+    let ev = NewEvent {
+        body: EventBody::AssistantText { text: "hi".into() },
+        raw: Some(serde_json::json!({"type": "assistant", "x": [1, 2]})),
+    };
+    store.append(&id, vec![ev], None).unwrap();
+    let stored = &store.read_from(&id, Seq(1), 10).unwrap()[0];
+    let with: Event = serde_json::from_str(&stored.to_json(true)).unwrap();
+    assert_eq!(
+        with.raw,
+        Some(serde_json::json!({"type": "assistant", "x": [1, 2]}))
+    );
+    let without: Event = serde_json::from_str(&stored.to_json(false)).unwrap();
+    assert_eq!(without.raw, None);
+    assert_eq!(without.body, with.body);
+}
+
+#[test]
 fn appending_to_an_unknown_session_is_an_error() {
     let (_d, store) = store();
     let err = store

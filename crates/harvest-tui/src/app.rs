@@ -26,7 +26,7 @@ pub enum Cmd {
 }
 
 /// What the connection task tells the UI.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum FromDaemon {
     Connected,
     Disconnected(String),
@@ -36,6 +36,10 @@ pub enum FromDaemon {
     Sessions(Vec<SessionInfo>),
     /// No session to attach to: open the picker.
     NoSession,
+    /// Only the tail of a long session is coming live; its older history follows.
+    HistoryPending,
+    /// The older history, folded, to go in front of the tail.
+    History(Box<Transcript>),
     Error(String),
 }
 
@@ -98,6 +102,9 @@ pub struct App {
     /// Lines prepared for the next frame (see `screen::prepare`).
     pub frame: Frame,
     pub cwd: String,
+    /// While the older history loads: the live events received so far, to fold again
+    /// on top of it.
+    history_pending: Option<Vec<Event>>,
 }
 
 #[derive(Default)]
@@ -133,6 +140,7 @@ impl App {
             cwd: std::env::current_dir()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
+            history_pending: None,
         }
     }
 
@@ -173,7 +181,10 @@ impl App {
                 }
             }
             FromDaemon::Event(ev) => {
-                self.transcript.apply(&ev);
+                if let Some(tail) = &mut self.history_pending {
+                    tail.push((*ev).clone());
+                }
+                self.transcript.apply(*ev);
                 if let Some(s) = &mut self.session {
                     if let Some(st) = self.transcript.state {
                         s.state = st;
@@ -191,8 +202,33 @@ impl App {
             FromDaemon::NoSession => {
                 self.overlay = Overlay::Picker { selected: 0 };
             }
+            FromDaemon::HistoryPending => self.history_pending = Some(Vec::new()),
+            FromDaemon::History(older) => self.splice_history(*older),
             FromDaemon::Error(e) => self.toast(&e),
         }
+    }
+
+    /// Put the older history in front of the live tail: fold the tail's events again on
+    /// top of it (an event at the seam may complete an item that began before it), keep
+    /// the view where it was, measured from the end.
+    fn splice_history(&mut self, mut older: Transcript) {
+        let Some(tail) = self.history_pending.take() else {
+            return;
+        };
+        for ev in tail {
+            older.apply(ev);
+        }
+        let added = older.len().saturating_sub(self.transcript.len());
+        let (follow, selected, top) = (self.conv.follow, self.conv.selected, self.conv.top);
+        self.transcript = older;
+        self.conv = ConversationView::new();
+        self.conv.follow = follow;
+        self.conv.selected = selected.map(|i| i + added);
+        self.conv.top = crate::view::conversation::Anchor {
+            item: top.item + added,
+            line: top.line,
+        };
+        self.tool_selected = self.tool_selected.map(|i| i + added);
     }
 
     pub fn toast(&mut self, text: &str) {

@@ -73,6 +73,8 @@ async fn run(
         let Some(mut notes) = client.take_notifications() else {
             return;
         };
+        // Shared with the task that fetches older history.
+        let client = std::sync::Arc::new(client);
 
         if pick_recent {
             pick_recent = false;
@@ -151,8 +153,49 @@ async fn run(
 
 struct Switch(String);
 
+/// Fetch events `1..end` in pages and fold them into a transcript here, off the UI loop.
+async fn fetch_history(
+    client: std::sync::Arc<Client>,
+    ui: mpsc::Sender<FromDaemon>,
+    session: String,
+    end: Seq,
+) {
+    let mut t = crate::transcript::Transcript::default();
+    let mut from = Seq(1);
+    while from < end {
+        let page = client
+            .call::<m::SessionEvents>(m::EventsParams {
+                session: session.clone(),
+                from_seq: from,
+                to_seq: Some(end),
+                include_raw: false,
+            })
+            .await;
+        match page {
+            Ok(p) if !p.events.is_empty() => {
+                from = p.events.last().map(|e| e.seq.next()).unwrap_or(end);
+                for ev in p.events {
+                    t.apply(ev);
+                }
+            }
+            Ok(_) => break,
+            Err(e) => {
+                let _ = ui
+                    .send(FromDaemon::Error(format!("older history not loaded: {e}")))
+                    .await;
+                return;
+            }
+        }
+    }
+    let _ = ui.send(FromDaemon::History(Box::new(t))).await;
+}
+
+/// Events subscribed to first when attaching to a long session; the older ones are
+/// fetched behind them, so the first full frame does not wait for the whole history.
+const TAIL: u64 = 2_000;
+
 async fn attach(
-    client: &Client,
+    client: &std::sync::Arc<Client>,
     ui: &mpsc::Sender<FromDaemon>,
     id: &str,
     last: Seq,
@@ -164,10 +207,23 @@ async fn attach(
         .await
         .map_err(|e| e.to_string())?;
     let _ = ui.send(FromDaemon::Attached(info.clone())).await;
+    let mut from = last.next();
+    if last == Seq(0) && info.last_seq.0 > 2 * TAIL {
+        from = Seq(info.last_seq.0 - TAIL);
+        let _ = ui.send(FromDaemon::HistoryPending).await;
+        tokio::spawn(fetch_history(
+            client.clone(),
+            ui.clone(),
+            info.id.to_string(),
+            from,
+        ));
+    }
     client
         .call::<m::SessionSubscribe>(m::SubscribeParams {
             session: info.id.to_string(),
-            from_seq: last.next(),
+            from_seq: from,
+            // The client renders events; the agent's raw lines would only double the bytes.
+            include_raw: false,
         })
         .await
         .map_err(|e| e.to_string())?;

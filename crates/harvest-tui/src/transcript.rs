@@ -101,22 +101,32 @@ impl Transcript {
         self.items.iter().rposition(|i| matches!(i, Item::Tool(_)))
     }
 
-    /// Fold one event in. Events at or below the last seq are ignored (a re-subscription
-    /// after a reconnect may repeat them).
-    pub fn apply(&mut self, ev: &Event) {
+    /// Fold one event in, by value (a session of 100 000 events is folded at attach, so
+    /// nothing is copied that can be moved). Events at or below the last seq are ignored
+    /// (a re-subscription after a reconnect may repeat them).
+    pub fn apply(&mut self, ev: Event) {
         if ev.seq <= self.last_seq && self.last_seq != Seq(0) {
             return;
         }
         self.last_seq = ev.seq;
-        let ts = OffsetDateTime::parse(&ev.ts, &time::format_description::well_known::Rfc3339).ok();
+        // Only the events whose time is shown need it parsed.
+        let timed = matches!(
+            ev.body,
+            EventBody::ToolCall { .. } | EventBody::ToolResult { .. } | EventBody::Status { .. }
+        );
+        let ts = if timed {
+            OffsetDateTime::parse(&ev.ts, &time::format_description::well_known::Rfc3339).ok()
+        } else {
+            None
+        };
         if !matches!(ev.body, EventBody::ApiRetry { .. }) {
             self.retry = None;
         }
-        match &ev.body {
+        match ev.body {
             EventBody::Status { state, reason } => {
-                self.state = Some(*state);
+                self.state = Some(state);
                 self.state_reason = reason.clone();
-                if *state == SessionState::Running {
+                if state == SessionState::Running {
                     self.turn_started = ts;
                 }
                 let notable = matches!(
@@ -124,7 +134,7 @@ impl Transcript {
                     SessionState::Failed | SessionState::Exited | SessionState::Interrupted
                 );
                 if notable {
-                    let level = if *state == SessionState::Failed {
+                    let level = if state == SessionState::Failed {
                         Level::Error
                     } else {
                         Level::Info
@@ -136,38 +146,38 @@ impl Transcript {
                     self.push(Item::Notice { level, text });
                 }
             }
-            EventBody::UserMessage { text } => self.push(Item::User(text.clone())),
+            EventBody::UserMessage { text } => self.push(Item::User(text)),
             EventBody::AssistantDelta { text } => match self.items.last_mut() {
                 Some(Item::Assistant {
                     text: t,
                     streaming: true,
                 }) => {
-                    t.push_str(text);
+                    t.push_str(&text);
                     self.touch_last();
                 }
                 _ => self.push(Item::Assistant {
-                    text: text.clone(),
+                    text,
                     streaming: true,
                 }),
             },
             EventBody::AssistantText { text } => match self.items.last_mut() {
                 Some(Item::Assistant { text: t, streaming }) if *streaming => {
-                    *t = text.clone();
+                    *t = text;
                     *streaming = false;
                     self.touch_last();
                 }
                 _ => self.push(Item::Assistant {
-                    text: text.clone(),
+                    text,
                     streaming: false,
                 }),
             },
-            EventBody::Thinking { text } => self.push(Item::Thinking(text.clone())),
+            EventBody::Thinking { text } => self.push(Item::Thinking(text)),
             EventBody::ToolCall { id, name, input } => {
                 self.tools.insert(id.clone(), self.items.len());
                 self.push(Item::Tool(Box::new(ToolItem {
-                    id: id.clone(),
-                    name: name.clone(),
-                    input: input.clone(),
+                    id,
+                    name,
+                    input,
                     result: None,
                     started: ts,
                     finished: None,
@@ -179,13 +189,13 @@ impl Transcript {
                 content,
                 output,
             } => {
-                if let Some(&i) = self.tools.get(tool_use_id)
+                if let Some(&i) = self.tools.get(&tool_use_id)
                     && let Some(Item::Tool(t)) = self.items.get_mut(i)
                 {
                     t.result = Some(ToolResult {
-                        is_error: *is_error,
-                        content: content.clone(),
-                        output: output.clone(),
+                        is_error,
+                        content,
+                        output,
                     });
                     t.finished = ts;
                     self.bump(i);
@@ -205,13 +215,13 @@ impl Transcript {
                 self.tokens += input_tokens + output_tokens;
                 self.turn_started = None;
                 self.push(Item::Turn(TurnSummary {
-                    is_error: *is_error,
-                    interrupted: *interrupted,
-                    result: result.clone(),
-                    cost_usd: *cost_usd,
-                    input_tokens: *input_tokens,
-                    output_tokens: *output_tokens,
-                    duration_ms: *duration_ms,
+                    is_error,
+                    interrupted,
+                    result,
+                    cost_usd,
+                    input_tokens,
+                    output_tokens,
+                    duration_ms,
                 }));
             }
             EventBody::ApiRetry {
@@ -222,16 +232,16 @@ impl Transcript {
                 ..
             } => {
                 self.retry = Some(Retry {
-                    attempt: *attempt,
-                    limit: *limit,
-                    status: *http_status,
-                    error: error.clone(),
+                    attempt,
+                    limit,
+                    status: http_status,
+                    error,
                 });
             }
-            EventBody::AgentInit { model, .. } => self.model = Some(model.clone()),
+            EventBody::AgentInit { model, .. } => self.model = Some(model),
             EventBody::Error { message } => self.push(Item::Notice {
                 level: Level::Error,
-                text: message.clone(),
+                text: message,
             }),
             EventBody::Sandbox { .. } | EventBody::AgentRaw {} | EventBody::Unknown => {}
         }
@@ -358,8 +368,8 @@ mod tests {
     #[test]
     fn deltas_stream_into_one_item_that_the_full_text_completes() {
         let mut t = Transcript::default();
-        t.apply(&ev(1, EventBody::AssistantDelta { text: "Hel".into() }));
-        t.apply(&ev(2, EventBody::AssistantDelta { text: "lo".into() }));
+        t.apply(ev(1, EventBody::AssistantDelta { text: "Hel".into() }));
+        t.apply(ev(2, EventBody::AssistantDelta { text: "lo".into() }));
         assert_eq!(
             t.items(),
             &[Item::Assistant {
@@ -368,7 +378,7 @@ mod tests {
             }]
         );
         let r = t.rev(0);
-        t.apply(&ev(
+        t.apply(ev(
             3,
             EventBody::AssistantText {
                 text: "Hello.".into(),
@@ -395,9 +405,9 @@ mod tests {
                 input: json!({"command": "ls"}),
             },
         );
-        t.apply(&call);
-        t.apply(&call);
-        t.apply(&ev(
+        t.apply(call.clone());
+        t.apply(call);
+        t.apply(ev(
             3,
             EventBody::ToolResult {
                 tool_use_id: "t1".into(),

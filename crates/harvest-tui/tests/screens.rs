@@ -201,3 +201,35 @@ fn no_color_uses_no_colour_at_all() {
         );
     }
 }
+
+#[test]
+fn history_spliced_behind_a_live_tail_equals_the_whole_session() {
+    let events: Vec<Event> = FIXTURE
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Split inside the first turn: the tail starts with a tool result whose call is older.
+    let cut = events
+        .iter()
+        .position(|e| matches!(e.body, harvest_protocol::EventBody::ToolResult { .. }))
+        .unwrap();
+    let whole = app(ColorLevel::None);
+
+    let mut spliced = App::new(Theme::new(ColorLevel::None), Keymap::default());
+    spliced.on_daemon(FromDaemon::Attached(info(
+        "6962a605",
+        "demo: fix the failing test",
+        SessionState::Idle,
+    )));
+    spliced.on_daemon(FromDaemon::HistoryPending);
+    for ev in &events[cut..] {
+        spliced.on_daemon(FromDaemon::Event(Box::new(ev.clone())));
+    }
+    let mut older = harvest_tui::transcript::Transcript::default();
+    for ev in &events[..cut] {
+        older.apply(ev.clone());
+    }
+    spliced.on_daemon(FromDaemon::History(Box::new(older)));
+    assert_eq!(spliced.transcript.items(), whole.transcript.items());
+    assert_eq!(spliced.transcript.last_seq, whole.transcript.last_seq);
+}

@@ -268,7 +268,7 @@ mod tests {
     fn transcript(n: usize) -> Transcript {
         let mut t = Transcript::default();
         for i in 0..n {
-            t.apply(&Event {
+            t.apply(Event {
                 seq: Seq(i as u64 + 1),
                 ts: "2026-11-23T10:00:00Z".into(),
                 session: SessionId::from("s"),

@@ -77,6 +77,7 @@ pub async fn run_session(client: &mut Client, info: &SessionInfo, json: bool) ->
         .call::<m::SessionSubscribe>(m::SubscribeParams {
             session: info.id.to_string(),
             from_seq: Seq(1),
+            include_raw: true,
         })
         .await?;
     let mut renderer = Renderer::new(json);

@@ -52,6 +52,7 @@ pub async fn logs(
         .call::<m::SessionSubscribe>(m::SubscribeParams {
             session: session.to_owned(),
             from_seq: Seq(from_seq),
+            include_raw: true,
         })
         .await?;
     if !follow && sub.last_seq.0 < from_seq {
