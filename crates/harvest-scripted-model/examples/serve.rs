@@ -6,7 +6,9 @@ fn main() {
     let script = Script::load(std::path::Path::new(&path)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let s = ModelServer::start(script, ([127, 0, 0, 1], port).into()).await.unwrap();
+        let s = ModelServer::start(script, ([127, 0, 0, 1], port).into())
+            .await
+            .unwrap();
         println!("{}", s.base_url());
         std::future::pending::<()>().await;
     });

@@ -105,6 +105,11 @@ pub struct App {
     /// While the older history loads: the live events received so far, to fold again
     /// on top of it.
     history_pending: Option<Vec<Event>>,
+    /// Harvest's state folder, where a local session's sandbox HOME lives (to show output
+    /// the CLI saved to a file because it was too large to inline).
+    pub state_dir: Option<std::path::PathBuf>,
+    /// The full output loaded for a tool call: (tool id, text).
+    pub full_output: Option<(String, String)>,
 }
 
 #[derive(Default)]
@@ -141,6 +146,8 @@ impl App {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
             history_pending: None,
+            state_dir: None,
+            full_output: None,
         }
     }
 
@@ -229,6 +236,24 @@ impl App {
             line: top.line,
         };
         self.tool_selected = self.tool_selected.map(|i| i + added);
+    }
+
+    /// Where the CLI's saved output of a Bash call is on this machine: the path inside the
+    /// sandbox is under its HOME, which is the session's state folder here.
+    pub fn persisted_output_on_host(&self, path: &str) -> Option<std::path::PathBuf> {
+        let rest = path.strip_prefix("/home/agent/")?;
+        if rest.split('/').any(|c| c == "..") {
+            return None;
+        }
+        let session = self.session.as_ref()?;
+        Some(
+            self.state_dir
+                .as_ref()?
+                .join("sessions")
+                .join(session.id.as_str())
+                .join("home")
+                .join(rest),
+        )
     }
 
     pub fn toast(&mut self, text: &str) {

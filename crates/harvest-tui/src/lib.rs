@@ -64,6 +64,7 @@ pub async fn run(opts: Options) -> Result<Outcome, TuiError> {
     let drafts = drafts::Drafts::new(opts.paths.state_dir.join("drafts"));
     let (guard, mut term) = terminal::TerminalGuard::enter()?;
     let mut app = App::new(theme, keymap);
+    app.state_dir = Some(opts.paths.state_dir.clone());
 
     let (ui_tx, mut from_daemon) = mpsc::channel(4096);
     let cmds = connection::spawn(

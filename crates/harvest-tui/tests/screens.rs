@@ -233,3 +233,87 @@ fn history_spliced_behind_a_live_tail_equals_the_whole_session() {
     assert_eq!(spliced.transcript.items(), whole.transcript.items());
     assert_eq!(spliced.transcript.last_seq, whole.transcript.last_seq);
 }
+
+#[test]
+fn output_the_cli_saved_to_a_file_is_shown_in_full() {
+    let dir = tempfile_dir();
+    let saved = dir.join("sessions/6962a605/home/.claude/projects/p/s/tool-results/big.txt");
+    std::fs::create_dir_all(saved.parent().unwrap()).unwrap();
+    let full: String = (1..=40).map(|i| format!("full line {i}\n")).collect();
+    std::fs::write(&saved, &full).unwrap();
+
+    let mut app = App::new(Theme::new(ColorLevel::None), Keymap::default());
+    app.state_dir = Some(dir.clone());
+    app.on_daemon(FromDaemon::Attached(info(
+        "6962a605",
+        "big output",
+        SessionState::Idle,
+    )));
+    let call = serde_json::json!({"seq":1,"ts":"2026-11-23T10:00:00Z","session":"6962a605","type":"tool_call",
+        "id":"t1","name":"Bash","input":{"command":"make big"}});
+    let result = serde_json::json!({"seq":2,"ts":"2026-11-23T10:00:01Z","session":"6962a605","type":"tool_result",
+        "tool_use_id":"t1","is_error":false,"content":"<persisted-output>…","output":{"kind":"bash",
+        "stdout":"full line 1\n(cut here)","stderr":"","interrupted":false,"exit_code":0,
+        "persisted_output_path":"/home/agent/.claude/projects/p/s/tool-results/big.txt"}});
+    for v in [call, result] {
+        app.on_daemon(FromDaemon::Event(Box::new(
+            serde_json::from_value(v).unwrap(),
+        )));
+    }
+    let term = render(&mut app, 110, 60);
+    let screen = text(&term);
+    assert!(screen.contains("full line 40"), "{screen}");
+    assert!(!screen.contains("(cut here)"), "{screen}");
+    // A path that escapes the sandbox HOME is not followed.
+    assert!(
+        app.persisted_output_on_host("/home/agent/../../etc/passwd")
+            .is_none()
+    );
+    assert!(app.persisted_output_on_host("/etc/passwd").is_none());
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("harvest-tui-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_picker_creates_a_session_from_its_form() {
+    let mut app = app(ColorLevel::None);
+    app.cwd = "/tmp/project".into();
+    app.on_daemon(FromDaemon::Sessions(vec![info(
+        "6962a605",
+        "demo",
+        SessionState::Idle,
+    )]));
+    app.on_key(KeyEvent::new(KeyCode::Char('b'), KeyModifiers::CONTROL));
+    key(&mut app, KeyCode::Char('s'));
+    key(&mut app, KeyCode::Char('n'));
+    for c in "add a README".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    let cmds = app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(
+        cmds,
+        vec![harvest_tui::app::Cmd::Create {
+            workspace: "/tmp/project".into(),
+            prompt: "add a README".into()
+        }]
+    );
+    // x asks before removing; only y removes.
+    app.on_key(KeyEvent::new(KeyCode::Char('b'), KeyModifiers::CONTROL));
+    key(&mut app, KeyCode::Char('s'));
+    key(&mut app, KeyCode::Char('x'));
+    assert!(
+        app.on_key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::NONE))
+            .is_empty()
+    );
+    key(&mut app, KeyCode::Char('x'));
+    let cmds = app.on_key(KeyEvent::new(KeyCode::Char('y'), KeyModifiers::NONE));
+    assert!(
+        cmds.contains(&harvest_tui::app::Cmd::Remove("6962a605".into())),
+        "{cmds:?}"
+    );
+}

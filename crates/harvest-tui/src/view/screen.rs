@@ -79,7 +79,13 @@ pub fn prepare(app: &mut App, area: Rect) {
         });
     match tool {
         Some(t) => {
-            let lines = crate::view::tool::pane_lines(&t, tw, app.tool_show_all, None, &theme);
+            load_full_output(app, &t);
+            let full = app
+                .full_output
+                .as_ref()
+                .filter(|(id, _)| *id == t.id)
+                .map(|(_, text)| text.as_str());
+            let lines = crate::view::tool::pane_lines(&t, tw, app.tool_show_all, full, &theme);
             let lines = wrap_lines(lines, tw, "  ");
             app.frame.tool_len = lines.len().saturating_sub(th);
             app.tool_scroll = app.tool_scroll.min(app.frame.tool_len);
@@ -91,6 +97,41 @@ pub fn prepare(app: &mut App, area: Rect) {
             app.frame.tool_len = 0;
             app.frame.tool_title = " Tools ".into();
         }
+    }
+}
+
+/// Read, once per tool call, the full output the CLI saved to a file (bounded; a missing
+/// or unreadable file leaves the inlined part).
+fn load_full_output(app: &mut App, tool: &crate::transcript::ToolItem) {
+    const MAX: u64 = 16 * 1024 * 1024;
+    if app
+        .full_output
+        .as_ref()
+        .is_some_and(|(id, _)| *id == tool.id)
+    {
+        return;
+    }
+    let Some(path) = tool.result.as_ref().and_then(|r| match &r.output {
+        Some(harvest_protocol::event::ToolOutput::Bash {
+            persisted_output_path: Some(p),
+            ..
+        }) => Some(p.clone()),
+        _ => None,
+    }) else {
+        return;
+    };
+    let text = app.persisted_output_on_host(&path).and_then(|p| {
+        use std::io::Read;
+        let mut s = String::new();
+        std::fs::File::open(p)
+            .ok()?
+            .take(MAX)
+            .read_to_string(&mut s)
+            .ok()?;
+        Some(s)
+    });
+    if let Some(text) = text {
+        app.full_output = Some((tool.id.clone(), text));
     }
 }
 
