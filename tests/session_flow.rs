@@ -122,14 +122,7 @@ fn read_edit_and_bash_change_the_workspace_and_stream_every_step() {
         Duration::from_secs(60),
         |evs| of_type(evs, "turn_result").len() >= 2,
     );
-    let resumed = h
-        .requests()
-        .into_iter()
-        .rfind(|r| {
-            r.prompt()
-                .is_some_and(|p| p.contains("also update the docs"))
-        })
-        .expect("the follow-up reached the model");
+    let resumed = h.last_request_for("also update the docs");
     assert!(
         resumed.all_text().contains("Fixed the greeting."),
         "the resumed agent lost the first turn: {}",
@@ -177,14 +170,7 @@ fn follow_up_continues_the_conversation_and_subscribers_agree() {
     assert!(texts.contains(&"Docs updated too."), "{texts:?}");
 
     // The model saw the first turn when it answered the second: one conversation.
-    let second = h
-        .requests()
-        .into_iter()
-        .rfind(|r| {
-            r.prompt()
-                .is_some_and(|p| p.contains("also update the docs"))
-        })
-        .expect("the follow-up reached the model");
+    let second = h.last_request_for("also update the docs");
     let history = second.all_text();
     assert!(
         history.contains("fix the greeting") && history.contains("Fixed the greeting."),

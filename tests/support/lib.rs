@@ -161,6 +161,14 @@ impl Harness {
         self.model.requests()
     }
 
+    /// The newest request the model received for a prompt containing `text`.
+    pub fn last_request_for(&self, text: &str) -> RecordedRequest {
+        self.requests()
+            .into_iter()
+            .rfind(|r| r.prompt().is_some_and(|p| p.contains(text)))
+            .unwrap_or_else(|| panic!("no request reached the model for a prompt with {text:?}"))
+    }
+
     /// The end of the daemon's log, for failure messages.
     pub fn daemon_log_tail(&self) -> String {
         let dir = self.path("state/harvest/logs");

@@ -14,5 +14,5 @@ mod server;
 mod sse;
 
 pub use request::RecordedRequest;
-pub use script::{Script, ScriptError};
+pub use script::{HttpError, Script, ScriptError, Step, ToolUse, Turn, Usage};
 pub use server::{ModelServer, ServerError};

@@ -18,8 +18,19 @@ impl RecordedRequest {
         Conversation::read(&self.body).prompt
     }
 
-    /// Every text in every message and the system prompt: to check that a follow-up
-    /// request carried the earlier turns.
+    /// How many `tool_result` blocks follow the prompt: what picks the step.
+    pub fn tool_results_after_prompt(&self) -> usize {
+        Conversation::read(&self.body).tool_results_after_prompt
+    }
+
+    /// The session's working directory as the request states it (what `{cwd}` becomes).
+    pub fn cwd(&self) -> Option<String> {
+        Conversation::read(&self.body).cwd
+    }
+
+    /// Every text of every message (text blocks, tool results, the `system`-role
+    /// environment message; not the top-level system prompt), one per line: to check that
+    /// a follow-up request carried the earlier turns.
     pub fn all_text(&self) -> String {
         let mut out = String::new();
         for m in self.body["messages"].as_array().into_iter().flatten() {
@@ -83,26 +94,27 @@ impl Conversation {
     }
 }
 
-/// The CLI states it as "Primary working directory: /path" in a system message (2.1.330)
-/// or the system prompt.
+/// CLI 2.1.330 states it as " - Primary working directory: /path" in a `"role": "system"`
+/// message of `messages` (content an array of text blocks in the first request, a plain
+/// string in later ones). The top-level system prompt is searched too, for other versions.
 fn find_cwd(body: &Value) -> Option<String> {
-    const MARK: &str = "working directory: ";
-    let system = texts(&body["system"]).collect::<Vec<_>>();
-    let messages = body["messages"]
+    // Only what the CLI itself wrote: user prompts and tool results may mention any path.
+    let system_messages = body["messages"]
         .as_array()
         .into_iter()
         .flatten()
+        .filter(|m| m["role"] == "system")
         .flat_map(|m| texts(&m["content"]));
-    for text in system.into_iter().chain(messages) {
-        if let Some(i) = text.find(MARK) {
-            let rest = &text[i + MARK.len()..];
-            let line = rest.lines().next().unwrap_or("").trim();
-            if !line.is_empty() {
-                return Some(line.to_owned());
-            }
-        }
-    }
-    None
+    let sources: Vec<&str> = system_messages.chain(texts(&body["system"])).collect();
+    ["Primary working directory: ", "working directory: "]
+        .iter()
+        .find_map(|mark| {
+            sources.iter().find_map(|text| {
+                let at = text.find(mark)? + mark.len();
+                let line = text[at..].lines().next().unwrap_or("").trim();
+                (!line.is_empty()).then(|| line.to_owned())
+            })
+        })
 }
 
 /// The blocks of a message's content. A plain-string content (the CLI sends one for a
@@ -138,7 +150,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// Trimmed from a request the real CLI (2.1.330) sent.
+    /// Shaped like a request of the real CLI (2.1.330); the captured bodies themselves are
+    /// exercised in tests/captured.rs.
     fn captured(extra: Vec<Value>) -> Value {
         let mut messages = vec![
             json!({"role":"user","content":[

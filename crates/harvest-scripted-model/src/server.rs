@@ -189,7 +189,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, hy
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|r| json!({"method": r.method, "path": r.path, "body": r.body}))
+            .map(|r| json!({"method": r.method, "path": r.path, "headers": r.headers, "body": r.body}))
             .collect();
         return Ok(full(
             StatusCode::OK,
@@ -197,7 +197,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, hy
             Value::Array(list).to_string(),
         ));
     }
-    if path.starts_with("/v1/messages/count_tokens") {
+    let post = method == "POST";
+    if post && path == "/v1/messages/count_tokens" {
         let estimate = bytes.len() / 4;
         return Ok(full(
             StatusCode::OK,
@@ -205,11 +206,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, hy
             json!({"input_tokens": estimate}).to_string(),
         ));
     }
-    if !path.starts_with("/v1/messages") {
+    if !(post && path == "/v1/messages") {
         return Ok(api_error(
             404,
             "not_found_error",
-            &format!("scripted model: no route {path}"),
+            &format!(
+                "scripted model: no route {method} {path} (it serves POST /v1/messages, \
+                 POST /v1/messages/count_tokens and GET /_scripted/requests)"
+            ),
         ));
     }
     Ok(messages(&shared.script, &body).await)
@@ -225,11 +229,20 @@ async fn messages(script: &Script, body: &Value) -> Reply {
     let streaming = body["stream"].as_bool().unwrap_or(false);
     let step = match script.step_for(&prompt, conv.tool_results_after_prompt) {
         Ok(step) => step.clone(),
-        Err(explanation) => crate::script::Step {
-            text: Some(explanation),
-            ..Default::default()
-        },
+        Err(explanation) => {
+            tracing::warn!(%explanation, "scripted model: the script has no answer");
+            crate::script::Step {
+                text: Some(explanation),
+                ..Default::default()
+            }
+        }
     };
+    tracing::debug!(
+        prompt = %prompt,
+        tool_results = conv.tool_results_after_prompt,
+        streaming,
+        "scripted model: answering"
+    );
     if step.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(step.delay_ms)).await;
     }
@@ -249,24 +262,22 @@ async fn messages(script: &Script, body: &Value) -> Reply {
     let delay = Duration::from_millis(step.chunk_delay_ms);
     let break_stream = step.break_stream;
     tokio::spawn(async move {
-        let mut deltas = 0;
         for (name, data) in events {
-            if name == "content_block_delta" {
-                deltas += 1;
-                if break_stream && deltas == 2 {
-                    // Let what was sent reach the client first: hyper drops unflushed
-                    // frames when a body fails, and a broken stream is a partial one.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    let _ = tx.send(Chunk::Break).await;
-                    return;
-                }
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
+            let is_delta = name == "content_block_delta";
+            if is_delta && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
             }
             let frame = format!("event: {name}\ndata: {data}\n\n");
             if tx.send(Chunk::Data(Bytes::from(frame))).await.is_err() {
                 return; // the client went away (an interrupt)
+            }
+            if is_delta && break_stream {
+                // Break after the first delta: message_start and part of the first block
+                // are out. Let them reach the client first: hyper drops unflushed frames
+                // when a body fails.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = tx.send(Chunk::Break).await;
+                return;
             }
         }
     });

@@ -13,6 +13,11 @@ prompt = "overload"
 [[turn.step]]
 error = { status = 529, type = "overloaded_error", message = "Overloaded" }
 [[turn]]
+prompt = "broken short"
+[[turn.step]]
+text = "hi"
+break_stream = true
+[[turn]]
 prompt = "broken"
 [[turn.step]]
 text = "this stream breaks off somewhere in the middle"
@@ -96,6 +101,20 @@ fn a_broken_stream_ends_without_message_stop() {
         !out.contains("message_stop"),
         "the stream should break off: {out}"
     );
+    assert_eq!(
+        out.matches("event: content_block_delta").count(),
+        1,
+        "{out}"
+    );
+
+    // A text short enough for one delta still breaks off.
+    let short = post(
+        &server,
+        "/v1/messages?beta=true",
+        &request("broken short", true),
+    );
+    assert!(short.contains("event: content_block_delta"), "{short}");
+    assert!(!short.contains("message_stop"), "{short}");
 
     let whole = post(&server, "/v1/messages?beta=true", &request("hello", true));
     assert!(whole.contains("event: message_stop"), "{whole}");

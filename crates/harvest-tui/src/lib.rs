@@ -9,6 +9,7 @@
 pub mod app;
 pub mod connection;
 pub mod drafts;
+pub mod format;
 pub mod keymap;
 pub mod theme;
 pub mod transcript;

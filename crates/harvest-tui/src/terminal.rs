@@ -30,6 +30,17 @@ impl TerminalGuard {
             restore();
             return Err(e);
         }
+        // Terminals that speak the kitty keyboard protocol report Shift-Enter apart from
+        // Enter; others (tmux, most SSH terminals) keep Alt-Enter for a new line.
+        if crossterm::terminal::supports_keyboard_enhancement().unwrap_or(false) {
+            let _ = execute!(
+                out,
+                crossterm::event::PushKeyboardEnhancementFlags(
+                    crossterm::event::KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES
+                )
+            );
+            ENHANCED.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
         Ok((TerminalGuard, term))
     }
@@ -41,10 +52,15 @@ impl Drop for TerminalGuard {
     }
 }
 
+static ENHANCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Leave every mode `enter` set. Safe to call more than once.
 pub fn restore() {
-    let _ = disable_raw_mode();
     let mut out = std::io::stdout();
+    if ENHANCED.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        let _ = execute!(out, crossterm::event::PopKeyboardEnhancementFlags);
+    }
+    let _ = disable_raw_mode();
     let _ = execute!(
         out,
         DisableBracketedPaste,

@@ -318,23 +318,7 @@ impl ToolItem {
 
     /// The one-line summary of the call: the command, the file, the pattern.
     pub fn summary(&self) -> String {
-        let field = match self.name.as_str() {
-            "Bash" => "command",
-            "Read" | "Write" | "Edit" | "MultiEdit" | "NotebookEdit" => "file_path",
-            "Glob" | "Grep" => "pattern",
-            "WebFetch" => "url",
-            "WebSearch" => "query",
-            "Task" => "description",
-            _ => "",
-        };
-        match self.input.get(field).and_then(Value::as_str) {
-            Some(s) => s.lines().next().unwrap_or("").to_owned(),
-            None if self.name == "TodoWrite" => "update the todo list".into(),
-            None => {
-                let s = self.input.to_string();
-                s.chars().take(80).collect()
-            }
-        }
+        crate::format::tool_summary(&self.name, &self.input)
     }
 }
 

@@ -5,6 +5,7 @@ use harvest_protocol::event::ToolOutput;
 use harvest_protocol::methods::NOTIFY_LAGGED;
 use harvest_protocol::rpc::Notification;
 use harvest_protocol::{Event, EventBody};
+pub use harvest_tui::format::{age, tokens, tool_summary};
 use std::io::Write;
 
 pub struct Renderer {
@@ -82,7 +83,10 @@ pub fn describe(event: &Event) -> Vec<String> {
         }
         EventBody::Thinking { text } => vec![format!("∴ {}", first_line(text, 100))],
         EventBody::ToolCall { name, input, .. } => {
-            vec![format!("▸ {name}  {}", tool_summary(name, input))]
+            vec![format!(
+                "▸ {name}  {}",
+                first_line(&tool_summary(name, input), 120)
+            )]
         }
         EventBody::ToolResult {
             is_error,
@@ -136,20 +140,6 @@ pub fn describe(event: &Event) -> Vec<String> {
         EventBody::Sandbox { message } => vec![format!("· {message}")],
         EventBody::Error { message } => vec![format!("✗ {message}")],
         EventBody::AgentRaw {} | EventBody::Unknown => Vec::new(),
-    }
-}
-
-fn tool_summary(name: &str, input: &serde_json::Value) -> String {
-    let field = match name {
-        "Bash" => "command",
-        "Read" | "Write" | "Edit" | "MultiEdit" | "NotebookEdit" => "file_path",
-        "Glob" | "Grep" => "pattern",
-        "WebFetch" => "url",
-        _ => "",
-    };
-    match input.get(field).and_then(|v| v.as_str()) {
-        Some(s) => first_line(s, 120),
-        None => first_line(&input.to_string(), 120),
     }
 }
 
@@ -230,29 +220,4 @@ fn first_line(s: &str, max: usize) -> String {
         out.push('…');
     }
     out
-}
-
-pub fn tokens(n: u64) -> String {
-    if n >= 1_000_000 {
-        format!("{:.1}M", n as f64 / 1e6)
-    } else if n >= 1000 {
-        format!("{:.1}k", n as f64 / 1e3)
-    } else {
-        n.to_string()
-    }
-}
-
-/// Age of a Unix timestamp, short: 42s, 5m, 3h, 2d.
-pub fn age(created_at: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(created_at);
-    let s = (now - created_at).max(0);
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m", s / 60),
-        3600..86400 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
-    }
 }

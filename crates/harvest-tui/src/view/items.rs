@@ -1,5 +1,6 @@
 //! One conversation item → its lines at a width.
 
+use crate::format::tokens;
 use crate::markdown;
 use crate::theme::Theme;
 use crate::transcript::{Item, Level, ToolItem, TurnSummary};
@@ -123,14 +124,4 @@ fn turn_line(t: &TurnSummary, width: usize, theme: &Theme) -> Line<'static> {
         Line::styled(format!("─ turn done · {figures}"), theme.dim())
     };
     truncate_line(line, width)
-}
-
-pub fn tokens(n: u64) -> String {
-    if n >= 1_000_000 {
-        format!("{:.1}M", n as f64 / 1e6)
-    } else if n >= 1000 {
-        format!("{:.1}k", n as f64 / 1e3)
-    } else {
-        n.to_string()
-    }
 }

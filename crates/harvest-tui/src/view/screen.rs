@@ -2,9 +2,9 @@
 //! only place where lines are built) and `draw` (reads state and puts it on the buffer).
 
 use crate::app::{App, Conn, Focus, Overlay};
+use crate::format::{age, tokens};
 use crate::keymap::Action;
 use crate::transcript::Item;
-use crate::view::items::tokens;
 use crate::wrap::{truncate_line, width_of, wrap_lines};
 use harvest_protocol::SessionState;
 use ratatui::Frame;
@@ -405,7 +405,10 @@ fn picker(f: &mut Frame<'_>, app: &App, selected: usize) {
             s.state.as_str(),
             s.sandbox,
             format!("${:.3}", s.cost_usd),
-            age(s.created_at),
+            age(
+                s.created_at,
+                time::OffsetDateTime::now_utc().unix_timestamp()
+            ),
             last.lines().next().unwrap_or("")
         );
         let style = if i == selected {
@@ -439,17 +442,6 @@ fn picker(f: &mut Frame<'_>, app: &App, selected: usize) {
 
 fn cut(s: &str, n: usize) -> String {
     truncate_line(Line::from(s.to_owned()), n).to_string()
-}
-
-fn age(created_at: i64) -> String {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let s = (now - created_at).max(0);
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m", s / 60),
-        3600..86400 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
-    }
 }
 
 fn centered(area: Rect, width: u16, height: u16) -> Rect {

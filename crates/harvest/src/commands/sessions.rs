@@ -25,6 +25,10 @@ pub async fn ls(paths: &Paths, json: bool) -> Result<ExitCode> {
         "{:<9} {:<28} {:<12} {:<8} {:>8} {:>9} {:>6}",
         "ID", "NAME", "STATE", "SANDBOX", "COST", "TOKENS", "AGE"
     );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     for s in &list.sessions {
         println!(
             "{:<9} {:<28} {:<12} {:<8} {:>8} {:>9} {:>6}",
@@ -34,7 +38,7 @@ pub async fn ls(paths: &Paths, json: bool) -> Result<ExitCode> {
             s.sandbox,
             format!("${:.3}", s.cost_usd),
             tokens(s.input_tokens + s.output_tokens),
-            age(s.created_at),
+            age(s.created_at, now),
         );
     }
     Ok(ExitCode::SUCCESS)
