@@ -159,7 +159,8 @@ async fn start(
     } else {
         SessionState::Idle
     };
-    let handle = session::spawn(
+    let offset = process.log_start;
+    session::spawn(
         daemon,
         session::Setup {
             id: id.clone(),
@@ -168,11 +169,14 @@ async fn start(
             secrets: secrets.clone(),
             conversation_started: false,
         },
-        Some((sandbox, process)),
+        Some(session::Live {
+            sandbox,
+            process,
+            offset,
+            parser: harvest_agent::StreamParser::new(),
+            pending_turns: u32::from(prompt.is_some()),
+        }),
     );
-    if prompt.is_some() {
-        handle.count_turn();
-    }
     Ok(())
 }
 

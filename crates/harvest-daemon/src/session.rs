@@ -7,6 +7,7 @@ use crate::context::Daemon;
 use harvest_protocol::rpc::{RpcError, codes};
 use harvest_protocol::{Secret, SessionId, SessionState};
 use harvest_sandbox::{AgentProcess, Sandbox};
+
 use harvest_store::{StoreError, StoredEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -39,8 +40,6 @@ pub struct SessionSpec {
 }
 
 pub enum Command {
-    /// The creator already sent the first prompt: count its turn.
-    CountTurn,
     Send {
         text: String,
         env: BTreeMap<String, Secret>,
@@ -81,10 +80,6 @@ impl SessionHandle {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
             SessionState::Running | SessionState::Cancelling
         )
-    }
-
-    pub fn count_turn(&self) {
-        let _ = self.commands.try_send(Command::CountTurn);
     }
 
     pub async fn send(&self, text: String, env: BTreeMap<String, Secret>) -> Result<(), RpcError> {
@@ -130,12 +125,20 @@ pub struct Setup {
     pub conversation_started: bool,
 }
 
+/// A running agent handed to an actor: just started, or found again after a restart.
+pub struct Live {
+    pub sandbox: Box<dyn Sandbox>,
+    pub process: AgentProcess,
+    /// Where ingestion continues in the agent log.
+    pub offset: u64,
+    /// The parser's state for this process so far (tool names, running cost).
+    pub parser: harvest_agent::StreamParser,
+    /// Turns begun and not yet ended.
+    pub pending_turns: u32,
+}
+
 /// Start the actor of a session; `live` is its sandbox and agent when it has them.
-pub fn spawn(
-    daemon: &Arc<Daemon>,
-    setup: Setup,
-    live: Option<(Box<dyn Sandbox>, AgentProcess)>,
-) -> SessionHandle {
+pub fn spawn(daemon: &Arc<Daemon>, setup: Setup, live: Option<Live>) -> SessionHandle {
     let (commands, rx) = mpsc::channel(COMMANDS);
     let (events, _) = broadcast::channel(LIVE_BUFFER);
     let shared_state = Arc::new(std::sync::Mutex::new(setup.state));
@@ -150,8 +153,10 @@ pub fn spawn(
     handle
 }
 
-/// At start: give every stored session an actor. A session that was live when the last
-/// daemon died is marked `interrupted`; its conversation resumes with the next message.
+/// At start: give every stored session an actor. A session whose agent still runs (the
+/// last daemon died, the agent did not) is re-adopted: its log is read on from the stored
+/// offset and the turn completes as if nothing happened. One whose agent is gone is marked
+/// `interrupted` by its actor; the next message resumes the conversation.
 pub async fn restore_all(daemon: &Arc<Daemon>) -> Result<(), StoreError> {
     let store = daemon.store.clone();
     let rows = tokio::task::spawn_blocking(move || store.sessions())
@@ -162,22 +167,83 @@ pub async fn restore_all(daemon: &Arc<Daemon>) -> Result<(), StoreError> {
             tracing::warn!(session = %row.info.id, "session has an unreadable spec; skipped");
             continue;
         };
-        let id = row.info.id.clone();
-        let state = row.info.state;
-        if !state.is_terminal() {
-            actor::end_orphan(&row.sandbox_state);
+        let live = if row.info.state.is_terminal() {
+            None
+        } else {
+            match adopt(daemon, &row, &spec).await {
+                Ok(live) => live,
+                Err(e) => {
+                    tracing::warn!(session = %row.info.id, error = %e, "cannot re-adopt the agent");
+                    None
+                }
+            }
+        };
+        if live.is_some() {
+            tracing::info!(session = %row.info.id, "re-adopted a running agent");
         }
-        // The actor records an interruption itself when it starts.
         let setup = Setup {
-            id,
+            id: row.info.id.clone(),
             spec,
-            state,
+            state: row.info.state,
             secrets: BTreeMap::new(),
             conversation_started: row.info.agent_session_id.is_some(),
         };
-        spawn(daemon, setup, None);
+        spawn(daemon, setup, live);
     }
     Ok(())
+}
+
+async fn adopt(
+    daemon: &Arc<Daemon>,
+    row: &harvest_store::SessionRow,
+    spec: &SessionSpec,
+) -> Result<Option<Live>, harvest_sandbox::SandboxError> {
+    let sandbox_spec = harvest_sandbox::SandboxSpec {
+        state_dir: daemon.paths.session_state_dir(row.info.id.as_str()),
+        workspace: spec.workspace.clone(),
+        hidden: crate::create::hidden_paths(daemon, &spec.workspace),
+        agent_binary: spec.claude.clone(),
+        network: daemon.config.sandbox.network,
+    };
+    let Some(found) = daemon
+        .provider
+        .adopt(&sandbox_spec, &row.sandbox_state)
+        .await?
+    else {
+        return Ok(None);
+    };
+    // Rebuild what the parser knew about this process from its output so far.
+    let mut parser = harvest_agent::StreamParser::new();
+    let (start, end) = (found.process.log_start, row.log_offset);
+    if start < end {
+        let mut log = found.process.control.open_log(start)?;
+        let mut lines = lines::LineBuffer::default();
+        let mut pos = start;
+        while pos < end {
+            let chunk = log.next_chunk(std::time::Duration::from_millis(10)).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            let take = chunk.len().min((end - pos) as usize);
+            for line in lines.push(&chunk[..take]) {
+                let _ = parser.parse_line(&line);
+            }
+            pos += take as u64;
+        }
+    }
+    let (store, id) = (daemon.store.clone(), row.info.id.clone());
+    let (users, turns) = tokio::task::spawn_blocking(move || store.turn_balance(&id))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or((0, 0));
+    Ok(Some(Live {
+        sandbox: found.sandbox,
+        process: found.process,
+        offset: end,
+        parser,
+        pending_turns: u32::try_from(users.saturating_sub(turns)).unwrap_or(u32::MAX),
+    }))
 }
 
 /// `daemon/stop`: every actor stops its agent and records why.

@@ -87,6 +87,20 @@ pub trait Provider: Send + Sync {
     /// Check that the provider can work here, with an error that names the fix.
     async fn check(&self) -> Result<()>;
     async fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>>;
+    /// Find a sandbox again after a daemon restart, from what [`Sandbox::persisted`]
+    /// returned. `Ok(None)` when its agent is no longer running (the sandbox can be made
+    /// anew with `create` to resume the conversation).
+    async fn adopt(
+        &self,
+        spec: &SandboxSpec,
+        persisted: &serde_json::Value,
+    ) -> Result<Option<Adopted>>;
+}
+
+/// A running agent found again by a restarted daemon.
+pub struct Adopted {
+    pub sandbox: Box<dyn Sandbox>,
+    pub process: AgentProcess,
 }
 
 /// One sandbox, holding at most one agent process at a time.

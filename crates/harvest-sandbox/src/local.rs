@@ -9,7 +9,7 @@ pub mod bwrap;
 mod log;
 mod process;
 
-use crate::{AgentProcess, Provider, Result, Sandbox, SandboxError, SandboxSpec};
+use crate::{Adopted, AgentProcess, Provider, Result, Sandbox, SandboxError, SandboxSpec};
 use async_trait::async_trait;
 use harvest_agent::AgentCommand;
 use harvest_protocol::Secret;
@@ -82,6 +82,39 @@ impl Provider for LocalProvider {
         }
     }
 
+    async fn adopt(
+        &self,
+        spec: &SandboxSpec,
+        persisted: &serde_json::Value,
+    ) -> Result<Option<Adopted>> {
+        let Some(pids) = process::JailPids::from_persisted(persisted) else {
+            return Ok(None);
+        };
+        if !pids.same_jail_alive() {
+            return Ok(None);
+        }
+        let log_start = persisted["log_start"].as_u64().unwrap_or(0);
+        let process = process::adopt(&spec.state_dir, pids, log_start)?;
+        let sandbox = LocalSandbox {
+            bwrap: self.bwrap_path().unwrap_or_else(|_| PathBuf::from("bwrap")),
+            policy: bwrap::JailPolicy {
+                workspace: spec.workspace.clone(),
+                home: spec.state_dir.join(HOME_DIR),
+                agent_binary: spec.agent_binary.clone(),
+                hidden: spec.hidden.clone(),
+                network: spec.network,
+            },
+            state_dir: spec.state_dir.clone(),
+            agent_program: Path::new(bwrap::AGENT_BIN_DIR).join("claude"),
+            pids: Some(pids),
+            log_start,
+        };
+        Ok(Some(Adopted {
+            sandbox: Box::new(sandbox),
+            process,
+        }))
+    }
+
     async fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>> {
         let bwrap = self.bwrap_path()?;
         let workspace =
@@ -116,6 +149,7 @@ impl Provider for LocalProvider {
             state_dir: spec.state_dir.clone(),
             agent_program: Path::new(bwrap::AGENT_BIN_DIR).join("claude"),
             pids: None,
+            log_start: 0,
         }))
     }
 }
@@ -126,6 +160,8 @@ pub struct LocalSandbox {
     state_dir: PathBuf,
     agent_program: PathBuf,
     pids: Option<process::JailPids>,
+    /// Where the running agent's output begins in the log.
+    log_start: u64,
 }
 
 #[async_trait]
@@ -145,6 +181,9 @@ impl Sandbox for LocalSandbox {
             "workspace": self.policy.workspace,
             "bwrap_pid": self.pids.map(|p| p.bwrap),
             "init_pid": self.pids.map(|p| p.init),
+            // With the pid, the start time tells this jail from a process that reuses it.
+            "init_start": self.pids.map(|p| p.init_start),
+            "log_start": self.log_start,
         })
     }
 
@@ -155,6 +194,7 @@ impl Sandbox for LocalSandbox {
     ) -> Result<AgentProcess> {
         let spawned = process::spawn(&self.bwrap, &self.policy, &self.state_dir, cmd, secrets)?;
         self.pids = Some(spawned.pids);
+        self.log_start = spawned.process.log_start;
         Ok(spawned.process)
     }
 

@@ -73,6 +73,18 @@ impl Store {
         Ok(())
     }
 
+    /// User messages and turn results stored for a session: every message becomes one turn,
+    /// so the difference is the number of turns still to end.
+    pub fn turn_balance(&self, id: &SessionId) -> Result<(u64, u64)> {
+        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(conn.query_row(
+            "SELECT COALESCE(SUM(type = 'user_message'), 0), COALESCE(SUM(type = 'turn_result'), 0)
+             FROM events WHERE session = ?1",
+            [id.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
     /// Delete a session and all its events.
     pub fn delete_session(&self, id: &SessionId) -> Result<()> {
         let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);

@@ -3,7 +3,7 @@
 //! interrupt request → SIGTERM → kill everything in the sandbox.
 
 use super::lines::LineBuffer;
-use super::{Command, SessionSpec, Setup};
+use super::{Command, Live, SessionSpec, Setup};
 use crate::context::Daemon;
 use crate::redact;
 use harvest_agent::{AgentCommand, ClaudeOptions, StreamParser, input};
@@ -108,18 +108,18 @@ impl Actor {
         }
     }
 
-    pub async fn run(
-        mut self,
-        mut commands: mpsc::Receiver<Command>,
-        live: Option<(Box<dyn Sandbox>, AgentProcess)>,
-    ) {
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, live: Option<Live>) {
         let span = tracing::info_span!("session", session = %self.id);
         let _enter = span.enter();
         drop(_enter);
         match live {
-            Some((sandbox, process)) => {
-                let offset = process.log_start;
-                if let Err(e) = self.attach(sandbox, process, offset) {
+            Some(live) => {
+                self.pending_turns = live.pending_turns;
+                if self.state == SessionState::Cancelling {
+                    // A cancel was under way when the last daemon died: carry it on.
+                    self.ladder = Some((Ladder::Interrupted, Instant::now() + self.grace()));
+                }
+                if let Err(e) = self.attach(live.sandbox, live.process, live.offset, live.parser) {
                     self.fail(format!("cannot read the agent log: {e}")).await;
                 }
             }
@@ -174,7 +174,6 @@ impl Actor {
     /// Returns true when the actor is done (the session was removed).
     async fn command(&mut self, cmd: Command) -> bool {
         match cmd {
-            Command::CountTurn => self.pending_turns += 1,
             Command::Send { text, env, reply } => {
                 let r = self.send(text, env).await;
                 let _ = reply.send(r);
@@ -211,6 +210,7 @@ impl Actor {
         sandbox: Box<dyn Sandbox>,
         process: AgentProcess,
         offset: u64,
+        parser: StreamParser,
     ) -> Result<(), harvest_sandbox::SandboxError> {
         let log = process.control.open_log(offset)?;
         self.sandbox = Some(sandbox);
@@ -219,7 +219,7 @@ impl Actor {
             control: process.control,
             exited: process.exited,
             log,
-            parser: StreamParser::new(),
+            parser,
             lines: LineBuffer::default(),
         });
         Ok(())
@@ -317,7 +317,7 @@ impl Actor {
         let Some(sandbox) = self.sandbox.take() else {
             return Err(RpcError::new(codes::SANDBOX_UNAVAILABLE, "no sandbox"));
         };
-        self.attach(sandbox, process, offset)
+        self.attach(sandbox, process, offset, StreamParser::new())
             .map_err(|e| RpcError::new(codes::AGENT_UNAVAILABLE, e.to_string()))?;
         self.store_sandbox_state(persisted).await;
         self.emit(vec![EventBody::Sandbox {
@@ -646,25 +646,5 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// A jail left running by a daemon that died: end it, so no agent runs unsupervised. Its
-/// conversation is resumed from the transcript on the next message.
-pub fn end_orphan(sandbox_state: &serde_json::Value) {
-    let Some(init) = sandbox_state["init_pid"]
-        .as_i64()
-        .and_then(|p| i32::try_from(p).ok())
-    else {
-        return;
-    };
-    // Only a bwrap we started: after a reboot the pid may belong to anything.
-    let cmdline = std::fs::read(format!("/proc/{init}/cmdline")).unwrap_or_default();
-    let program = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-    if init > 1 && program.ends_with(b"bwrap") {
-        // SAFETY: kill(2) with a positive pid has no memory effects.
-        unsafe {
-            libc::kill(init, libc::SIGKILL);
-        }
     }
 }

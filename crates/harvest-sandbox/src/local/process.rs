@@ -20,9 +20,24 @@ pub struct JailPids {
     pub bwrap: i32,
     /// PID 1 of the jail's PID namespace: killing it ends every process inside.
     pub init: i32,
+    /// The init's start time (clock ticks since boot), to recognise it after a restart.
+    pub init_start: u64,
 }
 
 impl JailPids {
+    pub fn from_persisted(v: &serde_json::Value) -> Option<JailPids> {
+        Some(JailPids {
+            bwrap: i32::try_from(v["bwrap_pid"].as_i64()?).ok()?,
+            init: i32::try_from(v["init_pid"].as_i64()?).ok()?,
+            init_start: v["init_start"].as_u64()?,
+        })
+    }
+
+    /// The jail's init still runs and is the same process (not a reused pid).
+    pub fn same_jail_alive(&self) -> bool {
+        alive(self.init) && start_time(self.init) == Some(self.init_start)
+    }
+
     pub fn kill_all(&self) {
         // SIGKILL to a PID namespace's init makes the kernel kill the whole namespace.
         signal(self.init, libc::SIGKILL);
@@ -86,6 +101,7 @@ pub fn spawn(
     let pids = JailPids {
         bwrap: bwrap_pid,
         init,
+        init_start: start_time(init).unwrap_or(0),
     };
 
     let (exit_tx, exited) = tokio::sync::oneshot::channel();
@@ -123,6 +139,48 @@ pub fn spawn(
             log_start,
         },
     })
+}
+
+/// Reconnect to a jail that a previous daemon started: its stdin FIFO (which the agent
+/// still holds open), its log, and an exit signal. Not our child any more, so its end is
+/// noticed by watching the jail's init.
+pub fn adopt(state_dir: &Path, pids: JailPids, log_start: u64) -> Result<AgentProcess> {
+    let fifo = state_dir.join(STDIN_FIFO);
+    let sender = tokio::net::unix::pipe::OpenOptions::new()
+        .read_write(true)
+        .open_sender(&fifo)
+        .map_err(|source| SandboxError::Io {
+            path: fifo.clone(),
+            source,
+        })?;
+    let (exit_tx, exited) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        while pids.same_jail_alive() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = exit_tx.send(AgentExit {
+            code: None,
+            signal: None,
+        });
+    });
+    Ok(AgentProcess {
+        input: Box::new(FifoInput { sender }),
+        control: Box::new(LocalControl {
+            pids,
+            log_path: state_dir.join(LOG_FILE),
+            state_dir: state_dir.to_owned(),
+        }),
+        exited,
+        log_start,
+    })
+}
+
+/// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses; fields follow the last ')'.
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 struct FifoInput {

@@ -1,0 +1,161 @@
+//! The agent outlives the daemon: `kill -9` of the daemon while the model streams, while a
+//! tool runs, and between turns. A restarted daemon re-adopts the running agent, and the
+//! stored events match a run without the crash: nothing lost, nothing doubled.
+
+// Integration tests: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use harvest_e2e::{Harness, of_type, summarize};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const SCRIPT: &str = r#"
+[[turn]]
+prompt = "stream"
+[[turn.step]]
+text = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty twenty-one twenty-two twenty-three twenty-four"
+chunk_delay_ms = 150
+
+[[turn]]
+prompt = "tool"
+[[turn.step]]
+text = "Running the job."
+tool_use = { name = "Bash", input = { command = "python3 -c 'import time; time.sleep(3)' && echo finished > marker.txt && echo job-done", description = "Slow job" } }
+[[turn.step]]
+text = "The job is done."
+
+[[turn]]
+prompt = "again"
+[[turn.step]]
+text = "Still the same conversation."
+"#;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kill {
+    Never,
+    WhileStreaming,
+    WhileToolRuns,
+    BetweenTurns,
+}
+
+/// One scripted session: a first turn (`prompt`), then a follow-up; killing the daemon at
+/// the chosen moment. Returns the stored events.
+fn session(prompt: &str, kill: Kill) -> (Harness, Vec<Value>) {
+    let h = Harness::new(SCRIPT);
+    let id = h.new_session(prompt);
+    let long = Duration::from_secs(60);
+    match kill {
+        Kill::WhileStreaming => {
+            h.wait_events(&id, "text to start streaming", long, |e| {
+                of_type(e, "assistant_delta").len() >= 2
+            });
+            kill_daemon(&h);
+        }
+        Kill::WhileToolRuns => {
+            h.wait_events(&id, "the tool to start", long, |e| {
+                !of_type(e, "tool_call").is_empty()
+            });
+            std::thread::sleep(Duration::from_millis(500));
+            kill_daemon(&h);
+        }
+        _ => {}
+    }
+    h.wait_events(&id, "the first turn to end", long, |e| idle_after(e, 1));
+    if kill == Kill::BetweenTurns {
+        kill_daemon(&h);
+    }
+    h.ok(&["send", &id, "again"]);
+    let evs = h.wait_events(&id, "the follow-up to end", long, |e| idle_after(e, 2));
+    (h, evs)
+}
+
+fn idle_after(evs: &[Value], turns: usize) -> bool {
+    of_type(evs, "turn_result").len() >= turns
+        && evs
+            .last()
+            .is_some_and(|e| e["type"] == "status" && e["state"] == "idle")
+}
+
+fn kill_daemon(h: &Harness) {
+    let status: Value = serde_json::from_str(&h.ok(&["daemon", "status", "--json"])).unwrap();
+    let pid = status["pid"].as_i64().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let start = Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && start.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An event without what differs between any two runs: times, ids, paths, durations.
+fn shape(h: &Harness, e: &Value) -> String {
+    let mut e = e.clone();
+    if let Some(o) = e.as_object_mut() {
+        for k in [
+            "ts",
+            "session",
+            "raw",
+            "id",
+            "tool_use_id",
+            "duration_ms",
+            "agent_session_id",
+        ] {
+            o.remove(k);
+        }
+    }
+    e.to_string()
+        .replace(&h.dir.path().display().to_string(), "<root>")
+}
+
+fn compare(kill: Kill, prompt: &str) {
+    let (reference, expected) = session(prompt, Kill::Never);
+    let (crashed, got) = session(prompt, kill);
+    let seqs: Vec<u64> = got.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "gap or duplicate: {}",
+        summarize(&got)
+    );
+    let a: Vec<String> = expected.iter().map(|e| shape(&reference, e)).collect();
+    let b: Vec<String> = got.iter().map(|e| shape(&crashed, e)).collect();
+    assert_eq!(b, a, "the events differ from a run without the crash");
+    // The same agent served the follow-up: it was re-adopted, not restarted.
+    assert!(
+        !got.iter().any(|e| e["type"] == "sandbox"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("restarted"))),
+        "the agent was restarted instead of re-adopted: {}",
+        summarize(&got)
+    );
+}
+
+#[test]
+fn kill_9_while_the_model_streams() {
+    compare(Kill::WhileStreaming, "stream");
+}
+
+#[test]
+fn kill_9_while_a_tool_runs_and_its_effect_lands() {
+    compare(Kill::WhileToolRuns, "tool");
+    let (h, evs) = session("tool", Kill::WhileToolRuns);
+    assert_eq!(
+        std::fs::read_to_string(h.workspace.join("marker.txt")).unwrap(),
+        "finished\n"
+    );
+    let result = of_type(&evs, "tool_result")[0];
+    assert!(
+        result["content"].as_str().unwrap().contains("job-done"),
+        "{result}"
+    );
+}
+
+#[test]
+fn kill_9_between_turns() {
+    compare(Kill::BetweenTurns, "stream");
+}
