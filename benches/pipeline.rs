@@ -34,6 +34,87 @@ fn main() {
     rt.block_on(replay());
     sandbox_start();
     run_overhead();
+    rt.block_on(cancel_latency());
+}
+
+/// `session/cancel` during a running Bash command (real CLI, scripted model) → the
+/// interrupted `turn_result` reaching a subscriber.
+async fn cancel_latency() {
+    let h = Harness::new(
+        "[[turn]]\n[[turn.step]]\ntool_use = { name = \"Bash\", input = { command = \"python3 -c 'import time; time.sleep(60)'\", description = \"slow\" } }\n[[turn.step]]\ntext = \"done\"\n",
+    );
+    let id = h.new_session("warm up");
+    h.wait_events(&id, "the first Bash call", Duration::from_secs(60), |e| {
+        e.iter().any(|e| e["type"] == "tool_call")
+    });
+    let mut client = Client::connect(&paths(&h), "bench").await.unwrap();
+    let info = client
+        .call::<m::SessionGet>(m::SessionRef {
+            session: id.clone(),
+        })
+        .await
+        .unwrap();
+    client
+        .call::<m::SessionSubscribe>(m::SubscribeParams {
+            session: id.clone(),
+            from_seq: info.last_seq.next(),
+            include_raw: false,
+        })
+        .await
+        .unwrap();
+    let mut runs = Vec::new();
+    for round in 0..7 {
+        if round > 0 {
+            client
+                .call::<m::SessionSend>(m::SendParams {
+                    session: id.clone(),
+                    text: format!("again {round}"),
+                    env: Default::default(),
+                })
+                .await
+                .unwrap();
+        }
+        // Wait until the command runs (round 0's call came before the subscription), then
+        // cancel.
+        if round > 0 {
+            loop {
+                let note = client.next_notification().await.unwrap();
+                if note.params["event"]["type"] == "tool_call" {
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let start = Instant::now();
+        client
+            .call::<m::SessionCancel>(m::SessionRef {
+                session: id.clone(),
+            })
+            .await
+            .unwrap();
+        loop {
+            let note = client.next_notification().await.unwrap();
+            if note.params["event"]["type"] == "turn_result" {
+                runs.push(start.elapsed());
+                break;
+            }
+        }
+        // Let the session settle to idle before the next round.
+        loop {
+            let note = client.next_notification().await.unwrap();
+            if note.params["event"]["state"] == "idle" {
+                break;
+            }
+        }
+    }
+    runs.sort();
+    println!(
+        "cancel latency, request → interrupted turn_result during a running Bash command: median {:.0} ms (runs {:?} ms; target < 300 ms)",
+        ms(runs[runs.len() / 2]),
+        runs.iter()
+            .map(|d| ms(*d).round() as u64)
+            .collect::<Vec<_>>()
+    );
 }
 
 fn paths(h: &Harness) -> Paths {

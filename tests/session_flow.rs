@@ -113,8 +113,24 @@ fn read_edit_and_bash_change_the_workspace_and_stream_every_step() {
         "replay differs from the live stream"
     );
 
-    // `run` stopped the agent when the turn ended; a follow-up resumes the conversation
-    // (`claude --resume`) in the same sandbox and workspace.
+    // `run` stopped the agent when the turn ended; `harvest resume` starts it again
+    // (`claude --resume`) in the same sandbox and workspace, and a follow-up continues the
+    // conversation.
+    h.ok(&["resume", &id]);
+    let evs = h.events(&id);
+    let last = evs.last().unwrap();
+    assert_eq!(
+        (last["type"].as_str(), last["state"].as_str()),
+        (Some("status"), Some("idle")),
+        "{last}"
+    );
+    assert!(
+        evs.iter()
+            .any(|e| e["type"] == "sandbox"
+                && e["message"].as_str().unwrap_or("").contains("resuming")),
+        "{}",
+        summarize(&evs)
+    );
     h.ok(&["send", &id, "also update the docs"]);
     h.wait_events(
         &id,

@@ -21,6 +21,15 @@ pub struct Config {
     pub agent: AgentConfig,
     pub sandbox: SandboxConfig,
     pub keys: KeysConfig,
+    pub notify: NotifyConfig,
+}
+
+/// `[notify]`: what happens when a session finishes a turn, fails or needs input.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// A shell command run by the daemon with the event as JSON on stdin (empty: none).
+    pub hook: Option<String>,
 }
 
 /// `[keys]`: the terminal client's bindings. `prefix` is the tmux-like prefix key;
@@ -110,6 +119,14 @@ impl Config {
         }
         if cfg.sandbox.bwrap_path.as_deref() == Some(Path::new("")) {
             cfg.sandbox.bwrap_path = None;
+        }
+        if cfg
+            .notify
+            .hook
+            .as_deref()
+            .is_some_and(|h| h.trim().is_empty())
+        {
+            cfg.notify.hook = None;
         }
         Ok(cfg)
     }

@@ -6,7 +6,7 @@
 mod config;
 mod paths;
 
-pub use config::{AgentConfig, Config, ConfigError, KeysConfig, SandboxConfig};
+pub use config::{AgentConfig, Config, ConfigError, KeysConfig, NotifyConfig, SandboxConfig};
 pub use paths::{Paths, PathsError};
 
 /// The documented default configuration, as shipped in `config/harvest.toml`.

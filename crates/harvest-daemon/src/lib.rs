@@ -9,6 +9,7 @@
 mod connection;
 mod context;
 mod create;
+mod hook;
 mod listener;
 mod redact;
 mod session;

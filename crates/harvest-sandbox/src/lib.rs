@@ -142,6 +142,8 @@ pub trait AgentInput: Send + Sync {
 
 #[async_trait]
 pub trait AgentControl: Send + Sync {
+    /// SIGINT to the agent process: the CLI ends the turn as interrupted, then exits.
+    async fn interrupt(&self) -> Result<()>;
     /// SIGTERM to the agent process (the CLI then stops its own tool children).
     async fn terminate(&self) -> Result<()>;
     /// The last resort: kill every process in the sandbox, including tool commands the

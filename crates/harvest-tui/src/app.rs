@@ -110,6 +110,11 @@ pub struct App {
     pub state_dir: Option<std::path::PathBuf>,
     /// The full output loaded for a tool call: (tool id, text).
     pub full_output: Option<(String, String)>,
+    /// Events after this seq happen now (those up to it are replayed history): only they
+    /// ring the bell.
+    live_from: harvest_protocol::Seq,
+    /// Notifications to send to the terminal after the next frame.
+    pub notifications: Vec<String>,
 }
 
 #[derive(Default)]
@@ -148,6 +153,8 @@ impl App {
             history_pending: None,
             state_dir: None,
             full_output: None,
+            live_from: harvest_protocol::Seq(0),
+            notifications: Vec::new(),
         }
     }
 
@@ -178,6 +185,8 @@ impl App {
                     self.conv = ConversationView::new();
                     self.tool_selected = None;
                     self.tool_scroll = 0;
+                    // What the session already had is history; later events are news.
+                    self.live_from = info.last_seq;
                 }
                 self.session = Some(info);
                 if matches!(
@@ -190,6 +199,9 @@ impl App {
             FromDaemon::Event(ev) => {
                 if let Some(tail) = &mut self.history_pending {
                     tail.push((*ev).clone());
+                }
+                if ev.seq > self.live_from {
+                    self.notice(&ev);
                 }
                 self.transcript.apply(*ev);
                 if let Some(s) = &mut self.session {
@@ -213,6 +225,38 @@ impl App {
             FromDaemon::History(older) => self.splice_history(*older),
             FromDaemon::Error(e) => self.toast(&e),
         }
+    }
+
+    /// A turn ended, the session failed or needs input: tell the user (bell and desktop
+    /// notification, sent by the run loop).
+    fn notice(&mut self, ev: &Event) {
+        use harvest_protocol::{EventBody, SessionState};
+        let name = self
+            .session
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        let what = match &ev.body {
+            EventBody::TurnResult {
+                is_error: false, ..
+            } => "turn done".to_owned(),
+            EventBody::TurnResult {
+                interrupted: true, ..
+            } => "turn interrupted".to_owned(),
+            EventBody::TurnResult { .. } => "turn failed".to_owned(),
+            EventBody::Status {
+                state: SessionState::Failed,
+                ..
+            } => "session failed".to_owned(),
+            EventBody::Status {
+                state: SessionState::NeedsInput,
+                reason,
+            } => {
+                format!("needs input: {}", reason.as_deref().unwrap_or(""))
+            }
+            _ => return,
+        };
+        self.notifications.push(format!("harvest · {name}: {what}"));
     }
 
     /// Put the older history in front of the live tail: fold the tail's events again on

@@ -92,6 +92,9 @@ pub async fn run(opts: Options) -> Result<Outcome, TuiError> {
             let area = term.get_frame().area();
             view::screen::prepare(&mut app, area);
             term.draw(|f| view::screen::draw(f, &app))?;
+            for n in app.notifications.drain(..) {
+                terminal::notify(&n);
+            }
             last_draw = Instant::now();
             dirty = false;
             urgent = false;

@@ -80,6 +80,18 @@ fn install_panic_hook() {
     }));
 }
 
+/// Ring the bell and raise a desktop notification (OSC 9, and OSC 777 for terminals that
+/// speak that one instead); terminals that know neither ignore them.
+pub fn notify(message: &str) {
+    let clean: String = message.chars().filter(|c| !c.is_control()).collect();
+    let mut out = std::io::stdout();
+    let _ = write!(
+        out,
+        "\x07\x1b]9;{clean}\x07\x1b]777;notify;harvest;{clean}\x07"
+    );
+    let _ = out.flush();
+}
+
 /// Copy with OSC 52, which terminals (and tmux with `set-clipboard on`) honour even over
 /// SSH, where no clipboard tool could reach the user's machine.
 pub fn copy_osc52(text: &str) {

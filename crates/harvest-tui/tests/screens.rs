@@ -317,3 +317,31 @@ fn the_picker_creates_a_session_from_its_form() {
         "{cmds:?}"
     );
 }
+
+#[test]
+fn live_turn_ends_notify_and_replayed_ones_do_not() {
+    // Attached when the session was at seq 33: the fixture's events are history.
+    let mut attached = info("6962a605", "demo: fix the failing test", SessionState::Idle);
+    attached.last_seq = Seq(33);
+    let mut live = App::new(Theme::new(ColorLevel::None), Keymap::default());
+    live.on_daemon(FromDaemon::Attached(attached));
+    for line in FIXTURE.lines() {
+        live.on_daemon(FromDaemon::Event(Box::new(
+            serde_json::from_str(line).unwrap(),
+        )));
+    }
+    assert!(
+        live.notifications.is_empty(),
+        "history must not ring: {:?}",
+        live.notifications
+    );
+    let ev: Event = serde_json::from_value(serde_json::json!({"seq":34,"ts":"2026-11-23T10:00:00Z",
+        "session":"6962a605","type":"turn_result","is_error":false,"subtype":"success","cost_usd":0.0,
+        "input_tokens":1,"output_tokens":1,"duration_ms":5,"num_turns":1}))
+    .unwrap();
+    live.on_daemon(FromDaemon::Event(Box::new(ev)));
+    assert_eq!(
+        live.notifications,
+        ["harvest · demo: fix the failing test: turn done"]
+    );
+}

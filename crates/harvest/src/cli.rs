@@ -58,6 +58,11 @@ pub enum Command {
     Cancel { session: String },
     /// Stop a session's agent; the session and its history stay, and `send` resumes it.
     Stop { session: String },
+    /// Block until the session is idle (exit 0) or needs input (exit 3); exit 1 when it
+    /// ends otherwise (failed, exited, interrupted, removed).
+    Wait { session: String },
+    /// Start a finished, stopped or interrupted session's agent again (`claude --resume`).
+    Resume { session: String },
     /// Stop the agent, remove the sandbox and the session's stored history.
     Rm { session: String },
     /// Run the daemon, or control it.

@@ -48,6 +48,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Cancel { session } => sessions::cancel(&paths, &session).await,
         Command::Stop { session } => sessions::stop(&paths, &session).await,
         Command::Rm { session } => sessions::rm(&paths, &session).await,
+        Command::Resume { session } => sessions::resume(&paths, &session).await,
+        Command::Wait { session } => sessions::wait(&paths, &session).await,
     }
 }
 

@@ -31,10 +31,12 @@ struct Agent {
     lines: LineBuffer,
 }
 
-/// Where a cancel (or stop) stands on the escalation ladder.
+/// Where a cancel (or stop) stands on the escalation ladder: the interrupt request, then
+/// SIGINT, then SIGTERM, then killing everything in the sandbox, each after the grace.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Ladder {
     Interrupted,
+    Signalled,
     Terminated,
     Killed,
 }
@@ -378,7 +380,12 @@ impl Actor {
         };
         match step {
             Ladder::Interrupted => {
-                tracing::warn!("the agent ignored the interrupt; sending SIGTERM");
+                tracing::warn!("the agent ignored the interrupt request; sending SIGINT");
+                let _ = agent.control.interrupt().await;
+                self.ladder = Some((Ladder::Signalled, Instant::now() + self.grace()));
+            }
+            Ladder::Signalled => {
+                tracing::warn!("the agent ignored SIGINT; sending SIGTERM");
                 let _ = agent.control.terminate().await;
                 self.ladder = Some((Ladder::Terminated, Instant::now() + self.grace()));
             }
@@ -434,11 +441,16 @@ impl Actor {
                 _ => break,
             }
         }
-        let diagnostics = self
-            .agent
-            .take()
-            .map(|a| a.control.diagnostics())
-            .unwrap_or_default();
+        let diagnostics = match self.agent.take() {
+            Some(a) => {
+                // Whatever the agent left running (tool commands in their own sessions keep
+                // the jail's init alive after the agent itself is gone) has no one to
+                // report to any more: end it.
+                let _ = a.control.kill_all().await;
+                a.control.diagnostics()
+            }
+            None => String::new(),
+        };
         let was_cancelling = self.ladder.take().is_some() && self.state == SessionState::Cancelling;
         tracing::info!(%exit, "agent exited");
         let mut events = Vec::new();
@@ -603,6 +615,16 @@ impl Actor {
             }
         };
         for ev in stored {
+            if let Some(hook) = &self.daemon.config.notify.hook
+                && notable(&ev.json)
+            {
+                crate::hook::run(
+                    hook.clone(),
+                    self.daemon.clone(),
+                    self.id.clone(),
+                    ev.json.clone(),
+                );
+            }
             // No receivers is fine: nobody is attached.
             let _ = self.events.send(Arc::new(ev));
         }
@@ -626,6 +648,13 @@ fn clone_events(events: &[NewEvent]) -> Vec<NewEvent> {
             raw: e.raw.clone(),
         })
         .collect()
+}
+
+/// Events a user wants to hear about: a turn ended, the session failed or needs input.
+fn notable(json: &str) -> bool {
+    json.contains("\"type\":\"turn_result\"")
+        || json.contains("\"state\":\"failed\"")
+        || json.contains("\"state\":\"needs_input\"")
 }
 
 fn status(state: SessionState, reason: Option<String>) -> EventBody {

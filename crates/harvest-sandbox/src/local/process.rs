@@ -205,6 +205,13 @@ struct LocalControl {
 
 #[async_trait]
 impl AgentControl for LocalControl {
+    async fn interrupt(&self) -> Result<()> {
+        for pid in children(self.pids.init) {
+            signal(pid, libc::SIGINT);
+        }
+        Ok(())
+    }
+
     async fn terminate(&self) -> Result<()> {
         // The CLI is the namespace init's child (the init is bwrap's reaper).
         for pid in children(self.pids.init) {

@@ -92,6 +92,65 @@ pub async fn send(paths: &Paths, session: &str, text: String) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+/// Exit codes of `harvest wait`.
+const WAIT_IDLE: u8 = 0;
+const WAIT_ENDED: u8 = 1;
+const WAIT_NEEDS_INPUT: u8 = 3;
+
+pub async fn wait(paths: &Paths, session: &str) -> Result<ExitCode> {
+    let mut client = connect(paths).await?;
+    let info = client
+        .call::<m::SessionGet>(SessionRef {
+            session: session.to_owned(),
+        })
+        .await?;
+    // Subscribe first, then decide from the state as of that moment, so a change between
+    // the two is not missed.
+    let sub = client
+        .call::<m::SessionSubscribe>(m::SubscribeParams {
+            session: info.id.to_string(),
+            from_seq: info.last_seq.next(),
+            include_raw: false,
+        })
+        .await?;
+    let _ = sub;
+    if let Some(code) = wait_code(info.state) {
+        return Ok(ExitCode::from(code));
+    }
+    while let Some(note) = client.next_notification().await {
+        if note.params["event"]["type"] == "status"
+            && let Some(state) = note.params["event"]["state"]
+                .as_str()
+                .and_then(SessionState::parse)
+            && let Some(code) = wait_code(state)
+        {
+            return Ok(ExitCode::from(code));
+        }
+    }
+    Ok(ExitCode::from(WAIT_ENDED))
+}
+
+fn wait_code(state: SessionState) -> Option<u8> {
+    match state {
+        SessionState::Idle => Some(WAIT_IDLE),
+        SessionState::NeedsInput => Some(WAIT_NEEDS_INPUT),
+        SessionState::Exited | SessionState::Failed | SessionState::Interrupted => Some(WAIT_ENDED),
+        SessionState::Creating | SessionState::Running | SessionState::Cancelling => None,
+    }
+}
+
+pub async fn resume(paths: &Paths, session: &str) -> Result<ExitCode> {
+    let client = connect(paths).await?;
+    let env = forwarded_env(&load_config(paths)?);
+    client
+        .call::<m::SessionResume>(m::ResumeParams {
+            session: session.to_owned(),
+            env,
+        })
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn cancel(paths: &Paths, session: &str) -> Result<ExitCode> {
     simple::<m::SessionCancel>(paths, session).await
 }
