@@ -158,6 +158,26 @@ fn follow_up_continues_the_conversation_and_subscribers_agree() {
         |evs| !of_type(evs, "turn_result").is_empty(),
     );
 
+    // Old sessions stay recognisable: a name of one's own, the first prompt, the workspace.
+    let renamed = h.ok(&["rename", &id, "greeting fix"]);
+    assert!(renamed.contains("greeting fix"), "{renamed}");
+    let listed = parse_lines(&h.ok(&["ls", "--json"]));
+    assert_eq!(listed[0]["name"], "greeting fix");
+    assert_eq!(listed[0]["first_prompt"], "fix the greeting");
+    assert_eq!(
+        listed[0]["workspace"],
+        h.workspace.canonicalize().unwrap().to_str().unwrap()
+    );
+    let table = h.ok(&["ls"]);
+    assert!(
+        table.contains("greeting fix") && table.contains("› fix the greeting"),
+        "{table}"
+    );
+    assert!(
+        !h.run(&["rename", &id, "  "]).status.success(),
+        "an empty name is refused"
+    );
+
     // Two live subscribers attached while the follow-up runs.
     let follow = || {
         h.cmd(&["logs", "--json", "--follow", &id])

@@ -221,6 +221,19 @@ impl Connection {
                 d.resolve(&p.session)?.1.resume(p.env).await?;
                 reply(m::Empty {})
             }
+            m::SessionRename::NAME => {
+                let p: m::RenameParams = params(req.params)?;
+                let (id, _) = d.resolve(&p.session)?;
+                let name = p.name.trim().to_owned();
+                if name.is_empty() {
+                    return Err(RpcError::new(
+                        codes::INVALID_PARAMS,
+                        "a session name cannot be empty",
+                    ));
+                }
+                crate::create::rename(d, &id, name).await?;
+                reply(crate::create::info(d, &id).await?)
+            }
             m::SessionRemove::NAME => {
                 let p: m::SessionRef = params(req.params)?;
                 d.resolve(&p.session)?.1.remove().await?;

@@ -305,6 +305,11 @@ pub async fn list(daemon: &Arc<Daemon>) -> Result<Vec<SessionInfo>, RpcError> {
     Ok(rows.into_iter().map(|r| r.info).collect())
 }
 
+pub async fn rename(daemon: &Arc<Daemon>, id: &SessionId, name: String) -> Result<(), RpcError> {
+    let id = id.clone();
+    store_call(daemon, move |store| store.rename(&id, &name)).await
+}
+
 pub async fn info(daemon: &Arc<Daemon>, id: &SessionId) -> Result<SessionInfo, RpcError> {
     let id2 = id.clone();
     store_call(daemon, move |store| store.session(&id2))

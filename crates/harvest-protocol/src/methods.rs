@@ -41,6 +41,7 @@ methods! {
     SessionCancel => "session/cancel", SessionRef, Empty;
     SessionStop => "session/stop", SessionRef, Empty;
     SessionResume => "session/resume", ResumeParams, Empty;
+    SessionRename => "session/rename", RenameParams, SessionInfo;
     SessionRemove => "session/remove", SessionRef, Empty;
     DaemonStatus => "daemon/status", Empty, DaemonStatusResult;
     DaemonStop => "daemon/stop", Empty, Empty;
@@ -118,6 +119,9 @@ pub struct SessionInfo {
     /// The newest message of the conversation (user, assistant or error), for pickers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_line: Option<String>,
+    /// The first prompt, to recognise an old session by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_prompt: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -191,6 +195,12 @@ pub struct SendParams {
     /// be started again to resume the conversation (after `session/stop` or a restart).
     #[serde(default)]
     pub env: BTreeMap<String, Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenameParams {
+    pub session: String,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -27,7 +27,9 @@ pub struct SessionRow {
 const COLUMNS: &str = "id, name, state, sandbox, workspace, created_at, updated_at, cost_usd,
     input_tokens, output_tokens, last_seq, agent_session_id, log_offset, spec, sandbox_state,
     (SELECT json FROM events e WHERE e.session = sessions.id
-        AND e.type IN ('assistant_text', 'user_message', 'error') ORDER BY e.seq DESC LIMIT 1)";
+        AND e.type IN ('assistant_text', 'user_message', 'error') ORDER BY e.seq DESC LIMIT 1),
+    (SELECT json FROM events e WHERE e.session = sessions.id
+        AND e.type = 'user_message' ORDER BY e.seq LIMIT 1)";
 
 impl Store {
     pub fn create_session(&self, s: &NewSession) -> Result<SessionRow> {
@@ -83,6 +85,18 @@ impl Store {
             [id.as_str()],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?)
+    }
+
+    pub fn rename(&self, id: &SessionId, name: &str) -> Result<()> {
+        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = conn.execute(
+            "UPDATE sessions SET name = ?2, updated_at = unixepoch() WHERE id = ?1",
+            params![id.as_str(), name],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoSession(id.clone()));
+        }
+        Ok(())
     }
 
     /// Delete a session and all its events.
@@ -154,6 +168,10 @@ fn row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
                         .and_then(|t| t.as_str())
                         .map(str::to_owned)
                 }),
+            first_prompt: r
+                .get::<_, Option<String>>(16)?
+                .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
+                .and_then(|ev| ev.get("text").and_then(|t| t.as_str()).map(str::to_owned)),
         },
         log_offset: r.get(12)?,
         spec: serde_json::from_str(&spec).unwrap_or_default(),

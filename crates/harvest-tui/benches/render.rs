@@ -158,6 +158,7 @@ fn new_app() -> App {
         last_seq: Seq(0),
         agent_session_id: None,
         last_line: None,
+        first_prompt: None,
     }));
     app
 }

@@ -32,6 +32,7 @@ fn info(id: &str, name: &str, state: SessionState) -> SessionInfo {
         last_seq: Seq(0),
         agent_session_id: None,
         last_line: Some("All tests pass now.".into()),
+        first_prompt: None,
     }
 }
 

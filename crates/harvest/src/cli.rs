@@ -61,6 +61,8 @@ pub enum Command {
     /// Block until the session is idle (exit 0) or needs input (exit 3); exit 1 when it
     /// ends otherwise (failed, exited, interrupted, removed).
     Wait { session: String },
+    /// Give a session a new name.
+    Rename { session: String, name: String },
     /// Start a finished, stopped or interrupted session's agent again (`claude --resume`).
     Resume { session: String },
     /// Stop the agent, remove the sandbox and the session's stored history.

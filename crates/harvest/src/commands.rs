@@ -50,6 +50,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Rm { session } => sessions::rm(&paths, &session).await,
         Command::Resume { session } => sessions::resume(&paths, &session).await,
         Command::Wait { session } => sessions::wait(&paths, &session).await,
+        Command::Rename { session, name } => sessions::rename(&paths, &session, name).await,
     }
 }
 

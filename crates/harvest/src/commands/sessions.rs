@@ -22,8 +22,8 @@ pub async fn ls(paths: &Paths, json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<9} {:<28} {:<12} {:<8} {:>8} {:>9} {:>6}",
-        "ID", "NAME", "STATE", "SANDBOX", "COST", "TOKENS", "AGE"
+        "{:<9} {:<28} {:<12} {:<8} {:>8} {:>9} {:>6} {:>7}  WORKSPACE",
+        "ID", "NAME", "STATE", "SANDBOX", "COST", "TOKENS", "AGE", "ACTIVE"
     );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -31,7 +31,7 @@ pub async fn ls(paths: &Paths, json: bool) -> Result<ExitCode> {
         .unwrap_or(0);
     for s in &list.sessions {
         println!(
-            "{:<9} {:<28} {:<12} {:<8} {:>8} {:>9} {:>6}",
+            "{:<9} {:<28} {:<12} {:<8} {:>8} {:>9} {:>6} {:>7}  {}",
             s.id,
             truncate(&s.name, 28),
             s.state.as_str(),
@@ -39,7 +39,15 @@ pub async fn ls(paths: &Paths, json: bool) -> Result<ExitCode> {
             format!("${:.3}", s.cost_usd),
             tokens(s.input_tokens + s.output_tokens),
             age(s.created_at, now),
+            age(s.updated_at, now),
+            s.workspace,
         );
+        if let Some(p) = &s.first_prompt {
+            println!(
+                "          › {}",
+                truncate(p.lines().next().unwrap_or(""), 70)
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -137,6 +145,18 @@ fn wait_code(state: SessionState) -> Option<u8> {
         SessionState::Exited | SessionState::Failed | SessionState::Interrupted => Some(WAIT_ENDED),
         SessionState::Creating | SessionState::Running | SessionState::Cancelling => None,
     }
+}
+
+pub async fn rename(paths: &Paths, session: &str, name: String) -> Result<ExitCode> {
+    let client = connect(paths).await?;
+    let info = client
+        .call::<m::SessionRename>(m::RenameParams {
+            session: session.to_owned(),
+            name,
+        })
+        .await?;
+    println!("{} {}", info.id, info.name);
+    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn resume(paths: &Paths, session: &str) -> Result<ExitCode> {
