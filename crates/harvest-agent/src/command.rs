@@ -14,8 +14,20 @@ pub const FORWARDED_ENV: &[&str] = &[
     "CLAUDE_CODE_OAUTH_TOKEN",
 ];
 
+/// Who decides whether a tool call may run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permissions {
+    /// The sandbox is the boundary: every call runs (the default).
+    #[default]
+    Bypass,
+    /// The CLI asks the host (`can_use_tool` control requests) and waits for an answer.
+    Ask,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ClaudeOptions {
+    pub permissions: Permissions,
     pub model: Option<String>,
     /// Resume this CLI session id instead of starting a new conversation.
     pub resume: Option<String>,
@@ -47,13 +59,19 @@ impl AgentCommand {
             "--input-format",
             "stream-json",
             "--include-partial-messages",
-            // The sandbox is the boundary; inside it the agent does not ask (issue 5 adds
-            // an `ask` mode that routes permission prompts to attached clients).
-            "--dangerously-skip-permissions",
         ]
         .iter()
         .map(OsString::from)
         .collect();
+        match opts.permissions {
+            // The sandbox is the boundary; inside it the agent does not ask.
+            Permissions::Bypass => args.push("--dangerously-skip-permissions".into()),
+            // Questions come to the host as control requests on stdout.
+            Permissions::Ask => {
+                args.push("--permission-prompt-tool=stdio".into());
+                args.push("--permission-mode=default".into());
+            }
+        }
         // `--flag=value` keeps a value that starts with '-' from being read as a flag.
         if let Some(model) = &opts.model {
             args.push(format!("--model={model}").into());

@@ -23,6 +23,24 @@ pub fn interrupt(request_id: &str) -> String {
     }))
 }
 
+/// The host's answer to a `can_use_tool` request. `Allow` must carry the input to run
+/// (the original, or an edited one: the CLI runs what it is given).
+pub enum PermissionAnswer<'a> {
+    Allow { input: &'a serde_json::Value },
+    Deny { message: &'a str },
+}
+
+pub fn permission_response(request_id: &str, answer: PermissionAnswer<'_>) -> String {
+    let response = match answer {
+        PermissionAnswer::Allow { input } => json!({"behavior": "allow", "updatedInput": input}),
+        PermissionAnswer::Deny { message } => json!({"behavior": "deny", "message": message}),
+    };
+    line(json!({
+        "type": "control_response",
+        "response": {"subtype": "success", "request_id": request_id, "response": response},
+    }))
+}
+
 fn line(v: serde_json::Value) -> String {
     let mut s = v.to_string();
     s.push('\n');

@@ -11,6 +11,6 @@ pub mod input;
 pub mod locate;
 pub mod parse;
 
-pub use command::{AgentCommand, ClaudeOptions};
+pub use command::{AgentCommand, ClaudeOptions, Permissions};
 pub use locate::{LocateError, locate_claude};
 pub use parse::StreamParser;

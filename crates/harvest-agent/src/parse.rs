@@ -107,7 +107,23 @@ impl StreamParser {
             ("user", _) => self.user(v),
             ("result", _) => vec![self.result(v)],
             ("stream_event", _) => stream_delta(v).into_iter().collect(),
-            ("control_response" | "control_cancel_request", _) => Vec::new(),
+            ("control_request", _) if str_at(&v["request"], "subtype") == "can_use_tool" => {
+                let req = &v["request"];
+                let tool = str_at(req, "tool_name").to_owned();
+                let input = req["input"].clone();
+                vec![EventBody::PermissionRequest {
+                    request_id: str_at(v, "request_id").to_owned(),
+                    summary: permission_summary(&tool, &input),
+                    tool,
+                    input,
+                }]
+            }
+            ("control_cancel_request", _) => vec![EventBody::PermissionResolved {
+                request_id: str_at(v, "request_id").to_owned(),
+                decision: "cancelled".into(),
+                message: None,
+            }],
+            ("control_response", _) => Vec::new(),
             _ => vec![EventBody::AgentRaw {}],
         }
     }
@@ -196,6 +212,23 @@ impl StreamParser {
             duration_ms: v["duration_ms"].as_u64().unwrap_or(0),
             num_turns: v["num_turns"].as_u64().unwrap_or(0),
         }
+    }
+}
+
+/// What a permission request is about, readably: the command, the file and its change.
+fn permission_summary(tool: &str, input: &Value) -> String {
+    let s = |k: &str| input[k].as_str().unwrap_or("").to_owned();
+    match tool {
+        "Bash" => format!("run: {}", s("command")),
+        "Write" => format!("write {}", s("file_path")),
+        "Edit" | "MultiEdit" => format!(
+            "edit {}: {:?} → {:?}",
+            s("file_path"),
+            s("old_string"),
+            s("new_string")
+        ),
+        "WebFetch" => format!("fetch {}", s("url")),
+        _ => format!("use {tool}: {input}"),
     }
 }
 

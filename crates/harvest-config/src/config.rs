@@ -57,6 +57,8 @@ pub struct AgentConfig {
     /// Seconds to wait after an interrupt before escalating to SIGTERM, then to killing
     /// everything in the sandbox.
     pub cancel_grace_secs: f64,
+    /// `bypass` (the sandbox is the boundary) or `ask` (tool calls wait for an answer).
+    pub permissions: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,6 +80,7 @@ impl Default for AgentConfig {
             max_retries: 4,
             forward_env: Vec::new(),
             cancel_grace_secs: 2.0,
+            permissions: "bypass".into(),
         }
     }
 }

@@ -221,6 +221,11 @@ impl Connection {
                 d.resolve(&p.session)?.1.resume(p.env).await?;
                 reply(m::Empty {})
             }
+            m::SessionApprove::NAME => {
+                let p: m::ApproveParams = params(req.params)?;
+                d.resolve(&p.session)?.1.approve(p).await?;
+                reply(m::Empty {})
+            }
             m::SessionRename::NAME => {
                 let p: m::RenameParams = params(req.params)?;
                 let (id, _) = d.resolve(&p.session)?;

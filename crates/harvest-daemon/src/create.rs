@@ -35,6 +35,20 @@ pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo
         .await
         .map_err(|e| RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()))?;
 
+    let permissions = match p
+        .permissions
+        .as_deref()
+        .unwrap_or(&daemon.config.agent.permissions)
+    {
+        "bypass" => harvest_agent::Permissions::Bypass,
+        "ask" => harvest_agent::Permissions::Ask,
+        other => {
+            return Err(RpcError::new(
+                codes::INVALID_PARAMS,
+                format!("permissions {other:?}: use \"bypass\" or \"ask\""),
+            ));
+        }
+    };
     let id = new_id(daemon);
     let (workspace, owns_workspace) = workspace(daemon, &id, &p.workspace, &p.repo).await?;
     let name = p
@@ -51,6 +65,7 @@ pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo
             .or_else(|| daemon.config.agent.model.clone()),
         agent_session_id: uuid::Uuid::new_v4().to_string(),
         claude: claude.clone(),
+        permissions,
     };
     let row = store_call(daemon, {
         let new = NewSession {
@@ -103,6 +118,7 @@ async fn start(
         .await
         .map_err(|e| RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()))?;
     let opts = ClaudeOptions {
+        permissions: spec.permissions,
         model: spec.model.clone(),
         session_id: Some(spec.agent_session_id.clone()),
         max_retries: Some(daemon.config.agent.max_retries),

@@ -37,6 +37,8 @@ pub struct SessionSpec {
     /// The CLI's conversation id, chosen up front so it can always be resumed.
     pub agent_session_id: String,
     pub claude: PathBuf,
+    #[serde(default)]
+    pub permissions: harvest_agent::Permissions,
 }
 
 pub enum Command {
@@ -53,6 +55,10 @@ pub enum Command {
     },
     Resume {
         env: BTreeMap<String, Secret>,
+        reply: oneshot::Sender<Result<(), RpcError>>,
+    },
+    Approve {
+        params: harvest_protocol::methods::ApproveParams,
         reply: oneshot::Sender<Result<(), RpcError>>,
     },
     Remove {
@@ -93,6 +99,12 @@ impl SessionHandle {
     }
     pub async fn resume(&self, env: BTreeMap<String, Secret>) -> Result<(), RpcError> {
         self.call(|reply| Command::Resume { env, reply }).await
+    }
+    pub async fn approve(
+        &self,
+        params: harvest_protocol::methods::ApproveParams,
+    ) -> Result<(), RpcError> {
+        self.call(|reply| Command::Approve { params, reply }).await
     }
     pub async fn remove(&self) -> Result<(), RpcError> {
         self.call(|reply| Command::Remove { reply }).await

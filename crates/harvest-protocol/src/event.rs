@@ -138,6 +138,23 @@ pub enum EventBody {
         #[serde(default)]
         tools: Vec<String>,
     },
+    /// The agent asks before using a tool (sessions in `ask` mode); answer with
+    /// `session/approve`. The session is `needs_input` until every request is answered.
+    PermissionRequest {
+        request_id: String,
+        tool: String,
+        input: Value,
+        /// Readable: the command, the file and its change.
+        summary: String,
+    },
+    /// A permission request was answered (`allow`, `always`, `deny`) or withdrawn by the
+    /// agent (`cancelled`, e.g. after an interrupt).
+    PermissionResolved {
+        request_id: String,
+        decision: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
     /// Something about the sandbox itself (created, removed, the agent process exited).
     Sandbox { message: String },
     /// An error worth the user's attention, with what to do about it.
@@ -163,6 +180,8 @@ impl EventBody {
             EventBody::TurnResult { .. } => "turn_result",
             EventBody::ApiRetry { .. } => "api_retry",
             EventBody::AgentInit { .. } => "agent_init",
+            EventBody::PermissionRequest { .. } => "permission_request",
+            EventBody::PermissionResolved { .. } => "permission_resolved",
             EventBody::Sandbox { .. } => "sandbox",
             EventBody::Error { .. } => "error",
             EventBody::AgentRaw {} => "agent_raw",

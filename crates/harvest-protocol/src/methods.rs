@@ -42,6 +42,7 @@ methods! {
     SessionStop => "session/stop", SessionRef, Empty;
     SessionResume => "session/resume", ResumeParams, Empty;
     SessionRename => "session/rename", RenameParams, SessionInfo;
+    SessionApprove => "session/approve", ApproveParams, Empty;
     SessionRemove => "session/remove", SessionRef, Empty;
     DaemonStatus => "daemon/status", Empty, DaemonStatusResult;
     DaemonStop => "daemon/stop", Empty, Empty;
@@ -92,6 +93,10 @@ pub struct CreateParams {
     /// Sandbox provider: `local` (default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
+    /// `bypass` (default: the sandbox is the boundary) or `ask` (tool calls wait for
+    /// `session/approve`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// Variables forwarded from the client's environment into the agent's environment
@@ -195,6 +200,21 @@ pub struct SendParams {
     /// be started again to resume the conversation (after `session/stop` or a restart).
     #[serde(default)]
     pub env: BTreeMap<String, Secret>,
+}
+
+/// An answer to a `permission_request`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApproveParams {
+    pub session: String,
+    pub request_id: String,
+    /// `allow` (once), `always` (this tool, for the rest of the session) or `deny`.
+    pub decision: String,
+    /// For `deny`: what the agent is told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// For `allow`/`always`: run this input instead of the requested one (an edited command).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

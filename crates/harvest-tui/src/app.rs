@@ -22,7 +22,15 @@ pub enum Cmd {
     Attach(String),
     ListSessions,
     Remove(String),
-    Create { workspace: String, prompt: String },
+    Create {
+        workspace: String,
+        prompt: String,
+    },
+    Approve {
+        request_id: String,
+        decision: String,
+        input: Option<serde_json::Value>,
+    },
 }
 
 /// What the connection task tells the UI.
@@ -115,6 +123,8 @@ pub struct App {
     live_from: harvest_protocol::Seq,
     /// Notifications to send to the terminal after the next frame.
     pub notifications: Vec<String>,
+    /// The permission request whose command is being edited in the input box.
+    pub editing_permission: Option<String>,
 }
 
 #[derive(Default)]
@@ -155,6 +165,7 @@ impl App {
             full_output: None,
             live_from: harvest_protocol::Seq(0),
             notifications: Vec::new(),
+            editing_permission: None,
         }
     }
 
@@ -354,6 +365,9 @@ impl App {
             self.prefix_armed = true;
             return Vec::new();
         }
+        if let Some(cmds) = self.permission_key(key) {
+            return cmds;
+        }
         let in_input = self.focus == Focus::Input;
         match self.keymap.lookup(key, false, in_input) {
             Some(a) => self.act(a),
@@ -370,6 +384,25 @@ impl App {
         match action {
             Action::Send => {
                 let text = self.draft();
+                if let Some(request_id) = self.editing_permission.take() {
+                    // The edited command, allowed in place of the requested one.
+                    self.input = new_input(&self.theme);
+                    let input = self
+                        .transcript
+                        .permissions
+                        .iter()
+                        .find(|p| p.request_id == request_id)
+                        .map(|p| {
+                            let mut v = p.input.clone();
+                            v["command"] = serde_json::Value::String(text.clone());
+                            v
+                        });
+                    return vec![Cmd::Approve {
+                        request_id,
+                        decision: "allow".into(),
+                        input,
+                    }];
+                }
                 if text.trim().is_empty() || self.session.is_none() {
                     return Vec::new();
                 }
@@ -486,6 +519,36 @@ impl App {
             Action::Help => self.overlay = Overlay::Help,
         }
         Vec::new()
+    }
+
+    /// y allow once · a always · n deny · e edit the command, while a permission request
+    /// waits and nothing is being typed (so the keys never steal a draft's letters).
+    fn permission_key(&mut self, key: Key) -> Option<Vec<Cmd>> {
+        let pending = self.transcript.permissions.first()?.clone();
+        if self.editing_permission.is_some() || !self.draft().is_empty() || !key.mods.is_empty() {
+            return None;
+        }
+        let decide = |d: &str| {
+            Some(vec![Cmd::Approve {
+                request_id: pending.request_id.clone(),
+                decision: d.into(),
+                input: None,
+            }])
+        };
+        match key.code {
+            KeyCode::Char('y') => decide("allow"),
+            KeyCode::Char('a') => decide("always"),
+            KeyCode::Char('n') => decide("deny"),
+            KeyCode::Char('e') => {
+                let command = pending.input["command"].as_str().unwrap_or("").to_owned();
+                self.set_draft(&command);
+                self.focus = Focus::Input;
+                self.editing_permission = Some(pending.request_id);
+                self.toast("edit the command, Enter allows it");
+                Some(Vec::new())
+            }
+            _ => None,
+        }
     }
 
     fn scroll_tool(&mut self, delta: isize) {

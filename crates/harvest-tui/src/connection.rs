@@ -271,6 +271,22 @@ async fn command(
                 .map_err(r)?;
         }
         Cmd::Attach(id) => return Ok(Some(Switch(id))),
+        Cmd::Approve {
+            request_id,
+            decision,
+            input,
+        } => {
+            client
+                .call::<m::SessionApprove>(m::ApproveParams {
+                    session: session()?,
+                    request_id,
+                    decision,
+                    message: None,
+                    input,
+                })
+                .await
+                .map_err(r)?;
+        }
         Cmd::ListSessions => {}
         Cmd::Remove(id) => {
             client

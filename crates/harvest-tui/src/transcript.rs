@@ -53,6 +53,15 @@ pub struct TurnSummary {
     pub duration_ms: u64,
 }
 
+/// A permission request waiting for an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingPermission {
+    pub request_id: String,
+    pub tool: String,
+    pub input: Value,
+    pub summary: String,
+}
+
 /// An API retry in progress, for the status line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Retry {
@@ -77,6 +86,8 @@ pub struct Transcript {
     /// When the running turn started (for the elapsed time).
     pub turn_started: Option<OffsetDateTime>,
     pub model: Option<String>,
+    /// Permission requests not answered yet, oldest first.
+    pub permissions: Vec<PendingPermission>,
 }
 
 impl Transcript {
@@ -243,6 +254,38 @@ impl Transcript {
                 level: Level::Error,
                 text: message,
             }),
+            EventBody::PermissionRequest {
+                request_id,
+                tool,
+                input,
+                summary,
+            } => {
+                self.push(Item::Notice {
+                    level: Level::Warn,
+                    text: format!("? {tool} asks permission to {summary}"),
+                });
+                self.permissions.push(PendingPermission {
+                    request_id,
+                    tool,
+                    input,
+                    summary,
+                });
+            }
+            EventBody::PermissionResolved {
+                request_id,
+                decision,
+                message,
+            } => {
+                self.permissions.retain(|p| p.request_id != request_id);
+                let text = match message {
+                    Some(m) => format!("permission {decision}: {m}"),
+                    None => format!("permission {decision}"),
+                };
+                self.push(Item::Notice {
+                    level: Level::Info,
+                    text,
+                });
+            }
             EventBody::Sandbox { .. } | EventBody::AgentRaw {} | EventBody::Unknown => {}
         }
     }

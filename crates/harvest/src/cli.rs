@@ -61,6 +61,20 @@ pub enum Command {
     /// Block until the session is idle (exit 0) or needs input (exit 3); exit 1 when it
     /// ends otherwise (failed, exited, interrupted, removed).
     Wait { session: String },
+    /// Answer a permission request: allow once, always (this tool, for the session), or deny.
+    Approve {
+        session: String,
+        request: String,
+        #[arg(long, group = "decision")]
+        allow: bool,
+        #[arg(long, group = "decision")]
+        always: bool,
+        #[arg(long, group = "decision")]
+        deny: bool,
+        /// With --deny: what the agent is told.
+        #[arg(long)]
+        message: Option<String>,
+    },
     /// Give a session a new name.
     Rename { session: String, name: String },
     /// Start a finished, stopped or interrupted session's agent again (`claude --resume`).
@@ -119,6 +133,10 @@ pub struct NewArgs {
     /// Model alias or id for the agent.
     #[arg(long)]
     pub model: Option<String>,
+    /// `bypass` (every tool call runs; the sandbox is the boundary) or `ask` (tool calls
+    /// wait for `harvest approve` or an answer in the client). Default from the config.
+    #[arg(long, value_parser = ["bypass", "ask"])]
+    pub permissions: Option<String>,
     /// The first message.
     pub prompt: String,
 }

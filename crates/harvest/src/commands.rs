@@ -51,6 +51,22 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Resume { session } => sessions::resume(&paths, &session).await,
         Command::Wait { session } => sessions::wait(&paths, &session).await,
         Command::Rename { session, name } => sessions::rename(&paths, &session, name).await,
+        Command::Approve {
+            session,
+            request,
+            allow,
+            always,
+            deny,
+            message,
+        } => {
+            let decision = match (allow, always, deny) {
+                (_, true, _) => "always",
+                (_, _, true) => "deny",
+                (true, _, _) => "allow",
+                _ => anyhow::bail!("say --allow, --always or --deny"),
+            };
+            sessions::approve(&paths, &session, &request, decision, message).await
+        }
     }
 }
 

@@ -137,6 +137,24 @@ pub fn describe(event: &Event) -> Vec<String> {
             *delay_ms as f64 / 1000.0
         )],
         EventBody::AgentInit { model, .. } => vec![format!("· agent ready ({model})")],
+        EventBody::PermissionRequest {
+            request_id,
+            tool,
+            summary,
+            ..
+        } => vec![
+            format!("? {tool} asks permission to {summary}"),
+            format!(
+                "  answer: harvest approve {} {request_id} --allow | --always | --deny",
+                event.session
+            ),
+        ],
+        EventBody::PermissionResolved {
+            decision, message, ..
+        } => vec![match message {
+            Some(m) => format!("· permission {decision}: {m}"),
+            None => format!("· permission {decision}"),
+        }],
         EventBody::Sandbox { message } => vec![format!("· {message}")],
         EventBody::Error { message } => vec![format!("✗ {message}")],
         EventBody::AgentRaw {} | EventBody::Unknown => Vec::new(),

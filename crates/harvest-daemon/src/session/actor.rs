@@ -74,6 +74,10 @@ pub struct Actor {
     conversation_started: bool,
     /// Callers of `stop` waiting for the agent to exit.
     stop_waiters: Vec<tokio::sync::oneshot::Sender<Result<(), RpcError>>>,
+    /// Permission requests waiting for an answer: request id → (tool, input).
+    pending_permissions: std::collections::HashMap<String, (String, serde_json::Value)>,
+    /// Tools the user allowed for the rest of the session.
+    always_allowed: std::collections::HashSet<String>,
 }
 
 impl Actor {
@@ -107,6 +111,8 @@ impl Actor {
             ending: None,
             conversation_started,
             stop_waiters: Vec::new(),
+            pending_permissions: Default::default(),
+            always_allowed: Default::default(),
         }
     }
 
@@ -194,6 +200,10 @@ impl Actor {
                     let _ = reply.send(Err(e));
                 }
             },
+            Command::Approve { params, reply } => {
+                let r = self.approve(params).await;
+                let _ = reply.send(r);
+            }
             Command::Resume { env, reply } => {
                 let r = self.restart(env).await;
                 let _ = reply.send(r);
@@ -300,6 +310,7 @@ impl Actor {
         }
         let transcript_exists = self.conversation_started;
         let opts = ClaudeOptions {
+            permissions: self.spec.permissions,
             model: self.spec.model.clone(),
             resume: transcript_exists.then(|| self.spec.agent_session_id.clone()),
             session_id: (!transcript_exists).then(|| self.spec.agent_session_id.clone()),
@@ -340,7 +351,10 @@ impl Actor {
                 format!("nothing to cancel: the session is {}", self.state.as_str()),
             ));
         };
-        if !matches!(self.state, SessionState::Running | SessionState::Cancelling) {
+        if !matches!(
+            self.state,
+            SessionState::Running | SessionState::Cancelling | SessionState::NeedsInput
+        ) {
             return Err(RpcError::new(
                 codes::SESSION_STATE,
                 format!("nothing to cancel: the session is {}", self.state.as_str()),
@@ -404,33 +418,175 @@ impl Actor {
         };
         let lines = agent.lines.push(chunk);
         let offset = agent.log.offset() - agent.lines.pending_len();
-        let mut out = Vec::new();
-        let mut turn_ended = false;
+        // Parse first (the parser lives in the agent), then fold the events into the state.
+        let mut parsed = Vec::with_capacity(lines.len());
         for line in lines {
             // Secrets are masked before the line goes anywhere: the store, a log, a client.
             let line = redact::redact(&line, &self.redact_values).unwrap_or(line);
             tracing::trace!(line = %line, "agent line");
-            let parsed = agent.parser.parse_line(&line);
-            for body in parsed.events {
+            parsed.push(agent.parser.parse_line(&line));
+        }
+        let mut out = Vec::new();
+        let mut auto_answers = Vec::new();
+        for p in parsed {
+            for body in p.events {
                 if matches!(body, EventBody::AgentInit { .. }) {
                     self.conversation_started = true;
                 }
-                if matches!(body, EventBody::TurnResult { .. }) {
-                    turn_ended = true;
-                    self.pending_turns = self.pending_turns.saturating_sub(1);
-                }
+                let follow = self.on_permission_event(&body, &mut auto_answers);
+                let turn_ended = matches!(body, EventBody::TurnResult { .. });
                 out.push(NewEvent {
                     body,
-                    raw: Some(parsed.raw.clone()),
+                    raw: Some(p.raw.clone()),
                 });
-            }
-            if turn_ended && self.pending_turns == 0 && self.ending.is_none() {
-                self.ladder = None;
-                out.push(NewEvent::new(status(SessionState::Idle, None)));
-                turn_ended = false;
+                out.extend(follow.into_iter().map(NewEvent::new));
+                if turn_ended {
+                    self.pending_turns = self.pending_turns.saturating_sub(1);
+                    if self.pending_turns == 0 && self.ending.is_none() {
+                        self.ladder = None;
+                        out.push(NewEvent::new(status(SessionState::Idle, None)));
+                    }
+                }
             }
         }
         self.commit(out, Some(offset)).await;
+        // Requests for tools the user allowed "always" are answered at once.
+        for line in auto_answers {
+            if let Some(agent) = self.agent.as_mut()
+                && let Err(e) = agent.input.write_line(&line).await
+            {
+                tracing::warn!(error = %e, "cannot answer a permission request");
+            }
+        }
+    }
+
+    /// Follow-up events for a permission event, as it is ingested: the state change, or
+    /// the answer when the tool is allowed for the session.
+    fn on_permission_event(
+        &mut self,
+        body: &EventBody,
+        auto_answers: &mut Vec<String>,
+    ) -> Vec<EventBody> {
+        match body {
+            EventBody::PermissionRequest {
+                request_id,
+                tool,
+                input,
+                summary,
+            } => {
+                if self.always_allowed.contains(tool) {
+                    auto_answers.push(input::permission_response(
+                        request_id,
+                        input::PermissionAnswer::Allow { input },
+                    ));
+                    return vec![EventBody::PermissionResolved {
+                        request_id: request_id.clone(),
+                        decision: "always".into(),
+                        message: Some(format!("{tool} is allowed for this session")),
+                    }];
+                }
+                self.pending_permissions
+                    .insert(request_id.clone(), (tool.clone(), input.clone()));
+                vec![status(
+                    SessionState::NeedsInput,
+                    Some(format!("{tool} wants to {summary}")),
+                )]
+            }
+            EventBody::PermissionResolved { request_id, .. } => {
+                // Withdrawn by the agent (an interrupt): nothing to answer any more.
+                if self.pending_permissions.remove(request_id).is_some()
+                    && self.pending_permissions.is_empty()
+                    && self.state == SessionState::NeedsInput
+                {
+                    return vec![status(SessionState::Running, None)];
+                }
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// `session/approve`: the first answer to a request wins.
+    async fn approve(
+        &mut self,
+        p: harvest_protocol::methods::ApproveParams,
+    ) -> Result<(), RpcError> {
+        let Some((tool, requested)) = self.pending_permissions.get(&p.request_id).cloned() else {
+            return Err(RpcError::new(
+                codes::SESSION_STATE,
+                format!(
+                    "no pending permission request {:?} (already answered?)",
+                    p.request_id
+                ),
+            ));
+        };
+        let line = match p.decision.as_str() {
+            "allow" | "always" => {
+                let run = p.input.clone().unwrap_or(requested);
+                input::permission_response(
+                    &p.request_id,
+                    input::PermissionAnswer::Allow { input: &run },
+                )
+            }
+            "deny" => input::permission_response(
+                &p.request_id,
+                input::PermissionAnswer::Deny {
+                    message: p.message.as_deref().unwrap_or("The user denied this."),
+                },
+            ),
+            other => {
+                return Err(RpcError::new(
+                    codes::INVALID_PARAMS,
+                    format!("decision {other:?}: use allow, always or deny"),
+                ));
+            }
+        };
+        let Some(agent) = self.agent.as_mut() else {
+            return Err(RpcError::new(
+                codes::SESSION_STATE,
+                "the agent is not running",
+            ));
+        };
+        agent
+            .input
+            .write_line(&line)
+            .await
+            .map_err(|e| RpcError::new(codes::SESSION_STATE, e.to_string()))?;
+        self.pending_permissions.remove(&p.request_id);
+        let mut events = vec![EventBody::PermissionResolved {
+            request_id: p.request_id,
+            decision: p.decision.clone(),
+            message: p.message,
+        }];
+        if p.decision == "always" {
+            // Requests for the same tool already waiting are answered the same way.
+            let waiting: Vec<(String, serde_json::Value)> = self
+                .pending_permissions
+                .iter()
+                .filter(|(_, (t, _))| *t == tool)
+                .map(|(id, (_, input))| (id.clone(), input.clone()))
+                .collect();
+            for (id, input) in waiting {
+                let line = input::permission_response(
+                    &id,
+                    input::PermissionAnswer::Allow { input: &input },
+                );
+                if agent.input.write_line(&line).await.is_ok() {
+                    self.pending_permissions.remove(&id);
+                    events.push(EventBody::PermissionResolved {
+                        request_id: id,
+                        decision: "always".into(),
+                        message: Some(format!("{tool} is allowed for this session")),
+                    });
+                }
+            }
+            self.always_allowed.insert(tool);
+        }
+        if self.pending_permissions.is_empty() && self.state == SessionState::NeedsInput {
+            events.push(status(SessionState::Running, None));
+        }
+        self.emit(events).await;
+        Ok(())
     }
 
     async fn on_exit(&mut self, exit: AgentExit) {

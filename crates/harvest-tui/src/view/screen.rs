@@ -71,6 +71,35 @@ pub fn prepare(app: &mut App, area: Rect) {
     app.frame.conversation = app.conv.visible(&app.transcript, &theme);
 
     let (tw, th) = inner(a.tool);
+    // A waiting permission request takes the tool pane: it is what needs the user.
+    if let Some(p) = app.transcript.permissions.first() {
+        let mut lines = vec![
+            Line::styled(format!("{} asks permission", p.tool), theme.warn()),
+            Line::default(),
+        ];
+        lines.extend(p.summary.lines().map(|l| Line::from(l.to_owned())));
+        lines.push(Line::default());
+        lines.push(Line::from(vec![
+            Span::styled("y", theme.key()),
+            Span::raw(" allow once · "),
+            Span::styled("a", theme.key()),
+            Span::raw(" always allow this tool · "),
+            Span::styled("n", theme.key()),
+            Span::raw(" deny · "),
+            Span::styled("e", theme.key()),
+            Span::raw(" edit the command"),
+        ]));
+        if app.transcript.permissions.len() > 1 {
+            lines.push(Line::styled(
+                format!("{} more waiting", app.transcript.permissions.len() - 1),
+                theme.dim(),
+            ));
+        }
+        app.frame.tool = wrap_lines(lines, tw, "  ").into_iter().take(th).collect();
+        app.frame.tool_len = 0;
+        app.frame.tool_title = " Permission ".into();
+        return;
+    }
     let tool = app
         .tool_index()
         .and_then(|i| match app.transcript.items().get(i) {

@@ -56,6 +56,7 @@ pub async fn demo(paths: &Paths, json: bool) -> Result<ExitCode> {
             sandbox: "local".into(),
             name: Some("demo: fix the failing test".into()),
             model: None,
+            permissions: None,
             prompt: "Fix the failing test in this project.".into(),
         },
         env,

@@ -64,6 +64,7 @@ pub async fn create(
             prompt: Some(args.prompt),
             name: args.name,
             sandbox: Some(args.sandbox),
+            permissions: args.permissions,
             model: args.model,
             env,
         })

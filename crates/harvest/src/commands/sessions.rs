@@ -147,6 +147,26 @@ fn wait_code(state: SessionState) -> Option<u8> {
     }
 }
 
+pub async fn approve(
+    paths: &Paths,
+    session: &str,
+    request: &str,
+    decision: &str,
+    message: Option<String>,
+) -> Result<ExitCode> {
+    let client = connect(paths).await?;
+    client
+        .call::<m::SessionApprove>(m::ApproveParams {
+            session: session.to_owned(),
+            request_id: request.to_owned(),
+            decision: decision.to_owned(),
+            message,
+            input: None,
+        })
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn rename(paths: &Paths, session: &str, name: String) -> Result<ExitCode> {
     let client = connect(paths).await?;
     let info = client
