@@ -49,20 +49,20 @@ fn session(prompt: &str, kill: Kill) -> (Harness, Vec<Value>) {
             h.wait_events(&id, "text to start streaming", long, |e| {
                 of_type(e, "assistant_delta").len() >= 2
             });
-            kill_daemon(&h);
+            h.kill_daemon();
         }
         Kill::WhileToolRuns => {
             h.wait_events(&id, "the tool to start", long, |e| {
                 !of_type(e, "tool_call").is_empty()
             });
             std::thread::sleep(Duration::from_millis(500));
-            kill_daemon(&h);
+            h.kill_daemon();
         }
         _ => {}
     }
     h.wait_events(&id, "the first turn to end", long, |e| idle_after(e, 1));
     if kill == Kill::BetweenTurns {
-        kill_daemon(&h);
+        h.kill_daemon();
     }
     h.ok(&["send", &id, "again"]);
     let evs = h.wait_events(&id, "the follow-up to end", long, |e| idle_after(e, 2));
@@ -74,21 +74,6 @@ fn idle_after(evs: &[Value], turns: usize) -> bool {
         && evs
             .last()
             .is_some_and(|e| e["type"] == "status" && e["state"] == "idle")
-}
-
-fn kill_daemon(h: &Harness) {
-    let status: Value = serde_json::from_str(&h.ok(&["daemon", "status", "--json"])).unwrap();
-    let pid = status["pid"].as_i64().unwrap();
-    std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    let start = Instant::now();
-    while std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && start.elapsed() < Duration::from_secs(5)
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// An event without what differs between any two runs: times, ids, paths, durations.

@@ -144,3 +144,24 @@ fn ask_mode_allow_race_deny_and_always() {
     );
     assert_eq!(evs.last().unwrap()["state"], "idle");
 }
+
+#[test]
+fn a_waiting_permission_survives_a_daemon_crash() {
+    let h = Harness::new(SCRIPT);
+    let ws = h.workspace.to_str().unwrap().to_owned();
+    let id = h
+        .ok(&["new", "--permissions", "ask", "--workspace", &ws, "first"])
+        .trim()
+        .to_owned();
+    let evs = h.wait_events(&id, "a permission request", LONG, |e| {
+        !pending(e).is_empty()
+    });
+    let req = pending(&evs)[0].clone();
+    h.kill_daemon();
+    // The restarted daemon re-adopts the waiting agent and still takes the answer.
+    h.ok(&["approve", &id, &req, "--allow"]);
+    h.wait_events(&id, "the turn after the crash", LONG, |e| {
+        !of_type(e, "turn_result").is_empty()
+    });
+    assert!(h.workspace.join("first.txt").exists());
+}

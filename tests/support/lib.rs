@@ -169,6 +169,23 @@ impl Harness {
             .unwrap_or_else(|| panic!("no request reached the model for a prompt with {text:?}"))
     }
 
+    /// `kill -9` the daemon, as a crash would, and wait until it is gone.
+    pub fn kill_daemon(&self) {
+        let status: Value =
+            serde_json::from_str(&self.ok(&["daemon", "status", "--json"])).unwrap();
+        let pid = status["pid"].as_i64().unwrap();
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        let start = Instant::now();
+        while Path::new(&format!("/proc/{pid}")).exists()
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The end of the daemon's log, for failure messages.
     pub fn daemon_log_tail(&self) -> String {
         let dir = self.path("state/harvest/logs");

@@ -191,6 +191,7 @@ async fn start(
             offset,
             parser: harvest_agent::StreamParser::new(),
             pending_turns: u32::from(prompt.is_some()),
+            pending_permissions: Vec::new(),
         }),
     );
     Ok(())

@@ -147,6 +147,8 @@ pub struct Live {
     pub parser: harvest_agent::StreamParser,
     /// Turns begun and not yet ended.
     pub pending_turns: u32,
+    /// Permission requests the agent still waits on: (request id, tool, input).
+    pub pending_permissions: Vec<(String, String, serde_json::Value)>,
 }
 
 /// Start the actor of a session; `live` is its sandbox and agent when it has them.
@@ -244,17 +246,31 @@ async fn adopt(
         }
     }
     let (store, id) = (daemon.store.clone(), row.info.id.clone());
-    let (users, turns) = tokio::task::spawn_blocking(move || store.turn_balance(&id))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or((0, 0));
+    let (balance, waiting) = tokio::task::spawn_blocking(move || {
+        (store.turn_balance(&id), store.unanswered_permissions(&id))
+    })
+    .await
+    .unwrap_or((Ok((0, 0)), Ok(Vec::new())));
+    let (users, turns) = balance.unwrap_or((0, 0));
+    let pending_permissions = waiting
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|json| serde_json::from_str::<serde_json::Value>(json).ok())
+        .map(|ev| {
+            (
+                ev["request_id"].as_str().unwrap_or("").to_owned(),
+                ev["tool"].as_str().unwrap_or("").to_owned(),
+                ev["input"].clone(),
+            )
+        })
+        .collect();
     Ok(Some(Live {
         sandbox: found.sandbox,
         process: found.process,
         offset: end,
         parser,
         pending_turns: u32::try_from(users.saturating_sub(turns)).unwrap_or(u32::MAX),
+        pending_permissions,
     }))
 }
 

@@ -87,6 +87,21 @@ impl Store {
         )?)
     }
 
+    /// The permission requests of a session that no `permission_resolved` answered yet,
+    /// as stored JSON, oldest first (for a daemon that re-adopts a waiting agent).
+    pub fn unanswered_permissions(&self, id: &SessionId) -> Result<Vec<String>> {
+        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut stmt = conn.prepare_cached(
+            "SELECT q.json FROM events q WHERE q.session = ?1 AND q.type = 'permission_request'
+               AND NOT EXISTS (SELECT 1 FROM events a WHERE a.session = ?1
+                   AND a.type = 'permission_resolved'
+                   AND json_extract(a.json, '$.request_id') = json_extract(q.json, '$.request_id'))
+             ORDER BY q.seq",
+        )?;
+        let rows = stmt.query_map([id.as_str()], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     pub fn rename(&self, id: &SessionId, name: &str) -> Result<()> {
         let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let n = conn.execute(

@@ -346,3 +346,51 @@ fn live_turn_ends_notify_and_replayed_ones_do_not() {
         ["harvest · demo: fix the failing test: turn done"]
     );
 }
+
+#[test]
+fn a_permission_request_takes_the_tool_pane_and_y_allows_it() {
+    let mut app = app(ColorLevel::Ansi256);
+    let ev: Event =
+        serde_json::from_value(serde_json::json!({"seq":40,"ts":"2026-11-23T10:00:00Z",
+        "session":"6962a605","type":"permission_request","request_id":"req-1","tool":"Bash",
+        "input":{"command":"rm -rf build"},"summary":"run: rm -rf build"}))
+        .unwrap();
+    app.on_daemon(FromDaemon::Event(Box::new(ev)));
+    let term = render(&mut app, 110, 30);
+    insta::assert_snapshot!("permission_110x30", text(&term));
+    let screen = text(&term);
+    assert!(
+        screen.contains("Bash asks permission") && screen.contains("run: rm -rf build"),
+        "{screen}"
+    );
+    let cmds = app.on_key(KeyEvent::new(KeyCode::Char('y'), KeyModifiers::NONE));
+    assert_eq!(
+        cmds,
+        vec![harvest_tui::app::Cmd::Approve {
+            request_id: "req-1".into(),
+            decision: "allow".into(),
+            input: None
+        }]
+    );
+    // e puts the command in the input box; Enter allows the edited one.
+    assert!(
+        app.on_key(KeyEvent::new(KeyCode::Char('e'), KeyModifiers::NONE))
+            .is_empty()
+    );
+    assert_eq!(app.draft(), "rm -rf build");
+    for _ in 0.."build".len() {
+        app.on_key(KeyEvent::new(KeyCode::Backspace, KeyModifiers::NONE));
+    }
+    for c in "target".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    let cmds = app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(
+        cmds,
+        vec![harvest_tui::app::Cmd::Approve {
+            request_id: "req-1".into(),
+            decision: "allow".into(),
+            input: Some(serde_json::json!({"command": "rm -rf target"})),
+        }]
+    );
+}

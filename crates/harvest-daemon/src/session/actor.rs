@@ -123,6 +123,11 @@ impl Actor {
         match live {
             Some(live) => {
                 self.pending_turns = live.pending_turns;
+                self.pending_permissions = live
+                    .pending_permissions
+                    .into_iter()
+                    .map(|(id, tool, input)| (id, (tool, input)))
+                    .collect();
                 if self.state == SessionState::Cancelling {
                     // A cancel was under way when the last daemon died: carry it on.
                     self.ladder = Some((Ladder::Interrupted, Instant::now() + self.grace()));
