@@ -7,7 +7,7 @@
 
 use harvest_e2e::{Harness, of_type, summarize};
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SCRIPT: &str = r#"
 [[turn]]
