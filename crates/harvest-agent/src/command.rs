@@ -37,6 +37,10 @@ pub struct ClaudeOptions {
     /// `CLAUDE_CODE_MAX_RETRIES`; a small number makes a dead API visible quickly.
     pub max_retries: Option<u32>,
     pub append_system_prompt: Option<String>,
+    /// `--max-turns`: API round-trips per turn.
+    pub max_turns: Option<u32>,
+    /// `--max-budget-usd`: what this process may still spend.
+    pub max_budget_usd: Option<f64>,
 }
 
 /// What to run inside the sandbox: the program, its arguments and environment.
@@ -80,6 +84,12 @@ impl AgentCommand {
             args.push(format!("--resume={id}").into());
         } else if let Some(id) = &opts.session_id {
             args.push(format!("--session-id={id}").into());
+        }
+        if let Some(n) = opts.max_turns {
+            args.push(format!("--max-turns={n}").into());
+        }
+        if let Some(usd) = opts.max_budget_usd {
+            args.push(format!("--max-budget-usd={usd:.4}").into());
         }
         if let Some(p) = &opts.append_system_prompt {
             args.push(format!("--append-system-prompt={p}").into());

@@ -59,6 +59,14 @@ pub struct AgentConfig {
     pub cancel_grace_secs: f64,
     /// `bypass` (the sandbox is the boundary) or `ask` (tool calls wait for an answer).
     pub permissions: String,
+    /// Most API round-trips in one turn (`--max-turns`); 0: no limit.
+    pub max_turns: u32,
+    /// Most a session may spend, in USD (passed to the CLI and enforced from each turn's
+    /// cost); 0: no limit.
+    pub max_budget_usd: f64,
+    /// Stop an idle session's agent after this many seconds (its next message resumes it);
+    /// 0: never.
+    pub idle_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +89,9 @@ impl Default for AgentConfig {
             forward_env: Vec::new(),
             cancel_grace_secs: 2.0,
             permissions: "bypass".into(),
+            max_turns: 0,
+            max_budget_usd: 0.0,
+            idle_timeout_secs: 0,
         }
     }
 }

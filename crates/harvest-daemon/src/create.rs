@@ -5,7 +5,7 @@
 use crate::context::Daemon;
 use crate::session::{self, SessionSpec};
 use harvest_agent::command::FORWARDED_ENV;
-use harvest_agent::{AgentCommand, ClaudeOptions, input, locate_claude};
+use harvest_agent::{AgentCommand, input, locate_claude};
 use harvest_protocol::methods::{CreateParams, DaemonStatusResult, SessionInfo};
 use harvest_protocol::rpc::{RpcError, codes};
 use harvest_protocol::{EventBody, PROTOCOL_VERSION, Secret, SessionId, SessionState};
@@ -117,13 +117,7 @@ async fn start(
         .create(&sandbox_spec)
         .await
         .map_err(|e| RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()))?;
-    let opts = ClaudeOptions {
-        permissions: spec.permissions,
-        model: spec.model.clone(),
-        session_id: Some(spec.agent_session_id.clone()),
-        max_retries: Some(daemon.config.agent.max_retries),
-        ..Default::default()
-    };
+    let opts = session::claude_options(daemon, spec, false, 0.0);
     let cmd = AgentCommand::claude(sandbox.agent_program(), &opts);
     let mut process = match sandbox.spawn_agent(&cmd, secrets).await {
         Ok(p) => p,
@@ -184,6 +178,7 @@ async fn start(
             state,
             secrets: secrets.clone(),
             conversation_started: false,
+            spent_usd: 0.0,
         },
         Some(session::Live {
             sandbox,

@@ -135,6 +135,29 @@ pub struct Setup {
     pub secrets: BTreeMap<String, Secret>,
     /// The CLI has already created the conversation (so a restart resumes it).
     pub conversation_started: bool,
+    /// What the session's turns have cost so far.
+    pub spent_usd: f64,
+}
+
+/// The CLI's options for a session's agent: how it asks, its model, its limits. `spent` is
+/// what the session has cost so far, so the CLI's own budget is what is left.
+pub fn claude_options(
+    daemon: &Daemon,
+    spec: &SessionSpec,
+    resume: bool,
+    spent: f64,
+) -> harvest_agent::ClaudeOptions {
+    let cfg = &daemon.config.agent;
+    harvest_agent::ClaudeOptions {
+        permissions: spec.permissions,
+        model: spec.model.clone(),
+        resume: resume.then(|| spec.agent_session_id.clone()),
+        session_id: (!resume).then(|| spec.agent_session_id.clone()),
+        max_retries: Some(cfg.max_retries),
+        append_system_prompt: None,
+        max_turns: (cfg.max_turns > 0).then_some(cfg.max_turns),
+        max_budget_usd: (cfg.max_budget_usd > 0.0).then(|| (cfg.max_budget_usd - spent).max(0.0)),
+    }
 }
 
 /// A running agent handed to an actor: just started, or found again after a restart.
@@ -201,6 +224,7 @@ pub async fn restore_all(daemon: &Arc<Daemon>) -> Result<(), StoreError> {
             state: row.info.state,
             secrets: BTreeMap::new(),
             conversation_started: row.info.agent_session_id.is_some(),
+            spent_usd: row.info.cost_usd,
         };
         spawn(daemon, setup, live);
     }

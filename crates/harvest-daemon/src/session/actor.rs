@@ -6,7 +6,7 @@ use super::lines::LineBuffer;
 use super::{Command, Live, SessionSpec, Setup};
 use crate::context::Daemon;
 use crate::redact;
-use harvest_agent::{AgentCommand, ClaudeOptions, StreamParser, input};
+use harvest_agent::{AgentCommand, StreamParser, input};
 use harvest_protocol::rpc::{RpcError, codes};
 use harvest_protocol::{EventBody, Secret, SessionId, SessionState};
 use harvest_sandbox::{
@@ -44,6 +44,8 @@ enum Ladder {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Ending {
     Stop,
+    /// Stopped after `agent.idle_timeout_secs` without work.
+    Idle,
     Shutdown,
 }
 
@@ -52,6 +54,7 @@ enum Wake {
     Log(Result<Vec<u8>, harvest_sandbox::SandboxError>),
     Exited(AgentExit),
     Escalate,
+    IdleTimeout,
     Shutdown,
 }
 
@@ -78,6 +81,10 @@ pub struct Actor {
     pending_permissions: std::collections::HashMap<String, (String, serde_json::Value)>,
     /// Tools the user allowed for the rest of the session.
     always_allowed: std::collections::HashSet<String>,
+    /// What the session's turns have cost, against `agent.max_budget_usd`.
+    spent_usd: f64,
+    /// Since when the session has been idle with its agent running (for the idle timeout).
+    idle_since: Option<Instant>,
 }
 
 impl Actor {
@@ -93,6 +100,7 @@ impl Actor {
             state,
             secrets,
             conversation_started,
+            spent_usd,
         } = setup;
         let redact_values = redact::values(secrets.values());
         Actor {
@@ -113,6 +121,8 @@ impl Actor {
             stop_waiters: Vec::new(),
             pending_permissions: Default::default(),
             always_allowed: Default::default(),
+            spent_usd,
+            idle_since: None,
         }
     }
 
@@ -164,6 +174,15 @@ impl Actor {
                 }
                 Wake::Exited(exit) => self.on_exit(exit).await,
                 Wake::Escalate => self.escalate().await,
+                Wake::IdleTimeout => {
+                    tracing::info!("idle timeout: stopping the agent");
+                    self.idle_since = None;
+                    if let Some(agent) = self.agent.as_ref() {
+                        self.ending = Some(Ending::Idle);
+                        let _ = agent.control.terminate().await;
+                        self.ladder = Some((Ladder::Terminated, Instant::now() + self.grace()));
+                    }
+                }
                 Wake::Shutdown => {
                     self.shutdown().await;
                     return;
@@ -175,11 +194,17 @@ impl Actor {
     async fn next_wake(&mut self, commands: &mut mpsc::Receiver<Command>) -> Wake {
         let deadline = self.ladder.map(|(_, at)| at);
         let shutting_down = self.ending == Some(Ending::Shutdown);
+        let timeout = self.daemon.config.agent.idle_timeout_secs;
+        let idle_deadline = self
+            .idle_since
+            .filter(|_| timeout > 0 && self.ending.is_none() && self.agent.is_some())
+            .map(|since| since + Duration::from_secs(timeout));
         let agent = self.agent.as_mut();
         tokio::select! {
             cmd = commands.recv() => Wake::Command(cmd),
             wake = agent_wake(agent) => wake,
             _ = sleep_until(deadline) => Wake::Escalate,
+            _ = sleep_until(idle_deadline) => Wake::IdleTimeout,
             _ = self.daemon.shutdown.cancelled(), if !shutting_down => Wake::Shutdown,
         }
     }
@@ -242,6 +267,17 @@ impl Actor {
         Ok(())
     }
 
+    /// Why no further turn may run, when the session has spent its budget.
+    fn over_budget(&self) -> Option<String> {
+        let limit = self.daemon.config.agent.max_budget_usd;
+        (limit > 0.0 && self.spent_usd >= limit).then(|| {
+            format!(
+                "the session reached its budget: ${:.4} of ${limit:.4}; raise agent.max_budget_usd in harvest.toml to go on",
+                self.spent_usd
+            )
+        })
+    }
+
     /// Start the agent again if it is not running (a finished, stopped or interrupted
     /// session), resuming its conversation; idle until the next message.
     async fn restart(&mut self, env: BTreeMap<String, Secret>) -> Result<(), RpcError> {
@@ -266,6 +302,9 @@ impl Actor {
     }
 
     async fn send(&mut self, text: String, env: BTreeMap<String, Secret>) -> Result<(), RpcError> {
+        if let Some(why) = self.over_budget() {
+            return Err(RpcError::new(codes::SESSION_STATE, why));
+        }
         if self.ending.is_some() {
             return Err(RpcError::new(
                 codes::SESSION_STATE,
@@ -314,14 +353,8 @@ impl Actor {
             self.sandbox = Some(sandbox);
         }
         let transcript_exists = self.conversation_started;
-        let opts = ClaudeOptions {
-            permissions: self.spec.permissions,
-            model: self.spec.model.clone(),
-            resume: transcript_exists.then(|| self.spec.agent_session_id.clone()),
-            session_id: (!transcript_exists).then(|| self.spec.agent_session_id.clone()),
-            max_retries: Some(self.daemon.config.agent.max_retries),
-            append_system_prompt: None,
-        };
+        let opts =
+            super::claude_options(&self.daemon, &self.spec, transcript_exists, self.spent_usd);
         let Some(sandbox) = self.sandbox.as_mut() else {
             return Err(RpcError::new(codes::SANDBOX_UNAVAILABLE, "no sandbox"));
         };
@@ -440,11 +473,18 @@ impl Actor {
                 }
                 let follow = self.on_permission_event(&body, &mut auto_answers);
                 let turn_ended = matches!(body, EventBody::TurnResult { .. });
+                let was_over = self.over_budget().is_some();
+                if let EventBody::TurnResult { cost_usd, .. } = &body {
+                    self.spent_usd += cost_usd;
+                }
                 out.push(NewEvent {
                     body,
                     raw: Some(p.raw.clone()),
                 });
                 out.extend(follow.into_iter().map(NewEvent::new));
+                if !was_over && let Some(why) = self.over_budget() {
+                    out.push(NewEvent::new(EventBody::Error { message: why }));
+                }
                 if turn_ended {
                     self.pending_turns = self.pending_turns.saturating_sub(1);
                     if self.pending_turns == 0 && self.ending.is_none() {
@@ -623,6 +663,16 @@ impl Actor {
                 ));
                 self.ending = None;
             }
+            Some(Ending::Idle) => {
+                events.push(status(
+                    SessionState::Exited,
+                    Some(format!(
+                        "idle for {}s: the agent was stopped; send a message to resume the conversation",
+                        self.daemon.config.agent.idle_timeout_secs
+                    )),
+                ));
+                self.ending = None;
+            }
             Some(Ending::Shutdown) => {}
             None if was_cancelling => {
                 events.push(EventBody::TurnResult {
@@ -749,6 +799,11 @@ impl Actor {
             .shared_state
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = self.state;
+        if self.state != SessionState::Idle {
+            self.idle_since = None;
+        } else if self.idle_since.is_none() {
+            self.idle_since = Some(Instant::now());
+        }
         let store = self.daemon.store.clone();
         let id = self.id.clone();
         let stored = {
