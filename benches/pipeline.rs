@@ -48,20 +48,7 @@ async fn cancel_latency() {
         e.iter().any(|e| e["type"] == "tool_call")
     });
     let mut client = Client::connect(&paths(&h), "bench").await.unwrap();
-    let info = client
-        .call::<m::SessionGet>(m::SessionRef {
-            session: id.clone(),
-        })
-        .await
-        .unwrap();
-    client
-        .call::<m::SessionSubscribe>(m::SubscribeParams {
-            session: id.clone(),
-            from_seq: info.last_seq.next(),
-            include_raw: false,
-        })
-        .await
-        .unwrap();
+    subscribe_from_now(&client, &id).await;
     let mut runs = Vec::new();
     for round in 0..7 {
         if round > 0 {
@@ -139,20 +126,7 @@ async fn fake_session(h: &Harness) -> (Client, String) {
 async fn latency() {
     let h = Harness::with_env("", &[("HARVEST_CLAUDE", &fake_agent())]);
     let (mut client, id) = fake_session(&h).await;
-    let info = client
-        .call::<m::SessionGet>(m::SessionRef {
-            session: id.clone(),
-        })
-        .await
-        .unwrap();
-    client
-        .call::<m::SessionSubscribe>(m::SubscribeParams {
-            session: id.clone(),
-            from_seq: info.last_seq.next(),
-            include_raw: true,
-        })
-        .await
-        .unwrap();
+    subscribe_from_now(&client, &id).await;
     let n = 2000;
     client
         .call::<m::SessionSend>(m::SendParams {
@@ -358,6 +332,24 @@ fn run_overhead() {
         hv.as_secs_f64() / d.as_secs_f64(),
         (hv.as_secs_f64() / d.as_secs_f64() - 1.0) * 100.0
     );
+}
+
+/// Subscribe to a session's events from the next one on.
+async fn subscribe_from_now(client: &Client, id: &str) {
+    let info = client
+        .call::<m::SessionGet>(m::SessionRef {
+            session: id.to_owned(),
+        })
+        .await
+        .unwrap();
+    client
+        .call::<m::SessionSubscribe>(m::SubscribeParams {
+            session: id.to_owned(),
+            from_seq: info.last_seq.next(),
+            include_raw: true,
+        })
+        .await
+        .unwrap();
 }
 
 fn ms(d: Duration) -> f64 {

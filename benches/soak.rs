@@ -26,21 +26,36 @@ chunk_delay_ms = 40
 const TURNS: usize = 3;
 
 fn main() {
-    let n: usize = std::env::var("HARVEST_SOAK_SESSIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
+    let n: usize = std::env::var("HARVEST_SOAK_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
     let h = Harness::new(SCRIPT);
     let start = Instant::now();
     let ids: Vec<String> = (0..n)
         .map(|i| {
             let ws = h.path(&format!("ws{i}"));
             std::fs::create_dir_all(&ws).unwrap();
-            h.ok(&["new", "--workspace", ws.to_str().unwrap(), &format!("turn 1 of session {i}")])
-                .trim()
-                .to_owned()
+            h.ok(&[
+                "new",
+                "--workspace",
+                ws.to_str().unwrap(),
+                &format!("turn 1 of session {i}"),
+            ])
+            .trim()
+            .to_owned()
         })
         .collect();
-    println!("{n} sessions started in {:.1}s", start.elapsed().as_secs_f64());
+    println!(
+        "{n} sessions started in {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
 
-    let kills = [Duration::from_secs(8), Duration::from_secs(20), Duration::from_secs(35)];
+    let kills = [
+        Duration::from_secs(8),
+        Duration::from_secs(20),
+        Duration::from_secs(35),
+    ];
     let mut killed = 0;
     let mut peak_rss_kib = 0;
     let mut sent: HashMap<String, usize> = ids.iter().map(|id| (id.clone(), 1)).collect();
@@ -62,7 +77,9 @@ fn main() {
             let id = s["id"].as_str().unwrap().to_owned();
             let turns_sent = sent[&id];
             let idle = s["state"] == "idle";
-            let finished_turns = s["last_line"].as_str().is_some_and(|l| l.contains("This turn is done"));
+            let finished_turns = s["last_line"]
+                .as_str()
+                .is_some_and(|l| l.contains("This turn is done"));
             if idle && finished_turns && turns_sent < TURNS {
                 let next = turns_sent + 1;
                 h.ok(&["send", &id, &format!("turn {next}")]);
@@ -86,18 +103,41 @@ fn main() {
         let evs = h.events(id);
         events_total += evs.len();
         let seqs: Vec<u64> = evs.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{id}: gap or duplicate seq");
-        assert_eq!(of_type(&evs, "user_message").len(), TURNS, "{id}: user messages");
-        assert_eq!(of_type(&evs, "turn_result").len(), TURNS, "{id}: turn results");
-        assert_eq!(of_type(&evs, "tool_call").len(), TURNS, "{id}: tool calls (one per turn)");
-        assert_eq!(of_type(&evs, "tool_result").len(), TURNS, "{id}: tool results");
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as u64).collect::<Vec<_>>(),
+            "{id}: gap or duplicate seq"
+        );
+        assert_eq!(
+            of_type(&evs, "user_message").len(),
+            TURNS,
+            "{id}: user messages"
+        );
+        assert_eq!(
+            of_type(&evs, "turn_result").len(),
+            TURNS,
+            "{id}: turn results"
+        );
+        assert_eq!(
+            of_type(&evs, "tool_call").len(),
+            TURNS,
+            "{id}: tool calls (one per turn)"
+        );
+        assert_eq!(
+            of_type(&evs, "tool_result").len(),
+            TURNS,
+            "{id}: tool results"
+        );
         let texts = of_type(&evs, "assistant_text").len();
         assert_eq!(texts, 2 * TURNS, "{id}: assistant texts");
         let restarted = evs
             .iter()
             .filter(|e| e["type"] == "status" && e["state"] == "interrupted")
             .count();
-        assert_eq!(restarted, 0, "{id}: an agent was lost in a daemon crash instead of re-adopted");
+        assert_eq!(
+            restarted, 0,
+            "{id}: an agent was lost in a daemon crash instead of re-adopted"
+        );
     }
     println!(
         "soak: {n} sessions × {TURNS} turns, daemon killed {killed} times: all complete in {:.1}s, {events_total} events, none lost or doubled",

@@ -267,6 +267,21 @@ impl Actor {
         Ok(())
     }
 
+    /// One line to the agent's stdin, or why it cannot take one.
+    async fn write_to_agent(&mut self, line: &str) -> Result<(), RpcError> {
+        let Some(agent) = self.agent.as_mut() else {
+            return Err(RpcError::new(
+                codes::SESSION_STATE,
+                "the agent is not running",
+            ));
+        };
+        agent
+            .input
+            .write_line(line)
+            .await
+            .map_err(|e| RpcError::new(codes::SESSION_STATE, e.to_string()))
+    }
+
     /// Why no further turn may run, when the session has spent its budget.
     fn over_budget(&self) -> Option<String> {
         let limit = self.daemon.config.agent.max_budget_usd;
@@ -320,17 +335,7 @@ impl Actor {
         }
         self.emit(events).await;
         self.pending_turns += 1;
-        let Some(agent) = self.agent.as_mut() else {
-            return Err(RpcError::new(
-                codes::SESSION_STATE,
-                "the agent is not running",
-            ));
-        };
-        agent
-            .input
-            .write_line(&input::user_message(&text))
-            .await
-            .map_err(|e| RpcError::new(codes::SESSION_STATE, e.to_string()))
+        self.write_to_agent(&input::user_message(&text)).await
     }
 
     /// Start the agent again in the same sandbox and workspace, resuming its conversation.
@@ -586,17 +591,7 @@ impl Actor {
                 ));
             }
         };
-        let Some(agent) = self.agent.as_mut() else {
-            return Err(RpcError::new(
-                codes::SESSION_STATE,
-                "the agent is not running",
-            ));
-        };
-        agent
-            .input
-            .write_line(&line)
-            .await
-            .map_err(|e| RpcError::new(codes::SESSION_STATE, e.to_string()))?;
+        self.write_to_agent(&line).await?;
         self.pending_permissions.remove(&p.request_id);
         let mut events = vec![EventBody::PermissionResolved {
             request_id: p.request_id,
@@ -616,7 +611,7 @@ impl Actor {
                     &id,
                     input::PermissionAnswer::Allow { input: &input },
                 );
-                if agent.input.write_line(&line).await.is_ok() {
+                if self.write_to_agent(&line).await.is_ok() {
                     self.pending_permissions.remove(&id);
                     events.push(EventBody::PermissionResolved {
                         request_id: id,

@@ -119,13 +119,7 @@ pub fn spawn(
         let _ = exit_tx.send(exit);
     });
 
-    let sender = tokio::net::unix::pipe::OpenOptions::new()
-        .read_write(true)
-        .open_sender(&fifo)
-        .map_err(|source| SandboxError::Io {
-            path: fifo.clone(),
-            source,
-        })?;
+    let sender = open_input(&fifo)?;
     Ok(Spawned {
         pids,
         process: AgentProcess {
@@ -146,13 +140,7 @@ pub fn spawn(
 /// noticed by watching the jail's init.
 pub fn adopt(state_dir: &Path, pids: JailPids, log_start: u64) -> Result<AgentProcess> {
     let fifo = state_dir.join(STDIN_FIFO);
-    let sender = tokio::net::unix::pipe::OpenOptions::new()
-        .read_write(true)
-        .open_sender(&fifo)
-        .map_err(|source| SandboxError::Io {
-            path: fifo.clone(),
-            source,
-        })?;
+    let sender = open_input(&fifo)?;
     let (exit_tx, exited) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         while pids.same_jail_alive() {
@@ -181,6 +169,18 @@ fn start_time(pid: i32) -> Option<u64> {
     // The command name may hold spaces and parentheses; fields follow the last ')'.
     let (_, rest) = stat.rsplit_once(") ")?;
     rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Our writer on the agent's stdin FIFO. Read-write, so opening never fails for want of a
+/// reader; the agent holds its own end open anyway.
+fn open_input(fifo: &Path) -> Result<tokio::net::unix::pipe::Sender> {
+    tokio::net::unix::pipe::OpenOptions::new()
+        .read_write(true)
+        .open_sender(fifo)
+        .map_err(|source| SandboxError::Io {
+            path: fifo.to_owned(),
+            source,
+        })
 }
 
 struct FifoInput {
