@@ -329,3 +329,60 @@ error = { status = 529, type = "overloaded_error", message = "Overloaded" }
         started.elapsed()
     );
 }
+
+#[test]
+fn a_fork_copies_workspace_and_conversation_then_goes_its_own_way() {
+    let h = Harness::new(SCRIPT);
+    std::fs::write(h.workspace.join("greeting.txt"), "helo world\n").unwrap();
+    let id = h.new_session("fix the greeting");
+    h.wait_events(&id, "the first turn", Duration::from_secs(60), |e| {
+        !of_type(e, "turn_result").is_empty()
+    });
+
+    let fork = h.ok(&["fork", &id]).trim().to_owned();
+    let fork_ws = h.path(&format!("data/harvest/workspaces/{fork}"));
+    assert_eq!(
+        std::fs::read_to_string(fork_ws.join("greeting.txt")).unwrap(),
+        "hello world\n"
+    );
+    let listed = h.ok(&["ls", "--json"]);
+    assert!(listed.contains("(fork)"), "{listed}");
+
+    h.ok(&["send", &fork, "also update the docs"]);
+    h.wait_events(
+        &fork,
+        "the fork's first turn",
+        Duration::from_secs(60),
+        |e| !of_type(e, "turn_result").is_empty(),
+    );
+    // The fork's agent started from the original conversation.
+    let req = h.last_request_for("also update the docs");
+    assert!(
+        req.all_text().contains("Fixed the greeting."),
+        "{}",
+        req.all_text()
+    );
+    // The original went on without the fork's turn.
+    assert_eq!(of_type(&h.events(&id), "turn_result").len(), 1);
+
+    // Later the fork resumes its own conversation, not the original's.
+    std::fs::write(fork_ws.join("only-in-fork.txt"), "x").unwrap();
+    h.ok(&["stop", &fork]);
+    h.ok(&["send", &fork, "also update the docs"]);
+    h.wait_events(
+        &fork,
+        "the fork's resumed turn",
+        Duration::from_secs(60),
+        |e| of_type(e, "turn_result").len() >= 2,
+    );
+    let resumed = h.last_request_for("also update the docs");
+    assert!(
+        resumed.all_text().contains("Docs updated too."),
+        "the fork lost its own turn: {}",
+        resumed.all_text()
+    );
+    assert!(
+        !h.workspace.join("only-in-fork.txt").exists(),
+        "the workspaces are separate"
+    );
+}

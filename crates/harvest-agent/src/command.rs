@@ -37,6 +37,8 @@ pub struct ClaudeOptions {
     /// `CLAUDE_CODE_MAX_RETRIES`; a small number makes a dead API visible quickly.
     pub max_retries: Option<u32>,
     pub append_system_prompt: Option<String>,
+    /// With `resume`: continue in a new conversation that starts as a copy (`--fork-session`).
+    pub fork: bool,
     /// `--max-turns`: API round-trips per turn.
     pub max_turns: Option<u32>,
     /// `--max-budget-usd`: what this process may still spend.
@@ -82,6 +84,9 @@ impl AgentCommand {
         }
         if let Some(id) = &opts.resume {
             args.push(format!("--resume={id}").into());
+            if opts.fork {
+                args.push("--fork-session".into());
+            }
         } else if let Some(id) = &opts.session_id {
             args.push(format!("--session-id={id}").into());
         }

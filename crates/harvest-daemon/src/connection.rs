@@ -221,6 +221,7 @@ impl Connection {
                 d.resolve(&p.session)?.1.resume(p.env).await?;
                 reply(m::Empty {})
             }
+            m::SessionFork::NAME => reply(create::fork(d, params(req.params)?).await?),
             m::SessionApprove::NAME => {
                 let p: m::ApproveParams = params(req.params)?;
                 d.resolve(&p.session)?.1.approve(p).await?;

@@ -66,6 +66,7 @@ pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo
         agent_session_id: uuid::Uuid::new_v4().to_string(),
         claude: claude.clone(),
         permissions,
+        fork_from: None,
     };
     let row = store_call(daemon, {
         let new = NewSession {
@@ -190,6 +191,127 @@ async fn start(
         }),
     );
     Ok(())
+}
+
+/// `session/fork`: a new session with a copy of the workspace and of the agent's HOME (its
+/// transcripts), whose first agent resumes the conversation with `--fork-session`.
+pub async fn fork(
+    daemon: &Arc<Daemon>,
+    p: harvest_protocol::methods::ForkParams,
+) -> Result<SessionInfo, RpcError> {
+    let (source, _) = daemon.resolve(&p.session)?;
+    let src = {
+        let id = source.clone();
+        store_call(daemon, move |store| store.session(&id)).await?
+    }
+    .ok_or_else(|| RpcError::new(codes::SESSION_NOT_FOUND, format!("no session {source}")))?;
+    let src_spec: SessionSpec = serde_json::from_value(src.spec.clone())
+        .map_err(|e| RpcError::new(codes::INTERNAL, format!("session {source}: {e}")))?;
+    let Some(conversation) = src.info.agent_session_id.clone() else {
+        return Err(RpcError::new(
+            codes::SESSION_STATE,
+            format!("session {source} has no conversation to fork yet; send it a message first"),
+        ));
+    };
+    let secrets = forwarded(daemon, p.env);
+    require_credentials(&secrets)?;
+    let claude = find_claude(daemon)?;
+    daemon
+        .provider
+        .check()
+        .await
+        .map_err(|e| RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()))?;
+
+    let id = new_id(daemon);
+    let workspace = daemon.paths.workspaces_dir().join(id.as_str());
+    let home = daemon
+        .paths
+        .session_state_dir(id.as_str())
+        .join(harvest_sandbox::local::HOME_DIR);
+    let src_home = daemon
+        .paths
+        .session_state_dir(source.as_str())
+        .join(harvest_sandbox::local::HOME_DIR);
+    let copied = async {
+        copy_tree(&src_spec.workspace, &workspace).await?;
+        copy_tree(&src_home, &home).await
+    }
+    .await;
+    let cleanup = || {
+        let _ = std::fs::remove_dir_all(&workspace);
+        let _ = std::fs::remove_dir_all(daemon.paths.session_state_dir(id.as_str()));
+    };
+    if let Err(e) = copied {
+        cleanup();
+        return Err(e);
+    }
+    let spec = SessionSpec {
+        workspace: workspace.clone(),
+        repo: src_spec.repo.clone(),
+        owns_workspace: true,
+        model: src_spec.model.clone(),
+        agent_session_id: uuid::Uuid::new_v4().to_string(),
+        claude,
+        permissions: src_spec.permissions,
+        fork_from: Some(conversation),
+    };
+    let new = NewSession {
+        id: id.clone(),
+        name: p
+            .name
+            .unwrap_or_else(|| format!("{} (fork)", src.info.name)),
+        sandbox: src.info.sandbox.clone(),
+        workspace: workspace.display().to_string(),
+        spec: serde_json::to_value(&spec).unwrap_or_default(),
+    };
+    store_call(daemon, move |store| store.create_session(&new)).await?;
+    if let Err(e) = start(daemon, &id, &spec, &secrets, None).await {
+        let _ = {
+            let id = id.clone();
+            store_call(daemon, move |store| store.delete_session(&id)).await
+        };
+        cleanup();
+        return Err(e);
+    }
+    let message = format!("forked from session {source}: a copy of its workspace and conversation");
+    let _ = {
+        let id = id.clone();
+        store_call(daemon, move |store| {
+            store.append(
+                &id,
+                vec![NewEvent::new(EventBody::Sandbox { message })],
+                None,
+            )
+        })
+        .await
+    };
+    info(daemon, &id).await
+}
+
+/// `cp -a`: files, modes, links and times, as they are.
+async fn copy_tree(from: &Path, to: &Path) -> Result<(), RpcError> {
+    let fail = |e: String| {
+        RpcError::new(
+            codes::INTERNAL,
+            format!("cannot copy {} to {}: {e}", from.display(), to.display()),
+        )
+    };
+    std::fs::create_dir_all(to).map_err(|e| fail(e.to_string()))?;
+    if !from.exists() {
+        return Ok(());
+    }
+    let out = tokio::process::Command::new("cp")
+        .arg("-a")
+        .arg(from.join("."))
+        .arg(to)
+        .output()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()))
+    }
 }
 
 /// Keep only the variables meant for the agent: the credential set and the config's list.

@@ -39,6 +39,9 @@ pub struct SessionSpec {
     pub claude: PathBuf,
     #[serde(default)]
     pub permissions: harvest_agent::Permissions,
+    /// A fork not started yet: its first agent resumes this conversation as a copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork_from: Option<String>,
 }
 
 pub enum Command {
@@ -148,11 +151,17 @@ pub fn claude_options(
     spent: f64,
 ) -> harvest_agent::ClaudeOptions {
     let cfg = &daemon.config.agent;
+    let fork = !resume && spec.fork_from.is_some();
     harvest_agent::ClaudeOptions {
         permissions: spec.permissions,
         model: spec.model.clone(),
-        resume: resume.then(|| spec.agent_session_id.clone()),
-        session_id: (!resume).then(|| spec.agent_session_id.clone()),
+        resume: if fork {
+            spec.fork_from.clone()
+        } else {
+            resume.then(|| spec.agent_session_id.clone())
+        },
+        fork,
+        session_id: (!resume && !fork).then(|| spec.agent_session_id.clone()),
         max_retries: Some(cfg.max_retries),
         append_system_prompt: None,
         max_turns: (cfg.max_turns > 0).then_some(cfg.max_turns),

@@ -43,6 +43,7 @@ methods! {
     SessionResume => "session/resume", ResumeParams, Empty;
     SessionRename => "session/rename", RenameParams, SessionInfo;
     SessionApprove => "session/approve", ApproveParams, Empty;
+    SessionFork => "session/fork", ForkParams, SessionInfo;
     SessionRemove => "session/remove", SessionRef, Empty;
     DaemonStatus => "daemon/status", Empty, DaemonStatusResult;
     DaemonStop => "daemon/stop", Empty, Empty;
@@ -198,6 +199,18 @@ pub struct SendParams {
     pub text: String,
     /// Credentials for the agent, as in `session/create`; used only when the agent has to
     /// be started again to resume the conversation (after `session/stop` or a restart).
+    #[serde(default)]
+    pub env: BTreeMap<String, Secret>,
+}
+
+/// `session/fork`: a new session that starts as a copy of one (its workspace, and its
+/// conversation so far), and then goes its own way.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ForkParams {
+    pub session: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Credentials for the fork's agent, as in `session/create`.
     #[serde(default)]
     pub env: BTreeMap<String, Secret>,
 }

@@ -66,6 +66,15 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    pub fn set_spec(&self, id: &SessionId, spec: &serde_json::Value) -> Result<()> {
+        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        conn.execute(
+            "UPDATE sessions SET spec = ?2 WHERE id = ?1",
+            params![id.as_str(), spec.to_string()],
+        )?;
+        Ok(())
+    }
+
     pub fn set_sandbox_state(&self, id: &SessionId, state: &serde_json::Value) -> Result<()> {
         let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         conn.execute(

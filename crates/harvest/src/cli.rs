@@ -75,6 +75,12 @@ pub enum Command {
         #[arg(long)]
         message: Option<String>,
     },
+    /// A new session that starts as a copy of one (workspace and conversation so far).
+    Fork {
+        session: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Give a session a new name.
     Rename { session: String, name: String },
     /// Start a finished, stopped or interrupted session's agent again (`claude --resume`).

@@ -267,6 +267,16 @@ impl Actor {
         Ok(())
     }
 
+    fn persist_spec(&self) {
+        let (store, id) = (self.daemon.store.clone(), self.id.clone());
+        let spec = serde_json::to_value(&self.spec).unwrap_or_default();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.set_spec(&id, &spec) {
+                tracing::warn!(error = %e, "cannot store the session's spec");
+            }
+        });
+    }
+
     /// One line to the agent's stdin, or why it cannot take one.
     async fn write_to_agent(&mut self, line: &str) -> Result<(), RpcError> {
         let Some(agent) = self.agent.as_mut() else {
@@ -473,8 +483,17 @@ impl Actor {
         let mut auto_answers = Vec::new();
         for p in parsed {
             for body in p.events {
-                if matches!(body, EventBody::AgentInit { .. }) {
+                if let EventBody::AgentInit {
+                    agent_session_id, ..
+                } = &body
+                {
                     self.conversation_started = true;
+                    if self.spec.fork_from.is_some() {
+                        // The fork's own conversation exists now: resume that from here on.
+                        self.spec.fork_from = None;
+                        self.spec.agent_session_id = agent_session_id.clone();
+                        self.persist_spec();
+                    }
                 }
                 let follow = self.on_permission_event(&body, &mut auto_answers);
                 let turn_ended = matches!(body, EventBody::TurnResult { .. });

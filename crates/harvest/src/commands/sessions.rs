@@ -167,6 +167,20 @@ pub async fn approve(
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn fork(paths: &Paths, session: &str, name: Option<String>) -> Result<ExitCode> {
+    let client = connect(paths).await?;
+    let env = forwarded_env(&load_config(paths)?);
+    let info = client
+        .call::<m::SessionFork>(m::ForkParams {
+            session: session.to_owned(),
+            name,
+            env,
+        })
+        .await?;
+    println!("{}", info.id);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn rename(paths: &Paths, session: &str, name: String) -> Result<ExitCode> {
     let client = connect(paths).await?;
     let info = client
