@@ -94,3 +94,60 @@ fn an_idle_agent_is_stopped_and_the_next_message_resumes_it() {
         of_type(e, "turn_result").len() >= 2
     });
 }
+
+#[test]
+fn a_session_beyond_the_running_limit_waits_queued_then_runs() {
+    let h = Harness::new(
+        r#"
+[[turn]]
+prompt = "slow"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = "python3 -c 'import time; time.sleep(3)'", description = "slow" } }
+[[turn.step]]
+text = "slow done"
+[[turn]]
+[[turn.step]]
+text = "quick done"
+"#,
+    );
+    h.write_config("[agent]\nmax_running_sessions = 1\n");
+    let a = h.new_session("slow one");
+    h.wait_events(&a, "the slow command", LONG, |e| {
+        !of_type(e, "tool_call").is_empty()
+    });
+    let ws2 = h.path("ws2");
+    std::fs::create_dir_all(&ws2).unwrap();
+    let b = h
+        .ok(&["new", "--workspace", ws2.to_str().unwrap(), "quick one"])
+        .trim()
+        .to_owned();
+
+    // B is stored and waits for the slot, visibly.
+    let evs = h.events(&b);
+    assert!(evs.iter().any(|e| e["state"] == "queued"), "{evs:?}");
+    assert!(of_type(&evs, "turn_result").is_empty(), "B ran beside A");
+    let listed = h.ok(&["ls", "--json"]);
+    assert!(listed.contains("\"state\":\"queued\""), "{listed}");
+
+    // When A's turn ends, B runs.
+    let a_done = h.wait_events(&a, "A's turn", LONG, |e| {
+        !of_type(e, "turn_result").is_empty()
+    });
+    let b_done = h.wait_events(&b, "B's turn", LONG, |e| {
+        !of_type(e, "turn_result").is_empty()
+    });
+    let a_end = of_type(&a_done, "turn_result")[0]["ts"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b_start = b_done
+        .iter()
+        .find(|e| e["state"] == "running")
+        .map(|e| e["ts"].as_str().unwrap().to_owned())
+        .unwrap();
+    assert!(
+        b_start >= a_end,
+        "B started ({b_start}) before A's turn ended ({a_end})"
+    );
+    assert!(b_done.iter().any(|e| e["text"] == "quick done"));
+}

@@ -67,6 +67,9 @@ pub struct AgentConfig {
     /// Stop an idle session's agent after this many seconds (its next message resumes it);
     /// 0: never.
     pub idle_timeout_secs: u64,
+    /// Most sessions running a turn at once, daemon-wide; a message beyond that waits as
+    /// `queued`. 0: no limit.
+    pub max_running_sessions: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +95,7 @@ impl Default for AgentConfig {
             max_turns: 0,
             max_budget_usd: 0.0,
             idle_timeout_secs: 0,
+            max_running_sessions: 0,
         }
     }
 }

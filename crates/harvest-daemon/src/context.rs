@@ -21,13 +21,21 @@ pub struct Daemon {
     /// Cancelled by `daemon/stop` or a signal: the accept loop and every actor stop.
     pub shutdown: CancellationToken,
     sessions: Mutex<HashMap<SessionId, SessionHandle>>,
+    /// Slots for running turns when `agent.max_running_sessions` is set.
+    pub running_slots: Option<Arc<tokio::sync::Semaphore>>,
     clients: AtomicU64,
     next_subscription: AtomicU64,
 }
 
 impl Daemon {
     pub fn new(paths: Paths, config: Config, store: Store, provider: Arc<dyn Provider>) -> Self {
+        let running_slots = (config.agent.max_running_sessions > 0).then(|| {
+            Arc::new(tokio::sync::Semaphore::new(
+                config.agent.max_running_sessions,
+            ))
+        });
         Daemon {
+            running_slots,
             paths,
             config,
             store: Arc::new(store),

@@ -5,7 +5,7 @@
 use crate::context::Daemon;
 use crate::session::{self, SessionSpec};
 use harvest_agent::command::FORWARDED_ENV;
-use harvest_agent::{AgentCommand, input, locate_claude};
+use harvest_agent::{AgentCommand, locate_claude};
 use harvest_protocol::methods::{CreateParams, DaemonStatusResult, SessionInfo};
 use harvest_protocol::rpc::{RpcError, codes};
 use harvest_protocol::{EventBody, PROTOCOL_VERSION, Secret, SessionId, SessionState};
@@ -120,7 +120,7 @@ async fn start(
         .map_err(|e| RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()))?;
     let opts = session::claude_options(daemon, spec, false, 0.0);
     let cmd = AgentCommand::claude(sandbox.agent_program(), &opts);
-    let mut process = match sandbox.spawn_agent(&cmd, secrets).await {
+    let process = match sandbox.spawn_agent(&cmd, secrets).await {
         Ok(p) => p,
         Err(e) => {
             let _ = sandbox.destroy().await;
@@ -128,7 +128,7 @@ async fn start(
         }
     };
     let persisted = sandbox.persisted();
-    let mut events = vec![
+    let events = vec![
         NewEvent::new(EventBody::Sandbox {
             message: format!(
                 "{} sandbox ready; workspace {}",
@@ -141,16 +141,6 @@ async fn start(
             reason: None,
         }),
     ];
-    if let Some(prompt) = prompt {
-        // Durable before the agent sees it.
-        events.push(NewEvent::new(EventBody::UserMessage {
-            text: prompt.to_owned(),
-        }));
-        events.push(NewEvent::new(EventBody::Status {
-            state: SessionState::Running,
-            reason: None,
-        }));
-    }
     store_call(daemon, {
         let id = id.clone();
         move |store| {
@@ -159,24 +149,13 @@ async fn start(
         }
     })
     .await?;
-    if let Some(prompt) = prompt
-        && let Err(e) = process.input.write_line(&input::user_message(prompt)).await
-    {
-        let _ = sandbox.destroy().await;
-        return Err(RpcError::new(codes::AGENT_UNAVAILABLE, e.to_string()));
-    }
-    let state = if prompt.is_some() {
-        SessionState::Running
-    } else {
-        SessionState::Idle
-    };
     let offset = process.log_start;
-    session::spawn(
+    let handle = session::spawn(
         daemon,
         session::Setup {
             id: id.clone(),
             spec: spec.clone(),
-            state,
+            state: SessionState::Idle,
             secrets: secrets.clone(),
             conversation_started: false,
             spent_usd: 0.0,
@@ -186,10 +165,15 @@ async fn start(
             process,
             offset,
             parser: harvest_agent::StreamParser::new(),
-            pending_turns: u32::from(prompt.is_some()),
+            pending_turns: 0,
             pending_permissions: Vec::new(),
         }),
     );
+    // The first message goes the way every message goes: through the actor, which stores
+    // it before the agent sees it and waits for a running slot when there is a limit.
+    if let Some(prompt) = prompt {
+        handle.send(prompt.to_owned(), BTreeMap::new()).await?;
+    }
     Ok(())
 }
 

@@ -29,6 +29,8 @@ pub struct Event {
 #[serde(rename_all = "snake_case")]
 pub enum SessionState {
     Creating,
+    /// A message waits for a free slot (`agent.max_running_sessions`).
+    Queued,
     Running,
     Idle,
     NeedsInput,
@@ -43,6 +45,7 @@ impl SessionState {
     pub fn as_str(self) -> &'static str {
         match self {
             SessionState::Creating => "creating",
+            SessionState::Queued => "queued",
             SessionState::Running => "running",
             SessionState::Idle => "idle",
             SessionState::NeedsInput => "needs_input",

@@ -55,6 +55,7 @@ enum Wake {
     Exited(AgentExit),
     Escalate,
     IdleTimeout,
+    Slot(Option<tokio::sync::OwnedSemaphorePermit>),
     Shutdown,
 }
 
@@ -85,6 +86,10 @@ pub struct Actor {
     spent_usd: f64,
     /// Since when the session has been idle with its agent running (for the idle timeout).
     idle_since: Option<Instant>,
+    /// The running slot this session holds while it has turns (with a daemon-wide limit).
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Messages stored and waiting for a slot.
+    queued: std::collections::VecDeque<String>,
 }
 
 impl Actor {
@@ -123,6 +128,8 @@ impl Actor {
             always_allowed: Default::default(),
             spent_usd,
             idle_since: None,
+            slot: None,
+            queued: Default::default(),
         }
     }
 
@@ -133,6 +140,14 @@ impl Actor {
         match live {
             Some(live) => {
                 self.pending_turns = live.pending_turns;
+                if live.pending_turns > 0 {
+                    // A turn under way keeps going; it takes a slot when there is one.
+                    self.slot = self
+                        .daemon
+                        .running_slots
+                        .clone()
+                        .and_then(|s| s.try_acquire_owned().ok());
+                }
                 self.pending_permissions = live
                     .pending_permissions
                     .into_iter()
@@ -174,6 +189,8 @@ impl Actor {
                 }
                 Wake::Exited(exit) => self.on_exit(exit).await,
                 Wake::Escalate => self.escalate().await,
+                Wake::Slot(Some(permit)) => self.start_queued(permit).await,
+                Wake::Slot(None) => {}
                 Wake::IdleTimeout => {
                     tracing::info!("idle timeout: stopping the agent");
                     self.idle_since = None;
@@ -199,9 +216,20 @@ impl Actor {
             .idle_since
             .filter(|_| timeout > 0 && self.ending.is_none() && self.agent.is_some())
             .map(|since| since + Duration::from_secs(timeout));
+        let slots = self
+            .daemon
+            .running_slots
+            .clone()
+            .filter(|_| self.slot.is_none() && !self.queued.is_empty());
         let agent = self.agent.as_mut();
         tokio::select! {
             cmd = commands.recv() => Wake::Command(cmd),
+            permit = async {
+                match slots {
+                    Some(s) => s.acquire_owned().await.ok(),
+                    None => std::future::pending().await,
+                }
+            } => Wake::Slot(permit),
             wake = agent_wake(agent) => wake,
             _ = sleep_until(deadline) => Wake::Escalate,
             _ = sleep_until(idle_deadline) => Wake::IdleTimeout,
@@ -277,6 +305,21 @@ impl Actor {
         });
     }
 
+    /// A slot freed up: the queued messages go to the agent.
+    async fn start_queued(&mut self, permit: tokio::sync::OwnedSemaphorePermit) {
+        self.slot = Some(permit);
+        self.emit(vec![status(SessionState::Running, None)]).await;
+        while let Some(text) = self.queued.pop_front() {
+            self.pending_turns += 1;
+            if let Err(e) = self.write_to_agent(&input::user_message(&text)).await {
+                self.emit(vec![EventBody::Error {
+                    message: format!("a queued message could not reach the agent: {}", e.message),
+                }])
+                .await;
+            }
+        }
+    }
+
     /// One line to the agent's stdin, or why it cannot take one.
     async fn write_to_agent(&mut self, line: &str) -> Result<(), RpcError> {
         let Some(agent) = self.agent.as_mut() else {
@@ -340,6 +383,28 @@ impl Actor {
             self.restart(env).await?;
         }
         let mut events = vec![EventBody::UserMessage { text: text.clone() }];
+        if let Some(slots) = self.daemon.running_slots.clone()
+            && self.slot.is_none()
+        {
+            match slots.try_acquire_owned() {
+                Ok(permit) => self.slot = Some(permit),
+                Err(_) => {
+                    // Stored now; it reaches the agent when a slot frees up.
+                    if self.state != SessionState::Queued {
+                        events.push(status(
+                            SessionState::Queued,
+                            Some(format!(
+                                "waiting for a free slot: at most {} sessions run at once (agent.max_running_sessions)",
+                                self.daemon.config.agent.max_running_sessions
+                            )),
+                        ));
+                    }
+                    self.emit(events).await;
+                    self.queued.push_back(text);
+                    return Ok(());
+                }
+            }
+        }
         if self.state != SessionState::Running {
             events.push(status(SessionState::Running, None));
         }
@@ -513,6 +578,7 @@ impl Actor {
                     self.pending_turns = self.pending_turns.saturating_sub(1);
                     if self.pending_turns == 0 && self.ending.is_none() {
                         self.ladder = None;
+                        self.slot = None; // another session may run now
                         out.push(NewEvent::new(status(SessionState::Idle, None)));
                     }
                 }
@@ -722,6 +788,7 @@ impl Actor {
             }
         }
         self.pending_turns = 0;
+        self.slot = None;
         self.emit(events).await;
         for waiter in self.stop_waiters.drain(..) {
             let _ = waiter.send(Ok(()));

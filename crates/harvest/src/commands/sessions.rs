@@ -143,7 +143,10 @@ fn wait_code(state: SessionState) -> Option<u8> {
         SessionState::Idle => Some(WAIT_IDLE),
         SessionState::NeedsInput => Some(WAIT_NEEDS_INPUT),
         SessionState::Exited | SessionState::Failed | SessionState::Interrupted => Some(WAIT_ENDED),
-        SessionState::Creating | SessionState::Running | SessionState::Cancelling => None,
+        SessionState::Creating
+        | SessionState::Queued
+        | SessionState::Running
+        | SessionState::Cancelling => None,
     }
 }
 
