@@ -144,3 +144,52 @@ fn kill_9_while_a_tool_runs_and_its_effect_lands() {
 fn kill_9_between_turns() {
     compare(Kill::BetweenTurns, "stream");
 }
+
+#[test]
+fn an_agent_that_died_while_the_daemon_was_down_is_interrupted_then_resumed() {
+    let h = Harness::new(SCRIPT);
+    let id = h.new_session("stream");
+    h.wait_events(
+        &id,
+        "text to start streaming",
+        Duration::from_secs(60),
+        |e| of_type(e, "assistant_delta").len() >= 2,
+    );
+    // The daemon and then the whole jail die, as in a reboot or an out-of-memory kill.
+    h.kill_daemon();
+    let jail = format!("sessions/{id}/home");
+    std::process::Command::new("pkill")
+        .args(["-9", "-f", &jail])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let evs = h.wait_events(
+        &id,
+        "the session marked interrupted",
+        Duration::from_secs(30),
+        |e| e.iter().any(|e| e["state"] == "interrupted"),
+    );
+    let mark = evs.iter().find(|e| e["state"] == "interrupted").unwrap();
+    assert!(
+        mark["reason"]
+            .as_str()
+            .unwrap()
+            .contains("send a message to resume"),
+        "{mark}"
+    );
+
+    // The next message resumes the conversation in the same workspace.
+    h.ok(&["send", &id, "again"]);
+    h.wait_events(&id, "the resumed turn", Duration::from_secs(60), |e| {
+        of_type(e, "turn_result")
+            .iter()
+            .any(|t| t["is_error"] == false)
+    });
+    let req = h.last_request_for("again");
+    assert!(
+        req.all_text().contains("stream"),
+        "the resumed agent lost the conversation: {}",
+        req.all_text()
+    );
+}

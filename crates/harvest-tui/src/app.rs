@@ -30,6 +30,7 @@ pub enum Cmd {
         request_id: String,
         decision: String,
         input: Option<serde_json::Value>,
+        message: Option<String>,
     },
 }
 
@@ -125,6 +126,8 @@ pub struct App {
     pub notifications: Vec<String>,
     /// The permission request whose command is being edited in the input box.
     pub editing_permission: Option<String>,
+    /// The permission request being denied; the input box holds the reason.
+    pub denying_permission: Option<String>,
 }
 
 #[derive(Default)]
@@ -166,6 +169,7 @@ impl App {
             live_from: harvest_protocol::Seq(0),
             notifications: Vec::new(),
             editing_permission: None,
+            denying_permission: None,
         }
     }
 
@@ -401,6 +405,17 @@ impl App {
                         request_id,
                         decision: "allow".into(),
                         input,
+                        message: None,
+                    }];
+                }
+                if let Some(request_id) = self.denying_permission.take() {
+                    self.input = new_input(&self.theme);
+                    let reason = text.trim().to_owned();
+                    return vec![Cmd::Approve {
+                        request_id,
+                        decision: "deny".into(),
+                        input: None,
+                        message: (!reason.is_empty()).then_some(reason),
                     }];
                 }
                 if text.trim().is_empty() || self.session.is_none() {
@@ -415,6 +430,14 @@ impl App {
                 return vec![Cmd::Send(text)];
             }
             Action::Newline => self.input.insert_newline(),
+            Action::Cancel
+                if self.editing_permission.is_some() || self.denying_permission.is_some() =>
+            {
+                // Back out of answering; the request still waits.
+                self.editing_permission = None;
+                self.denying_permission = None;
+                self.input = new_input(&self.theme);
+            }
             Action::Cancel => {
                 // A second cancel key within a second leaves cleanly (detach), so a
                 // reflexive double Ctrl-C never kills the client mid-draw.
@@ -525,7 +548,8 @@ impl App {
     /// waits and nothing is being typed (so the keys never steal a draft's letters).
     fn permission_key(&mut self, key: Key) -> Option<Vec<Cmd>> {
         let pending = self.transcript.permissions.first()?.clone();
-        if self.editing_permission.is_some() || !self.draft().is_empty() || !key.mods.is_empty() {
+        let answering = self.editing_permission.is_some() || self.denying_permission.is_some();
+        if answering || !self.draft().is_empty() || !key.mods.is_empty() {
             return None;
         }
         let decide = |d: &str| {
@@ -533,12 +557,18 @@ impl App {
                 request_id: pending.request_id.clone(),
                 decision: d.into(),
                 input: None,
+                message: None,
             }])
         };
         match key.code {
             KeyCode::Char('y') => decide("allow"),
             KeyCode::Char('a') => decide("always"),
-            KeyCode::Char('n') => decide("deny"),
+            KeyCode::Char('n') => {
+                self.focus = Focus::Input;
+                self.denying_permission = Some(pending.request_id);
+                self.toast("why not? (optional, for the agent) · Enter denies · Esc backs out");
+                Some(Vec::new())
+            }
             KeyCode::Char('e') => {
                 let command = pending.input["command"].as_str().unwrap_or("").to_owned();
                 self.set_draft(&command);

@@ -275,13 +275,14 @@ async fn command(
             request_id,
             decision,
             input,
+            message,
         } => {
             client
                 .call::<m::SessionApprove>(m::ApproveParams {
                     session: session()?,
                     request_id,
                     decision,
-                    message: None,
+                    message,
                     input,
                 })
                 .await

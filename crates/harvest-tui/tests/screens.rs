@@ -369,7 +369,8 @@ fn a_permission_request_takes_the_tool_pane_and_y_allows_it() {
         vec![harvest_tui::app::Cmd::Approve {
             request_id: "req-1".into(),
             decision: "allow".into(),
-            input: None
+            input: None,
+            message: None,
         }]
     );
     // e puts the command in the input box; Enter allows the edited one.
@@ -391,6 +392,25 @@ fn a_permission_request_takes_the_tool_pane_and_y_allows_it() {
             request_id: "req-1".into(),
             decision: "allow".into(),
             input: Some(serde_json::json!({"command": "rm -rf target"})),
+            message: None,
+        }]
+    );
+    // n asks why (optional) and Enter denies with it; Esc would back out.
+    assert!(
+        app.on_key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::NONE))
+            .is_empty()
+    );
+    for c in "too risky".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    let cmds = app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(
+        cmds,
+        vec![harvest_tui::app::Cmd::Approve {
+            request_id: "req-1".into(),
+            decision: "deny".into(),
+            input: None,
+            message: Some("too risky".into()),
         }]
     );
 }

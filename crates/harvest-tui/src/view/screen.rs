@@ -85,7 +85,7 @@ pub fn prepare(app: &mut App, area: Rect) {
             Span::styled("a", theme.key()),
             Span::raw(" always allow this tool · "),
             Span::styled("n", theme.key()),
-            Span::raw(" deny · "),
+            Span::raw(" deny (with a reason) · "),
             Span::styled("e", theme.key()),
             Span::raw(" edit the command"),
         ]));
