@@ -12,7 +12,7 @@ const SCRIPT: &str = r#"
 prompt = "run the slow job"
 [[turn.step]]
 text = "Starting the slow job."
-tool_use = { name = "Bash", input = { command = "python3 -c 'import time; time.sleep(30)' && echo slow-job-finished", description = "Slow job" } }
+tool_use = { name = "Bash", input = { command = "python3 -c 'import time; time.sleep(30)' && echo slow-job-finished # MARKER", description = "Slow job" } }
 [[turn.step]]
 text = "The slow job finished."
 
@@ -24,7 +24,10 @@ text = "Still here."
 
 #[test]
 fn cancel_interrupts_a_long_bash_command_and_the_session_goes_on() {
-    let h = Harness::new(SCRIPT);
+    // The command carries this test's own folder, so no other run's sleeper is mistaken
+    // for it.
+    let h = Harness::with_script_for(|root| SCRIPT.replace("MARKER", &root.display().to_string()));
+    let marker = h.dir.path().display().to_string();
     let id = h.new_session("run the slow job");
     h.wait_events(
         &id,
@@ -34,7 +37,7 @@ fn cancel_interrupts_a_long_bash_command_and_the_session_goes_on() {
     );
     std::thread::sleep(Duration::from_millis(500));
     assert!(
-        sleeper_running(),
+        sleeper_running(&marker),
         "the long command should be running before the cancel"
     );
 
@@ -59,7 +62,10 @@ fn cancel_interrupts_a_long_bash_command_and_the_session_goes_on() {
         "the command ran to completion: {results:?}"
     );
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!sleeper_running(), "the cancelled command is still running");
+    assert!(
+        !sleeper_running(&marker),
+        "the cancelled command is still running"
+    );
     h.wait_events(
         &id,
         "the session to be idle",
@@ -82,9 +88,9 @@ fn cancel_interrupts_a_long_bash_command_and_the_session_goes_on() {
     assert!(evs.iter().any(|e| e["text"] == "Still here."));
 }
 
-fn sleeper_running() -> bool {
+fn sleeper_running(marker: &str) -> bool {
     std::process::Command::new("pgrep")
-        .args(["-f", "time.sleep\\(30\\)"])
+        .args(["-f", &format!("time.sleep\\(30\\).*{marker}")])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)

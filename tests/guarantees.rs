@@ -99,7 +99,7 @@ fn cancel_kills_everything_in_the_sandbox_when_the_agent_ignores_interrupt_and_s
         |e| e.iter().any(|e| e["raw"]["subtype"] == "stubborn_started"),
     );
     assert!(
-        escaped_child_running(),
+        escaped_child_running(&h),
         "the escaped tool child should be running"
     );
     let asked = Instant::now();
@@ -114,7 +114,7 @@ fn cancel_kills_everything_in_the_sandbox_when_the_agent_ignores_interrupt_and_s
     assert!(took < Duration::from_secs(5), "escalation took {took:?}");
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        !escaped_child_running(),
+        !escaped_child_running(&h),
         "a tool child in its own session survived the cancel"
     );
     let last = evs.last().unwrap();
@@ -125,9 +125,13 @@ fn cancel_kills_everything_in_the_sandbox_when_the_agent_ignores_interrupt_and_s
     );
 }
 
-fn escaped_child_running() -> bool {
+fn escaped_child_running(h: &Harness) -> bool {
+    let marker = format!(
+        "escaped-tool {}",
+        h.workspace.canonicalize().unwrap().display()
+    );
     std::process::Command::new("pgrep")
-        .args(["-f", "escaped-tool"])
+        .args(["-f", &marker])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)

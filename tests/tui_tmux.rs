@@ -26,7 +26,7 @@ text = "Fixed the greeting."
 [[turn]]
 prompt = "slow job"
 [[turn.step]]
-tool_use = { name = "Bash", input = { command = "python3 -c 'import time; time.sleep(30)'  # tmux-slow", description = "Slow job" } }
+tool_use = { name = "Bash", input = { command = "python3 -c 'import time; time.sleep(30)'  # tmux-slow MARKER", description = "Slow job" } }
 [[turn.step]]
 text = "slow done"
 "#;
@@ -128,7 +128,7 @@ impl Drop for Tmux<'_> {
 
 #[test]
 fn attach_work_detach_reattach_and_cancel_in_tmux() {
-    let h = Harness::new(SCRIPT);
+    let h = Harness::with_script_for(|root| SCRIPT.replace("MARKER", &root.display().to_string()));
     std::fs::write(h.workspace.join("greeting.txt"), "helo world\n").unwrap();
     let t = Tmux::start(&h);
     let ws = h.workspace.display().to_string();
@@ -206,8 +206,9 @@ fn attach_work_detach_reattach_and_cancel_in_tmux() {
         s.contains("keep this draft"),
         "the draft survives a cancel: {s}"
     );
+    let marker = format!("tmux-slow {}", h.dir.path().display());
     let sleeper = Command::new("pgrep")
-        .args(["-f", "tmux-slow"])
+        .args(["-f", &marker])
         .output()
         .unwrap();
     assert!(

@@ -34,7 +34,8 @@ for line in sys.stdin:
         result()
     elif words[0] == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        child = subprocess.Popen(["python3", "-c", "import time; time.sleep(300)  # escaped-tool"],
+        # The marker carries the workspace, so a test finds only its own child.
+        child = subprocess.Popen(["python3", "-c", "import time; time.sleep(300)  # escaped-tool " + os.getcwd()],
                                  start_new_session=True)
         emit({"type": "system", "subtype": "stubborn_started", "child": child.pid})
         sys.stdout.flush()
