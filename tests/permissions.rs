@@ -73,16 +73,20 @@ fn ask_mode_allow_race_deny_and_always() {
         !h.workspace.join("first.txt").exists(),
         "the call ran before it was allowed"
     );
+    // Allowed with the command edited: the edited one runs, not the requested one.
     h.ok(&[
         "approve",
         &id,
         req["request_id"].as_str().unwrap(),
         "--allow",
+        "--command",
+        "touch edited.txt",
     ]);
     h.wait_events(&id, "the first turn", LONG, |e| {
         !of_type(e, "turn_result").is_empty()
     });
-    assert!(h.workspace.join("first.txt").exists());
+    assert!(h.workspace.join("edited.txt").exists());
+    assert!(!h.workspace.join("first.txt").exists());
 
     // Two answers race: exactly one wins; here whichever it is decides the outcome.
     h.ok(&["send", &id, "second"]);

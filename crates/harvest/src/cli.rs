@@ -74,6 +74,9 @@ pub enum Command {
         /// With --deny: what the agent is told.
         #[arg(long)]
         message: Option<String>,
+        /// With --allow: run this command instead of the requested one (Bash).
+        #[arg(long)]
+        command: Option<String>,
     },
     /// A new session that starts as a copy of one (workspace and conversation so far).
     Fork {

@@ -59,6 +59,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             always,
             deny,
             message,
+            command,
         } => {
             let decision = match (allow, always, deny) {
                 (_, true, _) => "always",
@@ -66,7 +67,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 (true, _, _) => "allow",
                 _ => anyhow::bail!("say --allow, --always or --deny"),
             };
-            sessions::approve(&paths, &session, &request, decision, message).await
+            sessions::approve(&paths, &session, &request, decision, message, command).await
         }
     }
 }

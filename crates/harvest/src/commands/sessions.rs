@@ -156,15 +156,43 @@ pub async fn approve(
     request: &str,
     decision: &str,
     message: Option<String>,
+    command: Option<String>,
 ) -> Result<ExitCode> {
     let client = connect(paths).await?;
+    // An edited command replaces the requested one; the rest of the input is kept.
+    let input = match command {
+        Some(cmd) => {
+            let info = client
+                .call::<m::SessionEvents>(m::EventsParams {
+                    session: session.to_owned(),
+                    from_seq: Seq(1),
+                    to_seq: None,
+                    include_raw: false,
+                })
+                .await?;
+            let mut requested = info
+                .events
+                .iter()
+                .rev()
+                .find_map(|e| match &e.body {
+                    EventBody::PermissionRequest {
+                        request_id, input, ..
+                    } if request_id == request => Some(input.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| serde_json::json!({}));
+            requested["command"] = serde_json::Value::String(cmd);
+            Some(requested)
+        }
+        None => None,
+    };
     client
         .call::<m::SessionApprove>(m::ApproveParams {
             session: session.to_owned(),
             request_id: request.to_owned(),
             decision: decision.to_owned(),
             message,
-            input: None,
+            input,
         })
         .await?;
     Ok(ExitCode::SUCCESS)
