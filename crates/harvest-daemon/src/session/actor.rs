@@ -546,6 +546,7 @@ impl Actor {
         }
         let mut out = Vec::new();
         let mut auto_answers = Vec::new();
+        let mut release_slot = false;
         for p in parsed {
             for body in p.events {
                 if let EventBody::AgentInit {
@@ -578,13 +579,17 @@ impl Actor {
                     self.pending_turns = self.pending_turns.saturating_sub(1);
                     if self.pending_turns == 0 && self.ending.is_none() {
                         self.ladder = None;
-                        self.slot = None; // another session may run now
+                        release_slot = true;
                         out.push(NewEvent::new(status(SessionState::Idle, None)));
                     }
                 }
             }
         }
         self.commit(out, Some(offset)).await;
+        if release_slot {
+            // Only once the turn's end is stored may another session take the slot.
+            self.slot = None;
+        }
         // Requests for tools the user allowed "always" are answered at once.
         for line in auto_answers {
             if let Some(agent) = self.agent.as_mut()
