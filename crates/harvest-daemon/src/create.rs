@@ -9,7 +9,6 @@ use harvest_agent::{AgentCommand, locate_claude};
 use harvest_protocol::methods::{CreateParams, DaemonStatusResult, SessionInfo};
 use harvest_protocol::rpc::{RpcError, codes};
 use harvest_protocol::{EventBody, PROTOCOL_VERSION, Secret, SessionId, SessionState};
-use harvest_sandbox::SandboxSpec;
 use harvest_store::{NewEvent, NewSession};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -68,7 +67,7 @@ pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo
         permissions,
         fork_from: None,
     };
-    let row = store_call(daemon, {
+    store_call(daemon, {
         let new = NewSession {
             id: id.clone(),
             name,
@@ -79,21 +78,11 @@ pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo
         move |store| store.create_session(&new)
     })
     .await?;
-    let _ = row;
 
     match start(daemon, &id, &spec, &secrets, p.prompt.as_deref()).await {
         Ok(()) => info(daemon, &id).await,
         Err(e) => {
-            // Nothing half-made stays behind: the row, its folder, a fresh clone.
-            let _ = store_call(daemon, {
-                let id = id.clone();
-                move |store| store.delete_session(&id)
-            })
-            .await;
-            let _ = std::fs::remove_dir_all(daemon.paths.session_state_dir(id.as_str()));
-            if owns_workspace {
-                let _ = std::fs::remove_dir_all(&workspace);
-            }
+            discard(daemon, &id, owns_workspace.then_some(workspace.as_path())).await;
             Err(e)
         }
     }
@@ -106,13 +95,7 @@ async fn start(
     secrets: &BTreeMap<String, Secret>,
     prompt: Option<&str>,
 ) -> Result<(), RpcError> {
-    let sandbox_spec = SandboxSpec {
-        state_dir: daemon.paths.session_state_dir(id.as_str()),
-        workspace: spec.workspace.clone(),
-        hidden: hidden_paths(daemon, &spec.workspace),
-        agent_binary: spec.claude.clone(),
-        network: daemon.config.sandbox.network,
-    };
+    let sandbox_spec = session::sandbox_spec(daemon, id, spec);
     let mut sandbox = daemon
         .provider
         .create(&sandbox_spec)
@@ -221,12 +204,8 @@ pub async fn fork(
         copy_tree(&src_home, &home).await
     }
     .await;
-    let cleanup = || {
-        let _ = std::fs::remove_dir_all(&workspace);
-        let _ = std::fs::remove_dir_all(daemon.paths.session_state_dir(id.as_str()));
-    };
     if let Err(e) = copied {
-        cleanup();
+        discard(daemon, &id, Some(&workspace)).await;
         return Err(e);
     }
     let spec = SessionSpec {
@@ -250,11 +229,7 @@ pub async fn fork(
     };
     store_call(daemon, move |store| store.create_session(&new)).await?;
     if let Err(e) = start(daemon, &id, &spec, &secrets, None).await {
-        let _ = {
-            let id = id.clone();
-            store_call(daemon, move |store| store.delete_session(&id)).await
-        };
-        cleanup();
+        discard(daemon, &id, Some(&workspace)).await;
         return Err(e);
     }
     let message = format!("forked from session {source}: a copy of its workspace and conversation");
@@ -270,6 +245,20 @@ pub async fn fork(
         .await
     };
     info(daemon, &id).await
+}
+
+/// Undo a session that failed to come up, so nothing half-made stays behind: its row (if
+/// stored), its state folder, and the workspace Harvest made for it (a clone or a fork's
+/// copy; never a user's own folder).
+async fn discard(daemon: &Arc<Daemon>, id: &SessionId, owned_workspace: Option<&Path>) {
+    let _ = {
+        let id = id.clone();
+        store_call(daemon, move |store| store.delete_session(&id)).await
+    };
+    let _ = std::fs::remove_dir_all(daemon.paths.session_state_dir(id.as_str()));
+    if let Some(w) = owned_workspace {
+        let _ = std::fs::remove_dir_all(w);
+    }
 }
 
 /// `cp -a`: files, modes, links and times, as they are.
@@ -341,10 +330,11 @@ pub fn hidden_paths(daemon: &Daemon, own_workspace: &Path) -> Vec<PathBuf> {
         daemon.paths.config_dir.clone(),
         daemon.paths.socket_dir().to_owned(),
     ];
-    if let Ok(rows) = daemon.store.sessions() {
+    if let Ok(workspaces) = daemon.store.workspaces() {
         hidden.extend(
-            rows.into_iter()
-                .map(|r| PathBuf::from(r.info.workspace))
+            workspaces
+                .into_iter()
+                .map(PathBuf::from)
                 .filter(|w| w != own_workspace && !own_workspace.starts_with(w)),
         );
     }

@@ -169,6 +169,22 @@ pub fn claude_options(
     }
 }
 
+/// What a session's sandbox is made (or found again) from: the same for a new session, a
+/// resumed one and a re-adopted one.
+pub fn sandbox_spec(
+    daemon: &Daemon,
+    id: &SessionId,
+    spec: &SessionSpec,
+) -> harvest_sandbox::SandboxSpec {
+    harvest_sandbox::SandboxSpec {
+        state_dir: daemon.paths.session_state_dir(id.as_str()),
+        workspace: spec.workspace.clone(),
+        hidden: crate::create::hidden_paths(daemon, &spec.workspace),
+        agent_binary: spec.claude.clone(),
+        network: daemon.config.sandbox.network,
+    }
+}
+
 /// A running agent handed to an actor: just started, or found again after a restart.
 pub struct Live {
     pub sandbox: Box<dyn Sandbox>,
@@ -245,13 +261,7 @@ async fn adopt(
     row: &harvest_store::SessionRow,
     spec: &SessionSpec,
 ) -> Result<Option<Live>, harvest_sandbox::SandboxError> {
-    let sandbox_spec = harvest_sandbox::SandboxSpec {
-        state_dir: daemon.paths.session_state_dir(row.info.id.as_str()),
-        workspace: spec.workspace.clone(),
-        hidden: crate::create::hidden_paths(daemon, &spec.workspace),
-        agent_binary: spec.claude.clone(),
-        network: daemon.config.sandbox.network,
-    };
+    let sandbox_spec = sandbox_spec(daemon, &row.info.id, spec);
     let Some(found) = daemon
         .provider
         .adopt(&sandbox_spec, &row.sandbox_state)

@@ -66,6 +66,14 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    /// Every session's workspace folder (cheap: no per-session lookups).
+    pub fn workspaces(&self) -> Result<Vec<String>> {
+        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut stmt = conn.prepare_cached("SELECT workspace FROM sessions")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+    }
+
     pub fn set_spec(&self, id: &SessionId, spec: &serde_json::Value) -> Result<()> {
         let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         conn.execute(

@@ -9,9 +9,7 @@ use crate::redact;
 use harvest_agent::{AgentCommand, StreamParser, input};
 use harvest_protocol::rpc::{RpcError, codes};
 use harvest_protocol::{EventBody, Secret, SessionId, SessionState};
-use harvest_sandbox::{
-    AgentControl, AgentExit, AgentInput, AgentLog, AgentProcess, Sandbox, SandboxSpec,
-};
+use harvest_sandbox::{AgentControl, AgentExit, AgentInput, AgentLog, AgentProcess, Sandbox};
 use harvest_store::{NewEvent, StoredEvent};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -417,13 +415,7 @@ impl Actor {
     async fn resume(&mut self) -> Result<(), RpcError> {
         crate::create::require_credentials(&self.secrets)?;
         if self.sandbox.is_none() {
-            let spec = SandboxSpec {
-                state_dir: self.daemon.paths.session_state_dir(self.id.as_str()),
-                workspace: self.spec.workspace.clone(),
-                hidden: crate::create::hidden_paths(&self.daemon, &self.spec.workspace),
-                agent_binary: self.spec.claude.clone(),
-                network: self.daemon.config.sandbox.network,
-            };
+            let spec = super::sandbox_spec(&self.daemon, &self.id, &self.spec);
             let sandbox = self
                 .daemon
                 .provider
