@@ -319,18 +319,15 @@ async fn adopt(
 
 /// `daemon/stop`: every actor stops its agent and records why.
 pub async fn shutdown_all(daemon: &Arc<Daemon>) {
-    let waits: Vec<_> = daemon
-        .handles()
-        .into_iter()
-        .map(|h| async move { h.commands.closed().await })
-        .collect();
+    // The actors stop concurrently, each on the shutdown token; this only waits for all of
+    // them to have finished (each closes its command channel), within a bound.
+    let handles = daemon.handles();
+    let all_closed = async {
+        for h in &handles {
+            h.commands.closed().await;
+        }
+    };
     let deadline =
         std::time::Duration::from_secs_f64(daemon.config.agent.cancel_grace_secs * 2.0 + 2.0);
-    let _ = tokio::time::timeout(deadline, futures_join_all(waits)).await;
-}
-
-async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: Vec<F>) {
-    for f in futs {
-        f.await;
-    }
+    let _ = tokio::time::timeout(deadline, all_closed).await;
 }
