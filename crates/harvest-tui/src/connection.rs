@@ -100,6 +100,7 @@ async fn run(
         }
 
         // Serve until the connection drops or the UI asks to switch sessions.
+        let mut lost = true;
         loop {
             tokio::select! {
                 note = notes.recv() => {
@@ -129,6 +130,7 @@ async fn run(
                         Ok(Some(Switch(id))) => {
                             attached = Some(id);
                             last_seq = Seq(0);
+                            lost = false;
                             break; // a fresh connection carries only the new subscription
                         }
                         Ok(None) => {}
@@ -142,7 +144,7 @@ async fn run(
                 }
             }
         }
-        if client_gone(&client).await {
+        if lost {
             let _ = ui
                 .send(FromDaemon::Disconnected("connection lost".into()))
                 .await;
@@ -309,9 +311,4 @@ async fn command(
         }
     }
     Ok(None)
-}
-
-/// After the inner loop: was it a switch (the client still answers) or a lost connection?
-async fn client_gone(client: &Client) -> bool {
-    client.call::<m::DaemonStatus>(m::Empty {}).await.is_err()
 }
