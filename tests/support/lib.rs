@@ -37,6 +37,11 @@ impl Harness {
         Self::build(script, &[])
     }
 
+    /// Both: a script that names the test's paths, and environment for every command.
+    pub fn with_env_for(script: impl FnOnce(&Path) -> String, env: &[(&str, &str)]) -> Harness {
+        Self::build(script, env)
+    }
+
     fn build(script: impl FnOnce(&Path) -> String, env: &[(&str, &str)]) -> Harness {
         let dir = tempfile::Builder::new()
             .prefix("hv")
@@ -179,9 +184,21 @@ impl Harness {
             .status()
             .unwrap();
         let start = Instant::now();
-        while Path::new(&format!("/proc/{pid}")).exists()
-            && start.elapsed() < Duration::from_secs(5)
-        {
+        // Dead once gone, or a zombie with no thread left: the machine's init may take a
+        // second or more to reap it, and such a zombie holds nothing (no socket, no lock).
+        // The leader alone turns Z while other threads still exit, holding the files.
+        let alive = || {
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')));
+            match zombie {
+                Err(_) => false,
+                Ok(false) => true,
+                Ok(true) => std::fs::read_dir(format!("/proc/{pid}/task"))
+                    .map(|d| d.count() > 1)
+                    .unwrap_or(false),
+            }
+        };
+        while alive() && start.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(20));
         }
     }

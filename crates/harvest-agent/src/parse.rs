@@ -15,7 +15,11 @@ use std::collections::HashMap;
 /// Parser state for one CLI process: the names of tools by call id (a result names only
 /// the call id) and the process's running cost total, from which each turn's own cost is
 /// derived. Start a new parser for each new process (`--resume` restarts the totals).
-#[derive(Debug, Default)]
+///
+/// It is small and serialisable: the daemon commits it with the events it produced, so a
+/// restarted daemon restores it from the store instead of re-reading the log. Names are
+/// kept only for calls whose result has not arrived yet.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StreamParser {
     tool_names: HashMap<String, String>,
     total_cost_usd: f64,
@@ -103,6 +107,19 @@ impl StreamParser {
                 | "hook_started"
                 | "hook_response",
             ) => Vec::new(),
+            // Markers the session supervisor writes in place of lines it would not keep.
+            ("harvest_line_too_long", _) => vec![EventBody::Error {
+                message: format!(
+                    "the agent printed a line of {} bytes, over the limit of {}; it was dropped",
+                    v["bytes"], v["limit"]
+                ),
+            }],
+            ("harvest_torn_line", _) => vec![EventBody::Error {
+                message: format!(
+                    "the agent ended in the middle of a line ({} bytes without a newline were dropped)",
+                    v["bytes"]
+                ),
+            }],
             ("assistant", _) => self.assistant(v),
             ("user", _) => self.user(v),
             ("result", _) => vec![self.result(v)],
@@ -171,7 +188,8 @@ impl StreamParser {
             }
             let tool_use_id = str_at(block, "tool_use_id").to_owned();
             let is_error = block["is_error"].as_bool().unwrap_or(false);
-            let tool = self.tool_names.get(&tool_use_id).map(String::as_str);
+            let name = self.tool_names.remove(&tool_use_id);
+            let tool = name.as_deref();
             out.push(EventBody::ToolResult {
                 output: tool_result::structured(tool, &v["tool_use_result"]),
                 tool_use_id,

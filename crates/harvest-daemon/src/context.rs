@@ -12,11 +12,50 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// The sandbox providers of this daemon, by kind. Each session records its kind and is
+/// created, adopted, stopped and removed by that provider.
+#[derive(Default)]
+pub struct Providers {
+    by_kind: Vec<Arc<dyn Provider>>,
+}
+
+impl Providers {
+    pub fn add(&mut self, provider: Arc<dyn Provider>) {
+        self.by_kind.push(provider);
+    }
+
+    pub fn get(&self, kind: &str) -> Result<Arc<dyn Provider>, RpcError> {
+        self.by_kind
+            .iter()
+            .find(|p| p.kind() == kind)
+            .cloned()
+            .ok_or_else(|| {
+                RpcError::new(
+                    codes::SANDBOX_UNAVAILABLE,
+                    format!(
+                        "sandbox {kind:?} is not available in this daemon; available: {}",
+                        self.kinds().join(", ")
+                    ),
+                )
+            })
+    }
+
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.by_kind.iter().map(|p| p.kind()).collect()
+    }
+
+    pub fn all(&self) -> Vec<Arc<dyn Provider>> {
+        self.by_kind.clone()
+    }
+}
+
+/// The daemon's shared services. The session registry lives beside them (`sessions`),
+/// reached only through the methods below.
 pub struct Daemon {
     pub paths: Paths,
     pub config: Config,
     pub store: Arc<Store>,
-    pub provider: Arc<dyn Provider>,
+    pub providers: Providers,
     pub started: Instant,
     /// Cancelled by `daemon/stop` or a signal: the accept loop and every actor stop.
     pub shutdown: CancellationToken,
@@ -28,7 +67,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn new(paths: Paths, config: Config, store: Store, provider: Arc<dyn Provider>) -> Self {
+    pub fn new(paths: Paths, config: Config, store: Arc<Store>, providers: Providers) -> Self {
         let running_slots = (config.agent.max_running_sessions > 0).then(|| {
             Arc::new(tokio::sync::Semaphore::new(
                 config.agent.max_running_sessions,
@@ -38,8 +77,8 @@ impl Daemon {
             running_slots,
             paths,
             config,
-            store: Arc::new(store),
-            provider,
+            store,
+            providers,
             started: Instant::now(),
             shutdown: CancellationToken::new(),
             sessions: Mutex::new(HashMap::new()),

@@ -3,15 +3,16 @@
 //! made: credentials, the agent CLI, the sandbox provider, the workspace.
 
 use crate::context::Daemon;
+use crate::policy;
 use crate::session::{self, SessionSpec};
-use harvest_agent::command::FORWARDED_ENV;
-use harvest_agent::{AgentCommand, locate_claude};
+use harvest_agent::AgentCommand;
 use harvest_protocol::methods::{CreateParams, DaemonStatusResult, SessionInfo};
 use harvest_protocol::rpc::{RpcError, codes};
 use harvest_protocol::{EventBody, PROTOCOL_VERSION, Secret, SessionId, SessionState};
+use harvest_sandbox::{Provider, WorkspaceSource};
 use harvest_store::{NewEvent, NewSession};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo, RpcError> {
@@ -19,17 +20,16 @@ pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo
         .sandbox
         .clone()
         .unwrap_or_else(|| daemon.config.sandbox.default.clone());
-    if sandbox_kind != daemon.provider.kind() {
-        return Err(RpcError::new(
-            codes::SANDBOX_UNAVAILABLE,
-            format!("sandbox {sandbox_kind:?} is not available in this build; use --sandbox local"),
-        ));
-    }
-    let secrets = forwarded(daemon, p.env);
-    require_credentials(&secrets)?;
-    let claude = find_claude(daemon)?;
-    daemon
-        .provider
+    let provider = daemon.providers.get(&sandbox_kind)?;
+    let secrets = policy::forwarded(daemon, p.env);
+    policy::require_credentials(&secrets)?;
+    // A sandbox that brings its own agent needs none on this machine.
+    let claude = if provider.brings_agent() {
+        None
+    } else {
+        Some(policy::find_claude(daemon)?)
+    };
+    provider
         .check()
         .await
         .map_err(|e| RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()))?;
@@ -48,25 +48,34 @@ pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo
             ));
         }
     };
+    let source = policy::workspace_source(daemon, &p.workspace, &p.repo)?;
     let id = new_id(daemon);
-    let (workspace, owns_workspace) = workspace(daemon, &id, &p.workspace, &p.repo).await?;
+    let (workspace, owns_workspace) = match &source {
+        WorkspaceSource::Folder { path } => (path.clone(), false),
+        WorkspaceSource::Owned { path } => (path.clone(), true),
+        // Where the local provider puts it; a remote provider reports its own below.
+        WorkspaceSource::Clone { .. } => (daemon.paths.workspaces_dir().join(id.as_str()), true),
+    };
     let name = p
         .name
         .clone()
-        .unwrap_or_else(|| default_name(&workspace, p.prompt.as_deref()));
+        .unwrap_or_else(|| default_name(&workspace, p.repo.as_deref(), p.prompt.as_deref()));
     let spec = SessionSpec {
         workspace: workspace.clone(),
-        repo: p.repo.clone(),
+        repo: p.repo.as_deref().map(harvest_sandbox::local::redact_url),
         owns_workspace,
+        source: Some(source),
         model: p
             .model
             .clone()
             .or_else(|| daemon.config.agent.model.clone()),
         agent_session_id: uuid::Uuid::new_v4().to_string(),
-        claude: claude.clone(),
+        claude,
         permissions,
         fork_from: None,
     };
+    // Recorded before the sandbox exists: a crash from here on leaves a session whose
+    // sandbox the next daemon finds (or removes), never an unknown one.
     store_call(daemon, {
         let new = NewSession {
             id: id.clone(),
@@ -79,10 +88,19 @@ pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo
     })
     .await?;
 
-    match start(daemon, &id, &spec, &secrets, p.prompt.as_deref()).await {
+    match start(
+        daemon,
+        provider.clone(),
+        &id,
+        &spec,
+        &secrets,
+        p.prompt.as_deref(),
+    )
+    .await
+    {
         Ok(()) => info(daemon, &id).await,
         Err(e) => {
-            discard(daemon, &id, owns_workspace.then_some(workspace.as_path())).await;
+            discard(daemon, &provider, &id).await;
             Err(e)
         }
     }
@@ -90,18 +108,18 @@ pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo
 
 async fn start(
     daemon: &Arc<Daemon>,
+    provider: Arc<dyn Provider>,
     id: &SessionId,
     spec: &SessionSpec,
     secrets: &BTreeMap<String, Secret>,
     prompt: Option<&str>,
 ) -> Result<(), RpcError> {
-    let sandbox_spec = session::sandbox_spec(daemon, id, spec);
-    let mut sandbox = daemon
-        .provider
+    let sandbox_spec = policy::sandbox_spec(daemon, id.as_str(), spec);
+    let mut sandbox = provider
         .create(&sandbox_spec)
         .await
         .map_err(|e| RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()))?;
-    let opts = session::claude_options(daemon, spec, false, 0.0);
+    let opts = policy::claude_options(daemon, spec, false, 0.0);
     let cmd = AgentCommand::claude(sandbox.agent_program(), &opts);
     let process = match sandbox.spawn_agent(&cmd, secrets).await {
         Ok(p) => p,
@@ -110,12 +128,18 @@ async fn start(
             return Err(RpcError::new(codes::AGENT_UNAVAILABLE, e.to_string()));
         }
     };
+    crash_point("after_spawn");
     let persisted = sandbox.persisted();
+    let shown_workspace = sandbox
+        .host_workspace()
+        .unwrap_or(sandbox.workspace())
+        .display()
+        .to_string();
     let events = vec![
         NewEvent::new(EventBody::Sandbox {
             message: format!(
                 "{} sandbox ready; workspace {}",
-                daemon.provider.kind(),
+                provider.kind(),
                 sandbox.workspace().display()
             ),
         }),
@@ -124,17 +148,27 @@ async fn start(
             reason: None,
         }),
     ];
+    let checkpoint = serde_json::to_value(session::Checkpoint {
+        at: harvest_sandbox::LogPosition {
+            log_id: process.log_id,
+            offset: 0,
+            ended: false,
+        },
+        ..Default::default()
+    })
+    .ok();
     store_call(daemon, {
         let id = id.clone();
         move |store| {
             store.set_sandbox_state(&id, &persisted)?;
-            store.append(&id, events, None)
+            store.set_workspace(&id, &shown_workspace)?;
+            store.append(&id, events, checkpoint.as_ref())
         }
     })
     .await?;
-    let offset = process.log_start;
     let handle = session::spawn(
         daemon,
+        provider,
         session::Setup {
             id: id.clone(),
             spec: spec.clone(),
@@ -142,14 +176,19 @@ async fn start(
             secrets: secrets.clone(),
             conversation_started: false,
             spent_usd: 0.0,
+            restore: None,
         },
         Some(session::Live {
             sandbox,
+            checkpoint: session::Checkpoint {
+                at: harvest_sandbox::LogPosition {
+                    log_id: process.log_id,
+                    offset: 0,
+                    ended: false,
+                },
+                ..Default::default()
+            },
             process,
-            offset,
-            parser: harvest_agent::StreamParser::new(),
-            pending_turns: 0,
-            pending_permissions: Vec::new(),
         }),
     );
     // The first message goes the way every message goes: through the actor, which stores
@@ -158,6 +197,15 @@ async fn start(
         handle.send(prompt.to_owned(), BTreeMap::new()).await?;
     }
     Ok(())
+}
+
+/// A test hook: `HARVEST_TEST_CRASH_AT=<point>` makes the daemon die at that point, as a
+/// `kill -9` would, so tests can prove a crash there leaves nothing behind.
+fn crash_point(point: &str) {
+    if std::env::var("HARVEST_TEST_CRASH_AT").is_ok_and(|p| p == point) {
+        tracing::warn!(point, "crashing on purpose (HARVEST_TEST_CRASH_AT)");
+        std::process::abort();
+    }
 }
 
 /// `session/fork`: a new session with a copy of the workspace and of the agent's HOME (its
@@ -172,6 +220,16 @@ pub async fn fork(
         store_call(daemon, move |store| store.session(&id)).await?
     }
     .ok_or_else(|| RpcError::new(codes::SESSION_NOT_FOUND, format!("no session {source}")))?;
+    if src.info.sandbox != "local" {
+        return Err(RpcError::new(
+            codes::SANDBOX_UNAVAILABLE,
+            format!(
+                "fork is not supported for {} sandboxes yet; start a new session instead",
+                src.info.sandbox
+            ),
+        ));
+    }
+    let provider = daemon.providers.get(&src.info.sandbox)?;
     let src_spec: SessionSpec = serde_json::from_value(src.spec.clone())
         .map_err(|e| RpcError::new(codes::INTERNAL, format!("session {source}: {e}")))?;
     let Some(conversation) = src.info.agent_session_id.clone() else {
@@ -180,11 +238,10 @@ pub async fn fork(
             format!("session {source} has no conversation to fork yet; send it a message first"),
         ));
     };
-    let secrets = forwarded(daemon, p.env);
-    require_credentials(&secrets)?;
-    let claude = find_claude(daemon)?;
-    daemon
-        .provider
+    let secrets = policy::forwarded(daemon, p.env);
+    policy::require_credentials(&secrets)?;
+    let claude = Some(policy::find_claude(daemon)?);
+    provider
         .check()
         .await
         .map_err(|e| RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()))?;
@@ -199,19 +256,13 @@ pub async fn fork(
         .paths
         .session_state_dir(source.as_str())
         .join(harvest_sandbox::local::HOME_DIR);
-    let copied = async {
-        copy_tree(&src_spec.workspace, &workspace).await?;
-        copy_tree(&src_home, &home).await
-    }
-    .await;
-    if let Err(e) = copied {
-        discard(daemon, &id, Some(&workspace)).await;
-        return Err(e);
-    }
     let spec = SessionSpec {
         workspace: workspace.clone(),
         repo: src_spec.repo.clone(),
         owns_workspace: true,
+        source: Some(WorkspaceSource::Owned {
+            path: workspace.clone(),
+        }),
         model: src_spec.model.clone(),
         agent_session_id: uuid::Uuid::new_v4().to_string(),
         claude,
@@ -228,8 +279,17 @@ pub async fn fork(
         spec: serde_json::to_value(&spec).unwrap_or_default(),
     };
     store_call(daemon, move |store| store.create_session(&new)).await?;
-    if let Err(e) = start(daemon, &id, &spec, &secrets, None).await {
-        discard(daemon, &id, Some(&workspace)).await;
+    let copied = async {
+        copy_tree(&src_spec.workspace, &workspace).await?;
+        copy_tree(&src_home, &home).await
+    }
+    .await;
+    if let Err(e) = copied {
+        discard(daemon, &provider, &id).await;
+        return Err(e);
+    }
+    if let Err(e) = start(daemon, provider.clone(), &id, &spec, &secrets, None).await {
+        discard(daemon, &provider, &id).await;
         return Err(e);
     }
     let message = format!("forked from session {source}: a copy of its workspace and conversation");
@@ -247,18 +307,17 @@ pub async fn fork(
     info(daemon, &id).await
 }
 
-/// Undo a session that failed to come up, so nothing half-made stays behind: its row (if
-/// stored), its state folder, and the workspace Harvest made for it (a clone or a fork's
-/// copy; never a user's own folder).
-async fn discard(daemon: &Arc<Daemon>, id: &SessionId, owned_workspace: Option<&Path>) {
+/// Undo a session that failed to come up, so nothing half-made stays behind: its sandbox
+/// (the provider removes what it made: state, clone, copy; never a user's own folder) and
+/// its row, last, so a crash in between leaves a row the next start reconciles.
+async fn discard(daemon: &Arc<Daemon>, provider: &Arc<dyn Provider>, id: &SessionId) {
+    if let Err(e) = provider.remove_orphan(id.as_str()).await {
+        tracing::warn!(session = %id, error = %e, "sandbox of a failed session not removed");
+    }
     let _ = {
         let id = id.clone();
         store_call(daemon, move |store| store.delete_session(&id)).await
     };
-    let _ = std::fs::remove_dir_all(daemon.paths.session_state_dir(id.as_str()));
-    if let Some(w) = owned_workspace {
-        let _ = std::fs::remove_dir_all(w);
-    }
 }
 
 /// `cp -a`: files, modes, links and times, as they are.
@@ -287,104 +346,6 @@ async fn copy_tree(from: &Path, to: &Path) -> Result<(), RpcError> {
     }
 }
 
-/// Keep only the variables meant for the agent: the credential set and the config's list.
-fn forwarded(daemon: &Daemon, env: BTreeMap<String, Secret>) -> BTreeMap<String, Secret> {
-    env.into_iter()
-        .filter(|(k, v)| {
-            !v.expose().is_empty()
-                && (FORWARDED_ENV.contains(&k.as_str())
-                    || daemon.config.agent.forward_env.iter().any(|f| f == k))
-        })
-        .collect()
-}
-
-pub fn require_credentials(secrets: &BTreeMap<String, Secret>) -> Result<(), RpcError> {
-    if FORWARDED_ENV.iter().any(|k| secrets.contains_key(*k)) {
-        return Ok(());
-    }
-    Err(RpcError::new(
-        codes::CREDENTIALS_MISSING,
-        "no API key for the agent: set ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN or \
-         CLAUDE_CODE_OAUTH_TOKEN; ANTHROPIC_BASE_URL for a gateway) in the environment of the \
-         harvest command, or try `harvest demo`, which needs none",
-    ))
-}
-
-fn find_claude(daemon: &Daemon) -> Result<PathBuf, RpcError> {
-    let env_path = std::env::var_os("HARVEST_CLAUDE").map(PathBuf::from);
-    let explicit = match (&daemon.config.agent.claude_path, &env_path) {
-        (Some(p), _) => Some((p.as_path(), "the config's agent.claude_path")),
-        (None, Some(p)) if !p.as_os_str().is_empty() => Some((p.as_path(), "HARVEST_CLAUDE")),
-        _ => None,
-    };
-    let path_var = std::env::var("PATH").ok();
-    locate_claude(explicit, path_var.as_deref())
-        .map_err(|e| RpcError::new(codes::AGENT_UNAVAILABLE, e.to_string()))
-}
-
-/// What the agent must not see even where a system mount would show it.
-pub fn hidden_paths(daemon: &Daemon, own_workspace: &Path) -> Vec<PathBuf> {
-    let mut hidden = vec![
-        daemon.paths.data_dir.clone(),
-        daemon.paths.state_dir.clone(),
-        daemon.paths.config_dir.clone(),
-        daemon.paths.socket_dir().to_owned(),
-    ];
-    if let Ok(workspaces) = daemon.store.workspaces() {
-        hidden.extend(
-            workspaces
-                .into_iter()
-                .map(PathBuf::from)
-                .filter(|w| w != own_workspace && !own_workspace.starts_with(w)),
-        );
-    }
-    hidden
-}
-
-async fn workspace(
-    daemon: &Daemon,
-    id: &SessionId,
-    workspace: &Option<String>,
-    repo: &Option<String>,
-) -> Result<(PathBuf, bool), RpcError> {
-    let bad = |m: String| RpcError::new(codes::INVALID_PARAMS, m);
-    match (workspace, repo) {
-        (Some(_), Some(_)) => Err(bad("give either --workspace or --repo, not both".into())),
-        (None, None) => Err(bad(
-            "no workspace: give --workspace DIR (a folder to work in) or --repo URL (to clone)"
-                .into(),
-        )),
-        (Some(dir), None) => {
-            let path = std::fs::canonicalize(dir)
-                .map_err(|e| bad(format!("workspace {dir}: {e}; create it or fix the path")))?;
-            if !path.is_dir() {
-                return Err(bad(format!("workspace {dir} is not a folder")));
-            }
-            Ok((path, false))
-        }
-        (None, Some(url)) => {
-            let target = daemon.paths.workspaces_dir().join(id.as_str());
-            std::fs::create_dir_all(daemon.paths.workspaces_dir())
-                .map_err(|e| bad(format!("cannot create the workspaces folder: {e}")))?;
-            let out = tokio::process::Command::new("git")
-                .args(["clone", "--quiet", "--", url])
-                .arg(&target)
-                .env("GIT_TERMINAL_PROMPT", "0")
-                .output()
-                .await
-                .map_err(|e| bad(format!("cannot run git to clone {url}: {e}; install git")))?;
-            if !out.status.success() {
-                let _ = std::fs::remove_dir_all(&target);
-                return Err(bad(format!(
-                    "git clone {url} failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
-            Ok((target, true))
-        }
-    }
-}
-
 fn new_id(daemon: &Daemon) -> SessionId {
     loop {
         let id = SessionId(uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
@@ -394,18 +355,32 @@ fn new_id(daemon: &Daemon) -> SessionId {
     }
 }
 
-fn default_name(workspace: &Path, prompt: Option<&str>) -> String {
-    let base = workspace
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "session".into());
-    match prompt {
+/// At most this many characters of a default name (a long prompt must not make every
+/// `session/list` reply huge).
+const NAME_CHARS: usize = 60;
+
+fn default_name(workspace: &Path, repo: Option<&str>, prompt: Option<&str>) -> String {
+    let base = match repo {
+        Some(url) => harvest_sandbox::local::redact_url(url)
+            .trim_end_matches('/')
+            .trim_end_matches(".git")
+            .rsplit('/')
+            .next()
+            .unwrap_or("session")
+            .to_owned(),
+        None => workspace
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "session".into()),
+    };
+    let name = match prompt {
         Some(p) => {
             let words: Vec<&str> = p.split_whitespace().take(4).collect();
             format!("{base}: {}", words.join(" "))
         }
         None => base,
-    }
+    };
+    name.chars().take(NAME_CHARS).collect()
 }
 
 pub async fn list(daemon: &Arc<Daemon>) -> Result<Vec<SessionInfo>, RpcError> {

@@ -9,8 +9,11 @@
 mod connection;
 mod context;
 mod create;
+mod fake_remote;
 mod hook;
 mod listener;
+mod policy;
+mod providers;
 mod redact;
 mod session;
 mod subscription;

@@ -4,7 +4,6 @@
 use crate::context::Daemon;
 use crate::{connection, session};
 use harvest_config::{Config, Paths};
-use harvest_sandbox::LocalProvider;
 use harvest_store::Store;
 use interprocess::local_socket::tokio::prelude::*;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions};
@@ -64,10 +63,10 @@ pub async fn serve(paths: Paths, config: Config) -> Result<(), ListenError> {
     for dir in [&paths.data_dir, &paths.state_dir, &paths.sessions_dir()] {
         make_dir(dir)?;
     }
-    let store = Store::open(&paths.store())?;
-    let provider = Arc::new(LocalProvider::new(config.sandbox.bwrap_path.clone()));
-    let daemon = Arc::new(Daemon::new(paths.clone(), config, store, provider));
-    session::restore_all(&daemon).await?;
+    let store = Arc::new(Store::open(&paths.store())?);
+    let providers = crate::providers::build(&paths, &config, &store);
+    let rows = store.sessions()?;
+    let daemon = Arc::new(Daemon::new(paths.clone(), config, store, providers));
 
     // We hold the lock, so a socket file left here is stale (its daemon died).
     let _ = std::fs::remove_file(&paths.socket);
@@ -88,6 +87,13 @@ pub async fn serve(paths: Paths, config: Config) -> Result<(), ListenError> {
             source,
         })?;
     tracing::info!(socket = %paths.socket.display(), pid = std::process::id(), "daemon listening");
+    // Sessions are found again once the socket answers, each on its own: a daemon with
+    // many sessions answers `hello` at once, and a session's calls wait in its actor's
+    // queue until it is restored.
+    {
+        let daemon = daemon.clone();
+        tokio::spawn(async move { session::restore_all(&daemon, rows).await });
+    }
 
     spawn_signal_handler(daemon.clone());
     spawn_checkpointer(daemon.clone());

@@ -6,9 +6,9 @@ mod lines;
 use crate::context::Daemon;
 use harvest_protocol::rpc::{RpcError, codes};
 use harvest_protocol::{Secret, SessionId, SessionState};
-use harvest_sandbox::{AgentProcess, Sandbox};
+use harvest_sandbox::{AgentProcess, LogPosition, Provider, Sandbox, WorkspaceSource};
 
-use harvest_store::{StoreError, StoredEvent};
+use harvest_store::StoredEvent;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,22 +26,73 @@ const COMMANDS: usize = 64;
 /// What a session was created with, minus secrets; stored as the session's `spec`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionSpec {
+    /// The workspace on this machine, when it is on this machine (for `ls` and hidden
+    /// paths); what the sandbox works on is [`SessionSpec::workspace_source`].
     pub workspace: PathBuf,
     #[serde(default)]
     pub repo: Option<String>,
-    /// The workspace was cloned by Harvest and is removed with the session.
+    /// The workspace was made by Harvest (a clone, a fork's copy) and goes with the session.
     #[serde(default)]
     pub owns_workspace: bool,
+    /// Where the workspace comes from (absent in sessions stored before providers had
+    /// sources; derived from the fields above then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<WorkspaceSource>,
     #[serde(default)]
     pub model: Option<String>,
     /// The CLI's conversation id, chosen up front so it can always be resumed.
     pub agent_session_id: String,
-    pub claude: PathBuf,
+    /// The host's claude CLI, for providers that need one; `None` when the sandbox brings
+    /// its own.
+    #[serde(default)]
+    pub claude: Option<PathBuf>,
     #[serde(default)]
     pub permissions: harvest_agent::Permissions,
     /// A fork not started yet: its first agent resumes this conversation as a copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fork_from: Option<String>,
+}
+
+impl SessionSpec {
+    pub fn workspace_source(&self) -> WorkspaceSource {
+        match (&self.source, self.owns_workspace) {
+            (Some(s), _) => s.clone(),
+            (None, true) => WorkspaceSource::Owned {
+                path: self.workspace.clone(),
+            },
+            (None, false) => WorkspaceSource::Folder {
+                path: self.workspace.clone(),
+            },
+        }
+    }
+}
+
+/// A permission request the agent waits on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PendingPermission {
+    pub request_id: String,
+    pub tool: String,
+    pub input: serde_json::Value,
+}
+
+/// The ingestion checkpoint, committed with the events it covers (in the same
+/// transaction): where in which log ingestion stands, and everything the actor derived from
+/// the lines before that point. A restarted daemon starts from it as it is: nothing is
+/// re-read and nothing is recounted from the session's history.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Checkpoint {
+    #[serde(flatten)]
+    pub at: LogPosition,
+    #[serde(default)]
+    pub parser: harvest_agent::StreamParser,
+    /// Turns the agent has begun and not yet ended.
+    #[serde(default)]
+    pub pending_turns: u32,
+    #[serde(default)]
+    pub pending_permissions: Vec<PendingPermission>,
+    /// Tools the user allowed for the rest of the session.
+    #[serde(default)]
+    pub always_allowed: Vec<String>,
 }
 
 pub enum Command {
@@ -63,6 +114,11 @@ pub enum Command {
     Approve {
         params: harvest_protocol::methods::ApproveParams,
         reply: oneshot::Sender<Result<(), RpcError>>,
+    },
+    ReadFile {
+        path: PathBuf,
+        limit: u64,
+        reply: oneshot::Sender<Result<Vec<u8>, RpcError>>,
     },
     Remove {
         reply: oneshot::Sender<Result<(), RpcError>>,
@@ -112,11 +168,16 @@ impl SessionHandle {
     pub async fn remove(&self) -> Result<(), RpcError> {
         self.call(|reply| Command::Remove { reply }).await
     }
+    /// A file as the agent sees it, read inside its sandbox (never from host paths).
+    pub async fn read_file(&self, path: PathBuf, limit: u64) -> Result<Vec<u8>, RpcError> {
+        self.call(|reply| Command::ReadFile { path, limit, reply })
+            .await
+    }
 
-    async fn call(
+    async fn call<T>(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<(), RpcError>>) -> Command,
-    ) -> Result<(), RpcError> {
+        make: impl FnOnce(oneshot::Sender<Result<T, RpcError>>) -> Command,
+    ) -> Result<T, RpcError> {
         let gone = || {
             RpcError::new(
                 codes::SESSION_NOT_FOUND,
@@ -140,67 +201,25 @@ pub struct Setup {
     pub conversation_started: bool,
     /// What the session's turns have cost so far.
     pub spent_usd: f64,
-}
-
-/// The CLI's options for a session's agent: how it asks, its model, its limits. `spent` is
-/// what the session has cost so far, so the CLI's own budget is what is left.
-pub fn claude_options(
-    daemon: &Daemon,
-    spec: &SessionSpec,
-    resume: bool,
-    spent: f64,
-) -> harvest_agent::ClaudeOptions {
-    let cfg = &daemon.config.agent;
-    let fork = !resume && spec.fork_from.is_some();
-    harvest_agent::ClaudeOptions {
-        permissions: spec.permissions,
-        model: spec.model.clone(),
-        resume: if fork {
-            spec.fork_from.clone()
-        } else {
-            resume.then(|| spec.agent_session_id.clone())
-        },
-        fork,
-        session_id: (!resume && !fork).then(|| spec.agent_session_id.clone()),
-        max_retries: Some(cfg.max_retries),
-        append_system_prompt: None,
-        max_turns: (cfg.max_turns > 0).then_some(cfg.max_turns),
-        max_budget_usd: (cfg.max_budget_usd > 0.0).then(|| (cfg.max_budget_usd - spent).max(0.0)),
-    }
-}
-
-/// What a session's sandbox is made (or found again) from: the same for a new session, a
-/// resumed one and a re-adopted one.
-pub fn sandbox_spec(
-    daemon: &Daemon,
-    id: &SessionId,
-    spec: &SessionSpec,
-) -> harvest_sandbox::SandboxSpec {
-    harvest_sandbox::SandboxSpec {
-        state_dir: daemon.paths.session_state_dir(id.as_str()),
-        workspace: spec.workspace.clone(),
-        hidden: crate::create::hidden_paths(daemon, &spec.workspace),
-        agent_binary: spec.claude.clone(),
-        network: daemon.config.sandbox.network,
-    }
+    /// A stored session to find again (its sandbox and agent) before anything else.
+    pub restore: Option<harvest_store::SessionRow>,
 }
 
 /// A running agent handed to an actor: just started, or found again after a restart.
 pub struct Live {
     pub sandbox: Box<dyn Sandbox>,
     pub process: AgentProcess,
-    /// Where ingestion continues in the agent log.
-    pub offset: u64,
-    /// The parser's state for this process so far (tool names, running cost).
-    pub parser: harvest_agent::StreamParser,
-    /// Turns begun and not yet ended.
-    pub pending_turns: u32,
-    /// Permission requests the agent still waits on: (request id, tool, input).
-    pub pending_permissions: Vec<(String, String, serde_json::Value)>,
+    pub checkpoint: Checkpoint,
 }
 
-/// Start the actor of a session; `live` is its sandbox and agent when it has them.
-pub fn spawn(daemon: &Arc<Daemon>, setup: Setup, live: Option<Live>) -> SessionHandle {
+/// Start the actor of a session; `live` is its sandbox and agent when it has them. The
+/// session's provider is the one of the kind it was created with.
+pub fn spawn(
+    daemon: &Arc<Daemon>,
+    provider: Arc<dyn Provider>,
+    setup: Setup,
+    live: Option<Live>,
+) -> SessionHandle {
     let (commands, rx) = mpsc::channel(COMMANDS);
     let (events, _) = broadcast::channel(LIVE_BUFFER);
     let shared_state = Arc::new(std::sync::Mutex::new(setup.state));
@@ -210,39 +229,33 @@ pub fn spawn(daemon: &Arc<Daemon>, setup: Setup, live: Option<Live>) -> SessionH
         state: shared_state.clone(),
     };
     daemon.register(setup.id.clone(), handle.clone());
-    let actor = Actor::new(daemon.clone(), setup, events, shared_state);
+    let actor = Actor::new(daemon.clone(), provider, setup, events, shared_state);
     tokio::spawn(actor.run(rx, live));
     handle
 }
 
-/// At start: give every stored session an actor. A session whose agent still runs (the
-/// last daemon died, the agent did not) is re-adopted: its log is read on from the stored
-/// offset and the turn completes as if nothing happened. One whose agent is gone is marked
-/// `interrupted` by its actor; the next message resumes the conversation.
-pub async fn restore_all(daemon: &Arc<Daemon>) -> Result<(), StoreError> {
-    let store = daemon.store.clone();
-    let rows = tokio::task::spawn_blocking(move || store.sessions())
-        .await
-        .map_err(|e| StoreError::Encode(serde_json::Error::io(std::io::Error::other(e))))??;
+/// At start, once the socket answers: give every stored session an actor. Each actor finds
+/// its own sandbox and agent again (concurrently with the others, and before it takes any
+/// command), so a daemon with many sessions answers at once. A session whose agent still
+/// runs, or left output unread, is re-adopted: its log is read on from the committed
+/// checkpoint. One whose sandbox or agent is gone is marked `interrupted`.
+///
+/// `rows` are read before the socket is bound, so no session a client creates meanwhile is
+/// among them (a `creating` row here is one a dead daemon left).
+pub async fn restore_all(daemon: &Arc<Daemon>, rows: Vec<harvest_store::SessionRow>) {
+    let known: std::collections::HashSet<String> =
+        rows.iter().map(|r| r.info.id.as_str().to_owned()).collect();
     for row in rows {
+        if row.info.state == SessionState::Creating {
+            // Its creator was told it failed (the daemon died under the call), so nobody
+            // knows this session: remove it with whatever sandbox it got.
+            discard_half_made(daemon, &row).await;
+            continue;
+        }
         let Ok(spec) = serde_json::from_value::<SessionSpec>(row.spec.clone()) else {
             tracing::warn!(session = %row.info.id, "session has an unreadable spec; skipped");
             continue;
         };
-        let live = if row.info.state.is_terminal() {
-            None
-        } else {
-            match adopt(daemon, &row, &spec).await {
-                Ok(live) => live,
-                Err(e) => {
-                    tracing::warn!(session = %row.info.id, error = %e, "cannot re-adopt the agent");
-                    None
-                }
-            }
-        };
-        if live.is_some() {
-            tracing::info!(session = %row.info.id, "re-adopted a running agent");
-        }
         let setup = Setup {
             id: row.info.id.clone(),
             spec,
@@ -250,71 +263,62 @@ pub async fn restore_all(daemon: &Arc<Daemon>) -> Result<(), StoreError> {
             secrets: BTreeMap::new(),
             conversation_started: row.info.agent_session_id.is_some(),
             spent_usd: row.info.cost_usd,
+            restore: Some(row.clone()),
         };
-        spawn(daemon, setup, live);
-    }
-    Ok(())
-}
-
-async fn adopt(
-    daemon: &Arc<Daemon>,
-    row: &harvest_store::SessionRow,
-    spec: &SessionSpec,
-) -> Result<Option<Live>, harvest_sandbox::SandboxError> {
-    let sandbox_spec = sandbox_spec(daemon, &row.info.id, spec);
-    let Some(found) = daemon
-        .provider
-        .adopt(&sandbox_spec, &row.sandbox_state)
-        .await?
-    else {
-        return Ok(None);
-    };
-    // Rebuild what the parser knew about this process from its output so far.
-    let mut parser = harvest_agent::StreamParser::new();
-    let (start, end) = (found.process.log_start, row.log_offset);
-    if start < end {
-        let mut log = found.process.control.open_log(start)?;
-        let mut lines = lines::LineBuffer::default();
-        let mut pos = start;
-        while pos < end {
-            let chunk = log.next_chunk(std::time::Duration::from_millis(10)).await?;
-            if chunk.is_empty() {
-                break;
+        match daemon.providers.get(&row.info.sandbox) {
+            Ok(provider) => {
+                spawn(daemon, provider, setup, None);
             }
-            let take = chunk.len().min((end - pos) as usize);
-            for line in lines.push(&chunk[..take]) {
-                let _ = parser.parse_line(&line);
+            Err(e) => {
+                tracing::warn!(session = %row.info.id, error = %e.message, "session's sandbox kind is not available; not restored");
             }
-            pos += take as u64;
         }
     }
+    reconcile(daemon, &known).await;
+}
+
+async fn discard_half_made(daemon: &Arc<Daemon>, row: &harvest_store::SessionRow) {
+    tracing::warn!(session = %row.info.id, "removing a session that was being created when the daemon stopped");
+    if let Ok(provider) = daemon.providers.get(&row.info.sandbox)
+        && let Err(e) = provider.remove_orphan(row.info.id.as_str()).await
+    {
+        tracing::warn!(session = %row.info.id, error = %e, "its sandbox was not removed");
+    }
     let (store, id) = (daemon.store.clone(), row.info.id.clone());
-    let (balance, waiting) = tokio::task::spawn_blocking(move || {
-        (store.turn_balance(&id), store.unanswered_permissions(&id))
-    })
-    .await
-    .unwrap_or((Ok((0, 0)), Ok(Vec::new())));
-    let (users, turns) = balance.unwrap_or((0, 0));
-    let pending_permissions = waiting
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|json| serde_json::from_str::<serde_json::Value>(json).ok())
-        .map(|ev| {
-            (
-                ev["request_id"].as_str().unwrap_or("").to_owned(),
-                ev["tool"].as_str().unwrap_or("").to_owned(),
-                ev["input"].clone(),
-            )
-        })
-        .collect();
-    Ok(Some(Live {
-        sandbox: found.sandbox,
-        process: found.process,
-        offset: end,
-        parser,
-        pending_turns: u32::try_from(users.saturating_sub(turns)).unwrap_or(u32::MAX),
-        pending_permissions,
-    }))
+    let _ = tokio::task::spawn_blocking(move || store.delete_session(&id)).await;
+}
+
+/// Sandboxes that no stored session owns (a crash between making one and recording it, a
+/// removal cut short) are removed, and said so in the log.
+async fn reconcile(daemon: &Arc<Daemon>, known: &std::collections::HashSet<String>) {
+    for provider in daemon.providers.all() {
+        let held = match provider.list().await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(provider = provider.kind(), error = %e, "cannot list sandboxes");
+                continue;
+            }
+        };
+        for session in held.into_iter().filter(|s| !known.contains(s)) {
+            // Asked again now: a session created since the list was read is stored before
+            // its sandbox is made, so it is found here and left alone.
+            let (store, sid) = (daemon.store.clone(), SessionId::from(session.as_str()));
+            if !matches!(
+                tokio::task::spawn_blocking(move || store.session(&sid)).await,
+                Ok(Ok(None))
+            ) {
+                continue;
+            }
+            tracing::warn!(
+                provider = provider.kind(),
+                session,
+                "removing a sandbox that no session owns"
+            );
+            if let Err(e) = provider.remove_orphan(&session).await {
+                tracing::warn!(provider = provider.kind(), session, error = %e, "orphan sandbox not removed");
+            }
+        }
+    }
 }
 
 /// `daemon/stop`: every actor stops its agent and records why.

@@ -1,18 +1,32 @@
-//! Sandbox providers behind one trait.
+//! Sandbox providers behind one seam.
 //!
-//! A provider makes a sandbox around a workspace and starts the agent in it so that the
-//! agent does not share the daemon's fate: its stdin comes from something that stays open
-//! when the daemon dies, and its stdout goes to a durable log that the daemon reads by byte
-//! offset. The local provider keeps that log in a file in the session's state folder; a
-//! container or remote provider keeps it on its own side (a `docker logs` stream, a remote
-//! command log) and implements [`AgentLog`] over it, so the daemon's ingestion never
-//! changes.
+//! A provider makes a sandbox for a session and starts agent processes in it so that they
+//! do not share the daemon's fate. The contract every provider keeps (docs/providers.md):
+//!
+//! - **Each agent process has its own log**, identified by a log id, that starts at byte 0
+//!   and only grows. The daemon commits `(log id, offset)` with the events it parsed, so a
+//!   restarted daemon knows exactly where to go on, even when it died between starting a
+//!   process and its first commit (a new log id reads from 0).
+//! - **The log has an end.** [`AgentLog::next`] yields data, idle (nothing new within the
+//!   poll) or end: every byte the process will ever write has been returned. Nothing is
+//!   guessed from idle time, so a remote log whose last lines arrive after the exit is
+//!   read to its true end.
+//! - **Input and control are calls**, in terms a remote provider can implement: a line to
+//!   the agent's input; `interrupt` (a signal where the provider has one, `Ok(false)`
+//!   where it has none); `stop` (the provider's own stop); `kill` (everything in the
+//!   sandbox). The stream-json interrupt request itself is input, sent by the daemon.
+//! - **The session is recorded before its sandbox exists**, and every provider names its
+//!   sandboxes by session id, so [`Provider::list`] finds them after any crash and the
+//!   daemon removes those no session owns.
+//! - **The spec says what to run, not where host files are** ([`SandboxSpec`]); host-only
+//!   steps (state folders, hidden paths, clones) belong to the local provider.
 
 pub mod local;
 
 use async_trait::async_trait;
 use harvest_agent::AgentCommand;
 use harvest_protocol::Secret;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -25,19 +39,18 @@ pub enum SandboxError {
          `sudo apt-get install bubblewrap` (Debian/Ubuntu) or `sudo dnf install bubblewrap`"
     )]
     BwrapMissing,
-    #[error(
-        "bubblewrap cannot create a sandbox on this machine: {detail}. Unprivileged user \
-         namespaces are probably disabled; enable them with \
-         `sudo sysctl -w kernel.unprivileged_userns_clone=1` (Debian) or \
-         `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (Ubuntu 24.04+)"
-    )]
-    NoUserNamespaces { detail: String },
-    #[error("the workspace {path} is not a folder: {reason}")]
+    #[error("bubblewrap cannot create a sandbox on this machine: {detail}. {fix}")]
+    NoUserNamespaces { detail: String, fix: String },
+    #[error("the workspace {path} cannot be used: {reason}")]
     BadWorkspace { path: PathBuf, reason: String },
     #[error("cannot start the agent in the sandbox: {0}")]
     Spawn(String),
     #[error("the agent's input is closed (the agent process has exited)")]
     InputClosed,
+    #[error("the {kind} sandbox does not support {what}")]
+    Unsupported { kind: &'static str, what: String },
+    #[error("the sandbox's log stream broke ({0}); reconnecting")]
+    Disconnected(String),
     #[error("sandbox I/O failed at {path}: {source}")]
     Io {
         path: PathBuf,
@@ -47,20 +60,44 @@ pub enum SandboxError {
 
 pub type Result<T> = std::result::Result<T, SandboxError>;
 
-/// What a sandbox is made for.
+/// Where a session's workspace comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WorkspaceSource {
+    /// A folder of the user's on this machine, worked on in place.
+    Folder { path: PathBuf },
+    /// A repository the sandbox clones into a workspace of its own.
+    Clone { url: String },
+    /// A folder Harvest made for this session on this machine (a fork's copy).
+    Owned { path: PathBuf },
+}
+
+/// Where the agent binary comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentBinary {
+    /// The `claude` CLI on this machine, made available inside the sandbox.
+    Host(PathBuf),
+    /// The one the sandbox image brings.
+    Image,
+}
+
+/// What the agent's tools may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    #[default]
+    Open,
+    /// Loopback only.
+    None,
+}
+
+/// What a sandbox is made for: the same for a new session, a resumed and a re-adopted one.
 #[derive(Debug, Clone)]
 pub struct SandboxSpec {
-    /// The session's private state folder on the host: the agent log, its HOME, ...
-    pub state_dir: PathBuf,
-    /// The workspace folder on the host; the agent sees it read-write at the same path.
-    pub workspace: PathBuf,
-    /// Host paths the agent must not see even if a system folder contains them (Harvest's
-    /// own data and state folders, other sessions' workspaces).
-    pub hidden: Vec<PathBuf>,
-    /// The agent CLI on the host, made available inside the sandbox.
-    pub agent_binary: PathBuf,
-    /// Host network (true) or none.
-    pub network: bool,
+    /// The session id: every provider names (or labels) its sandbox by it.
+    pub session: String,
+    pub workspace: WorkspaceSource,
+    pub agent: AgentBinary,
+    pub network: Network,
 }
 
 /// How an agent process ended.
@@ -80,27 +117,50 @@ impl std::fmt::Display for AgentExit {
     }
 }
 
+/// Where ingestion stands in a session's logs: the committed position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LogPosition {
+    pub log_id: u64,
+    pub offset: u64,
+    /// The daemon has read this log to its end and recorded how the process ended.
+    #[serde(default)]
+    pub ended: bool,
+}
+
 #[async_trait]
 pub trait Provider: Send + Sync {
     /// `local`, `docker`, `daytona`.
     fn kind(&self) -> &'static str;
+    /// Whether the sandbox brings its own agent binary (no host `claude` needed).
+    fn brings_agent(&self) -> bool {
+        false
+    }
     /// Check that the provider can work here, with an error that names the fix.
     async fn check(&self) -> Result<()>;
+    /// Make the sandbox. The session is already stored, so a crash from here on leaves
+    /// something [`Provider::list`] finds.
     async fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>>;
-    /// Find a sandbox again after a daemon restart, from what [`Sandbox::persisted`]
-    /// returned. `Ok(None)` when its agent is no longer running (the sandbox can be made
-    /// anew with `create` to resume the conversation).
+    /// Find a session's sandbox again after a daemon restart, with its last agent process
+    /// when that process's log has not been read to its end (`at` is the committed
+    /// position). `Ok(None)`: the sandbox is gone.
     async fn adopt(
         &self,
         spec: &SandboxSpec,
         persisted: &serde_json::Value,
+        at: LogPosition,
     ) -> Result<Option<Adopted>>;
+    /// The sessions this provider holds sandboxes for, found by its own means (labels,
+    /// folders), whatever the store says.
+    async fn list(&self) -> Result<Vec<String>>;
+    /// Remove the sandbox of a session the store does not know.
+    async fn remove_orphan(&self, session: &str) -> Result<()>;
 }
 
-/// A running agent found again by a restarted daemon.
+/// A sandbox found again by a restarted daemon.
 pub struct Adopted {
     pub sandbox: Box<dyn Sandbox>,
-    pub process: AgentProcess,
+    /// Its last agent process, still running or with log left to read.
+    pub process: Option<AgentProcess>,
 }
 
 /// One sandbox, holding at most one agent process at a time.
@@ -108,59 +168,73 @@ pub struct Adopted {
 pub trait Sandbox: Send + Sync {
     /// The agent's working directory as the agent sees it.
     fn workspace(&self) -> &Path;
+    /// Where the workspace is on this machine, when it is on this machine.
+    fn host_workspace(&self) -> Option<&Path>;
     /// Where the agent binary is inside the sandbox.
     fn agent_program(&self) -> &Path;
     /// Provider facts a restarted daemon needs to find this sandbox again, as JSON.
     fn persisted(&self) -> serde_json::Value;
-    /// Start the agent. `secrets` reach its environment only.
+    /// Start an agent process with a new log. `secrets` reach its environment only.
     async fn spawn_agent(
         &mut self,
         cmd: &AgentCommand,
         secrets: &BTreeMap<String, Secret>,
     ) -> Result<AgentProcess>;
+    /// Read a file the agent wrote, confined to the sandbox: a link or special file never
+    /// leads outside it, and a FIFO cannot block the caller. At most `limit` bytes.
+    async fn read_file(&self, path: &Path, limit: u64) -> Result<Vec<u8>>;
     /// Stop everything in the sandbox and delete what the provider made (not the
     /// workspace of a `--workspace` session, which is the user's folder).
     async fn destroy(&mut self) -> Result<()>;
 }
 
-/// A running agent, split in parts the session actor can use concurrently.
+/// A running (or finished, with log left to read) agent process.
 pub struct AgentProcess {
+    /// Identifies this process's log among the session's.
+    pub log_id: u64,
     pub input: Box<dyn AgentInput>,
     pub control: Box<dyn AgentControl>,
-    /// Resolves once when the agent has exited.
-    pub exited: tokio::sync::oneshot::Receiver<AgentExit>,
-    /// Where this process's output begins in the durable log (a resumed conversation
-    /// appends to the same log).
-    pub log_start: u64,
 }
 
 #[async_trait]
 pub trait AgentInput: Send + Sync {
-    /// Write one complete line (ending in '\n') to the agent's stdin.
+    /// Write one complete line (ending in '\n') to the agent's input; returns once the
+    /// agent's side has it.
     async fn write_line(&mut self, line: &str) -> Result<()>;
 }
 
 #[async_trait]
 pub trait AgentControl: Send + Sync {
-    /// SIGINT to the agent process: the CLI ends the turn as interrupted, then exits.
-    async fn interrupt(&self) -> Result<()>;
-    /// SIGTERM to the agent process (the CLI then stops its own tool children).
-    async fn terminate(&self) -> Result<()>;
-    /// The last resort: kill every process in the sandbox, including tool commands the
-    /// CLI started in their own sessions.
-    async fn kill_all(&self) -> Result<()>;
-    /// The durable log of the agent's stdout, read from `offset`.
-    fn open_log(&self, offset: u64) -> Result<Box<dyn AgentLog>>;
+    /// A signal that makes the CLI end its turn as interrupted. `Ok(false)` when the
+    /// provider has no such signal (the caller goes on to `stop`).
+    async fn interrupt(&self) -> Result<bool>;
+    /// The provider's own stop (SIGTERM to the CLI locally; deleting the command remotely).
+    async fn stop(&self) -> Result<()>;
+    /// The last resort: end every process in the sandbox.
+    async fn kill(&self) -> Result<()>;
+    /// This process's log, read from `offset`.
+    async fn open_log(&self, offset: u64) -> Result<Box<dyn AgentLog>>;
+    /// How the process ended, once it has.
+    async fn exit_status(&self) -> Option<AgentExit>;
     /// The end of what the agent printed on stderr, to explain an unexpected exit.
-    fn diagnostics(&self) -> String;
+    async fn diagnostics(&self) -> String;
 }
 
-/// The agent's stdout as a durable, append-only byte log.
+/// What a log read returns.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LogRead {
+    Data(Vec<u8>),
+    /// Nothing new within the poll interval.
+    Idle,
+    /// Every byte the process will write has been returned.
+    End,
+}
+
+/// One agent process's output as a durable, append-only byte log.
 #[async_trait]
 pub trait AgentLog: Send + Sync {
-    /// Wait for bytes past the current offset and return them (at most a bounded chunk).
-    /// Returns an empty chunk only when `idle_poll` elapsed with nothing new, so the
-    /// caller can check whether the agent is still alive.
-    async fn next_chunk(&mut self, idle_poll: std::time::Duration) -> Result<Vec<u8>>;
+    /// Wait for bytes past the current offset (at most a bounded chunk), for `idle_poll`
+    /// at most; or learn that the log has ended.
+    async fn next(&mut self, idle_poll: std::time::Duration) -> Result<LogRead>;
     fn offset(&self) -> u64;
 }

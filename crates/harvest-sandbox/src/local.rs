@@ -1,42 +1,68 @@
 //! The `local` provider: a bubblewrap jail on this machine.
 //!
-//! The agent runs as `bwrap … -- claude …` in its own process group. Its stdin is a FIFO
-//! in the session's state folder that the agent holds open for writing as well as
-//! reading, so the stream-json input never sees EOF when the daemon dies; its stdout is
-//! the file `agent.log` beside it, which the daemon ingests by offset.
+//! Each agent process runs as `bwrap … -- claude …` under its own supervisor
+//! (`harvest-supervisor`), which holds its stdio as sockets, writes its log to
+//! `<state>/logs/<id>.log` and records its exit. A session's state folder
+//! (`$XDG_STATE_HOME/harvest/sessions/<id>/`) is named by the session id, so it is the
+//! sandbox's identity: a crash at any point leaves a folder [`LocalProvider::list`] finds.
 
 pub mod bwrap;
+pub mod check;
 mod log;
 mod process;
 
-use crate::{Adopted, AgentProcess, Provider, Result, Sandbox, SandboxError, SandboxSpec};
+use crate::{
+    Adopted, AgentBinary, AgentProcess, LogPosition, Network, Provider, Result, Sandbox,
+    SandboxError, SandboxSpec, WorkspaceSource,
+};
 use async_trait::async_trait;
 use harvest_agent::AgentCommand;
 use harvest_protocol::Secret;
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+pub use check::redact_url;
 pub use log::FileLog;
 
-/// Files of a session's state folder that belong to the local provider.
-pub const LOG_FILE: &str = "agent.log";
-pub const STDERR_FILE: &str = "agent.stderr";
-pub const STDIN_FIFO: &str = "agent.stdin";
+/// The agent's HOME inside the state folder (bound at /home/agent): transcripts live
+/// here, so `claude --resume` finds them after any restart.
 pub const HOME_DIR: &str = "home";
 
+/// Host paths the jail must not see, for a session whose workspace is the given folder.
+pub type HiddenPaths = Arc<dyn Fn(&Path) -> Vec<PathBuf> + Send + Sync>;
+
+/// Where the local provider keeps things on this machine, and how it starts supervisors.
+#[derive(Clone)]
+pub struct LocalLayout {
+    /// One state folder per session: `<sessions_dir>/<id>`.
+    pub sessions_dir: PathBuf,
+    /// Clones made for `--repo` sessions: `<workspaces_dir>/<id>`.
+    pub workspaces_dir: PathBuf,
+    /// The supervisor command (`harvest supervise`).
+    pub supervisor: (PathBuf, Vec<OsString>),
+    /// An explicit bwrap from the config, or `None` to search `PATH`.
+    pub bwrap: Option<PathBuf>,
+    pub hidden: HiddenPaths,
+}
+
 pub struct LocalProvider {
-    bwrap: Option<PathBuf>,
+    layout: LocalLayout,
 }
 
 impl LocalProvider {
-    /// `bwrap`: an explicit path from the config, or `None` to search `PATH`.
-    pub fn new(bwrap: Option<PathBuf>) -> Self {
-        LocalProvider { bwrap }
+    pub fn new(layout: LocalLayout) -> Self {
+        LocalProvider { layout }
+    }
+
+    pub fn state_dir(&self, session: &str) -> PathBuf {
+        self.layout.sessions_dir.join(session)
     }
 
     fn bwrap_path(&self) -> Result<PathBuf> {
-        if let Some(p) = &self.bwrap {
+        if let Some(p) = &self.layout.bwrap {
             return if p.is_file() {
                 Ok(p.clone())
             } else {
@@ -49,6 +75,71 @@ impl LocalProvider {
             .find(|p| p.is_file())
             .ok_or(SandboxError::BwrapMissing)
     }
+
+    /// The sandbox for a spec, without starting anything; `clone` says whether a missing
+    /// clone may be made now (a new session) or means the sandbox is gone (adoption).
+    async fn sandbox(&self, spec: &SandboxSpec, clone: bool) -> Result<Option<LocalSandbox>> {
+        let state_dir = self.state_dir(&spec.session);
+        let home = state_dir.join(HOME_DIR);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&home)
+            .map_err(|source| SandboxError::Io {
+                path: home.clone(),
+                source,
+            })?;
+        let (workspace, owned) = match &spec.workspace {
+            WorkspaceSource::Folder { path } => (existing_folder(path)?, false),
+            WorkspaceSource::Owned { path } => (existing_folder(path)?, true),
+            WorkspaceSource::Clone { url } => {
+                let target = self.layout.workspaces_dir.join(&spec.session);
+                if !target.is_dir() {
+                    if !clone {
+                        return Ok(None);
+                    }
+                    check::clone(url, &self.layout.workspaces_dir, &target).await?;
+                }
+                (existing_folder(&target)?, true)
+            }
+        };
+        let AgentBinary::Host(agent_binary) = &spec.agent else {
+            return Err(SandboxError::Unsupported {
+                kind: "local",
+                what: "an agent from a sandbox image; give it the host's claude".into(),
+            });
+        };
+        let hidden = (self.layout.hidden)(&workspace)
+            .into_iter()
+            .filter(|p| p.exists())
+            .collect();
+        Ok(Some(LocalSandbox {
+            bwrap: self.bwrap_path()?,
+            supervisor: self.layout.supervisor.clone(),
+            policy: bwrap::JailPolicy {
+                workspace,
+                home,
+                agent_binary: agent_binary.clone(),
+                hidden,
+                network: spec.network == Network::Open,
+            },
+            owned,
+            state_dir,
+            agent_program: Path::new(bwrap::AGENT_BIN_DIR).join("claude"),
+        }))
+    }
+}
+
+fn existing_folder(path: &Path) -> Result<PathBuf> {
+    let bad = |reason: String| SandboxError::BadWorkspace {
+        path: path.to_owned(),
+        reason,
+    };
+    let canonical = std::fs::canonicalize(path).map_err(|e| bad(e.to_string()))?;
+    if !canonical.is_dir() {
+        return Err(bad("not a folder".into()));
+    }
+    Ok(canonical)
 }
 
 #[async_trait]
@@ -58,116 +149,96 @@ impl Provider for LocalProvider {
     }
 
     async fn check(&self) -> Result<()> {
-        let bwrap = self.bwrap_path()?;
-        // The smallest jail with the namespaces we need: fails fast and says why on
-        // kernels without unprivileged user namespaces.
-        let out = tokio::process::Command::new(&bwrap)
-            .args([
-                "--unshare-user",
-                "--unshare-pid",
-                "--ro-bind",
-                "/",
-                "/",
-                "true",
-            ])
-            .output()
-            .await
-            .map_err(|e| SandboxError::Spawn(format!("{}: {e}", bwrap.display())))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(SandboxError::NoUserNamespaces {
-                detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            })
+        check::namespaces(&self.bwrap_path()?).await
+    }
+
+    async fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>> {
+        match self.sandbox(spec, true).await? {
+            Some(s) => Ok(Box::new(s)),
+            None => Err(SandboxError::Spawn(
+                "the workspace could not be made".into(),
+            )),
         }
     }
 
     async fn adopt(
         &self,
         spec: &SandboxSpec,
-        persisted: &serde_json::Value,
+        _persisted: &serde_json::Value,
+        at: LogPosition,
     ) -> Result<Option<Adopted>> {
-        let Some(pids) = process::JailPids::from_persisted(persisted) else {
+        let Some(sandbox) = self.sandbox(spec, false).await? else {
             return Ok(None);
         };
-        if !pids.same_jail_alive() {
-            return Ok(None);
-        }
-        let log_start = persisted["log_start"].as_u64().unwrap_or(0);
-        let process = process::adopt(&spec.state_dir, pids, log_start)?;
-        let sandbox = LocalSandbox {
-            bwrap: self.bwrap_path().unwrap_or_else(|_| PathBuf::from("bwrap")),
-            policy: bwrap::JailPolicy {
-                workspace: spec.workspace.clone(),
-                home: spec.state_dir.join(HOME_DIR),
-                agent_binary: spec.agent_binary.clone(),
-                hidden: spec.hidden.clone(),
-                network: spec.network,
-            },
-            state_dir: spec.state_dir.clone(),
-            agent_program: Path::new(bwrap::AGENT_BIN_DIR).join("claude"),
-            pids: Some(pids),
-            log_start,
-        };
+        // The supervisor's own record, not the store's copy: it is written before the
+        // supervisor answers, so even a daemon that died before storing anything finds
+        // the process it started.
+        let process = harvest_supervisor::read_record(&sandbox.state_dir)
+            .filter(|r| r.log_id > at.log_id || (r.log_id == at.log_id && !at.ended))
+            .map(|record| process::attach(&sandbox.state_dir, record));
         Ok(Some(Adopted {
             sandbox: Box::new(sandbox),
             process,
         }))
     }
 
-    async fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>> {
-        let bwrap = self.bwrap_path()?;
-        let workspace =
-            std::fs::canonicalize(&spec.workspace).map_err(|e| SandboxError::BadWorkspace {
-                path: spec.workspace.clone(),
-                reason: e.to_string(),
-            })?;
-        if !workspace.is_dir() {
-            return Err(SandboxError::BadWorkspace {
-                path: workspace,
-                reason: "not a directory".into(),
-            });
+    async fn list(&self) -> Result<Vec<String>> {
+        let dir = &self.layout.sessions_dir;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(SandboxError::Io {
+                    path: dir.clone(),
+                    source,
+                });
+            }
+        };
+        Ok(entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect())
+    }
+
+    async fn remove_orphan(&self, session: &str) -> Result<()> {
+        let state_dir = self.state_dir(session);
+        if let Some(record) = harvest_supervisor::read_record(&state_dir) {
+            process::kill_record(&state_dir, record).await;
         }
-        let home = spec.state_dir.join(HOME_DIR);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&home)
-            .map_err(|source| SandboxError::Io {
-                path: home.clone(),
-                source,
-            })?;
-        Ok(Box::new(LocalSandbox {
-            bwrap,
-            policy: bwrap::JailPolicy {
-                workspace,
-                home,
-                agent_binary: spec.agent_binary.clone(),
-                hidden: spec.hidden.clone(),
-                network: spec.network,
-            },
-            state_dir: spec.state_dir.clone(),
-            agent_program: Path::new(bwrap::AGENT_BIN_DIR).join("claude"),
-            pids: None,
-            log_start: 0,
-        }))
+        remove_tree(&state_dir)?;
+        remove_tree(&self.layout.workspaces_dir.join(session))
+    }
+}
+
+fn remove_tree(path: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SandboxError::Io {
+            path: path.to_owned(),
+            source: e,
+        }),
+        _ => Ok(()),
     }
 }
 
 pub struct LocalSandbox {
     bwrap: PathBuf,
+    supervisor: (PathBuf, Vec<OsString>),
     policy: bwrap::JailPolicy,
+    /// The workspace was made by Harvest (a clone or a fork's copy): removed with it.
+    owned: bool,
     state_dir: PathBuf,
     agent_program: PathBuf,
-    pids: Option<process::JailPids>,
-    /// Where the running agent's output begins in the log.
-    log_start: u64,
 }
 
 #[async_trait]
 impl Sandbox for LocalSandbox {
     fn workspace(&self) -> &Path {
         &self.policy.workspace
+    }
+
+    fn host_workspace(&self) -> Option<&Path> {
+        Some(&self.policy.workspace)
     }
 
     fn agent_program(&self) -> &Path {
@@ -177,13 +248,8 @@ impl Sandbox for LocalSandbox {
     fn persisted(&self) -> serde_json::Value {
         serde_json::json!({
             "kind": "local",
-            "state_dir": self.state_dir,
             "workspace": self.policy.workspace,
-            "bwrap_pid": self.pids.map(|p| p.bwrap),
-            "init_pid": self.pids.map(|p| p.init),
-            // With the pid, the start time tells this jail from a process that reuses it.
-            "init_start": self.pids.map(|p| p.init_start),
-            "log_start": self.log_start,
+            "record": harvest_supervisor::read_record(&self.state_dir),
         })
     }
 
@@ -192,23 +258,21 @@ impl Sandbox for LocalSandbox {
         cmd: &AgentCommand,
         secrets: &BTreeMap<String, Secret>,
     ) -> Result<AgentProcess> {
-        let spawned = process::spawn(&self.bwrap, &self.policy, &self.state_dir, cmd, secrets)?;
-        self.pids = Some(spawned.pids);
-        self.log_start = spawned.process.log_start;
-        Ok(spawned.process)
+        process::spawn(self, cmd, secrets).await
+    }
+
+    async fn read_file(&self, path: &Path, limit: u64) -> Result<Vec<u8>> {
+        process::read_confined(&self.bwrap, &self.policy, path, limit).await
     }
 
     async fn destroy(&mut self) -> Result<()> {
-        if let Some(pids) = self.pids.take() {
-            pids.kill_all();
+        if let Some(record) = harvest_supervisor::read_record(&self.state_dir) {
+            process::kill_record(&self.state_dir, record).await;
         }
-        let home = &self.policy.home;
-        match std::fs::remove_dir_all(home) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SandboxError::Io {
-                path: home.clone(),
-                source: e,
-            }),
-            _ => Ok(()),
+        remove_tree(&self.policy.home)?;
+        if self.owned {
+            remove_tree(&self.policy.workspace)?;
         }
+        Ok(())
     }
 }

@@ -117,13 +117,14 @@ impl Store {
     }
 
     /// Append events to a session in one transaction and return them as sent to clients.
-    /// `log_offset`, when given, is stored with them: the agent log has been ingested up
-    /// to that byte.
+    /// `ingest`, when given, is stored with them: the daemon's ingestion checkpoint (which
+    /// agent log, up to which byte, and the parser's and turn's state there), so a restarted
+    /// daemon goes on from exactly this point without re-reading anything.
     pub fn append(
         &self,
         session: &SessionId,
         events: Vec<NewEvent>,
-        log_offset: Option<u64>,
+        ingest: Option<&Value>,
     ) -> Result<Vec<StoredEvent>> {
         let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = conn.transaction()?;
@@ -173,10 +174,11 @@ impl Store {
                 });
             }
         }
+        let ingest = ingest.map(serde_json::to_string).transpose()?;
         tx.execute(
             "UPDATE sessions SET last_seq = ?2, updated_at = unixepoch(),
-                    log_offset = COALESCE(?3, log_offset) WHERE id = ?1",
-            params![session.as_str(), seq, log_offset],
+                    ingest = COALESCE(?3, ingest) WHERE id = ?1",
+            params![session.as_str(), seq, ingest],
         )?;
         tx.commit()?;
         Ok(out)

@@ -2,7 +2,8 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sessions (
     id               TEXT PRIMARY KEY,
     name             TEXT NOT NULL,
@@ -33,7 +34,14 @@ CREATE TABLE events (
     raw     TEXT,
     PRIMARY KEY (session, seq)
 ) WITHOUT ROWID;
-"#];
+"#,
+    // The ingestion checkpoint, committed with the events it covers: the agent log id and
+    // offset, the parser's state and the turn's. Replaces log_offset (one byte space for
+    // every process of a session, which a provider with a log per command cannot honour).
+    r#"
+ALTER TABLE sessions ADD COLUMN ingest TEXT NOT NULL DEFAULT '{}';
+"#,
+];
 
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

@@ -19,13 +19,14 @@ pub struct NewSession {
 #[derive(Debug, Clone)]
 pub struct SessionRow {
     pub info: SessionInfo,
-    pub log_offset: u64,
+    /// The ingestion checkpoint last committed with events (`{}` before the first).
+    pub ingest: serde_json::Value,
     pub spec: serde_json::Value,
     pub sandbox_state: serde_json::Value,
 }
 
 const COLUMNS: &str = "id, name, state, sandbox, workspace, created_at, updated_at, cost_usd,
-    input_tokens, output_tokens, last_seq, agent_session_id, log_offset, spec, sandbox_state,
+    input_tokens, output_tokens, last_seq, agent_session_id, ingest, spec, sandbox_state,
     (SELECT json FROM events e WHERE e.session = sessions.id
         AND e.type IN ('assistant_text', 'user_message', 'error') ORDER BY e.seq DESC LIMIT 1),
     (SELECT json FROM events e WHERE e.session = sessions.id
@@ -83,6 +84,16 @@ impl Store {
         Ok(())
     }
 
+    /// Where the session's workspace is, as its sandbox reported it once made.
+    pub fn set_workspace(&self, id: &SessionId, workspace: &str) -> Result<()> {
+        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        conn.execute(
+            "UPDATE sessions SET workspace = ?2 WHERE id = ?1",
+            params![id.as_str(), workspace],
+        )?;
+        Ok(())
+    }
+
     pub fn set_sandbox_state(&self, id: &SessionId, state: &serde_json::Value) -> Result<()> {
         let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         conn.execute(
@@ -90,33 +101,6 @@ impl Store {
             params![id.as_str(), state.to_string()],
         )?;
         Ok(())
-    }
-
-    /// User messages and turn results stored for a session: every message becomes one turn,
-    /// so the difference is the number of turns still to end.
-    pub fn turn_balance(&self, id: &SessionId) -> Result<(u64, u64)> {
-        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(conn.query_row(
-            "SELECT COALESCE(SUM(type = 'user_message'), 0), COALESCE(SUM(type = 'turn_result'), 0)
-             FROM events WHERE session = ?1",
-            [id.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?)
-    }
-
-    /// The permission requests of a session that no `permission_resolved` answered yet,
-    /// as stored JSON, oldest first (for a daemon that re-adopts a waiting agent).
-    pub fn unanswered_permissions(&self, id: &SessionId) -> Result<Vec<String>> {
-        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut stmt = conn.prepare_cached(
-            "SELECT q.json FROM events q WHERE q.session = ?1 AND q.type = 'permission_request'
-               AND NOT EXISTS (SELECT 1 FROM events a WHERE a.session = ?1
-                   AND a.type = 'permission_resolved'
-                   AND json_extract(a.json, '$.request_id') = json_extract(q.json, '$.request_id'))
-             ORDER BY q.seq",
-        )?;
-        let rows = stmt.query_map([id.as_str()], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     pub fn rename(&self, id: &SessionId, name: &str) -> Result<()> {
@@ -205,7 +189,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
                 .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
                 .and_then(|ev| ev.get("text").and_then(|t| t.as_str()).map(str::to_owned)),
         },
-        log_offset: r.get(12)?,
+        ingest: serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default(),
         spec: serde_json::from_str(&spec).unwrap_or_default(),
         sandbox_state: serde_json::from_str(&sandbox_state).unwrap_or_default(),
     })

@@ -31,7 +31,13 @@ fn seq_starts_at_one_and_has_no_gaps_across_appends() {
     let (_d, store) = store();
     let id = new_session(&store, "a");
     store.append(&id, vec![text("1"), text("2")], None).unwrap();
-    store.append(&id, vec![text("3")], Some(42)).unwrap();
+    store
+        .append(
+            &id,
+            vec![text("3")],
+            Some(&serde_json::json!({"log_id": 2, "offset": 42})),
+        )
+        .unwrap();
     let seqs: Vec<u64> = store
         .read_from(&id, Seq(1), 100)
         .unwrap()
@@ -41,7 +47,10 @@ fn seq_starts_at_one_and_has_no_gaps_across_appends() {
     assert_eq!(seqs, [1, 2, 3]);
     let row = store.session(&id).unwrap().unwrap();
     assert_eq!(row.info.last_seq, Seq(3));
-    assert_eq!(row.log_offset, 42);
+    assert_eq!(
+        row.ingest["offset"], 42,
+        "the checkpoint is committed with the events"
+    );
 }
 
 #[test]

@@ -1,21 +1,27 @@
-//! The session actor: one task owns a session's sandbox and agent. It takes commands,
-//! ingests the agent log (store first, then broadcast), and runs the cancel ladder:
-//! interrupt request → SIGTERM → kill everything in the sandbox.
+//! The session actor: one task owns a session's sandbox and agent. It finds them again
+//! after a restart, takes commands, ingests the agent log (store first, then broadcast),
+//! and runs the cancel ladder: interrupt request → the provider's interrupt → its stop →
+//! killing everything in the sandbox.
 
 mod ending;
+mod ingest;
 mod permissions;
+mod restore;
+mod turns;
 
 use super::lines::LineBuffer;
 use super::{Command, Live, SessionSpec, Setup};
 use crate::context::Daemon;
 use crate::redact;
-use harvest_agent::{AgentCommand, StreamParser, input};
-use harvest_protocol::rpc::{RpcError, codes};
+use harvest_agent::StreamParser;
+use harvest_protocol::rpc::RpcError;
 use harvest_protocol::{EventBody, Secret, SessionId, SessionState};
-use harvest_sandbox::{AgentControl, AgentExit, AgentInput, AgentLog, AgentProcess, Sandbox};
-use harvest_store::{NewEvent, StoredEvent};
+use harvest_sandbox::{
+    AgentControl, AgentInput, AgentLog, AgentProcess, LogRead, Provider, Sandbox, SandboxError,
+};
+use harvest_store::StoredEvent;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
@@ -24,16 +30,20 @@ use tokio::time::Instant;
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
 struct Agent {
+    log_id: u64,
     input: Box<dyn AgentInput>,
     control: Box<dyn AgentControl>,
-    exited: tokio::sync::oneshot::Receiver<AgentExit>,
     log: Box<dyn AgentLog>,
     parser: StreamParser,
     lines: LineBuffer,
+    /// The process had already ended when this daemon found it (it ended while no daemon
+    /// was watching).
+    ended_unseen: bool,
 }
 
 /// Where a cancel (or stop) stands on the escalation ladder: the interrupt request, then
-/// SIGINT, then SIGTERM, then killing everything in the sandbox, each after the grace.
+/// the provider's interrupt signal, then its stop, then killing everything in the
+/// sandbox, each after the grace.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Ladder {
     Interrupted,
@@ -52,8 +62,10 @@ enum Ending {
 
 enum Wake {
     Command(Option<Command>),
-    Log(Result<Vec<u8>, harvest_sandbox::SandboxError>),
-    Exited(AgentExit),
+    Log(Vec<u8>),
+    LogIdle,
+    LogEnded,
+    LogBroken(SandboxError),
     Escalate,
     IdleTimeout,
     Slot(Option<tokio::sync::OwnedSemaphorePermit>),
@@ -62,6 +74,7 @@ enum Wake {
 
 pub struct Actor {
     daemon: Arc<Daemon>,
+    provider: Arc<dyn Provider>,
     id: SessionId,
     spec: SessionSpec,
     state: SessionState,
@@ -82,7 +95,7 @@ pub struct Actor {
     /// Permission requests waiting for an answer: request id → (tool, input).
     pending_permissions: std::collections::HashMap<String, (String, serde_json::Value)>,
     /// Tools the user allowed for the rest of the session.
-    always_allowed: std::collections::HashSet<String>,
+    always_allowed: std::collections::BTreeSet<String>,
     /// What the session's turns have cost, against `agent.max_budget_usd`.
     spent_usd: f64,
     /// Since when the session has been idle with its agent running (for the idle timeout).
@@ -91,11 +104,14 @@ pub struct Actor {
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
     /// Messages stored and waiting for a slot.
     queued: std::collections::VecDeque<String>,
+    /// A stored session to find again before taking commands.
+    restore: Option<harvest_store::SessionRow>,
 }
 
 impl Actor {
     pub fn new(
         daemon: Arc<Daemon>,
+        provider: Arc<dyn Provider>,
         setup: Setup,
         events: broadcast::Sender<Arc<StoredEvent>>,
         shared_state: Arc<Mutex<SessionState>>,
@@ -107,10 +123,12 @@ impl Actor {
             secrets,
             conversation_started,
             spent_usd,
+            restore,
         } = setup;
         let redact_values = redact::values(secrets.values());
         Actor {
             daemon,
+            provider,
             id,
             spec,
             state,
@@ -131,6 +149,7 @@ impl Actor {
             idle_since: None,
             slot: None,
             queued: Default::default(),
+            restore,
         }
     }
 
@@ -138,41 +157,14 @@ impl Actor {
         let span = tracing::info_span!("session", session = %self.id);
         let _enter = span.enter();
         drop(_enter);
-        match live {
-            Some(live) => {
-                self.pending_turns = live.pending_turns;
-                if live.pending_turns > 0 {
-                    // A turn under way keeps going; it takes a slot when there is one.
-                    self.slot = self
-                        .daemon
-                        .running_slots
-                        .clone()
-                        .and_then(|s| s.try_acquire_owned().ok());
-                }
-                self.pending_permissions = live
-                    .pending_permissions
-                    .into_iter()
-                    .map(|(id, tool, input)| (id, (tool, input)))
-                    .collect();
-                if self.state == SessionState::Cancelling {
-                    // A cancel was under way when the last daemon died: carry it on.
-                    self.ladder = Some((Ladder::Interrupted, Instant::now() + self.grace()));
-                }
-                if let Err(e) = self.attach(live.sandbox, live.process, live.offset, live.parser) {
-                    self.fail(format!("cannot read the agent log: {e}")).await;
-                }
+        if let Some(live) = live {
+            self.sandbox = Some(live.sandbox);
+            if let Err(e) = self.attach(live.process, live.checkpoint, false).await {
+                self.fail(format!("cannot read the agent log: {e}")).await;
             }
-            None if !self.state.is_terminal() => {
-                self.emit(vec![EventBody::Status {
-                    state: SessionState::Interrupted,
-                    reason: Some(
-                        "the daemon stopped while this session was live; send a message to resume the conversation"
-                            .into(),
-                    ),
-                }])
-                .await;
-            }
-            None => {}
+        }
+        if let Some(row) = self.restore.take() {
+            self.restore(row).await;
         }
         loop {
             let wake = self.next_wake(&mut commands).await;
@@ -183,12 +175,10 @@ impl Actor {
                         return;
                     }
                 }
-                Wake::Log(Ok(chunk)) => self.ingest(&chunk).await,
-                Wake::Log(Err(e)) => {
-                    tracing::error!(error = %e, "agent log unreadable");
-                    tokio::time::sleep(IDLE_POLL).await;
-                }
-                Wake::Exited(exit) => self.on_exit(exit).await,
+                Wake::Log(chunk) => self.ingest(&chunk).await,
+                Wake::LogIdle => {}
+                Wake::LogEnded => self.on_exit().await,
+                Wake::LogBroken(e) => self.reopen_log(e).await,
                 Wake::Escalate => self.escalate().await,
                 Wake::Slot(Some(permit)) => self.start_queued(permit).await,
                 Wake::Slot(None) => {}
@@ -197,7 +187,7 @@ impl Actor {
                     self.idle_since = None;
                     if let Some(agent) = self.agent.as_ref() {
                         self.ending = Some(Ending::Idle);
-                        let _ = agent.control.terminate().await;
+                        let _ = agent.control.stop().await;
                         self.ladder = Some((Ladder::Terminated, Instant::now() + self.grace()));
                     }
                 }
@@ -267,6 +257,10 @@ impl Actor {
                 let r = self.restart(env).await;
                 let _ = reply.send(r);
             }
+            Command::ReadFile { path, limit, reply } => {
+                let r = self.read_file(&path, limit).await;
+                let _ = reply.send(r);
+            }
             Command::Remove { reply } => {
                 self.remove().await;
                 let _ = reply.send(Ok(()));
@@ -276,24 +270,68 @@ impl Actor {
         false
     }
 
-    pub fn attach(
+    /// Take an agent process: its log is read from the checkpoint's offset when the
+    /// checkpoint is of this process's log, and from the start when the process is newer.
+    async fn attach(
         &mut self,
-        sandbox: Box<dyn Sandbox>,
         process: AgentProcess,
-        offset: u64,
-        parser: StreamParser,
-    ) -> Result<(), harvest_sandbox::SandboxError> {
-        let log = process.control.open_log(offset)?;
-        self.sandbox = Some(sandbox);
+        checkpoint: super::Checkpoint,
+        ended_unseen: bool,
+    ) -> Result<(), SandboxError> {
+        let same = checkpoint.at.log_id == process.log_id;
+        let offset = if same { checkpoint.at.offset } else { 0 };
+        let log = process.control.open_log(offset).await?;
         self.agent = Some(Agent {
+            log_id: process.log_id,
             input: process.input,
             control: process.control,
-            exited: process.exited,
             log,
-            parser,
+            parser: if same {
+                checkpoint.parser
+            } else {
+                StreamParser::new()
+            },
             lines: LineBuffer::default(),
+            ended_unseen,
         });
         Ok(())
+    }
+
+    /// The log stream broke (a remote connection dropped): open it again where the last
+    /// byte we received ends, so nothing is lost or doubled.
+    async fn reopen_log(&mut self, why: SandboxError) {
+        let Some(agent) = self.agent.as_mut() else {
+            return;
+        };
+        tracing::warn!(error = %why, "agent log unreadable; reopening");
+        let offset = agent.log.offset();
+        match agent.control.open_log(offset).await {
+            Ok(log) => agent.log = log,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reopen the agent log yet");
+                tokio::time::sleep(IDLE_POLL).await;
+            }
+        }
+    }
+
+    async fn read_file(&mut self, path: &std::path::Path, limit: u64) -> Result<Vec<u8>, RpcError> {
+        use harvest_protocol::rpc::codes;
+        if self.sandbox.is_none() {
+            let spec = crate::policy::sandbox_spec(&self.daemon, self.id.as_str(), &self.spec);
+            let sandbox = self
+                .provider
+                .create(&spec)
+                .await
+                .map_err(|e| RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()))?;
+            self.sandbox = Some(sandbox);
+        }
+        let Some(sandbox) = self.sandbox.as_ref() else {
+            return Err(RpcError::new(codes::SANDBOX_UNAVAILABLE, "no sandbox"));
+        };
+        sandbox
+            .read_file(path, limit)
+            .await
+            .map_err(|e| RpcError::new(codes::SESSION_STATE, e.to_string()))
     }
 
     fn persist_spec(&self) {
@@ -306,295 +344,6 @@ impl Actor {
         });
     }
 
-    /// A slot freed up: the queued messages go to the agent.
-    async fn start_queued(&mut self, permit: tokio::sync::OwnedSemaphorePermit) {
-        self.slot = Some(permit);
-        self.emit(vec![status(SessionState::Running, None)]).await;
-        while let Some(text) = self.queued.pop_front() {
-            self.pending_turns += 1;
-            if let Err(e) = self.write_to_agent(&input::user_message(&text)).await {
-                self.emit(vec![EventBody::Error {
-                    message: format!("a queued message could not reach the agent: {}", e.message),
-                }])
-                .await;
-            }
-        }
-    }
-
-    /// One line to the agent's stdin, or why it cannot take one.
-    async fn write_to_agent(&mut self, line: &str) -> Result<(), RpcError> {
-        let Some(agent) = self.agent.as_mut() else {
-            return Err(RpcError::new(
-                codes::SESSION_STATE,
-                "the agent is not running",
-            ));
-        };
-        agent
-            .input
-            .write_line(line)
-            .await
-            .map_err(|e| RpcError::new(codes::SESSION_STATE, e.to_string()))
-    }
-
-    /// Why no further turn may run, when the session has spent its budget.
-    fn over_budget(&self) -> Option<String> {
-        let limit = self.daemon.config.agent.max_budget_usd;
-        (limit > 0.0 && self.spent_usd >= limit).then(|| {
-            format!(
-                "the session reached its budget: ${:.4} of ${limit:.4}; raise agent.max_budget_usd in harvest.toml to go on",
-                self.spent_usd
-            )
-        })
-    }
-
-    /// Start the agent again if it is not running (a finished, stopped or interrupted
-    /// session), resuming its conversation; idle until the next message.
-    async fn restart(&mut self, env: BTreeMap<String, Secret>) -> Result<(), RpcError> {
-        if self.ending.is_some() {
-            return Err(RpcError::new(
-                codes::SESSION_STATE,
-                "the session is stopping",
-            ));
-        }
-        if self.agent.is_some() {
-            return Ok(());
-        }
-        if !env.is_empty() {
-            self.redact_values = redact::values(env.values());
-            self.secrets = env;
-        }
-        self.resume().await?;
-        if self.state != SessionState::Idle {
-            self.emit(vec![status(SessionState::Idle, None)]).await;
-        }
-        Ok(())
-    }
-
-    async fn send(&mut self, text: String, env: BTreeMap<String, Secret>) -> Result<(), RpcError> {
-        if let Some(why) = self.over_budget() {
-            return Err(RpcError::new(codes::SESSION_STATE, why));
-        }
-        if self.ending.is_some() {
-            return Err(RpcError::new(
-                codes::SESSION_STATE,
-                "the session is stopping",
-            ));
-        }
-        if self.agent.is_none() {
-            self.restart(env).await?;
-        }
-        let mut events = vec![EventBody::UserMessage { text: text.clone() }];
-        if let Some(slots) = self.daemon.running_slots.clone()
-            && self.slot.is_none()
-        {
-            match slots.try_acquire_owned() {
-                Ok(permit) => self.slot = Some(permit),
-                Err(_) => {
-                    // Stored now; it reaches the agent when a slot frees up.
-                    if self.state != SessionState::Queued {
-                        events.push(status(
-                            SessionState::Queued,
-                            Some(format!(
-                                "waiting for a free slot: at most {} sessions run at once (agent.max_running_sessions)",
-                                self.daemon.config.agent.max_running_sessions
-                            )),
-                        ));
-                    }
-                    self.emit(events).await;
-                    self.queued.push_back(text);
-                    return Ok(());
-                }
-            }
-        }
-        if self.state != SessionState::Running {
-            events.push(status(SessionState::Running, None));
-        }
-        self.emit(events).await;
-        self.pending_turns += 1;
-        self.write_to_agent(&input::user_message(&text)).await
-    }
-
-    /// Start the agent again in the same sandbox and workspace, resuming its conversation.
-    async fn resume(&mut self) -> Result<(), RpcError> {
-        crate::create::require_credentials(&self.secrets)?;
-        if self.sandbox.is_none() {
-            let spec = super::sandbox_spec(&self.daemon, &self.id, &self.spec);
-            let sandbox = self
-                .daemon
-                .provider
-                .create(&spec)
-                .await
-                .map_err(|e| RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()))?;
-            self.sandbox = Some(sandbox);
-        }
-        let transcript_exists = self.conversation_started;
-        let opts =
-            super::claude_options(&self.daemon, &self.spec, transcript_exists, self.spent_usd);
-        let Some(sandbox) = self.sandbox.as_mut() else {
-            return Err(RpcError::new(codes::SANDBOX_UNAVAILABLE, "no sandbox"));
-        };
-        let cmd = AgentCommand::claude(sandbox.agent_program(), &opts);
-        let process = sandbox
-            .spawn_agent(&cmd, &self.secrets)
-            .await
-            .map_err(|e| RpcError::new(codes::AGENT_UNAVAILABLE, e.to_string()))?;
-        let persisted = sandbox.persisted();
-        let offset = process.log_start;
-        let Some(sandbox) = self.sandbox.take() else {
-            return Err(RpcError::new(codes::SANDBOX_UNAVAILABLE, "no sandbox"));
-        };
-        self.attach(sandbox, process, offset, StreamParser::new())
-            .map_err(|e| RpcError::new(codes::AGENT_UNAVAILABLE, e.to_string()))?;
-        self.store_sandbox_state(persisted).await;
-        self.emit(vec![EventBody::Sandbox {
-            message: if transcript_exists {
-                "agent restarted; resuming the conversation".into()
-            } else {
-                "agent started".into()
-            },
-        }])
-        .await;
-        Ok(())
-    }
-
-    async fn cancel(&mut self) -> Result<(), RpcError> {
-        let Some(agent) = self.agent.as_mut() else {
-            return Err(RpcError::new(
-                codes::SESSION_STATE,
-                format!("nothing to cancel: the session is {}", self.state.as_str()),
-            ));
-        };
-        if !matches!(
-            self.state,
-            SessionState::Running | SessionState::Cancelling | SessionState::NeedsInput
-        ) {
-            return Err(RpcError::new(
-                codes::SESSION_STATE,
-                format!("nothing to cancel: the session is {}", self.state.as_str()),
-            ));
-        }
-        if self.ladder.is_some() {
-            return Ok(()); // already on its way down
-        }
-        let request_id = format!("harvest-cancel-{}", uuid::Uuid::new_v4().simple());
-        if let Err(e) = agent.input.write_line(&input::interrupt(&request_id)).await {
-            tracing::warn!(error = %e, "interrupt could not be written; escalating");
-        }
-        self.ladder = Some((Ladder::Interrupted, Instant::now() + self.grace()));
-        self.emit(vec![status(SessionState::Cancelling, None)])
-            .await;
-        Ok(())
-    }
-
-    /// Returns whether an agent is on its way down (the caller waits for its exit).
-    async fn stop(&mut self) -> Result<bool, RpcError> {
-        let Some(agent) = self.agent.as_ref() else {
-            return Ok(false);
-        };
-        if self.ending.is_none() {
-            self.ending = Some(Ending::Stop);
-            let _ = agent.control.terminate().await;
-            self.ladder = Some((Ladder::Terminated, Instant::now() + self.grace()));
-        }
-        Ok(true)
-    }
-
-    async fn escalate(&mut self) {
-        let Some((step, _)) = self.ladder else { return };
-        let Some(agent) = self.agent.as_ref() else {
-            self.ladder = None;
-            return;
-        };
-        match step {
-            Ladder::Interrupted => {
-                tracing::warn!("the agent ignored the interrupt request; sending SIGINT");
-                let _ = agent.control.interrupt().await;
-                self.ladder = Some((Ladder::Signalled, Instant::now() + self.grace()));
-            }
-            Ladder::Signalled => {
-                tracing::warn!("the agent ignored SIGINT; sending SIGTERM");
-                let _ = agent.control.terminate().await;
-                self.ladder = Some((Ladder::Terminated, Instant::now() + self.grace()));
-            }
-            Ladder::Terminated => {
-                tracing::warn!("the agent ignored SIGTERM; killing everything in its sandbox");
-                let _ = agent.control.kill_all().await;
-                self.ladder = Some((Ladder::Killed, Instant::now() + Duration::from_secs(3600)));
-            }
-            Ladder::Killed => {}
-        }
-    }
-
-    async fn ingest(&mut self, chunk: &[u8]) {
-        let Some(agent) = self.agent.as_mut() else {
-            return;
-        };
-        let lines = agent.lines.push(chunk);
-        let offset = agent.log.offset() - agent.lines.pending_len();
-        // Parse first (the parser lives in the agent), then fold the events into the state.
-        let mut parsed = Vec::with_capacity(lines.len());
-        for line in lines {
-            // Secrets are masked before the line goes anywhere: the store, a log, a client.
-            let line = redact::redact(&line, &self.redact_values).unwrap_or(line);
-            tracing::trace!(line = %line, "agent line");
-            parsed.push(agent.parser.parse_line(&line));
-        }
-        let mut out = Vec::new();
-        let mut auto_answers = Vec::new();
-        let mut release_slot = false;
-        for p in parsed {
-            for body in p.events {
-                if let EventBody::AgentInit {
-                    agent_session_id, ..
-                } = &body
-                {
-                    self.conversation_started = true;
-                    if self.spec.fork_from.is_some() {
-                        // The fork's own conversation exists now: resume that from here on.
-                        self.spec.fork_from = None;
-                        self.spec.agent_session_id = agent_session_id.clone();
-                        self.persist_spec();
-                    }
-                }
-                let follow = self.on_permission_event(&body, &mut auto_answers);
-                let turn_ended = matches!(body, EventBody::TurnResult { .. });
-                let was_over = self.over_budget().is_some();
-                if let EventBody::TurnResult { cost_usd, .. } = &body {
-                    self.spent_usd += cost_usd;
-                }
-                out.push(NewEvent {
-                    body,
-                    raw: Some(p.raw.clone()),
-                });
-                out.extend(follow.into_iter().map(NewEvent::new));
-                if !was_over && let Some(why) = self.over_budget() {
-                    out.push(NewEvent::new(EventBody::Error { message: why }));
-                }
-                if turn_ended {
-                    self.pending_turns = self.pending_turns.saturating_sub(1);
-                    if self.pending_turns == 0 && self.ending.is_none() {
-                        self.ladder = None;
-                        release_slot = true;
-                        out.push(NewEvent::new(status(SessionState::Idle, None)));
-                    }
-                }
-            }
-        }
-        self.commit(out, Some(offset)).await;
-        if release_slot {
-            // Only once the turn's end is stored may another session take the slot.
-            self.slot = None;
-        }
-        // Requests for tools the user allowed "always" are answered at once.
-        for line in auto_answers {
-            if let Some(agent) = self.agent.as_mut()
-                && let Err(e) = agent.input.write_line(&line).await
-            {
-                tracing::warn!(error = %e, "cannot answer a permission request");
-            }
-        }
-    }
-
     async fn fail(&mut self, message: String) {
         self.emit(vec![
             EventBody::Error {
@@ -603,76 +352,6 @@ impl Actor {
             status(SessionState::Failed, Some(message)),
         ])
         .await;
-    }
-
-    /// Store and broadcast events that the daemon itself originates.
-    pub async fn emit(&mut self, events: Vec<EventBody>) {
-        let offset = None;
-        self.commit(events.into_iter().map(NewEvent::new).collect(), offset)
-            .await;
-    }
-
-    /// Commit events (and the log offset they were read up to), then broadcast them. A
-    /// failing store (a full disk) is retried rather than losing the events: the agent
-    /// keeps writing to its own log meanwhile.
-    async fn commit(&mut self, events: Vec<NewEvent>, offset: Option<u64>) {
-        if events.is_empty() && offset.is_none() {
-            return;
-        }
-        for ev in &events {
-            if let EventBody::Status { state, .. } = &ev.body {
-                self.state = *state;
-            }
-        }
-        *self
-            .shared_state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = self.state;
-        if self.state != SessionState::Idle {
-            self.idle_since = None;
-        } else if self.idle_since.is_none() {
-            self.idle_since = Some(Instant::now());
-        }
-        let store = self.daemon.store.clone();
-        let id = self.id.clone();
-        let stored = {
-            let mut events = Some(events);
-            loop {
-                let batch = events.take().unwrap_or_default();
-                let (store, id) = (store.clone(), id.clone());
-                let result = tokio::task::spawn_blocking(move || {
-                    let r = store.append(&id, clone_events(&batch), offset);
-                    (r, batch)
-                })
-                .await;
-                match result {
-                    Ok((Ok(stored), _)) => break stored,
-                    Ok((Err(e), batch)) => {
-                        tracing::error!(error = %e, "cannot store events; retrying");
-                        events = Some(batch);
-                        if self.daemon.shutdown.is_cancelled() {
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                    Err(_) => return,
-                }
-            }
-        };
-        for ev in stored {
-            if let Some(hook) = &self.daemon.config.notify.hook
-                && notable(&ev.json)
-            {
-                crate::hook::run(
-                    hook.clone(),
-                    self.daemon.clone(),
-                    self.id.clone(),
-                    ev.json.clone(),
-                );
-            }
-            // No receivers is fine: nobody is attached.
-            let _ = self.events.send(Arc::new(ev));
-        }
     }
 
     fn grace(&self) -> Duration {
@@ -685,23 +364,6 @@ impl Actor {
     }
 }
 
-fn clone_events(events: &[NewEvent]) -> Vec<NewEvent> {
-    events
-        .iter()
-        .map(|e| NewEvent {
-            body: e.body.clone(),
-            raw: e.raw.clone(),
-        })
-        .collect()
-}
-
-/// Events a user wants to hear about: a turn ended, the session failed or needs input.
-fn notable(json: &str) -> bool {
-    json.contains("\"type\":\"turn_result\"")
-        || json.contains("\"state\":\"failed\"")
-        || json.contains("\"state\":\"needs_input\"")
-}
-
 fn status(state: SessionState, reason: Option<String>) -> EventBody {
     EventBody::Status { state, reason }
 }
@@ -710,9 +372,11 @@ async fn agent_wake(agent: Option<&mut Agent>) -> Wake {
     let Some(agent) = agent else {
         return std::future::pending().await;
     };
-    tokio::select! {
-        chunk = agent.log.next_chunk(IDLE_POLL) => Wake::Log(chunk),
-        exit = &mut agent.exited => Wake::Exited(exit.unwrap_or(AgentExit { code: None, signal: None })),
+    match agent.log.next(IDLE_POLL).await {
+        Ok(LogRead::Data(chunk)) => Wake::Log(chunk),
+        Ok(LogRead::Idle) => Wake::LogIdle,
+        Ok(LogRead::End) => Wake::LogEnded,
+        Err(e) => Wake::LogBroken(e),
     }
 }
 

@@ -29,6 +29,8 @@ pub struct JailPolicy {
     pub workspace: PathBuf,
     pub home: PathBuf,
     pub agent_binary: PathBuf,
+    /// Host paths that must stay invisible wherever a mount would show them (Harvest's
+    /// own folders, other sessions' workspaces). Only paths that exist are listed.
     pub hidden: Vec<PathBuf>,
     pub network: bool,
 }
@@ -94,12 +96,6 @@ pub fn bwrap_args(policy: &JailPolicy, system: &[HostEntry]) -> Vec<OsString> {
     a.pair("--tmpfs", "/tmp");
     a.pair("--tmpfs", "/var/tmp");
     a.pair("--tmpfs", "/run");
-    // Hidden paths that a read-only system mount would otherwise expose.
-    for hidden in &policy.hidden {
-        if bound.iter().any(|b| hidden.starts_with(b)) {
-            a.pair("--tmpfs", hidden);
-        }
-    }
     a.triple(
         "--ro-bind",
         &policy.agent_binary,
@@ -107,6 +103,15 @@ pub fn bwrap_args(policy: &JailPolicy, system: &[HostEntry]) -> Vec<OsString> {
     );
     a.triple("--bind", &policy.home, AGENT_HOME);
     a.triple("--bind", &policy.workspace, &policy.workspace);
+    bound.push(&policy.workspace);
+    // Hidden paths are covered after *every* bind, the workspace's included: a later mount
+    // goes on top of an earlier one, so a cover made before the workspace was bound would
+    // be buried under it (a workspace that contains Harvest's folders showed them).
+    for hidden in &policy.hidden {
+        if bound.iter().any(|b| hidden.starts_with(b)) {
+            a.pair("--tmpfs", hidden);
+        }
+    }
     a.pair("--chdir", &policy.workspace);
     a.0
 }
@@ -228,6 +233,22 @@ mod tests {
         assert!(cover > opt);
         // Not under any mount: absent already, nothing to cover.
         assert!(!args.contains(&"/home/u/.local/share/harvest".to_owned()));
+    }
+
+    #[test]
+    fn hidden_paths_inside_the_workspace_are_covered_after_it_is_bound() {
+        let mut p = policy();
+        p.hidden.push("/home/u/proj/.harvest-state".into());
+        let args: Vec<String> = bwrap_args(&p, &system())
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let ws = position(&args, &["--bind", "/home/u/proj", "/home/u/proj"]);
+        let cover = position(&args, &["--tmpfs", "/home/u/proj/.harvest-state"]);
+        assert!(
+            cover > ws,
+            "the cover must lie on top of the workspace: {args:?}"
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
-//! The agent log as a file: the agent's stdout is the file itself (it was opened with
-//! O_APPEND and handed to the process), and the daemon reads it by offset, woken by
-//! inotify. A poll interval backs inotify up, so a missed wake-up costs latency, never
-//! data.
+//! One agent process's log as a file, written by its supervisor and read here by offset,
+//! woken by inotify (a poll interval backs it up, so a missed wake-up costs latency,
+//! never data). The log ends when the supervisor has written the exit record (it does so
+//! after the last byte) or is gone, and everything up to EOF has been read.
 
-use crate::{AgentLog, Result, SandboxError};
+use crate::{AgentLog, LogRead, Result, SandboxError};
 use async_trait::async_trait;
 use inotify::{Inotify, WatchMask};
 use std::io::{Read, Seek, SeekFrom};
@@ -15,47 +15,73 @@ use tokio::io::unix::AsyncFd;
 /// pieces so that other sessions keep their turn.
 const MAX_CHUNK: usize = 1024 * 1024;
 
+/// Whether the process writing the log has finished (no byte will be added).
+pub type Finished = Box<dyn Fn() -> bool + Send + Sync>;
+
 pub struct FileLog {
     path: PathBuf,
-    file: std::fs::File,
+    file: Option<std::fs::File>,
     offset: u64,
     watch: Option<AsyncFd<Inotify>>,
+    finished: Finished,
 }
 
 impl FileLog {
-    pub fn open(path: &Path, offset: u64) -> Result<FileLog> {
-        let io = |source| SandboxError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let file = std::fs::File::open(path).map_err(io)?;
-        // Without inotify (out of watches) the log is still read, by polling.
+    pub fn open(path: &Path, offset: u64, finished: Finished) -> Result<FileLog> {
+        // Without inotify (out of watches) the log is still read, by polling. The folder is
+        // watched as well, for the exit record that ends the log.
         let watch = Inotify::init()
             .and_then(|ino| {
-                ino.watches().add(path, WatchMask::MODIFY | WatchMask::CLOSE_WRITE)?;
+                if let Some(dir) = path.parent() {
+                    ino.watches()
+                        .add(dir, WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::MODIFY)?;
+                }
                 // SAFETY: `Inotify` owns its descriptor for its whole life and always
                 // returns the same one; the AsyncFd owns the Inotify.
                 unsafe { AsyncFd::register(ino) }.map_err(std::io::Error::from)
             })
             .map_err(|e| tracing::warn!(path = %path.display(), error = %e, "inotify unavailable; polling the agent log"))
             .ok();
-        Ok(FileLog {
+        let mut log = FileLog {
             path: path.to_owned(),
-            file,
+            file: None,
             offset,
             watch,
-        })
+            finished,
+        };
+        log.open_file()?;
+        Ok(log)
+    }
+
+    /// The file may not exist yet (a supervisor just starting); that is not an error.
+    fn open_file(&mut self) -> Result<()> {
+        if self.file.is_none() {
+            match std::fs::File::open(&self.path) {
+                Ok(f) => self.file = Some(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(SandboxError::Io {
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn read_available(&mut self) -> Result<Vec<u8>> {
+        self.open_file()?;
+        let Some(file) = self.file.as_mut() else {
+            return Ok(Vec::new());
+        };
         let io = |source| SandboxError::Io {
             path: self.path.clone(),
             source,
         };
-        self.file.seek(SeekFrom::Start(self.offset)).map_err(io)?;
+        file.seek(SeekFrom::Start(self.offset)).map_err(io)?;
         let mut buf = Vec::new();
-        (&mut self.file)
-            .take(MAX_CHUNK as u64)
+        file.take(MAX_CHUNK as u64)
             .read_to_end(&mut buf)
             .map_err(|source| SandboxError::Io {
                 path: self.path.clone(),
@@ -83,18 +109,27 @@ impl FileLog {
 
 #[async_trait]
 impl AgentLog for FileLog {
-    async fn next_chunk(&mut self, idle_poll: Duration) -> Result<Vec<u8>> {
+    async fn next(&mut self, idle_poll: Duration) -> Result<LogRead> {
+        let deadline = tokio::time::Instant::now() + idle_poll;
         loop {
             let chunk = self.read_available()?;
             if !chunk.is_empty() {
-                return Ok(chunk);
+                return Ok(LogRead::Data(chunk));
             }
-            let before = tokio::time::Instant::now();
-            self.wait_for_change(idle_poll).await;
-            if before.elapsed() >= idle_poll {
-                // One last look, then report idleness.
-                return self.read_available();
+            if (self.finished)() {
+                // Finished is recorded after the last byte: one more read settles it.
+                let chunk = self.read_available()?;
+                return Ok(if chunk.is_empty() {
+                    LogRead::End
+                } else {
+                    LogRead::Data(chunk)
+                });
             }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(LogRead::Idle);
+            }
+            self.wait_for_change(deadline - now).await;
         }
     }
 
@@ -107,45 +142,64 @@ impl AgentLog for FileLog {
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     #[tokio::test]
-    async fn reads_appended_bytes_from_the_offset_and_wakes_on_writes() {
+    async fn reads_from_the_offset_wakes_on_writes_and_ends_only_when_finished() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("agent.log");
+        let path = dir.path().join("1.log");
         let mut w = std::fs::File::create(&path).unwrap();
         w.write_all(b"one\n").unwrap();
-        let mut log = FileLog::open(&path, 0).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let mut log =
+            FileLog::open(&path, 0, Box::new(move || flag.load(Ordering::SeqCst))).unwrap();
         assert_eq!(
-            log.next_chunk(Duration::from_secs(1)).await.unwrap(),
-            b"one\n"
+            log.next(Duration::from_secs(1)).await.unwrap(),
+            LogRead::Data(b"one\n".to_vec())
+        );
+        assert_eq!(
+            log.next(Duration::from_millis(20)).await.unwrap(),
+            LogRead::Idle
         );
         let writer = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
             w.write_all(b"two\n").unwrap();
+            w
         });
         let t = std::time::Instant::now();
         assert_eq!(
-            log.next_chunk(Duration::from_secs(5)).await.unwrap(),
-            b"two\n"
+            log.next(Duration::from_secs(5)).await.unwrap(),
+            LogRead::Data(b"two\n".to_vec())
         );
         assert!(
             t.elapsed() < Duration::from_secs(4),
             "woken by the write, not the timeout"
         );
-        writer.await.unwrap();
-        assert_eq!(log.offset(), 8);
-        // Reopening at an offset skips what was ingested.
-        let mut again = FileLog::open(&path, 4).unwrap();
+        let mut w = writer.await.unwrap();
+        // The last line lands, then the process is recorded as finished: the reader gets
+        // the line before the end, never the end first.
+        w.write_all(b"last\n").unwrap();
+        done.store(true, Ordering::SeqCst);
         assert_eq!(
-            again.next_chunk(Duration::from_millis(10)).await.unwrap(),
-            b"two\n"
+            log.next(Duration::from_secs(1)).await.unwrap(),
+            LogRead::Data(b"last\n".to_vec())
         );
-        assert!(
-            again
-                .next_chunk(Duration::from_millis(10))
-                .await
-                .unwrap()
-                .is_empty()
+        assert_eq!(
+            log.next(Duration::from_secs(1)).await.unwrap(),
+            LogRead::End
+        );
+        assert_eq!(log.offset(), 13);
+        // Reopening at an offset skips what was ingested.
+        let mut again = FileLog::open(&path, 4, Box::new(|| true)).unwrap();
+        assert_eq!(
+            again.next(Duration::from_millis(10)).await.unwrap(),
+            LogRead::Data(b"two\nlast\n".to_vec())
+        );
+        assert_eq!(
+            again.next(Duration::from_millis(10)).await.unwrap(),
+            LogRead::End
         );
     }
 }

@@ -1,314 +1,235 @@
-//! Starting the jailed agent so that it does not share the daemon's fate, and ending it.
+//! Agent processes of the local provider: started under a supervisor, found again through
+//! its record, controlled through its socket.
 
-use super::{LOG_FILE, STDERR_FILE, STDIN_FIFO, bwrap};
+use super::{LocalSandbox, bwrap, check};
 use crate::{AgentControl, AgentExit, AgentInput, AgentLog, AgentProcess, Result, SandboxError};
 use async_trait::async_trait;
 use harvest_agent::AgentCommand;
 use harvest_protocol::Secret;
+use harvest_supervisor::{LaunchSpec, Record, SignalKind, Supervisor, SupervisorError};
 use std::collections::BTreeMap;
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 
-/// Host pids of a running jail.
-#[derive(Debug, Clone, Copy)]
-pub struct JailPids {
-    /// The outer bwrap process (our child while the daemon that spawned it lives).
-    pub bwrap: i32,
-    /// PID 1 of the jail's PID namespace: killing it ends every process inside.
-    pub init: i32,
-    /// The init's start time (clock ticks since boot), to recognise it after a restart.
-    pub init_start: u64,
-}
-
-impl JailPids {
-    pub fn from_persisted(v: &serde_json::Value) -> Option<JailPids> {
-        Some(JailPids {
-            bwrap: i32::try_from(v["bwrap_pid"].as_i64()?).ok()?,
-            init: i32::try_from(v["init_pid"].as_i64()?).ok()?,
-            init_start: v["init_start"].as_u64()?,
-        })
-    }
-
-    /// The jail's init still runs and is the same process (not a reused pid).
-    pub fn same_jail_alive(&self) -> bool {
-        alive(self.init) && start_time(self.init) == Some(self.init_start)
-    }
-
-    pub fn kill_all(&self) {
-        // SIGKILL to a PID namespace's init makes the kernel kill the whole namespace.
-        signal(self.init, libc::SIGKILL);
-        signal(self.bwrap, libc::SIGKILL);
-    }
-}
-
-pub struct Spawned {
-    pub pids: JailPids,
-    pub process: AgentProcess,
-}
-
-pub fn spawn(
-    bwrap_bin: &Path,
-    policy: &bwrap::JailPolicy,
-    state_dir: &Path,
+pub async fn spawn(
+    sandbox: &LocalSandbox,
     cmd: &AgentCommand,
     secrets: &BTreeMap<String, Secret>,
-) -> Result<Spawned> {
-    let fifo = state_dir.join(STDIN_FIFO);
-    make_fifo(&fifo)?;
-    // O_RDWR: the agent itself holds a writer on its stdin, so it never reads EOF, even
-    // after the daemon (the other writer) dies. Linux never blocks on an O_RDWR FIFO open.
-    let stdin = open(&fifo, std::fs::OpenOptions::new().read(true).write(true))?;
-    let log_path = state_dir.join(LOG_FILE);
-    let append = || {
-        let mut o = std::fs::OpenOptions::new();
-        o.create(true).append(true).mode(0o600);
-        o
+) -> Result<AgentProcess> {
+    let log_id = harvest_supervisor::last_log_id(&sandbox.state_dir) + 1;
+    let mut args: Vec<Vec<u8>> = bwrap::bwrap_args(&sandbox.policy, &bwrap::host_system_entries())
+        .into_iter()
+        .map(|a| a.as_bytes().to_vec())
+        .collect();
+    args.push(b"--".to_vec());
+    args.push(sandbox.agent_program.as_os_str().as_bytes().to_vec());
+    args.extend(cmd.args.iter().map(|a| a.as_bytes().to_vec()));
+    let mut env: Vec<(String, String)> = bwrap::base_env()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    env.extend(cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(
+        secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_owned())),
+    );
+    let spec = LaunchSpec {
+        state_dir: sandbox.state_dir.clone(),
+        log_id,
+        program: sandbox.bwrap.as_os_str().as_bytes().to_vec(),
+        args,
+        env,
     };
-    let stdout = open(&log_path, &append())?;
-    let log_start = stdout.metadata().map(|m| m.len()).unwrap_or(0);
-    let stderr = open(&state_dir.join(STDERR_FILE), &append())?;
-
-    let mut command = tokio::process::Command::new(bwrap_bin);
-    command
-        .args(bwrap::bwrap_args(policy, &bwrap::host_system_entries()))
-        .arg("--")
-        .arg(Path::new(bwrap::AGENT_BIN_DIR).join("claude"))
-        .args(&cmd.args)
-        .env_clear()
-        .envs(bwrap::base_env())
-        .envs(&cmd.env)
-        .envs(secrets.iter().map(|(k, v)| (k, v.expose())))
-        .stdin(Stdio::from(stdin))
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr))
-        // Its own process group: a Ctrl-C or hang-up aimed at the daemon's group does
-        // not reach the agent. Dropping the handle does not kill it either.
-        .process_group(0)
-        .kill_on_drop(false);
-    let mut child = command
-        .spawn()
-        .map_err(|e| SandboxError::Spawn(format!("{}: {e}", bwrap_bin.display())))?;
-    let bwrap_pid = child
-        .id()
-        .and_then(|p| i32::try_from(p).ok())
-        .ok_or_else(|| SandboxError::Spawn("bwrap exited at once".into()))?;
-    let init = find_namespace_init(bwrap_pid)
-        .ok_or_else(|| SandboxError::Spawn(stderr_tail(state_dir)))?;
-    let pids = JailPids {
-        bwrap: bwrap_pid,
-        init,
-        init_start: start_time(init).unwrap_or(0),
+    let (program, prog_args) = &sandbox.supervisor;
+    let record = match harvest_supervisor::spawn(program, prog_args, &spec).await {
+        Ok(r) => r,
+        Err(SupervisorError::Launch(detail)) => return Err(check::classify(&detail)),
+        Err(e) => return Err(SandboxError::Spawn(e.to_string())),
     };
-
-    let (exit_tx, exited) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let exit = match child.wait().await {
-            Ok(status) => AgentExit {
-                code: status.code(),
-                signal: status.signal(),
-            },
-            Err(_) => AgentExit {
-                code: None,
-                signal: None,
-            },
-        };
-        let _ = exit_tx.send(exit);
-    });
-
-    let sender = open_input(&fifo)?;
-    Ok(Spawned {
-        pids,
-        process: AgentProcess {
-            input: Box::new(FifoInput { sender }),
-            control: Box::new(LocalControl {
-                pids,
-                log_path,
-                state_dir: state_dir.to_owned(),
-            }),
-            exited,
-            log_start,
-        },
-    })
+    Ok(attach(&sandbox.state_dir, record))
 }
 
-/// Reconnect to a jail that a previous daemon started: its stdin FIFO (which the agent
-/// still holds open), its log, and an exit signal. Not our child any more, so its end is
-/// noticed by watching the jail's init.
-pub fn adopt(state_dir: &Path, pids: JailPids, log_start: u64) -> Result<AgentProcess> {
-    let fifo = state_dir.join(STDIN_FIFO);
-    let sender = open_input(&fifo)?;
-    let (exit_tx, exited) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        while pids.same_jail_alive() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let _ = exit_tx.send(AgentExit {
-            code: None,
-            signal: None,
-        });
-    });
-    Ok(AgentProcess {
-        input: Box::new(FifoInput { sender }),
-        control: Box::new(LocalControl {
-            pids,
-            log_path: state_dir.join(LOG_FILE),
-            state_dir: state_dir.to_owned(),
+/// The process a supervisor record names, running or finished.
+pub fn attach(state_dir: &Path, record: Record) -> AgentProcess {
+    let supervisor = Supervisor::at(state_dir);
+    AgentProcess {
+        log_id: record.log_id,
+        input: Box::new(SupervisedInput {
+            supervisor: supervisor.clone(),
         }),
-        exited,
-        log_start,
-    })
+        control: Box::new(LocalControl {
+            supervisor,
+            state_dir: state_dir.to_owned(),
+            record,
+        }),
+    }
 }
 
-/// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses; fields follow the last ')'.
-    let (_, rest) = stat.rsplit_once(") ")?;
-    rest.split_whitespace().nth(19)?.parse().ok()
+/// End a jail and its supervisor, then wait (bounded) for the exit record.
+pub async fn kill_record(state_dir: &Path, record: Record) {
+    let control = LocalControl {
+        supervisor: Supervisor::at(state_dir),
+        state_dir: state_dir.to_owned(),
+        record,
+    };
+    let _ = control.kill().await;
+    for _ in 0..100 {
+        if control.finished() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
 }
 
-/// Our writer on the agent's stdin FIFO. Read-write, so opening never fails for want of a
-/// reader; the agent holds its own end open anyway.
-fn open_input(fifo: &Path) -> Result<tokio::net::unix::pipe::Sender> {
-    tokio::net::unix::pipe::OpenOptions::new()
-        .read_write(true)
-        .open_sender(fifo)
-        .map_err(|source| SandboxError::Io {
-            path: fifo.to_owned(),
-            source,
-        })
-}
-
-struct FifoInput {
-    sender: tokio::net::unix::pipe::Sender,
+struct SupervisedInput {
+    supervisor: Supervisor,
 }
 
 #[async_trait]
-impl AgentInput for FifoInput {
+impl AgentInput for SupervisedInput {
     async fn write_line(&mut self, line: &str) -> Result<()> {
-        self.sender
-            .write_all(line.as_bytes())
+        self.supervisor
+            .write_line(line)
             .await
             .map_err(|_| SandboxError::InputClosed)
     }
 }
 
 struct LocalControl {
-    pids: JailPids,
-    log_path: PathBuf,
+    supervisor: Supervisor,
     state_dir: PathBuf,
+    record: Record,
+}
+
+impl LocalControl {
+    fn finished(&self) -> bool {
+        harvest_supervisor::exit_path(&self.state_dir, self.record.log_id).exists()
+            || !self.record.supervisor_alive()
+    }
 }
 
 #[async_trait]
 impl AgentControl for LocalControl {
-    async fn interrupt(&self) -> Result<()> {
-        for pid in children(self.pids.init) {
-            signal(pid, libc::SIGINT);
+    async fn interrupt(&self) -> Result<bool> {
+        self.supervisor
+            .signal(SignalKind::Interrupt)
+            .await
+            .map_err(|e| SandboxError::Spawn(e.to_string()))?;
+        Ok(true)
+    }
+
+    async fn stop(&self) -> Result<()> {
+        self.supervisor
+            .signal(SignalKind::Terminate)
+            .await
+            .map_err(|e| SandboxError::Spawn(e.to_string()))
+    }
+
+    async fn kill(&self) -> Result<()> {
+        if self.supervisor.kill().await.is_ok() {
+            return Ok(());
+        }
+        // The supervisor is gone (killed itself): end the jail directly, through a pidfd
+        // and only once its start time proves it is still the jail we started.
+        if let Ok(fd) = harvest_supervisor::PidFd::open(self.record.init_pid)
+            && harvest_supervisor::same_process(self.record.init_pid, self.record.init_start)
+        {
+            let _ = fd.signal(libc::SIGKILL);
         }
         Ok(())
     }
 
-    async fn terminate(&self) -> Result<()> {
-        // The CLI is the namespace init's child (the init is bwrap's reaper).
-        for pid in children(self.pids.init) {
-            signal(pid, libc::SIGTERM);
-        }
-        Ok(())
-    }
-
-    async fn kill_all(&self) -> Result<()> {
-        self.pids.kill_all();
-        Ok(())
-    }
-
-    fn open_log(&self, offset: u64) -> Result<Box<dyn AgentLog>> {
-        Ok(Box::new(super::FileLog::open(&self.log_path, offset)?))
-    }
-
-    fn diagnostics(&self) -> String {
-        stderr_tail(&self.state_dir)
-    }
-}
-
-fn make_fifo(path: &Path) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    if path.exists() {
-        return Ok(());
-    }
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| SandboxError::Io {
-        path: path.to_owned(),
-        source: std::io::Error::other("path contains a NUL byte"),
-    })?;
-    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
-    if rc != 0 {
-        return Err(SandboxError::Io {
-            path: path.to_owned(),
-            source: std::io::Error::last_os_error(),
+    async fn open_log(&self, offset: u64) -> Result<Box<dyn AgentLog>> {
+        let (dir, record) = (self.state_dir.clone(), self.record);
+        let finished = Box::new(move || {
+            harvest_supervisor::exit_path(&dir, record.log_id).exists()
+                || !record.supervisor_alive()
         });
+        let path = harvest_supervisor::log_path(&self.state_dir, self.record.log_id);
+        Ok(Box::new(super::FileLog::open(&path, offset, finished)?))
     }
-    Ok(())
-}
 
-fn open(path: &Path, opts: &std::fs::OpenOptions) -> Result<std::fs::File> {
-    opts.open(path).map_err(|source| SandboxError::Io {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-/// bwrap forks the namespace's init right after it starts; wait briefly for it.
-fn find_namespace_init(bwrap_pid: i32) -> Option<i32> {
-    for _ in 0..400 {
-        if let Some(pid) = children(bwrap_pid).into_iter().next() {
-            return Some(pid);
+    async fn exit_status(&self) -> Option<AgentExit> {
+        if let Some(e) = harvest_supervisor::read_exit(&self.state_dir, self.record.log_id) {
+            return Some(AgentExit {
+                code: e.code,
+                signal: e.signal,
+            });
         }
-        if !alive(bwrap_pid) {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    None
-}
-
-fn children(pid: i32) -> Vec<i32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie still "exists" for kill(0); look at its state instead.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit_once(") ")
-                .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+        (!self.record.supervisor_alive()).then_some(AgentExit {
+            code: None,
+            signal: None,
         })
-        .unwrap_or(false)
-}
+    }
 
-fn signal(pid: i32, sig: i32) {
-    if pid > 1 {
-        // SAFETY: kill(2) with a positive pid has no memory effects.
-        unsafe {
-            libc::kill(pid, sig);
-        }
+    async fn diagnostics(&self) -> String {
+        stderr_tail(&harvest_supervisor::stderr_path(
+            &self.state_dir,
+            self.record.log_id,
+        ))
     }
 }
 
-fn stderr_tail(state_dir: &Path) -> String {
-    let text = std::fs::read_to_string(state_dir.join(STDERR_FILE)).unwrap_or_default();
+fn stderr_tail(path: &Path) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = lines[lines.len().saturating_sub(5)..].join(" / ");
     if tail.is_empty() {
         "nothing on stderr".to_owned()
     } else {
         format!("stderr: {tail}")
+    }
+}
+
+/// Read a file as the agent sees it, from inside a one-shot jail of the same shape: a
+/// symlink resolves inside the jail, so it cannot lead to a host file, and a FIFO or a
+/// device that blocks is ended by the timeout instead of blocking the caller.
+pub async fn read_confined(
+    bwrap_bin: &Path,
+    policy: &bwrap::JailPolicy,
+    path: &Path,
+    limit: u64,
+) -> Result<Vec<u8>> {
+    if !path.is_absolute() {
+        return Err(SandboxError::Spawn(format!(
+            "{} is not an absolute path inside the sandbox",
+            path.display()
+        )));
+    }
+    let mut read_only = policy.clone();
+    read_only.network = false;
+    let out = tokio::process::Command::new(bwrap_bin)
+        .args(bwrap::bwrap_args(&read_only, &bwrap::host_system_entries()))
+        // This one may die with us: it is a read, not an agent.
+        .arg("--die-with-parent")
+        .arg("--")
+        .arg("/usr/bin/head")
+        .arg("-c")
+        .arg(limit.to_string())
+        .arg("--")
+        .arg(path)
+        .env_clear()
+        .envs(bwrap::base_env())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(Duration::from_secs(5), out).await {
+        Ok(Ok(o)) if o.status.success() => Ok(o.stdout),
+        Ok(Ok(o)) => Err(SandboxError::Spawn(format!(
+            "cannot read {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))),
+        Ok(Err(source)) => Err(SandboxError::Io {
+            path: bwrap_bin.to_owned(),
+            source,
+        }),
+        Err(_) => Err(SandboxError::Spawn(format!(
+            "reading {} did not finish (a FIFO or device?)",
+            path.display()
+        ))),
     }
 }

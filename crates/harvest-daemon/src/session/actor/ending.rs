@@ -1,30 +1,31 @@
 //! How a session's agent ends: it exits (on its own, stopped, cancelled the hard way, idle),
 //! the session is removed, or the daemon shuts down. Each leaves a status that says why.
 
-use super::{Actor, Ending, status};
+use super::{Actor, Agent, Ending, status};
 use harvest_protocol::{EventBody, SessionState};
 use harvest_sandbox::AgentExit;
 use std::time::Duration;
 
 impl Actor {
-    pub(super) async fn on_exit(&mut self, exit: AgentExit) {
-        // The log may still hold lines written just before the exit.
-        while let Some(agent) = self.agent.as_mut() {
-            match agent.log.next_chunk(Duration::from_millis(1)).await {
-                Ok(chunk) if !chunk.is_empty() => self.ingest(&chunk).await,
-                _ => break,
-            }
-        }
-        let diagnostics = match self.agent.take() {
-            Some(a) => {
-                // Whatever the agent left running (tool commands in their own sessions keep
-                // the jail's init alive after the agent itself is gone) has no one to
-                // report to any more: end it.
-                let _ = a.control.kill_all().await;
-                a.control.diagnostics()
-            }
-            None => String::new(),
+    /// The agent's log has ended: every line it wrote is stored. Record how it ended.
+    pub(super) async fn on_exit(&mut self) {
+        let (exit, diagnostics, ended_unseen) = match self.agent.as_ref() {
+            Some(a) => (
+                a.control.exit_status().await.unwrap_or(AgentExit {
+                    code: None,
+                    signal: None,
+                }),
+                a.control.diagnostics().await,
+                a.ended_unseen,
+            ),
+            None => return,
         };
+        // The ending is committed with the final checkpoint (`ended`), so a restarted
+        // daemon never handles this process's end twice.
+        let checkpoint = self
+            .checkpoint(true)
+            .and_then(|c| serde_json::to_value(c).ok());
+        self.agent = None;
         let was_cancelling = self.ladder.take().is_some() && self.state == SessionState::Cancelling;
         tracing::info!(%exit, "agent exited");
         let mut events = Vec::new();
@@ -47,6 +48,14 @@ impl Actor {
                 self.ending = None;
             }
             Some(Ending::Shutdown) => {}
+            None if ended_unseen && exit.code != Some(0) => {
+                events.push(status(
+                    SessionState::Interrupted,
+                    Some(format!(
+                        "the agent ended while the daemon was down ({exit}); send a message to resume the conversation"
+                    )),
+                ));
+            }
             None if was_cancelling => {
                 events.push(EventBody::TurnResult {
                     is_error: true,
@@ -82,16 +91,23 @@ impl Actor {
         }
         self.pending_turns = 0;
         self.slot = None;
-        self.emit(events).await;
+        self.commit_with(
+            events
+                .into_iter()
+                .map(harvest_store::NewEvent::new)
+                .collect(),
+            checkpoint,
+        )
+        .await;
         for waiter in self.stop_waiters.drain(..) {
             let _ = waiter.send(Ok(()));
         }
     }
 
     pub(super) async fn remove(&mut self) {
-        if let Some(agent) = self.agent.take() {
-            let _ = agent.control.kill_all().await;
-            let _ = tokio::time::timeout(Duration::from_secs(3), agent.exited).await;
+        if let Some(mut agent) = self.agent.take() {
+            let _ = agent.control.kill().await;
+            let _ = tokio::time::timeout(Duration::from_secs(3), wait_for_end(&mut agent)).await;
         }
         if let Some(mut sandbox) = self.sandbox.take()
             && let Err(e) = sandbox.destroy().await
@@ -119,17 +135,14 @@ impl Actor {
     pub(super) async fn shutdown(&mut self) {
         self.ending = Some(Ending::Shutdown);
         if let Some(agent) = self.agent.as_ref() {
-            let _ = agent.control.terminate().await;
-            let wait = tokio::time::timeout(self.grace(), async {
-                if let Some(a) = self.agent.as_mut() {
-                    let _ = (&mut a.exited).await;
-                }
-            })
-            .await;
-            if wait.is_err()
-                && let Some(a) = self.agent.as_ref()
-            {
-                let _ = a.control.kill_all().await;
+            let _ = agent.control.stop().await;
+            let grace = self.grace();
+            let wait = match self.agent.as_mut() {
+                Some(a) => tokio::time::timeout(grace, wait_for_end(a)).await.is_ok(),
+                None => true,
+            };
+            if !wait && let Some(a) = self.agent.as_ref() {
+                let _ = a.control.kill().await;
             }
             self.agent = None;
             self.emit(vec![status(
@@ -137,6 +150,17 @@ impl Actor {
                 Some("the daemon stopped; send a message to resume the conversation".into()),
             )])
             .await;
+        }
+    }
+}
+
+/// Read (and drop) the rest of a log until it ends: used only when the session is going
+/// away or the daemon stops, where the events no longer matter.
+async fn wait_for_end(agent: &mut Agent) {
+    loop {
+        match agent.log.next(Duration::from_millis(100)).await {
+            Ok(harvest_sandbox::LogRead::End) | Err(_) => return,
+            _ => {}
         }
     }
 }

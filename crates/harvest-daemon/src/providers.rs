@@ -1,0 +1,37 @@
+//! The daemon's sandbox providers, built once at start.
+
+use crate::context::Providers;
+use harvest_config::{Config, Paths};
+use harvest_sandbox::LocalProvider;
+use harvest_sandbox::local::LocalLayout;
+use harvest_store::Store;
+use std::sync::Arc;
+
+/// `HARVEST_TEST_PROVIDERS=fake-remote` adds the remote-shaped fake provider that the
+/// conformance suite runs against. It is a test double, never offered otherwise.
+pub const TEST_PROVIDERS_ENV: &str = "HARVEST_TEST_PROVIDERS";
+
+pub fn build(paths: &Paths, config: &Config, store: &Arc<Store>) -> Providers {
+    let mut providers = Providers::default();
+    let local = Arc::new(LocalProvider::new(local_layout(paths, config, store)));
+    providers.add(local.clone());
+    if std::env::var(TEST_PROVIDERS_ENV).is_ok_and(|v| v.split(',').any(|p| p == "fake-remote")) {
+        providers.add(Arc::new(crate::fake_remote::FakeRemote::new(local)));
+    }
+    providers
+}
+
+fn local_layout(paths: &Paths, config: &Config, store: &Arc<Store>) -> LocalLayout {
+    // The supervisor is this same binary (`harvest supervise`).
+    let exe = std::env::current_exe().unwrap_or_else(|_| "harvest".into());
+    let (paths2, store) = (paths.clone(), store.clone());
+    LocalLayout {
+        sessions_dir: paths.sessions_dir(),
+        workspaces_dir: paths.workspaces_dir(),
+        supervisor: (exe, vec!["supervise".into()]),
+        bwrap: config.sandbox.bwrap_path.clone(),
+        hidden: Arc::new(move |workspace: &std::path::Path| {
+            crate::policy::hidden_paths(&paths2, &store, workspace)
+        }),
+    }
+}

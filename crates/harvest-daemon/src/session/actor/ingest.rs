@@ -1,0 +1,216 @@
+//! Ingestion: agent lines → events → the store (with the checkpoint, in one transaction)
+//! → subscribers. Nothing is broadcast before it is stored.
+
+use super::super::{Checkpoint, PendingPermission};
+use super::{Actor, status};
+use crate::redact;
+use harvest_protocol::{EventBody, SessionState};
+use harvest_sandbox::LogPosition;
+use harvest_store::{NewEvent, StoredEvent};
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+use tokio::time::Instant;
+
+impl Actor {
+    pub(super) async fn ingest(&mut self, chunk: &[u8]) {
+        let Some(agent) = self.agent.as_mut() else {
+            return;
+        };
+        let lines = agent.lines.push(chunk);
+        // Parse first (the parser lives in the agent), then fold the events into the state.
+        let mut parsed = Vec::with_capacity(lines.len());
+        for line in lines {
+            // Secrets are masked before the line goes anywhere: the store, a log, a client.
+            let line = redact::redact(&line, &self.redact_values).unwrap_or(line);
+            tracing::trace!(line = %line, "agent line");
+            parsed.push(agent.parser.parse_line(&line));
+        }
+        let mut out = Vec::new();
+        let mut auto_answers = Vec::new();
+        let mut release_slot = false;
+        for p in parsed {
+            for body in p.events {
+                if let EventBody::AgentInit {
+                    agent_session_id, ..
+                } = &body
+                {
+                    self.conversation_started = true;
+                    if self.spec.fork_from.is_some() {
+                        // The fork's own conversation exists now: resume that from here on.
+                        self.spec.fork_from = None;
+                        self.spec.agent_session_id = agent_session_id.clone();
+                        self.persist_spec();
+                    }
+                }
+                let follow = self.on_permission_event(&body, &mut auto_answers);
+                let turn_ended = matches!(body, EventBody::TurnResult { .. });
+                let was_over = self.over_budget().is_some();
+                if let EventBody::TurnResult { cost_usd, .. } = &body {
+                    self.spent_usd += cost_usd;
+                }
+                out.push(NewEvent {
+                    body,
+                    raw: Some(p.raw.clone()),
+                });
+                out.extend(follow.into_iter().map(NewEvent::new));
+                if !was_over && let Some(why) = self.over_budget() {
+                    out.push(NewEvent::new(EventBody::Error { message: why }));
+                }
+                if turn_ended {
+                    self.pending_turns = self.pending_turns.saturating_sub(1);
+                    if self.pending_turns == 0 && self.ending.is_none() {
+                        self.ladder = None;
+                        release_slot = true;
+                        out.push(NewEvent::new(status(SessionState::Idle, None)));
+                    }
+                }
+            }
+        }
+        self.commit(out, false).await;
+        if release_slot {
+            // Only once the turn's end is stored may another session take the slot.
+            self.slot = None;
+        }
+        // Requests for tools the user allowed "always" are answered at once.
+        for line in auto_answers {
+            if let Some(agent) = self.agent.as_mut()
+                && let Err(e) = agent.input.write_line(&line).await
+            {
+                tracing::warn!(error = %e, "cannot answer a permission request");
+            }
+        }
+    }
+
+    /// Where ingestion stands now, with all that was derived up to there. `ended`: the log
+    /// has been read to its end and the process's ending is in these events.
+    pub(super) fn checkpoint(&self, ended: bool) -> Option<Checkpoint> {
+        let agent = self.agent.as_ref()?;
+        Some(Checkpoint {
+            at: LogPosition {
+                log_id: agent.log_id,
+                offset: agent.log.offset() - agent.lines.pending_len(),
+                ended,
+            },
+            parser: agent.parser.clone(),
+            pending_turns: self.pending_turns,
+            pending_permissions: self
+                .pending_permissions
+                .iter()
+                .map(|(id, (tool, input))| PendingPermission {
+                    request_id: id.clone(),
+                    tool: tool.clone(),
+                    input: input.clone(),
+                })
+                .collect(),
+            always_allowed: self.always_allowed.iter().cloned().collect(),
+        })
+    }
+
+    /// Store and broadcast events that the daemon itself originates.
+    pub async fn emit(&mut self, events: Vec<EventBody>) {
+        self.commit(events.into_iter().map(NewEvent::new).collect(), false)
+            .await;
+    }
+
+    /// Commit events with the current checkpoint, then broadcast them. A failing store (a
+    /// full disk) is retried rather than losing the events: the agent keeps writing to its
+    /// own log meanwhile.
+    pub(super) async fn commit(&mut self, events: Vec<NewEvent>, ended: bool) {
+        let checkpoint = self
+            .checkpoint(ended)
+            .and_then(|c| serde_json::to_value(c).ok());
+        self.commit_with(events, checkpoint).await;
+    }
+
+    pub(super) async fn commit_with(
+        &mut self,
+        events: Vec<NewEvent>,
+        checkpoint: Option<serde_json::Value>,
+    ) {
+        if events.is_empty() && checkpoint.is_none() {
+            return;
+        }
+        for ev in &events {
+            if let EventBody::Status { state, .. } = &ev.body {
+                self.state = *state;
+            }
+        }
+        *self
+            .shared_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = self.state;
+        if self.state != SessionState::Idle {
+            self.idle_since = None;
+        } else if self.idle_since.is_none() {
+            self.idle_since = Some(Instant::now());
+        }
+        let Some(stored) = self.store_retrying(events, checkpoint).await else {
+            return;
+        };
+        for ev in stored {
+            if let Some(hook) = &self.daemon.config.notify.hook
+                && notable(&ev.json)
+            {
+                crate::hook::run(
+                    hook.clone(),
+                    self.daemon.clone(),
+                    self.id.clone(),
+                    ev.json.clone(),
+                );
+            }
+            // No receivers is fine: nobody is attached.
+            let _ = self.events.send(Arc::new(ev));
+        }
+    }
+
+    async fn store_retrying(
+        &self,
+        events: Vec<NewEvent>,
+        checkpoint: Option<serde_json::Value>,
+    ) -> Option<Vec<StoredEvent>> {
+        let checkpoint = Arc::new(checkpoint);
+        let mut events = Some(events);
+        loop {
+            let batch = events.take().unwrap_or_default();
+            let (store, id, cp) = (
+                self.daemon.store.clone(),
+                self.id.clone(),
+                checkpoint.clone(),
+            );
+            let result = tokio::task::spawn_blocking(move || {
+                let r = store.append(&id, clone_events(&batch), cp.as_ref().as_ref());
+                (r, batch)
+            })
+            .await;
+            match result {
+                Ok((Ok(stored), _)) => return Some(stored),
+                Ok((Err(e), batch)) => {
+                    tracing::error!(error = %e, "cannot store events; retrying");
+                    events = Some(batch);
+                    if self.daemon.shutdown.is_cancelled() {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+fn clone_events(events: &[NewEvent]) -> Vec<NewEvent> {
+    events
+        .iter()
+        .map(|e| NewEvent {
+            body: e.body.clone(),
+            raw: e.raw.clone(),
+        })
+        .collect()
+}
+
+/// Events a user wants to hear about: a turn ended, the session failed or needs input.
+fn notable(json: &str) -> bool {
+    json.contains("\"type\":\"turn_result\"")
+        || json.contains("\"state\":\"failed\"")
+        || json.contains("\"state\":\"needs_input\"")
+}

@@ -1,0 +1,248 @@
+//! Turns: messages to the agent (now, or queued for a running slot), starting the agent
+//! again to resume its conversation, and cancelling or stopping what runs.
+
+use super::{Actor, Ending, Ladder, status};
+use crate::{policy, redact};
+use harvest_agent::{AgentCommand, input};
+use harvest_protocol::rpc::{RpcError, codes};
+use harvest_protocol::{EventBody, Secret, SessionState};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+impl Actor {
+    /// A slot freed up: the queued messages go to the agent.
+    pub(super) async fn start_queued(&mut self, permit: tokio::sync::OwnedSemaphorePermit) {
+        self.slot = Some(permit);
+        self.emit(vec![status(SessionState::Running, None)]).await;
+        while let Some(text) = self.queued.pop_front() {
+            self.pending_turns += 1;
+            if let Err(e) = self.write_to_agent(&input::user_message(&text)).await {
+                self.emit(vec![EventBody::Error {
+                    message: format!("a queued message could not reach the agent: {}", e.message),
+                }])
+                .await;
+            }
+        }
+    }
+
+    /// One line to the agent's input, or why it cannot take one.
+    pub(super) async fn write_to_agent(&mut self, line: &str) -> Result<(), RpcError> {
+        let Some(agent) = self.agent.as_mut() else {
+            return Err(RpcError::new(
+                codes::SESSION_STATE,
+                "the agent is not running",
+            ));
+        };
+        agent
+            .input
+            .write_line(line)
+            .await
+            .map_err(|e| RpcError::new(codes::SESSION_STATE, e.to_string()))
+    }
+
+    /// Why no further turn may run, when the session has spent its budget.
+    pub(super) fn over_budget(&self) -> Option<String> {
+        let limit = self.daemon.config.agent.max_budget_usd;
+        (limit > 0.0 && self.spent_usd >= limit).then(|| {
+            format!(
+                "the session reached its budget: ${:.4} of ${limit:.4}; raise agent.max_budget_usd in harvest.toml to go on",
+                self.spent_usd
+            )
+        })
+    }
+
+    /// Start the agent again if it is not running (a finished, stopped or interrupted
+    /// session), resuming its conversation; idle until the next message.
+    pub(super) async fn restart(&mut self, env: BTreeMap<String, Secret>) -> Result<(), RpcError> {
+        if self.ending.is_some() {
+            return Err(RpcError::new(
+                codes::SESSION_STATE,
+                "the session is stopping",
+            ));
+        }
+        if self.agent.is_some() {
+            return Ok(());
+        }
+        if !env.is_empty() {
+            self.redact_values = redact::values(env.values());
+            self.secrets = env;
+        }
+        self.resume().await?;
+        if self.state != SessionState::Idle {
+            self.emit(vec![status(SessionState::Idle, None)]).await;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn send(
+        &mut self,
+        text: String,
+        env: BTreeMap<String, Secret>,
+    ) -> Result<(), RpcError> {
+        if let Some(why) = self.over_budget() {
+            return Err(RpcError::new(codes::SESSION_STATE, why));
+        }
+        if self.ending.is_some() {
+            return Err(RpcError::new(
+                codes::SESSION_STATE,
+                "the session is stopping",
+            ));
+        }
+        if self.agent.is_none() {
+            self.restart(env).await?;
+        }
+        let mut events = vec![EventBody::UserMessage { text: text.clone() }];
+        if let Some(slots) = self.daemon.running_slots.clone()
+            && self.slot.is_none()
+        {
+            match slots.try_acquire_owned() {
+                Ok(permit) => self.slot = Some(permit),
+                Err(_) => {
+                    // Stored now; it reaches the agent when a slot frees up.
+                    if self.state != SessionState::Queued {
+                        events.push(status(
+                            SessionState::Queued,
+                            Some(format!(
+                                "waiting for a free slot: at most {} sessions run at once (agent.max_running_sessions)",
+                                self.daemon.config.agent.max_running_sessions
+                            )),
+                        ));
+                    }
+                    self.emit(events).await;
+                    self.queued.push_back(text);
+                    return Ok(());
+                }
+            }
+        }
+        if self.state != SessionState::Running {
+            events.push(status(SessionState::Running, None));
+        }
+        self.pending_turns += 1;
+        self.emit(events).await;
+        self.write_to_agent(&input::user_message(&text)).await
+    }
+
+    /// Start the agent again in the same sandbox and workspace, resuming its conversation.
+    pub(super) async fn resume(&mut self) -> Result<(), RpcError> {
+        policy::require_credentials(&self.secrets)?;
+        if self.sandbox.is_none() {
+            let spec = policy::sandbox_spec(&self.daemon, self.id.as_str(), &self.spec);
+            let sandbox = self
+                .provider
+                .create(&spec)
+                .await
+                .map_err(|e| RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()))?;
+            self.sandbox = Some(sandbox);
+        }
+        let transcript_exists = self.conversation_started;
+        let opts =
+            policy::claude_options(&self.daemon, &self.spec, transcript_exists, self.spent_usd);
+        let Some(sandbox) = self.sandbox.as_mut() else {
+            return Err(RpcError::new(codes::SANDBOX_UNAVAILABLE, "no sandbox"));
+        };
+        let cmd = AgentCommand::claude(sandbox.agent_program(), &opts);
+        let process = sandbox
+            .spawn_agent(&cmd, &self.secrets)
+            .await
+            .map_err(|e| RpcError::new(codes::AGENT_UNAVAILABLE, e.to_string()))?;
+        let persisted = sandbox.persisted();
+        self.pending_turns = 0;
+        self.attach(process, super::super::Checkpoint::default(), false)
+            .await
+            .map_err(|e| RpcError::new(codes::AGENT_UNAVAILABLE, e.to_string()))?;
+        self.store_sandbox_state(persisted).await;
+        // Committed with the new log's checkpoint (offset 0): from here a restarted daemon
+        // reads this process's log, never the old one's offset.
+        self.emit(vec![EventBody::Sandbox {
+            message: if transcript_exists {
+                "agent restarted; resuming the conversation".into()
+            } else {
+                "agent started".into()
+            },
+        }])
+        .await;
+        Ok(())
+    }
+
+    pub(super) async fn cancel(&mut self) -> Result<(), RpcError> {
+        let Some(agent) = self.agent.as_mut() else {
+            return Err(RpcError::new(
+                codes::SESSION_STATE,
+                format!("nothing to cancel: the session is {}", self.state.as_str()),
+            ));
+        };
+        if !matches!(
+            self.state,
+            SessionState::Running | SessionState::Cancelling | SessionState::NeedsInput
+        ) {
+            return Err(RpcError::new(
+                codes::SESSION_STATE,
+                format!("nothing to cancel: the session is {}", self.state.as_str()),
+            ));
+        }
+        if self.ladder.is_some() {
+            return Ok(()); // already on its way down
+        }
+        let request_id = format!("harvest-cancel-{}", uuid::Uuid::new_v4().simple());
+        if let Err(e) = agent.input.write_line(&input::interrupt(&request_id)).await {
+            tracing::warn!(error = %e, "interrupt could not be written; escalating");
+        }
+        self.ladder = Some((Ladder::Interrupted, Instant::now() + self.grace()));
+        self.emit(vec![status(SessionState::Cancelling, None)])
+            .await;
+        Ok(())
+    }
+
+    /// Returns whether an agent is on its way down (the caller waits for its exit).
+    pub(super) async fn stop(&mut self) -> Result<bool, RpcError> {
+        let Some(agent) = self.agent.as_ref() else {
+            return Ok(false);
+        };
+        if self.ending.is_none() {
+            self.ending = Some(Ending::Stop);
+            let _ = agent.control.stop().await;
+            self.ladder = Some((Ladder::Terminated, Instant::now() + self.grace()));
+        }
+        Ok(true)
+    }
+
+    pub(super) async fn escalate(&mut self) {
+        let Some((step, _)) = self.ladder else { return };
+        let Some(agent) = self.agent.as_ref() else {
+            self.ladder = None;
+            return;
+        };
+        let next = match step {
+            Ladder::Interrupted => match agent.control.interrupt().await {
+                Ok(true) => {
+                    tracing::warn!("the agent ignored the interrupt request; signalled it");
+                    Ladder::Signalled
+                }
+                // No signal in this provider: on to its stop.
+                _ => {
+                    tracing::warn!("the agent ignored the interrupt request; stopping it");
+                    let _ = agent.control.stop().await;
+                    Ladder::Terminated
+                }
+            },
+            Ladder::Signalled => {
+                tracing::warn!("the agent ignored the interrupt signal; stopping it");
+                let _ = agent.control.stop().await;
+                Ladder::Terminated
+            }
+            Ladder::Terminated => {
+                tracing::warn!("the agent did not stop; killing everything in its sandbox");
+                let _ = agent.control.kill().await;
+                Ladder::Killed
+            }
+            Ladder::Killed => return,
+        };
+        let wait = if next == Ladder::Killed {
+            Duration::from_secs(3600)
+        } else {
+            self.grace()
+        };
+        self.ladder = Some((next, Instant::now() + wait));
+    }
+}

@@ -1,0 +1,421 @@
+//! The supervisor process itself (`harvest supervise`): read the launch spec from stdin,
+//! start the jail with socket-pair stdio, answer "ready" on stdout, then pump the agent's
+//! output into the log and serve requests until the jail ends.
+
+use crate::lines::LineCap;
+use crate::pidfd::{PidFd, signal_children};
+use crate::{
+    ExitRecord, LaunchSpec, MAX_LINE, MAX_REQUEST, MAX_STDERR, Record, Request, Response,
+    SignalKind, exit_path, log_path, proc, stderr_path, write_atomic,
+};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Mutex;
+
+/// Entry point of `harvest supervise`. Returns the process exit code.
+pub fn main() -> i32 {
+    let mut input = Vec::new();
+    if let Err(e) = std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::io::stdin(), MAX_REQUEST as u64),
+        &mut input,
+    ) {
+        answer(&Err(format!("cannot read the launch spec: {e}")));
+        return 2;
+    }
+    let spec: LaunchSpec = match serde_json::from_slice(&input) {
+        Ok(s) => s,
+        Err(e) => {
+            answer(&Err(format!("bad launch spec: {e}")));
+            return 2;
+        }
+    };
+    drop(input);
+    // Our own session: a Ctrl-C or hang-up aimed at the daemon's terminal or process group
+    // never reaches the supervisor or the agent.
+    // SAFETY: setsid(2) has no memory effects; it fails only if we lead a group already.
+    unsafe { libc::setsid() };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            answer(&Err(format!("cannot start: {e}")));
+            return 2;
+        }
+    };
+    rt.block_on(supervise(spec))
+}
+
+/// The one line the daemon waits for on our stdout: the record, or why the jail did not
+/// start. Afterwards stdout is closed so the daemon's pipe never fills.
+fn answer(result: &Result<Record, String>) {
+    let line = match result {
+        Ok(r) => serde_json::json!({"ok": true, "record": r}),
+        Err(e) => serde_json::json!({"ok": false, "error": e}),
+    };
+    println!("{line}");
+    // SAFETY: replacing fd 1 with /dev/null; both descriptors are valid or the call fails.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+        if null >= 0 {
+            libc::dup2(null, 1);
+            libc::close(null);
+        }
+    }
+}
+
+async fn supervise(spec: LaunchSpec) -> i32 {
+    let state_dir = spec.state_dir.clone();
+    let started = match start(&spec).await {
+        Ok(s) => s,
+        Err(e) => {
+            answer(&Err(e));
+            return 1;
+        }
+    };
+    answer(&Ok(started.record));
+    let Started {
+        record,
+        mut child,
+        init,
+        listener,
+        stdin,
+        stdout,
+        stderr,
+        log,
+        stderr_file,
+    } = started;
+    let init = Arc::new(init);
+    let stdin = Arc::new(Mutex::new(Some(stdin)));
+
+    let pump = tokio::spawn(pump_log(stdout, log));
+    let errs = tokio::spawn(pump_stderr(stderr, stderr_file));
+    let server = tokio::spawn(serve(listener, stdin.clone(), init.clone()));
+
+    let status = child.wait().await;
+    let exit = match status {
+        Ok(s) => ExitRecord {
+            code: s.code(),
+            signal: s.signal(),
+        },
+        Err(_) => ExitRecord {
+            code: None,
+            signal: None,
+        },
+    };
+    // Whatever the agent left running in its jail (tool commands in their own sessions)
+    // has no one to report to: SIGKILL to the namespace's init ends all of it.
+    let _ = init.signal(libc::SIGKILL);
+    stdin.lock().await.take();
+    // Every writer of stdout was in the jail, so EOF follows; the bound guards against a
+    // kernel that keeps a descriptor alive longer than we expect.
+    let _ = tokio::time::timeout(Duration::from_secs(10), pump).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), errs).await;
+    server.abort();
+    let _ = std::fs::remove_file(state_dir.join(crate::SOCKET_FILE));
+    // Last: the exit record says the log is complete.
+    if let Ok(json) = serde_json::to_vec(&exit)
+        && let Err(e) = write_atomic(&exit_path(&state_dir, record.log_id), &json)
+    {
+        eprintln!("cannot write the exit record: {e}");
+    }
+    0
+}
+
+struct Started {
+    record: Record,
+    child: tokio::process::Child,
+    init: PidFd,
+    listener: UnixListener,
+    stdin: UnixStream,
+    stdout: UnixStream,
+    stderr: UnixStream,
+    log: std::fs::File,
+    stderr_file: std::fs::File,
+}
+
+async fn start(spec: &LaunchSpec) -> Result<Started, String> {
+    let dir = &spec.state_dir;
+    let logs = dir.join(crate::LOGS_DIR);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&logs)
+        .map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
+    let listener = bind(&dir.join(crate::SOCKET_FILE))?;
+    let append = |path: &Path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))
+    };
+    let log = append(&log_path(dir, spec.log_id))?;
+    let stderr_file = append(&stderr_path(dir, spec.log_id))?;
+
+    let pair = || std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"));
+    let (stdin_ours, stdin_theirs) = pair()?;
+    let (stdout_ours, stdout_theirs) = pair()?;
+    let (stderr_ours, stderr_theirs) = pair()?;
+    // The agent only reads its stdin and only writes its stdout and stderr.
+    let _ = stdin_theirs.shutdown(std::net::Shutdown::Write);
+    let _ = stdout_theirs.shutdown(std::net::Shutdown::Read);
+    let _ = stderr_theirs.shutdown(std::net::Shutdown::Read);
+
+    let program = OsString::from_vec(spec.program.clone());
+    let mut command = tokio::process::Command::new(&program);
+    command
+        .args(spec.args.iter().map(|a| OsString::from_vec(a.clone())))
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            stdin_theirs,
+        )))
+        .stdout(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            stdout_theirs,
+        )))
+        .stderr(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            stderr_theirs,
+        )))
+        .kill_on_drop(false);
+    let child = command
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", Path::new(&program).display()))?;
+    let jail_pid = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .ok_or("the jail exited at once")?;
+    let init_pid = find_init(jail_pid).ok_or_else(|| {
+        let text = std::fs::read_to_string(stderr_path(dir, spec.log_id)).unwrap_or_default();
+        format!("the jail did not start: {}", text.trim())
+    })?;
+    let init = PidFd::open(init_pid).map_err(|e| format!("pidfd_open: {e}"))?;
+    let me = std::process::id() as i32;
+    let record = Record {
+        log_id: spec.log_id,
+        supervisor_pid: me,
+        supervisor_start: proc::start_time(me).unwrap_or(0),
+        jail_pid,
+        init_pid,
+        init_start: proc::start_time(init_pid).unwrap_or(0),
+    };
+    let json = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
+    write_atomic(&dir.join(crate::RECORD_FILE), &json)
+        .map_err(|e| format!("cannot write the supervisor record: {e}"))?;
+    let tokio_stream = |s: std::os::unix::net::UnixStream| {
+        s.set_nonblocking(true)
+            .and_then(|()| UnixStream::from_std(s))
+            .map_err(|e| e.to_string())
+    };
+    Ok(Started {
+        record,
+        child,
+        init,
+        listener,
+        stdin: tokio_stream(stdin_ours)?,
+        stdout: tokio_stream(stdout_ours)?,
+        stderr: tokio_stream(stderr_ours)?,
+        log,
+        stderr_file,
+    })
+}
+
+/// Bind the control socket 0600. A socket file left by a supervisor that died is stale
+/// and removed; one that answers means a supervisor is alive here, which is refused.
+fn bind(path: &Path) -> Result<UnixListener, String> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(format!("a supervisor already runs at {}", path.display()));
+    }
+    let _ = std::fs::remove_file(path);
+    // SAFETY: umask(2) only changes this process's creation mask; the socket is made 0600.
+    let old = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    bound.map_err(|e| format!("cannot listen on {}: {e}", path.display()))
+}
+
+/// bwrap forks the namespace's init right after it starts; wait briefly for it.
+fn find_init(jail_pid: i32) -> Option<i32> {
+    for _ in 0..1000 {
+        if let Some(pid) = proc::children(jail_pid).into_iter().next() {
+            return Some(pid);
+        }
+        if !proc::alive(jail_pid) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    None
+}
+
+async fn pump_log(mut stdout: UnixStream, mut log: std::fs::File) {
+    use std::io::Write;
+    let mut cap = LineCap::new(MAX_LINE);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match stdout.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let out = cap.push(&buf[..n]);
+        if !out.is_empty()
+            && let Err(e) = write_retrying(&mut log, &out)
+        {
+            eprintln!("cannot write the agent log: {e}");
+        }
+    }
+    let tail = cap.finish();
+    if !tail.is_empty() {
+        let _ = write_retrying(&mut log, &tail);
+    }
+    let _ = log.flush();
+    let _ = log.sync_all();
+}
+
+/// A full disk must not tear a line: retry the whole write until it fits. The agent waits
+/// meanwhile (its stdout fills), which is what the user wants over losing output.
+fn write_retrying(log: &mut std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut warned = false;
+    loop {
+        let before = log.metadata().map(|m| m.len()).unwrap_or(0);
+        match log.write_all(bytes) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                // Undo a partial append, so the log never holds half a line.
+                let _ = log.set_len(before);
+                if !warned {
+                    eprintln!("disk full writing the agent log; waiting for space");
+                    warned = true;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn pump_stderr(mut stderr: UnixStream, mut file: std::fs::File) {
+    use std::io::Write;
+    let mut kept = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match stderr.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let room = MAX_STDERR.saturating_sub(kept) as usize;
+        let take = n.min(room);
+        if take > 0 && file.write_all(&buf[..take]).is_ok() {
+            kept += take as u64;
+        }
+    }
+}
+
+async fn serve(listener: UnixListener, stdin: Arc<Mutex<Option<UnixStream>>>, init: Arc<PidFd>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        // Only our own user may talk to us (the folder is 0700 too).
+        // SAFETY: getuid(2) cannot fail.
+        let me = unsafe { libc::getuid() };
+        if stream.peer_cred().map(|c| c.uid()).ok() != Some(me) {
+            continue;
+        }
+        tokio::spawn(connection(stream, stdin.clone(), init.clone()));
+    }
+}
+
+async fn connection(stream: UnixStream, stdin: Arc<Mutex<Option<UnixStream>>>, init: Arc<PidFd>) {
+    let (read, mut write) = stream.into_split();
+    let mut reader = tokio::io::BufReader::new(read.take(u64::MAX));
+    loop {
+        let mut line = Vec::new();
+        reader.get_mut().set_limit(MAX_REQUEST as u64 + 1);
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) if n > MAX_REQUEST => {
+                let _ = reply(&mut write, error("request too long")).await;
+                return;
+            }
+            Ok(_) => {}
+        }
+        let response = match serde_json::from_slice::<Request>(&line) {
+            Ok(req) => handle(req, &stdin, &init).await,
+            Err(e) => error(&format!("bad request: {e}")),
+        };
+        if reply(&mut write, response).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn handle(req: Request, stdin: &Mutex<Option<UnixStream>>, init: &PidFd) -> Response {
+    match req {
+        Request::Write { line } => {
+            if !line.ends_with('\n') || line[..line.len() - 1].contains('\n') {
+                return error("an input line must be exactly one line ending in a newline");
+            }
+            let mut guard = stdin.lock().await;
+            let Some(s) = guard.as_mut() else {
+                return error("the agent has exited");
+            };
+            match s.write_all(line.as_bytes()).await {
+                Ok(()) => ok(),
+                Err(e) => error(&format!("the agent's input is closed: {e}")),
+            }
+        }
+        Request::Signal { signal } => {
+            let sig = match signal {
+                SignalKind::Interrupt => libc::SIGINT,
+                SignalKind::Terminate => libc::SIGTERM,
+            };
+            // The CLI is the namespace init's child (the init is bwrap's reaper).
+            signal_children(init, sig);
+            ok()
+        }
+        Request::Kill => match init.signal(libc::SIGKILL) {
+            Ok(()) => ok(),
+            Err(e) => error(&format!("cannot kill the sandbox: {e}")),
+        },
+        Request::Status => Response {
+            ok: true,
+            error: None,
+            running: Some(stdin.lock().await.is_some()),
+        },
+    }
+}
+
+fn ok() -> Response {
+    Response {
+        ok: true,
+        error: None,
+        running: None,
+    }
+}
+
+fn error(message: &str) -> Response {
+    Response {
+        ok: false,
+        error: Some(message.to_owned()),
+        running: None,
+    }
+}
+
+async fn reply(w: &mut tokio::net::unix::OwnedWriteHalf, r: Response) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(&r).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
+    line.push(b'\n');
+    w.write_all(&line).await
+}
