@@ -72,6 +72,21 @@ tool_use = { name = "Bash", input = { command = '''echo x > ROOT/outside/escape 
 text = "done"
 
 [[turn]]
+prompt = "plant traps"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = '''ln -s ROOT/home/secret.txt ~/leak; ln -s /proc/1/root/ROOT/home/secret.txt ~/leak2; mkfifo ~/fifo; echo inside > ~/plain.txt; echo planted''', description = "Plant" } }
+[[turn.step]]
+text = "Planted."
+
+[[turn]]
+prompt = "print escapes"
+[[turn.step]]
+text = "Title\u001b]0;OWNED-TITLE\u0007 clipboard\u001b]52;c;T1dORUQ=\u0007 clear\u001b[2J done"
+tool_use = { name = "Bash", input = { command = '''printf 'out\033]0;OWNED-BASH\007 \033[31mred\033[0m \033]52;c;T1dORUQ=\007\n'; echo printed''', description = "Escapes\u001b]0;OWNED-DESC\u0007" } }
+[[turn.step]]
+text = "Printed."
+
+[[turn]]
 [[turn.step]]
 text = "Still the same conversation."
 "#;
@@ -477,6 +492,85 @@ fn a_crash_between_sandbox_and_record_leaves_nothing(kind: &str) {
     }
 }
 
+/// The attack: the agent plants a link to a host file and a FIFO where the client looks
+/// for saved output. Reading them goes through the daemon, inside the sandbox: the link
+/// leads nowhere, the FIFO does not block, and a plain file reads fine.
+fn reading_agent_files_never_leaves_the_sandbox(kind: &str) {
+    let h = harness(kind);
+    std::fs::write(h.path("home/secret.txt"), "REAL-HOME-SECRET").unwrap();
+    let id = h.new_session("plant traps");
+    h.wait_events(&id, "the traps", LONG, |e| idle_after(e, 1));
+    let plain = h.ok(&["cat", &id, "/home/agent/plain.txt"]);
+    assert_eq!(plain, "inside\n");
+    for link in ["/home/agent/leak", "/home/agent/leak2"] {
+        let out = h.run(&["cat", &id, link]);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !all.contains("REAL-HOME-SECRET"),
+            "{link} led to the host file: {all}"
+        );
+        assert!(!out.status.success(), "{link}: {all}");
+    }
+    let t = Instant::now();
+    let out = h.run(&["cat", &id, "/home/agent/fifo"]);
+    assert!(!out.status.success());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "a FIFO blocked the read for {:?}",
+        t.elapsed()
+    );
+    // The daemon still answers for that session.
+    h.ok(&["cat", &id, "/home/agent/plain.txt"]);
+}
+
+/// The attack: escape sequences in the agent's text, a Bash command's description and
+/// its output (window title, clipboard, clear screen). What reaches a terminal keeps the
+/// command output's colours and nothing else.
+fn escape_sequences_never_reach_the_terminal(kind: &str) {
+    let h = harness(kind);
+    let ws = h.workspace.to_str().unwrap();
+    let out = h.run(&["run", "--workspace", ws, "print escapes"]);
+    let human = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{human}");
+    assert!(human.contains("Printed."), "{human}");
+    let id = parse_lines(&h.ok(&["ls", "--json"]))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let logs = h.ok(&["logs", &id]);
+    for text in [&human, &logs] {
+        for bad in ["\u{1b}]", "\u{1b}[2J", "\u{7}"] {
+            assert!(
+                !text.contains(bad),
+                "{bad:?} reached the terminal: {text:?}"
+            );
+        }
+    }
+    // Stored events are clean too, for any client that prints them.
+    let events = h.events(&id);
+    for e in &events {
+        let mut e = e.clone();
+        e.as_object_mut().unwrap().remove("raw");
+        let text = e.to_string();
+        assert!(
+            !text.contains("\\u001b]") && !text.contains("\\u0007"),
+            "an event keeps an escape sequence: {text}"
+        );
+    }
+    let stdout: String = of_type(&events, "tool_result")
+        .iter()
+        .map(|r| r["output"]["stdout"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(
+        stdout.contains("\u{1b}[31mred"),
+        "command output lost its colour: {stdout:?}"
+    );
+}
+
 macro_rules! providers {
     ($($module:ident => $kind:literal),* $(,)?) => {$(
         mod $module {
@@ -490,6 +584,8 @@ macro_rules! providers {
             #[test] fn the_agent_cannot_forge_its_own_output_or_input() { super::the_agent_cannot_forge_its_own_output_or_input($kind) }
             #[test] fn bad_input_gets_a_clear_error_and_harms_nothing() { super::bad_input_gets_a_clear_error_and_harms_nothing($kind) }
             #[test] fn a_crash_between_sandbox_and_record_leaves_nothing() { super::a_crash_between_sandbox_and_record_leaves_nothing($kind) }
+            #[test] fn reading_agent_files_never_leaves_the_sandbox() { super::reading_agent_files_never_leaves_the_sandbox($kind) }
+            #[test] fn escape_sequences_never_reach_the_terminal() { super::escape_sequences_never_reach_the_terminal($kind) }
         }
     )*};
 }

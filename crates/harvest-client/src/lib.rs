@@ -132,10 +132,61 @@ impl Client {
         self.notifications.as_mut()?.recv().await
     }
 
+    /// The next notification, decoded: a subscription's event, a lag notice, or another
+    /// notification as it came. `None` when the connection closed.
+    pub async fn next_delivery(&mut self) -> Option<Delivery> {
+        self.next_notification().await.map(Delivery::decode)
+    }
+
     /// Take the notification queue, to read it in one task while calls go out from
     /// another (`call` needs only `&self`).
     pub fn take_notifications(&mut self) -> Option<mpsc::Receiver<Notification>> {
         self.notifications.take()
+    }
+}
+
+/// A notification as front ends use it: typed, so no front end parses the wire.
+#[derive(Debug)]
+pub enum Delivery {
+    Event {
+        subscription: u64,
+        event: Box<harvest_protocol::Event>,
+    },
+    /// The subscription fell behind; events from `next_seq` follow from the store.
+    Lagged {
+        subscription: u64,
+        next_seq: harvest_protocol::Seq,
+    },
+    /// A notification this client does not know (a newer daemon's), or an event it could
+    /// not decode: kept as it came.
+    Other(Notification),
+}
+
+impl Delivery {
+    pub fn decode(n: Notification) -> Delivery {
+        use harvest_protocol::methods::{
+            EventNotification, LaggedNotification, NOTIFY_EVENT, NOTIFY_LAGGED,
+        };
+        match n.method.as_str() {
+            NOTIFY_EVENT => match serde_json::from_value::<EventNotification>(n.params.clone()) {
+                Ok(e) => Delivery::Event {
+                    subscription: e.subscription,
+                    event: Box::new(e.event),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "undecodable event");
+                    Delivery::Other(n)
+                }
+            },
+            NOTIFY_LAGGED => match serde_json::from_value::<LaggedNotification>(n.params.clone()) {
+                Ok(l) => Delivery::Lagged {
+                    subscription: l.subscription,
+                    next_seq: l.next_seq,
+                },
+                Err(_) => Delivery::Other(n),
+            },
+            _ => Delivery::Other(n),
+        }
     }
 }
 
@@ -151,6 +202,34 @@ async fn read_loop(
         match (&mut reader).take(limit).read_until(b'\n', &mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
+        }
+        if buf.len() as u64 >= limit && buf.last() != Some(&b'\n') {
+            // A reply this client cannot take: skip the rest of it, and tell every caller
+            // still waiting (we cannot know whose it was) instead of leaving them hanging.
+            let mut sink = Vec::new();
+            loop {
+                sink.clear();
+                match (&mut reader).take(limit).read_until(b'\n', &mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if sink.last() == Some(&b'\n') => break,
+                    Ok(_) => {}
+                }
+            }
+            let waiters: Vec<_> = pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .drain()
+                .collect();
+            for (_, w) in waiters {
+                let _ = w.send(Err(RpcError::new(
+                    harvest_protocol::rpc::codes::FRAME_TOO_LARGE,
+                    format!(
+                        "the daemon's reply was larger than {MAX_FRAME_BYTES} bytes and was dropped; \
+                         ask for less (a page of events, one session)"
+                    ),
+                )));
+            }
+            continue;
         }
         match serde_json::from_slice::<Incoming>(&buf) {
             Ok(Incoming::Response(resp)) => {

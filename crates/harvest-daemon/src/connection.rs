@@ -1,52 +1,45 @@
-//! One client connection: line framing with a size limit, the `hello` gate, dispatch of
-//! calls in order, and a writer task fed by a bounded queue.
+//! One client connection over the Unix socket: JSON-RPC line framing with a size limit,
+//! the `hello` gate, calls decoded through the method table and handled in order
+//! ([`crate::dispatch`]), and a writer task that frames replies and subscription
+//! deliveries, fed by bounded queues.
 
 use crate::context::Daemon;
-use crate::{create, subscription};
-use harvest_protocol::methods::{self as m, Method};
+use crate::dispatch::{self, Session};
+use crate::subscription::Delivery;
+use harvest_protocol::MAX_FRAME_BYTES;
+use harvest_protocol::methods::{Call, CallError, NOTIFY_EVENT, NOTIFY_LAGGED};
 use harvest_protocol::rpc::{Request, RequestId, Response, RpcError, codes};
-use harvest_protocol::{MAX_FRAME_BYTES, PROTOCOL_VERSION};
 use interprocess::local_socket::tokio::Stream;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
 
 /// Lines queued for one client. A client that stops reading fills it; then only that
 /// client's calls and subscriptions wait (subscriptions fall behind the live broadcast
 /// and re-sync from the store), never an agent or another client.
 const OUTBOX: usize = 1024;
 
-pub type Outbox = mpsc::Sender<String>;
-
 pub async fn run(daemon: Arc<Daemon>, stream: Stream) {
     let n = daemon.client_connected();
     tracing::debug!(clients = n, "client connected");
     let (recv, send) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel(OUTBOX);
-    let writer = tokio::spawn(write_lines(send, rx));
+    let (deliveries, delivered) = mpsc::channel(OUTBOX);
+    let writer = tokio::spawn(write_lines(send, rx, delivered));
     let mut conn = Connection {
-        daemon: daemon.clone(),
         out: tx,
-        greeted: false,
-        subscriptions: HashMap::new(),
+        session: Session::new(daemon.clone(), deliveries),
     };
     conn.read_loop(recv).await;
-    for (_, task) in conn.subscriptions.drain() {
-        task.abort();
-    }
     drop(conn);
     let _ = writer.await;
     daemon.client_gone();
 }
 
 struct Connection {
-    daemon: Arc<Daemon>,
-    out: Outbox,
-    greeted: bool,
-    subscriptions: HashMap<u64, AbortHandle>,
+    out: mpsc::Sender<String>,
+    session: Session,
 }
 
 enum Frame {
@@ -61,7 +54,7 @@ impl Connection {
         loop {
             let frame = tokio::select! {
                 f = read_frame(&mut reader) => f,
-                _ = self.daemon.shutdown.cancelled() => Frame::Closed,
+                _ = self.session.daemon().shutdown.cancelled() => Frame::Closed,
             };
             match frame {
                 Frame::Closed => return,
@@ -104,175 +97,55 @@ impl Connection {
                 ));
             }
         };
+        let has_id = value.get("id").is_some();
         let id = value
             .get("id")
             .and_then(|v| serde_json::from_value::<RequestId>(v.clone()).ok());
         let request: Request = match serde_json::from_value(value) {
             Ok(r) => r,
+            // A notification (no id at all) from a client needs no answer; a request
+            // whose id is not a number or string gets one, with a null id.
+            Err(_) if !has_id => return None,
             Err(e) => {
-                // A notification (no id) from a client needs no answer.
-                return id.map(|id| {
-                    Response::err(
-                        Some(id),
-                        RpcError::new(
-                            codes::INVALID_REQUEST,
-                            format!("not a JSON-RPC 2.0 request: {e}"),
+                return Some(Response::err(
+                    id,
+                    RpcError::new(
+                        codes::INVALID_REQUEST,
+                        format!(
+                            "not a JSON-RPC 2.0 request: {e}; `id` must be a number or a string"
                         ),
-                    )
-                });
+                    ),
+                ));
             }
         };
         let id = request.id.clone();
         tracing::debug!(method = %request.method, "call");
-        Some(match self.dispatch(request).await {
+        let call = match Call::parse(&request.method, request.params) {
+            Ok(call) => call,
+            Err(CallError::UnknownMethod(m)) => {
+                return Some(Response::err(
+                    Some(id),
+                    RpcError::new(
+                        codes::METHOD_NOT_FOUND,
+                        format!(
+                            "no method {m:?}; the methods are: {}",
+                            harvest_protocol::methods::ALL.join(", ")
+                        ),
+                    ),
+                ));
+            }
+            Err(e @ CallError::InvalidParams { .. }) => {
+                return Some(Response::err(
+                    Some(id),
+                    RpcError::new(codes::INVALID_PARAMS, e.to_string()),
+                ));
+            }
+        };
+        Some(match dispatch::call(&mut self.session, call).await {
             Ok(result) => Response::ok(id, result),
             Err(err) => Response::err(Some(id), err),
         })
     }
-
-    async fn dispatch(&mut self, req: Request) -> Result<Value, RpcError> {
-        if req.method == m::Hello::NAME {
-            let p: m::HelloParams = params(req.params)?;
-            if p.protocol != PROTOCOL_VERSION {
-                return Err(RpcError::new(
-                    codes::VERSION_MISMATCH,
-                    format!(
-                        "this daemon speaks protocol {PROTOCOL_VERSION}, the client {} ({} {}); \
-                         restart the daemon with `harvest daemon stop` so the new one starts",
-                        p.protocol, p.client, p.version
-                    ),
-                ));
-            }
-            self.greeted = true;
-            return reply(m::HelloResult {
-                protocol: PROTOCOL_VERSION,
-                daemon_version: env!("CARGO_PKG_VERSION").into(),
-                pid: std::process::id(),
-            });
-        }
-        if !self.greeted {
-            return Err(RpcError::new(
-                codes::HELLO_REQUIRED,
-                format!(
-                    "call hello first: {{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"hello\",\
-                     \"params\":{{\"protocol\":{PROTOCOL_VERSION},\"client\":\"me\",\"version\":\"0\"}}}}"
-                ),
-            ));
-        }
-        let d = &self.daemon;
-        if d.shutdown.is_cancelled() {
-            return Err(RpcError::new(
-                codes::SHUTTING_DOWN,
-                "the daemon is shutting down; the next harvest command starts a new one",
-            ));
-        }
-        match req.method.as_str() {
-            m::SessionCreate::NAME => reply(create::create(d, params(req.params)?).await?),
-            m::SessionList::NAME => reply(m::SessionListResult {
-                sessions: create::list(d).await?,
-            }),
-            m::SessionGet::NAME => {
-                let p: m::SessionRef = params(req.params)?;
-                let (id, _) = d.resolve(&p.session)?;
-                reply(create::info(d, &id).await?)
-            }
-            m::SessionSubscribe::NAME => {
-                let p: m::SubscribeParams = params(req.params)?;
-                let (result, task) = subscription::start(d, p, self.out.clone()).await?;
-                self.subscriptions.insert(result.subscription, task);
-                reply(result)
-            }
-            m::SessionEvents::NAME => {
-                let p: m::EventsParams = params(req.params)?;
-                let (id, _) = d.resolve(&p.session)?;
-                reply(crate::create::events(d, &id, p).await?)
-            }
-            m::SessionUnsubscribe::NAME => {
-                let p: m::UnsubscribeParams = params(req.params)?;
-                match self.subscriptions.remove(&p.subscription) {
-                    Some(task) => {
-                        task.abort();
-                        reply(m::Empty {})
-                    }
-                    None => Err(RpcError::new(
-                        codes::INVALID_PARAMS,
-                        format!("no subscription {} on this connection", p.subscription),
-                    )),
-                }
-            }
-            m::SessionSend::NAME => {
-                let p: m::SendParams = params(req.params)?;
-                let (_, h) = d.resolve(&p.session)?;
-                h.send(p.text, p.env).await?;
-                reply(m::Empty {})
-            }
-            m::SessionCancel::NAME => {
-                let p: m::SessionRef = params(req.params)?;
-                d.resolve(&p.session)?.1.cancel().await?;
-                reply(m::Empty {})
-            }
-            m::SessionStop::NAME => {
-                let p: m::SessionRef = params(req.params)?;
-                d.resolve(&p.session)?.1.stop().await?;
-                reply(m::Empty {})
-            }
-            m::SessionResume::NAME => {
-                let p: m::ResumeParams = params(req.params)?;
-                d.resolve(&p.session)?.1.resume(p.env).await?;
-                reply(m::Empty {})
-            }
-            m::SessionFork::NAME => reply(create::fork(d, params(req.params)?).await?),
-            m::SessionApprove::NAME => {
-                let p: m::ApproveParams = params(req.params)?;
-                d.resolve(&p.session)?.1.approve(p).await?;
-                reply(m::Empty {})
-            }
-            m::SessionRename::NAME => {
-                let p: m::RenameParams = params(req.params)?;
-                let (id, _) = d.resolve(&p.session)?;
-                let name = p.name.trim().to_owned();
-                if name.is_empty() {
-                    return Err(RpcError::new(
-                        codes::INVALID_PARAMS,
-                        "a session name cannot be empty",
-                    ));
-                }
-                crate::create::rename(d, &id, name).await?;
-                reply(crate::create::info(d, &id).await?)
-            }
-            m::SessionRemove::NAME => {
-                let p: m::SessionRef = params(req.params)?;
-                d.resolve(&p.session)?.1.remove().await?;
-                reply(m::Empty {})
-            }
-            m::DaemonStatus::NAME => reply(create::status(d).await?),
-            m::DaemonStop::NAME => {
-                d.shutdown.cancel();
-                reply(m::Empty {})
-            }
-            other => Err(RpcError::new(
-                codes::METHOD_NOT_FOUND,
-                format!(
-                    "no method {other:?}; the methods are: {}",
-                    m::ALL.join(", ")
-                ),
-            )),
-        }
-    }
-}
-
-fn params<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, RpcError> {
-    let v = if v.is_null() {
-        Value::Object(Default::default())
-    } else {
-        v
-    };
-    serde_json::from_value(v)
-        .map_err(|e| RpcError::new(codes::INVALID_PARAMS, format!("invalid params: {e}")))
-}
-
-fn reply<T: serde::Serialize>(v: T) -> Result<Value, RpcError> {
-    serde_json::to_value(v).map_err(|e| RpcError::new(codes::INTERNAL, e.to_string()))
 }
 
 /// Read one line, refusing it as soon as it passes the limit rather than after buffering
@@ -290,22 +163,72 @@ async fn read_frame(reader: &mut BufReader<ReadHalf<Stream>>) -> Frame {
     }
 }
 
-async fn write_lines(send: WriteHalf<Stream>, mut rx: mpsc::Receiver<String>) {
+/// Replies and deliveries become JSON-RPC lines here, and only here.
+async fn write_lines(
+    send: WriteHalf<Stream>,
+    mut replies: mpsc::Receiver<String>,
+    mut deliveries: mpsc::Receiver<Delivery>,
+) {
     // Write whatever is queued in one go: a replay of thousands of events then costs a
-    // few syscalls, not one per event. Flushed whenever the queue runs dry.
+    // few syscalls, not one per event. Flushed whenever the queues run dry.
     let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, send);
-    while let Some(line) = rx.recv().await {
-        let mut next = Some(line);
+    let mut open = (true, true);
+    while open.0 || open.1 {
+        let first = tokio::select! {
+            line = replies.recv(), if open.0 => match line {
+                Some(l) => l,
+                None => { open.0 = false; continue; }
+            },
+            d = deliveries.recv(), if open.1 => match d {
+                Some(d) => frame(&d),
+                None => { open.1 = false; continue; }
+            },
+        };
+        let mut next = Some(first);
         while let Some(line) = next {
             if out.write_all(line.as_bytes()).await.is_err() || out.write_all(b"\n").await.is_err()
             {
                 return;
             }
-            next = rx.try_recv().ok();
+            next = replies
+                .try_recv()
+                .ok()
+                .or_else(|| deliveries.try_recv().ok().map(|d| frame(&d)));
         }
         if out.flush().await.is_err() {
             return;
         }
+        // The connection's reader has gone: replies are over, and so is everything else.
+        if !open.0 {
+            break;
+        }
     }
     let _ = out.shutdown().await;
+}
+
+/// A delivery as a JSON-RPC notification, built around the stored JSON so replay never
+/// re-serialises an event.
+fn frame(d: &Delivery) -> String {
+    match d {
+        Delivery::Event {
+            subscription,
+            event,
+            include_raw,
+        } => format!(
+            "{{\"jsonrpc\":\"2.0\",\"method\":\"{NOTIFY_EVENT}\",\"params\":{{\"subscription\":{subscription},\"event\":{}}}}}",
+            event.to_json(*include_raw)
+        ),
+        Delivery::Lagged {
+            subscription,
+            next_seq,
+        } => serde_json::json!({
+            "jsonrpc": "2.0",
+            "method": NOTIFY_LAGGED,
+            "params": harvest_protocol::methods::LaggedNotification {
+                subscription: *subscription,
+                next_seq: *next_seq,
+            },
+        })
+        .to_string(),
+    }
 }

@@ -1,14 +1,12 @@
 //! What every connection and session actor shares.
 
-use crate::session::SessionHandle;
+use crate::registry::Registry;
 use harvest_config::{Config, Paths};
-use harvest_protocol::SessionId;
 use harvest_protocol::rpc::{RpcError, codes};
 use harvest_sandbox::Provider;
 use harvest_store::Store;
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -49,8 +47,7 @@ impl Providers {
     }
 }
 
-/// The daemon's shared services. The session registry lives beside them (`sessions`),
-/// reached only through the methods below.
+/// The daemon's shared services, and the registry of live sessions beside them.
 pub struct Daemon {
     pub paths: Paths,
     pub config: Config,
@@ -59,7 +56,8 @@ pub struct Daemon {
     pub started: Instant,
     /// Cancelled by `daemon/stop` or a signal: the accept loop and every actor stop.
     pub shutdown: CancellationToken,
-    sessions: Mutex<HashMap<SessionId, SessionHandle>>,
+    /// The live sessions, by id.
+    pub sessions: Registry,
     /// Slots for running turns when `agent.max_running_sessions` is set.
     pub running_slots: Option<Arc<tokio::sync::Semaphore>>,
     clients: AtomicU64,
@@ -81,66 +79,9 @@ impl Daemon {
             providers,
             started: Instant::now(),
             shutdown: CancellationToken::new(),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Registry::default(),
             clients: AtomicU64::new(0),
             next_subscription: AtomicU64::new(1),
-        }
-    }
-
-    pub fn register(&self, id: SessionId, handle: SessionHandle) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, handle);
-    }
-
-    pub fn unregister(&self, id: &SessionId) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
-    }
-
-    pub fn handles(&self) -> Vec<SessionHandle> {
-        self.sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    /// Find a session by id or unambiguous id prefix.
-    pub fn resolve(&self, key: &str) -> Result<(SessionId, SessionHandle), RpcError> {
-        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((id, h)) = sessions.get_key_value(&SessionId::from(key)) {
-            return Ok((id.clone(), h.clone()));
-        }
-        let matches: Vec<_> = if key.is_empty() {
-            Vec::new()
-        } else {
-            sessions
-                .iter()
-                .filter(|(id, _)| id.as_str().starts_with(key))
-                .collect()
-        };
-        match matches.as_slice() {
-            [(id, h)] => Ok(((*id).clone(), (*h).clone())),
-            [] => Err(RpcError::new(
-                codes::SESSION_NOT_FOUND,
-                format!("no session {key:?}; `harvest ls` lists the sessions"),
-            )),
-            many => Err(RpcError::new(
-                codes::SESSION_AMBIGUOUS,
-                format!(
-                    "{key:?} matches {} sessions ({}); give more of the id",
-                    many.len(),
-                    many.iter()
-                        .map(|(id, _)| id.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )),
         }
     }
 

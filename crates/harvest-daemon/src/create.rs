@@ -214,7 +214,7 @@ pub async fn fork(
     daemon: &Arc<Daemon>,
     p: harvest_protocol::methods::ForkParams,
 ) -> Result<SessionInfo, RpcError> {
-    let (source, _) = daemon.resolve(&p.session)?;
+    let (source, _) = daemon.sessions.resolve(&p.session)?;
     let src = {
         let id = source.clone();
         store_call(daemon, move |store| store.session(&id)).await?
@@ -349,7 +349,7 @@ async fn copy_tree(from: &Path, to: &Path) -> Result<(), RpcError> {
 fn new_id(daemon: &Daemon) -> SessionId {
     loop {
         let id = SessionId(uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
-        if daemon.resolve(id.as_str()).is_err() {
+        if daemon.sessions.resolve(id.as_str()).is_err() {
             return id;
         }
     }
@@ -357,7 +357,7 @@ fn new_id(daemon: &Daemon) -> SessionId {
 
 /// At most this many characters of a default name (a long prompt must not make every
 /// `session/list` reply huge).
-const NAME_CHARS: usize = 60;
+pub const NAME_CHARS: usize = 60;
 
 fn default_name(workspace: &Path, repo: Option<&str>, prompt: Option<&str>) -> String {
     let base = match repo {
@@ -439,7 +439,12 @@ pub async fn status(daemon: &Arc<Daemon>) -> Result<DaemonStatusResult, RpcError
         state_dir: daemon.paths.state_dir.display().to_string(),
         uptime_secs: daemon.started.elapsed().as_secs(),
         sessions: sessions.len() as u64,
-        running: daemon.handles().iter().filter(|h| h.is_running()).count() as u64,
+        running: daemon
+            .sessions
+            .handles()
+            .iter()
+            .filter(|h| h.is_running())
+            .count() as u64,
         clients: daemon.clients(),
     })
 }

@@ -1,6 +1,8 @@
 //! The notification hook: a user's shell command, run when a session finishes a turn,
-//! fails or needs input, with the event (and the session's name) as JSON on stdin. It
-//! runs beside the session, never in its way, and is stopped after a time limit.
+//! fails or needs input, with the event (and the session's name) as JSON on stdin. It is
+//! a subscriber of the session's committed events like any client, so it runs beside the
+//! session, never in its way, and is stopped after a time limit. It gets a small, fixed
+//! environment: never the daemon's own (which may hold a client's variables).
 
 use crate::context::Daemon;
 use harvest_protocol::SessionId;
@@ -11,7 +13,62 @@ use tokio::io::AsyncWriteExt;
 
 const TIME_LIMIT: Duration = Duration::from_secs(30);
 
-pub fn run(hook: String, daemon: Arc<Daemon>, session: SessionId, event_json: String) {
+/// Variables a hook may need to reach the user (a desktop notification, a chat webhook
+/// through a proxy); nothing else of the daemon's environment is passed on.
+const HOOK_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "XDG_RUNTIME_DIR",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
+
+/// Run the hook for each notable event the session commits from now on.
+pub fn subscribe(
+    hook: String,
+    daemon: Arc<Daemon>,
+    session: SessionId,
+    mut events: tokio::sync::broadcast::Receiver<Arc<harvest_store::StoredEvent>>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(ev) if notable(&ev.json) => {
+                    run(
+                        hook.clone(),
+                        daemon.clone(),
+                        session.clone(),
+                        ev.json.clone(),
+                    );
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(%session, missed = n, "notification hook fell behind; some events were not notified");
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
+/// Events a user wants to hear about: a turn ended, the session failed or needs input.
+fn notable(json: &str) -> bool {
+    json.contains("\"type\":\"turn_result\"")
+        || json.contains("\"state\":\"failed\"")
+        || json.contains("\"state\":\"needs_input\"")
+}
+
+fn run(hook: String, daemon: Arc<Daemon>, session: SessionId, event_json: String) {
     tokio::spawn(async move {
         let name = {
             let (store, id) = (daemon.store.clone(), session.clone());
@@ -34,6 +91,13 @@ pub fn run(hook: String, daemon: Arc<Daemon>, session: SessionId, event_json: St
         let child = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(&hook)
+            .env_clear()
+            .envs(
+                HOOK_ENV
+                    .iter()
+                    .filter_map(|k| std::env::var_os(k).map(|v| (*k, v))),
+            )
+            .env("HARVEST_SESSION", session.as_str())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

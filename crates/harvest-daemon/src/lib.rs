@@ -9,12 +9,14 @@
 mod connection;
 mod context;
 mod create;
+mod dispatch;
 mod fake_remote;
 mod hook;
 mod listener;
 mod policy;
 mod providers;
 mod redact;
+mod registry;
 mod session;
 mod subscription;
 

@@ -2,7 +2,7 @@
 //! from the RPC handlers so create, fork, resume and re-adoption all apply the same rules.
 
 use crate::context::Daemon;
-use crate::session::SessionSpec;
+use crate::session::spec::SessionSpec;
 use harvest_agent::command::FORWARDED_ENV;
 use harvest_agent::locate_claude;
 use harvest_protocol::Secret;

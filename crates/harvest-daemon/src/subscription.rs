@@ -7,25 +7,41 @@
 //! falls behind is told (`subscription/lagged`) and re-reads the missed events from the
 //! store, so a slow client costs only itself.
 
-use crate::connection::Outbox;
 use crate::context::Daemon;
-use harvest_protocol::methods::{self as m, NOTIFY_EVENT, NOTIFY_LAGGED, SubscribeParams};
+use harvest_protocol::methods::{self as m, SubscribeParams};
 use harvest_protocol::rpc::{RpcError, codes};
 use harvest_protocol::{Seq, SessionId};
 use harvest_store::{Store, StoredEvent};
 use std::sync::Arc;
 use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 /// Events read from the store per page of a replay.
 const PAGE: usize = 2000;
 
+/// What a subscription yields, for a transport to frame (JSON-RPC notifications on the
+/// socket; SSE with `id:` = seq for a gateway).
+#[derive(Debug)]
+pub enum Delivery {
+    Event {
+        subscription: u64,
+        event: Arc<StoredEvent>,
+        include_raw: bool,
+    },
+    /// The subscriber fell behind; the events from `next_seq` follow from the store.
+    Lagged { subscription: u64, next_seq: Seq },
+}
+
+/// Where deliveries go; bounded, so a client that stops reading holds back only itself.
+pub type Sink = mpsc::Sender<Delivery>;
+
 pub async fn start(
     daemon: &Arc<Daemon>,
     p: SubscribeParams,
-    out: Outbox,
+    out: Sink,
 ) -> Result<(m::SubscribeResult, AbortHandle), RpcError> {
-    let (id, handle) = daemon.resolve(&p.session)?;
+    let (id, handle) = daemon.sessions.resolve(&p.session)?;
     let live = handle.subscribe();
     let store = daemon.store.clone();
     let last_seq = {
@@ -72,7 +88,7 @@ async fn forward(
     mut next: Seq,
     store: Arc<Store>,
     mut live: broadcast::Receiver<Arc<StoredEvent>>,
-    out: Outbox,
+    out: Sink,
 ) {
     let session = sub.session.clone();
     loop {
@@ -92,12 +108,13 @@ async fn forward(
             };
             let Some(last) = page.last() else { break };
             next = last.seq.next();
-            for ev in &page {
-                if out.send(event_line(&sub, ev)).await.is_err() {
+            let full = page.len() >= PAGE;
+            for ev in page.into_iter() {
+                if out.send(sub.event(Arc::new(ev))).await.is_err() {
                     return;
                 }
             }
-            if page.len() < PAGE {
+            if !full {
                 break;
             }
         }
@@ -107,7 +124,7 @@ async fn forward(
                 Ok(ev) if ev.seq < next => continue,
                 Ok(ev) if ev.seq == next => {
                     next = next.next();
-                    if out.send(event_line(&sub, &ev)).await.is_err() {
+                    if out.send(sub.event(ev)).await.is_err() {
                         return;
                     }
                 }
@@ -115,12 +132,11 @@ async fn forward(
                 Ok(_) => break,
                 Err(RecvError::Lagged(missed)) => {
                     tracing::info!(%session, sub = sub.id, missed, "subscriber lagged; re-syncing from the store");
-                    let notice = serde_json::json!({
-                        "jsonrpc": "2.0",
-                        "method": NOTIFY_LAGGED,
-                        "params": m::LaggedNotification { subscription: sub.id, next_seq: next },
-                    });
-                    if out.send(notice.to_string()).await.is_err() {
+                    let notice = Delivery::Lagged {
+                        subscription: sub.id,
+                        next_seq: next,
+                    };
+                    if out.send(notice).await.is_err() {
                         return;
                     }
                     break;
@@ -135,8 +151,8 @@ async fn forward(
                         })
                         .await
                     } {
-                        for ev in &rest {
-                            let _ = out.send(event_line(&sub, ev)).await;
+                        for ev in rest {
+                            let _ = out.send(sub.event(Arc::new(ev))).await;
                         }
                     }
                     return;
@@ -146,11 +162,12 @@ async fn forward(
     }
 }
 
-/// The notification line, built around the stored JSON so replay never re-serialises.
-fn event_line(sub: &Sub, ev: &StoredEvent) -> String {
-    format!(
-        "{{\"jsonrpc\":\"2.0\",\"method\":\"{NOTIFY_EVENT}\",\"params\":{{\"subscription\":{},\"event\":{}}}}}",
-        sub.id,
-        ev.to_json(sub.include_raw)
-    )
+impl Sub {
+    fn event(&self, event: Arc<StoredEvent>) -> Delivery {
+        Delivery::Event {
+            subscription: self.id,
+            event,
+            include_raw: self.include_raw,
+        }
+    }
 }

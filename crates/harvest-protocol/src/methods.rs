@@ -26,7 +26,56 @@ macro_rules! methods {
         )*
         /// Every method name the daemon serves.
         pub const ALL: &[&str] = &[$($name),*];
+
+        /// A call with its decoded params, one variant per method of the table, so a
+        /// server matches them exhaustively: a method added to the table and not served
+        /// does not compile.
+        #[derive(Debug)]
+        pub enum Call {
+            $($ty($params),)*
+        }
+
+        impl Call {
+            /// Decode a call from its wire name and params (`null` counts as `{}`).
+            pub fn parse(method: &str, params: serde_json::Value) -> Result<Call, CallError> {
+                let params = if params.is_null() {
+                    serde_json::Value::Object(Default::default())
+                } else {
+                    params
+                };
+                match method {
+                    $($name => serde_json::from_value(params)
+                        .map(Call::$ty)
+                        .map_err(|e| CallError::InvalidParams { method: $name, detail: e.to_string() }),)*
+                    other => Err(CallError::UnknownMethod(other.to_owned())),
+                }
+            }
+
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Call::$ty(_) => $name,)*
+                }
+            }
+        }
     };
+}
+
+/// Why a call could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("no method {0:?}")]
+    UnknownMethod(String),
+    #[error("invalid params for {method}: {detail}")]
+    InvalidParams {
+        method: &'static str,
+        detail: String,
+    },
+}
+
+/// The result of method `M`, encoded: the type comes from the table, so a handler cannot
+/// answer with another method's result.
+pub fn result_of<M: Method>(r: M::Result) -> Result<serde_json::Value, serde_json::Error> {
+    serde_json::to_value(r)
 }
 
 methods! {
@@ -45,6 +94,7 @@ methods! {
     SessionApprove => "session/approve", ApproveParams, Empty;
     SessionFork => "session/fork", ForkParams, SessionInfo;
     SessionRemove => "session/remove", SessionRef, Empty;
+    SessionReadFile => "session/read_file", ReadFileParams, ReadFileResult;
     DaemonStatus => "daemon/status", Empty, DaemonStatusResult;
     DaemonStop => "daemon/stop", Empty, Empty;
 }
@@ -228,6 +278,30 @@ pub struct ApproveParams {
     /// For `allow`/`always`: run this input instead of the requested one (an edited command).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<serde_json::Value>,
+}
+
+/// `session/read_file`: a file as the agent sees it (a path inside its sandbox, such as a
+/// tool output the CLI saved), read by the sandbox's provider so that a link or a FIFO the
+/// agent planted never reaches outside it or blocks the caller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadFileParams {
+    pub session: String,
+    /// An absolute path inside the sandbox.
+    pub path: String,
+    /// At most this many bytes (default and cap [`READ_FILE_MAX`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+/// The most `session/read_file` returns at once.
+pub const READ_FILE_MAX: u64 = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadFileResult {
+    /// The content, as UTF-8 with invalid bytes replaced.
+    pub text: String,
+    /// The file was longer than what was returned.
+    pub truncated: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -32,6 +32,12 @@ pub enum Cmd {
         input: Option<serde_json::Value>,
         message: Option<String>,
     },
+    /// The full output the CLI saved for a tool call, read inside the sandbox by the
+    /// daemon (never from host paths: the agent controls that file).
+    ReadOutput {
+        tool_id: String,
+        path: String,
+    },
 }
 
 /// What the connection task tells the UI.
@@ -50,6 +56,11 @@ pub enum FromDaemon {
     /// The older history, folded, to go in front of the tail.
     History(Box<Transcript>),
     Error(String),
+    /// A tool call's saved output, or why it could not be read.
+    FullOutput {
+        tool_id: String,
+        text: Result<String, String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,9 +127,12 @@ pub struct App {
     history_pending: Option<Vec<Event>>,
     /// Harvest's state folder, where a local session's sandbox HOME lives (to show output
     /// the CLI saved to a file because it was too large to inline).
-    pub state_dir: Option<std::path::PathBuf>,
     /// The full output loaded for a tool call: (tool id, text).
     pub full_output: Option<(String, String)>,
+    /// The tool call whose saved output was last asked of the daemon.
+    pub full_output_requested: Option<String>,
+    /// Commands the screen's preparation wants sent (reads it must not do itself).
+    pub pending_cmds: Vec<Cmd>,
     /// Events after this seq happen now (those up to it are replayed history): only they
     /// ring the bell.
     live_from: harvest_protocol::Seq,
@@ -164,8 +178,9 @@ impl App {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
             history_pending: None,
-            state_dir: None,
             full_output: None,
+            full_output_requested: None,
+            pending_cmds: Vec::new(),
             live_from: harvest_protocol::Seq(0),
             notifications: Vec::new(),
             editing_permission: None,
@@ -239,6 +254,10 @@ impl App {
             FromDaemon::HistoryPending => self.history_pending = Some(Vec::new()),
             FromDaemon::History(older) => self.splice_history(*older),
             FromDaemon::Error(e) => self.toast(&e),
+            FromDaemon::FullOutput { tool_id, text } => match text {
+                Ok(text) => self.full_output = Some((tool_id, text)),
+                Err(e) => tracing::info!(error = %e, "the saved tool output could not be read"),
+            },
         }
     }
 
@@ -295,24 +314,6 @@ impl App {
             line: top.line,
         };
         self.tool_selected = self.tool_selected.map(|i| i + added);
-    }
-
-    /// Where the CLI's saved output of a Bash call is on this machine: the path inside the
-    /// sandbox is under its HOME, which is the session's state folder here.
-    pub fn persisted_output_on_host(&self, path: &str) -> Option<std::path::PathBuf> {
-        let rest = path.strip_prefix("/home/agent/")?;
-        if rest.split('/').any(|c| c == "..") {
-            return None;
-        }
-        let session = self.session.as_ref()?;
-        Some(
-            self.state_dir
-                .as_ref()?
-                .join("sessions")
-                .join(session.id.as_str())
-                .join("home")
-                .join(rest),
-        )
     }
 
     pub fn toast(&mut self, text: &str) {

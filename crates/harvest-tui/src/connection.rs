@@ -7,7 +7,7 @@ use crate::app::{Cmd, FromDaemon};
 use harvest_client::Client;
 use harvest_config::Paths;
 use harvest_protocol::methods::{self as m, CreateParams};
-use harvest_protocol::{Event, Secret, Seq};
+use harvest_protocol::{Secret, Seq};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -105,27 +105,39 @@ async fn run(
             tokio::select! {
                 note = notes.recv() => {
                     let Some(note) = note else { break };
-                    match note.method.as_str() {
-                        m::NOTIFY_EVENT => {
-                            let Some(ev) = note.params.get("event").cloned() else { continue };
-                            match serde_json::from_value::<Event>(ev) {
-                                Ok(ev) => {
-                                    last_seq = last_seq.max(ev.seq);
-                                    if ui.send(FromDaemon::Event(Box::new(ev))).await.is_err() {
-                                        return;
-                                    }
-                                }
-                                Err(e) => tracing::warn!(error = %e, "undecodable event"),
+                    match harvest_client::Delivery::decode(note) {
+                        harvest_client::Delivery::Event { event, .. } => {
+                            last_seq = last_seq.max(event.seq);
+                            if ui.send(FromDaemon::Event(event)).await.is_err() {
+                                return;
                             }
                         }
-                        m::NOTIFY_LAGGED => {
+                        harvest_client::Delivery::Lagged { .. } => {
                             let _ = ui.send(FromDaemon::Lagged).await;
                         }
-                        _ => {}
+                        harvest_client::Delivery::Other(_) => {}
                     }
                 }
                 cmd = cmds.recv() => {
                     let Some(cmd) = cmd else { return };
+                    if let Cmd::ReadOutput { tool_id, path } = cmd {
+                        // Answered on the side: a slow read never holds up other commands'
+                        // session-list refresh, and the UI never waits for it.
+                        let text = match attached.as_deref() {
+                            Some(session) => client
+                                .call::<m::SessionReadFile>(m::ReadFileParams {
+                                    session: session.to_owned(),
+                                    path,
+                                    limit: None,
+                                })
+                                .await
+                                .map(|r| r.text)
+                                .map_err(|e| e.to_string()),
+                            None => Err("no session attached".to_owned()),
+                        };
+                        let _ = ui.send(FromDaemon::FullOutput { tool_id, text }).await;
+                        continue;
+                    }
                     match command(&client, &conn, attached.as_deref(), cmd).await {
                         Ok(Some(Switch(id))) => {
                             attached = Some(id);
@@ -290,7 +302,7 @@ async fn command(
                 .await
                 .map_err(r)?;
         }
-        Cmd::ListSessions => {}
+        Cmd::ListSessions | Cmd::ReadOutput { .. } => {}
         Cmd::Remove(id) => {
             client
                 .call::<m::SessionRemove>(m::SessionRef { session: id })

@@ -65,7 +65,6 @@ pub async fn run(opts: Options) -> Result<Outcome, TuiError> {
     let drafts = drafts::Drafts::new(opts.paths.state_dir.join("drafts"));
     let (guard, mut term) = terminal::TerminalGuard::enter()?;
     let mut app = App::new(theme, keymap);
-    app.state_dir = Some(opts.paths.state_dir.clone());
 
     let (ui_tx, mut from_daemon) = mpsc::channel(4096);
     let cmds = connection::spawn(
@@ -94,6 +93,9 @@ pub async fn run(opts: Options) -> Result<Outcome, TuiError> {
             term.draw(|f| view::screen::draw(f, &app))?;
             for n in app.notifications.drain(..) {
                 terminal::notify(&n);
+            }
+            for cmd in app.pending_cmds.drain(..) {
+                let _ = cmds.try_send(cmd);
             }
             last_draw = Instant::now();
             dirty = false;

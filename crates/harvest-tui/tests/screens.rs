@@ -236,15 +236,9 @@ fn history_spliced_behind_a_live_tail_equals_the_whole_session() {
 }
 
 #[test]
-fn output_the_cli_saved_to_a_file_is_shown_in_full() {
-    let dir = tempfile_dir();
-    let saved = dir.join("sessions/6962a605/home/.claude/projects/p/s/tool-results/big.txt");
-    std::fs::create_dir_all(saved.parent().unwrap()).unwrap();
+fn output_the_cli_saved_to_a_file_is_asked_of_the_daemon_and_shown_in_full() {
     let full: String = (1..=40).map(|i| format!("full line {i}\n")).collect();
-    std::fs::write(&saved, &full).unwrap();
-
     let mut app = App::new(Theme::new(ColorLevel::None), Keymap::default());
-    app.state_dir = Some(dir.clone());
     app.on_daemon(FromDaemon::Attached(info(
         "6962a605",
         "big output",
@@ -261,23 +255,27 @@ fn output_the_cli_saved_to_a_file_is_shown_in_full() {
             serde_json::from_value(v).unwrap(),
         )));
     }
-    let term = render(&mut app, 110, 60);
-    let screen = text(&term);
+    // The screen asks the daemon (which reads inside the sandbox), once, and shows the
+    // inlined part meanwhile; it never opens the file itself.
+    let screen = text(&render(&mut app, 110, 60));
+    assert!(screen.contains("(cut here)"), "{screen}");
+    let asked: Vec<_> = app.pending_cmds.drain(..).collect();
+    assert_eq!(
+        asked,
+        [harvest_tui::app::Cmd::ReadOutput {
+            tool_id: "t1".into(),
+            path: "/home/agent/.claude/projects/p/s/tool-results/big.txt".into()
+        }]
+    );
+    let _ = render(&mut app, 110, 60);
+    assert!(app.pending_cmds.is_empty(), "asked twice");
+    app.on_daemon(FromDaemon::FullOutput {
+        tool_id: "t1".into(),
+        text: Ok(full),
+    });
+    let screen = text(&render(&mut app, 110, 60));
     assert!(screen.contains("full line 40"), "{screen}");
     assert!(!screen.contains("(cut here)"), "{screen}");
-    // A path that escapes the sandbox HOME is not followed.
-    assert!(
-        app.persisted_output_on_host("/home/agent/../../etc/passwd")
-            .is_none()
-    );
-    assert!(app.persisted_output_on_host("/etc/passwd").is_none());
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("harvest-tui-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]

@@ -86,6 +86,9 @@ pub enum Command {
     },
     /// Give a session a new name.
     Rename { session: String, name: String },
+    /// Print a file as the agent sees it (a path inside its sandbox), read by the daemon
+    /// inside the sandbox: no link the agent planted leads outside it.
+    Cat { session: String, path: String },
     /// Start a finished, stopped or interrupted session's agent again (`claude --resume`).
     Resume { session: String },
     /// Stop the agent, remove the sandbox and the session's stored history.

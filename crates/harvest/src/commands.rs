@@ -51,6 +51,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Resume { session } => sessions::resume(&paths, &session).await,
         Command::Wait { session } => sessions::wait(&paths, &session).await,
         Command::Rename { session, name } => sessions::rename(&paths, &session, name).await,
+        Command::Cat { session, path } => sessions::cat(&paths, &session, path).await,
         Command::Fork { session, name } => sessions::fork(&paths, &session, name).await,
         Command::Approve {
             session,

@@ -34,7 +34,7 @@ impl Renderer {
         let event: Event = serde_json::from_value(raw.clone()).ok()?;
         let mut out = std::io::stdout().lock();
         if self.json {
-            let _ = writeln!(out, "{raw}");
+            let _ = writeln!(out, "{}", json_line(&raw.to_string()));
         } else {
             self.human(&mut out, &event);
         }
@@ -68,6 +68,42 @@ impl Renderer {
             let _ = writeln!(out, "{line}");
         }
     }
+}
+
+/// Print text the agent controls (a file of its sandbox): on a terminal, without anything
+/// the terminal would act on; into a pipe, as it is.
+pub fn print_agent_text(text: &str) {
+    use std::io::IsTerminal;
+    let mut out = std::io::stdout().lock();
+    if std::io::stdout().is_terminal() {
+        let _ = out.write_all(harvest_termsafe::text(text, harvest_termsafe::Sgr::Drop).as_bytes());
+    } else {
+        let _ = out.write_all(text.as_bytes());
+    }
+    let _ = out.flush();
+}
+
+/// A JSON line safe to print on a terminal. JSON escapes C0 controls already; C1 controls
+/// and bidirectional overrides, which some terminals act on, are escaped here too (they
+/// can only occur inside strings, where `\u` escapes mean the same).
+pub fn json_line(line: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        ('\u{7f}'..='\u{9f}').contains(&c)
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    if !line.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 16);
+    for c in line.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The human lines for one event.

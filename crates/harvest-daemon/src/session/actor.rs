@@ -9,8 +9,10 @@ mod permissions;
 mod restore;
 mod turns;
 
+use super::handle::Command;
 use super::lines::LineBuffer;
-use super::{Command, Live, SessionSpec, Setup};
+use super::setup::{Live, Setup};
+use super::spec::{Checkpoint, SessionSpec};
 use crate::context::Daemon;
 use crate::redact;
 use harvest_agent::StreamParser;
@@ -275,7 +277,7 @@ impl Actor {
     async fn attach(
         &mut self,
         process: AgentProcess,
-        checkpoint: super::Checkpoint,
+        checkpoint: Checkpoint,
         ended_unseen: bool,
     ) -> Result<(), SandboxError> {
         let same = checkpoint.at.log_id == process.log_id;

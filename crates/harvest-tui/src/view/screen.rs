@@ -129,14 +129,16 @@ pub fn prepare(app: &mut App, area: Rect) {
     }
 }
 
-/// Read, once per tool call, the full output the CLI saved to a file (bounded; a missing
-/// or unreadable file leaves the inlined part).
+/// Ask, once per tool call, for the full output the CLI saved to a file. The daemon reads
+/// it inside the sandbox (a link or FIFO the agent planted goes nowhere) and the answer
+/// arrives as a message; until then the inlined part shows.
 fn load_full_output(app: &mut App, tool: &crate::transcript::ToolItem) {
-    const MAX: u64 = 16 * 1024 * 1024;
+    let have = |id: &Option<String>| id.as_deref() == Some(tool.id.as_str());
     if app
         .full_output
         .as_ref()
         .is_some_and(|(id, _)| *id == tool.id)
+        || have(&app.full_output_requested)
     {
         return;
     }
@@ -149,19 +151,11 @@ fn load_full_output(app: &mut App, tool: &crate::transcript::ToolItem) {
     }) else {
         return;
     };
-    let text = app.persisted_output_on_host(&path).and_then(|p| {
-        use std::io::Read;
-        let mut s = String::new();
-        std::fs::File::open(p)
-            .ok()?
-            .take(MAX)
-            .read_to_string(&mut s)
-            .ok()?;
-        Some(s)
+    app.full_output_requested = Some(tool.id.clone());
+    app.pending_cmds.push(crate::app::Cmd::ReadOutput {
+        tool_id: tool.id.clone(),
+        path,
     });
-    if let Some(text) = text {
-        app.full_output = Some((tool.id.clone(), text));
-    }
 }
 
 pub fn draw(f: &mut Frame<'_>, app: &App) {

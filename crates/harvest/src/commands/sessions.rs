@@ -8,12 +8,16 @@ use harvest_protocol::methods::{self as m, SessionRef};
 use harvest_protocol::{EventBody, Seq, SessionState};
 use std::process::ExitCode;
 
+fn safe(s: &str) -> String {
+    harvest_termsafe::text(s, harvest_termsafe::Sgr::Drop).into_owned()
+}
+
 pub async fn ls(paths: &Paths, json: bool) -> Result<ExitCode> {
     let client = connect(paths).await?;
     let list = client.call::<m::SessionList>(m::Empty {}).await?;
     if json {
         for s in &list.sessions {
-            println!("{}", serde_json::to_string(s)?);
+            println!("{}", crate::render::json_line(&serde_json::to_string(s)?));
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -33,19 +37,19 @@ pub async fn ls(paths: &Paths, json: bool) -> Result<ExitCode> {
         println!(
             "{:<9} {:<28} {:<12} {:<8} {:>8} {:>9} {:>6} {:>7}  {}",
             s.id,
-            truncate(&s.name, 28),
+            truncate(&safe(&s.name), 28),
             s.state.as_str(),
             s.sandbox,
             format!("${:.3}", s.cost_usd),
             tokens(s.input_tokens + s.output_tokens),
             age(s.created_at, now),
             age(s.updated_at, now),
-            s.workspace,
+            safe(&s.workspace),
         );
         if let Some(p) = &s.first_prompt {
             println!(
                 "          › {}",
-                truncate(p.lines().next().unwrap_or(""), 70)
+                truncate(&safe(p.lines().next().unwrap_or("")), 70)
             );
         }
     }
@@ -221,6 +225,25 @@ pub async fn rename(paths: &Paths, session: &str, name: String) -> Result<ExitCo
         })
         .await?;
     println!("{} {}", info.id, info.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn cat(paths: &Paths, session: &str, path: String) -> Result<ExitCode> {
+    let client = connect(paths).await?;
+    let file = client
+        .call::<m::SessionReadFile>(m::ReadFileParams {
+            session: session.to_owned(),
+            path,
+            limit: None,
+        })
+        .await?;
+    crate::render::print_agent_text(&file.text);
+    if file.truncated {
+        eprintln!(
+            "harvest: the file is longer than {} bytes; only its start was printed",
+            m::READ_FILE_MAX
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

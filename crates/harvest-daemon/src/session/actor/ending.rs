@@ -128,7 +128,7 @@ impl Actor {
         if self.spec.owns_workspace {
             let _ = std::fs::remove_dir_all(&self.spec.workspace);
         }
-        self.daemon.unregister(&self.id);
+        self.daemon.sessions.unregister(&self.id);
         tracing::info!("session removed");
     }
 

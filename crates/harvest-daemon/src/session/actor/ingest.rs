@@ -1,7 +1,7 @@
 //! Ingestion: agent lines → events → the store (with the checkpoint, in one transaction)
 //! → subscribers. Nothing is broadcast before it is stored.
 
-use super::super::{Checkpoint, PendingPermission};
+use super::super::spec::{Checkpoint, PendingPermission};
 use super::{Actor, status};
 use crate::redact;
 use harvest_protocol::{EventBody, SessionState};
@@ -130,6 +130,12 @@ impl Actor {
         if events.is_empty() && checkpoint.is_none() {
             return;
         }
+        let mut events = events;
+        for ev in &mut events {
+            // Nothing leaves the daemon that a terminal would act on (titles, clipboard,
+            // cursor moves); the agent's bookkeeping above has seen the text as it was.
+            harvest_termsafe::event(&mut ev.body);
+        }
         for ev in &events {
             if let EventBody::Status { state, .. } = &ev.body {
                 self.state = *state;
@@ -148,16 +154,6 @@ impl Actor {
             return;
         };
         for ev in stored {
-            if let Some(hook) = &self.daemon.config.notify.hook
-                && notable(&ev.json)
-            {
-                crate::hook::run(
-                    hook.clone(),
-                    self.daemon.clone(),
-                    self.id.clone(),
-                    ev.json.clone(),
-                );
-            }
             // No receivers is fine: nobody is attached.
             let _ = self.events.send(Arc::new(ev));
         }
@@ -206,11 +202,4 @@ fn clone_events(events: &[NewEvent]) -> Vec<NewEvent> {
             raw: e.raw.clone(),
         })
         .collect()
-}
-
-/// Events a user wants to hear about: a turn ended, the session failed or needs input.
-fn notable(json: &str) -> bool {
-    json.contains("\"type\":\"turn_result\"")
-        || json.contains("\"state\":\"failed\"")
-        || json.contains("\"state\":\"needs_input\"")
 }

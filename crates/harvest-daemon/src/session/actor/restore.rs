@@ -1,7 +1,7 @@
 //! Finding a stored session's sandbox and agent again when the daemon starts: from the
 //! committed checkpoint, never by re-reading the log or recounting history.
 
-use super::super::Checkpoint;
+use super::super::spec::Checkpoint;
 use super::{Actor, Ladder, status};
 use crate::policy;
 use harvest_protocol::SessionState;

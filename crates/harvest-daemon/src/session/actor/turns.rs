@@ -148,7 +148,7 @@ impl Actor {
             .map_err(|e| RpcError::new(codes::AGENT_UNAVAILABLE, e.to_string()))?;
         let persisted = sandbox.persisted();
         self.pending_turns = 0;
-        self.attach(process, super::super::Checkpoint::default(), false)
+        self.attach(process, super::super::spec::Checkpoint::default(), false)
             .await
             .map_err(|e| RpcError::new(codes::AGENT_UNAVAILABLE, e.to_string()))?;
         self.store_sandbox_state(persisted).await;

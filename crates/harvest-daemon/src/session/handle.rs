@@ -1,0 +1,105 @@
+//! A session's handle: the commands its actor takes, and its live event broadcast. Cheap
+//! to clone; everything that talks to a session goes through one.
+
+use harvest_protocol::rpc::{RpcError, codes};
+use harvest_protocol::{Secret, SessionState};
+use harvest_store::StoredEvent;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub enum Command {
+    Send {
+        text: String,
+        env: BTreeMap<String, Secret>,
+        reply: oneshot::Sender<Result<(), RpcError>>,
+    },
+    Cancel {
+        reply: oneshot::Sender<Result<(), RpcError>>,
+    },
+    Stop {
+        reply: oneshot::Sender<Result<(), RpcError>>,
+    },
+    Resume {
+        env: BTreeMap<String, Secret>,
+        reply: oneshot::Sender<Result<(), RpcError>>,
+    },
+    Approve {
+        params: harvest_protocol::methods::ApproveParams,
+        reply: oneshot::Sender<Result<(), RpcError>>,
+    },
+    ReadFile {
+        path: PathBuf,
+        limit: u64,
+        reply: oneshot::Sender<Result<Vec<u8>, RpcError>>,
+    },
+    Remove {
+        reply: oneshot::Sender<Result<(), RpcError>>,
+    },
+}
+
+#[derive(Clone)]
+pub struct SessionHandle {
+    pub(super) commands: mpsc::Sender<Command>,
+    pub(super) events: broadcast::Sender<Arc<StoredEvent>>,
+    pub(super) state: Arc<std::sync::Mutex<SessionState>>,
+}
+
+impl SessionHandle {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
+        self.events.subscribe()
+    }
+
+    pub fn is_running(&self) -> bool {
+        matches!(
+            *self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            SessionState::Running | SessionState::Cancelling
+        )
+    }
+
+    pub async fn send(&self, text: String, env: BTreeMap<String, Secret>) -> Result<(), RpcError> {
+        self.call(|reply| Command::Send { text, env, reply }).await
+    }
+    pub async fn cancel(&self) -> Result<(), RpcError> {
+        self.call(|reply| Command::Cancel { reply }).await
+    }
+    pub async fn stop(&self) -> Result<(), RpcError> {
+        self.call(|reply| Command::Stop { reply }).await
+    }
+    pub async fn resume(&self, env: BTreeMap<String, Secret>) -> Result<(), RpcError> {
+        self.call(|reply| Command::Resume { env, reply }).await
+    }
+    pub async fn approve(
+        &self,
+        params: harvest_protocol::methods::ApproveParams,
+    ) -> Result<(), RpcError> {
+        self.call(|reply| Command::Approve { params, reply }).await
+    }
+    pub async fn remove(&self) -> Result<(), RpcError> {
+        self.call(|reply| Command::Remove { reply }).await
+    }
+    /// A file as the agent sees it, read inside its sandbox (never from host paths).
+    pub async fn read_file(&self, path: PathBuf, limit: u64) -> Result<Vec<u8>, RpcError> {
+        self.call(|reply| Command::ReadFile { path, limit, reply })
+            .await
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, RpcError>>) -> Command,
+    ) -> Result<T, RpcError> {
+        let gone = || {
+            RpcError::new(
+                codes::SESSION_NOT_FOUND,
+                "the session has just been removed",
+            )
+        };
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+}

@@ -1,0 +1,78 @@
+//! What a session is made of, as stored: its spec (the creation parameters, minus
+//! secrets) and its ingestion checkpoint.
+
+use harvest_sandbox::{LogPosition, WorkspaceSource};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// What a session was created with, minus secrets; stored as the session's `spec`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionSpec {
+    /// The workspace on this machine, when it is on this machine (for `ls` and hidden
+    /// paths); what the sandbox works on is [`SessionSpec::workspace_source`].
+    pub workspace: PathBuf,
+    #[serde(default)]
+    pub repo: Option<String>,
+    /// The workspace was made by Harvest (a clone, a fork's copy) and goes with the session.
+    #[serde(default)]
+    pub owns_workspace: bool,
+    /// Where the workspace comes from (absent in sessions stored before providers had
+    /// sources; derived from the fields above then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<WorkspaceSource>,
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The CLI's conversation id, chosen up front so it can always be resumed.
+    pub agent_session_id: String,
+    /// The host's claude CLI, for providers that need one; `None` when the sandbox brings
+    /// its own.
+    #[serde(default)]
+    pub claude: Option<PathBuf>,
+    #[serde(default)]
+    pub permissions: harvest_agent::Permissions,
+    /// A fork not started yet: its first agent resumes this conversation as a copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork_from: Option<String>,
+}
+
+impl SessionSpec {
+    pub fn workspace_source(&self) -> WorkspaceSource {
+        match (&self.source, self.owns_workspace) {
+            (Some(s), _) => s.clone(),
+            (None, true) => WorkspaceSource::Owned {
+                path: self.workspace.clone(),
+            },
+            (None, false) => WorkspaceSource::Folder {
+                path: self.workspace.clone(),
+            },
+        }
+    }
+}
+
+/// A permission request the agent waits on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PendingPermission {
+    pub request_id: String,
+    pub tool: String,
+    pub input: serde_json::Value,
+}
+
+/// The ingestion checkpoint, committed with the events it covers (in the same
+/// transaction): where in which log ingestion stands, and everything the actor derived from
+/// the lines before that point. A restarted daemon starts from it as it is: nothing is
+/// re-read and nothing is recounted from the session's history.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Checkpoint {
+    #[serde(flatten)]
+    pub at: LogPosition,
+    #[serde(default)]
+    pub parser: harvest_agent::StreamParser,
+    /// Turns the agent has begun and not yet ended.
+    #[serde(default)]
+    pub pending_turns: u32,
+    #[serde(default)]
+    pub pending_permissions: Vec<PendingPermission>,
+    /// Tools the user allowed for the rest of the session.
+    #[serde(default)]
+    pub always_allowed: Vec<String>,
+}
