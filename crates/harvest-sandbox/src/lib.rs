@@ -218,6 +218,12 @@ pub trait AgentControl: Send + Sync {
     async fn exit_status(&self) -> Option<AgentExit>;
     /// The end of what the agent printed on stderr, to explain an unexpected exit.
     async fn diagnostics(&self) -> String;
+    /// Every byte of the log before `committed` is in the store: the provider may free
+    /// them (offsets stay as they are; reading below `committed` is never asked again).
+    async fn compact(&self, committed: u64) -> Result<()> {
+        let _ = committed;
+        Ok(())
+    }
 }
 
 /// What a log read returns.

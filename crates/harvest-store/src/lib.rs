@@ -239,9 +239,11 @@ fn open_conn(path: &Path, write: bool) -> Result<Connection> {
     })?;
     // NORMAL in WAL mode: a commit survives a daemon crash (the OS has it); only a power
     // loss may lose the last transactions, which the agent log then replays.
+    // journal_size_limit: once a checkpoint has emptied the WAL, it is cut back to 64 MiB,
+    // so a long busy session does not leave a WAL the size of its history.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
-         PRAGMA busy_timeout = 5000;",
+         PRAGMA busy_timeout = 5000; PRAGMA journal_size_limit = 67108864;",
     )?;
     Ok(conn)
 }

@@ -41,6 +41,8 @@ struct Agent {
     /// The process had already ended when this daemon found it (it ended while no daemon
     /// was watching).
     ended_unseen: bool,
+    /// Up to where the provider was last told the log is committed.
+    compacted: u64,
 }
 
 /// Where a cancel (or stop) stands on the escalation ladder: the interrupt request, then
@@ -295,6 +297,7 @@ impl Actor {
             },
             lines: LineBuffer::default(),
             ended_unseen,
+            compacted: offset,
         });
         Ok(())
     }

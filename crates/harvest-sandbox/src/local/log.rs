@@ -107,6 +107,43 @@ impl FileLog {
     }
 }
 
+/// Free the disk blocks of a log's committed prefix. The file keeps its length, so every
+/// offset means what it meant; the freed part reads as zeros, and nobody reads it again
+/// (ingestion goes on from the committed offset). A long session's log then costs the
+/// disk what is not yet committed, not its whole history.
+pub fn punch_hole(path: &Path, committed: u64) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // Whole 1 MiB blocks only: cheap to repeat, and the tail being written is untouched.
+    let end = committed / (1024 * 1024) * (1024 * 1024);
+    if end == 0 {
+        return Ok(());
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|source| SandboxError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+    let len = libc::off_t::try_from(end).unwrap_or(libc::off_t::MAX);
+    // SAFETY: fallocate(2) on a descriptor we own; no memory is passed.
+    let rc = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            0,
+            len,
+        )
+    };
+    if rc != 0 {
+        return Err(SandboxError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl AgentLog for FileLog {
     async fn next(&mut self, idle_poll: Duration) -> Result<LogRead> {
@@ -142,6 +179,36 @@ impl AgentLog for FileLog {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[tokio::test]
+    async fn a_compacted_log_frees_its_committed_prefix_and_reads_on_from_the_offset() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.log");
+        let line = format!("{}\n", "x".repeat(1023));
+        let mut w = std::fs::File::create(&path).unwrap();
+        for _ in 0..(8 * 1024) {
+            w.write_all(line.as_bytes()).unwrap();
+        }
+        w.write_all(b"tail\n").unwrap();
+        w.sync_all().unwrap();
+        let before = std::fs::metadata(&path).unwrap();
+        let committed = 8 * 1024 * 1024;
+        punch_hole(&path, committed).unwrap();
+        let after = std::fs::metadata(&path).unwrap();
+        assert_eq!(after.len(), before.len(), "offsets keep their meaning");
+        assert!(
+            after.blocks() * 512 < before.blocks() * 512 / 4,
+            "the committed prefix still takes {} of {} bytes",
+            after.blocks() * 512,
+            before.blocks() * 512
+        );
+        let mut log = FileLog::open(&path, committed, Box::new(|| true)).unwrap();
+        assert_eq!(
+            log.next(Duration::from_millis(10)).await.unwrap(),
+            LogRead::Data(b"tail\n".to_vec())
+        );
+    }
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 

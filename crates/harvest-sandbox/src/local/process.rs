@@ -170,6 +170,13 @@ impl AgentControl for LocalControl {
             self.record.log_id,
         ))
     }
+
+    async fn compact(&self, committed: u64) -> Result<()> {
+        let path = harvest_supervisor::log_path(&self.state_dir, self.record.log_id);
+        tokio::task::spawn_blocking(move || super::log::punch_hole(&path, committed))
+            .await
+            .map_err(|e| SandboxError::Spawn(e.to_string()))?
+    }
 }
 
 fn stderr_tail(path: &Path) -> String {

@@ -67,6 +67,7 @@ impl Actor {
             }
         }
         self.commit(out, false).await;
+        self.compact_log().await;
         if release_slot {
             // Only once the turn's end is stored may another session take the slot.
             self.slot = None;
@@ -78,6 +79,21 @@ impl Actor {
             {
                 tracing::warn!(error = %e, "cannot answer a permission request");
             }
+        }
+    }
+
+    /// Let the provider free what of the log is committed, every so often.
+    async fn compact_log(&mut self) {
+        const EVERY: u64 = 16 * 1024 * 1024;
+        let Some(agent) = self.agent.as_mut() else {
+            return;
+        };
+        let committed = agent.log.offset() - agent.lines.pending_len();
+        if committed >= agent.compacted + EVERY {
+            if let Err(e) = agent.control.compact(committed).await {
+                tracing::warn!(error = %e, "cannot compact the agent log");
+            }
+            agent.compacted = committed;
         }
     }
 
