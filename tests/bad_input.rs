@@ -223,6 +223,31 @@ fn a_missing_claude_cli_is_named_and_the_daemon_survives() {
     assert!(h.ok(&["daemon", "status"]).contains("running"));
 }
 
+/// An SSH login without XDG_RUNTIME_DIR uses another socket folder than the desktop's, but
+/// the same store: the second daemon must refuse, and say which daemon holds the store.
+#[test]
+fn a_second_daemon_on_another_socket_refuses_the_same_store() {
+    let h = Harness::new(SCRIPT);
+    h.ok(&["ls"]); // starts the daemon
+    let other_run = h.path("other-run");
+    std::fs::create_dir_all(&other_run).unwrap();
+    let second = h
+        .cmd(&["daemon", "--foreground"])
+        .env("XDG_RUNTIME_DIR", &other_run)
+        .output()
+        .unwrap();
+    assert!(
+        !second.status.success(),
+        "a second daemon started on the same store"
+    );
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("already uses the store") && err.contains("pid "),
+        "{err}"
+    );
+    assert!(h.ok(&["daemon", "status"]).contains("running"));
+}
+
 #[test]
 fn missing_bubblewrap_names_the_package_to_install() {
     let h = Harness::new(SCRIPT);

@@ -34,6 +34,12 @@ pub enum ListenError {
     },
     #[error("a harvest daemon is already running for {socket} (`harvest daemon status` shows it)")]
     AlreadyRunning { socket: PathBuf },
+    #[error(
+        "another harvest daemon already uses the store in {data_dir} ({holder}); two daemons \
+         on one store would number events twice. Use that daemon (set HARVEST_SOCKET or \
+         XDG_RUNTIME_DIR to its socket), or stop it with `harvest daemon stop` there"
+    )]
+    StoreInUse { data_dir: PathBuf, holder: String },
     #[error("cannot listen on {socket}: {source}")]
     Bind {
         socket: PathBuf,
@@ -63,10 +69,14 @@ pub async fn serve(paths: Paths, config: Config) -> Result<(), ListenError> {
     for dir in [&paths.data_dir, &paths.state_dir, &paths.sessions_dir()] {
         make_dir(dir)?;
     }
+    // One daemon per store, whatever socket it listens on (an SSH login without
+    // XDG_RUNTIME_DIR falls back to another socket folder than the desktop's).
+    let _store_lock = lock_store(&paths)?;
     let store = Arc::new(Store::open(&paths.store())?);
     let providers = crate::providers::build(&paths, &config, &store);
     let rows = store.sessions()?;
     let daemon = Arc::new(Daemon::new(paths.clone(), config, store, providers));
+    let cleanup = session::restore_all(&daemon, rows);
 
     // We hold the lock, so a socket file left here is stale (its daemon died).
     let _ = std::fs::remove_file(&paths.socket);
@@ -87,12 +97,12 @@ pub async fn serve(paths: Paths, config: Config) -> Result<(), ListenError> {
             source,
         })?;
     tracing::info!(socket = %paths.socket.display(), pid = std::process::id(), "daemon listening");
-    // Sessions are found again once the socket answers, each on its own: a daemon with
-    // many sessions answers `hello` at once, and a session's calls wait in its actor's
-    // queue until it is restored.
+    // Every session has its actor already; each re-adopts on its own task, so a daemon
+    // with many sessions answers `hello` at once, and a session's calls wait in its
+    // actor's queue until it is restored. Cleaning up after a dead daemon runs meanwhile.
     {
         let daemon = daemon.clone();
-        tokio::spawn(async move { session::restore_all(&daemon, rows).await });
+        tokio::spawn(async move { cleanup.run(&daemon).await });
     }
 
     spawn_signal_handler(daemon.clone());
@@ -206,6 +216,46 @@ fn make_dir(dir: &Path) -> Result<(), ListenError> {
             path: dir.to_owned(),
             source,
         })
+}
+
+/// The store's own lock, with who holds it written inside for the next one's message.
+fn lock_store(paths: &Paths) -> Result<std::fs::File, ListenError> {
+    use std::io::{Read, Seek, Write};
+    let path = paths.data_dir.join("harvest.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|source| ListenError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    // SAFETY: flock(2) on a descriptor we own.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        return Err(ListenError::StoreInUse {
+            data_dir: paths.data_dir.clone(),
+            holder: if holder.trim().is_empty() {
+                "unknown pid".into()
+            } else {
+                holder.trim().to_owned()
+            },
+        });
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(
+        file,
+        "pid {}, socket {}",
+        std::process::id(),
+        paths.socket.display()
+    );
+    Ok(file)
 }
 
 /// Hold an exclusive flock for the daemon's life; a second daemon fails at once. The

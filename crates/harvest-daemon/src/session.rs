@@ -49,22 +49,24 @@ pub fn spawn(
     handle
 }
 
-/// At start, once the socket answers: give every stored session an actor. Each actor finds
-/// its own sandbox and agent again (concurrently with the others, and before it takes any
-/// command), so a daemon with many sessions answers at once. A session whose agent still
-/// runs, or left output unread, is re-adopted: its log is read on from the committed
-/// checkpoint. One whose sandbox or agent is gone is marked `interrupted`.
+/// At start, before the socket answers: give every stored session an actor, so every
+/// session is known to the first call. Each actor then finds its own sandbox and agent
+/// again on its own task (concurrently with the others, and before it takes any command),
+/// so a daemon with many sessions answers at once. A session whose agent still runs, or
+/// left output unread, is re-adopted: its log is read on from the committed checkpoint.
+/// One whose sandbox or agent is gone is marked `interrupted`.
 ///
-/// `rows` are read before the socket is bound, so no session a client creates meanwhile is
-/// among them (a `creating` row here is one a dead daemon left).
-pub async fn restore_all(daemon: &Arc<Daemon>, rows: Vec<harvest_store::SessionRow>) {
+/// Returns what is left to do once the socket answers: removing sessions a dead daemon
+/// left half-made (`creating`) and sandboxes that no session owns.
+pub fn restore_all(daemon: &Arc<Daemon>, rows: Vec<harvest_store::SessionRow>) -> Cleanup {
     let known: std::collections::HashSet<String> =
         rows.iter().map(|r| r.info.id.as_str().to_owned()).collect();
+    let mut half_made = Vec::new();
     for row in rows {
         if row.info.state == SessionState::Creating {
             // Its creator was told it failed (the daemon died under the call), so nobody
             // knows this session: remove it with whatever sandbox it got.
-            discard_half_made(daemon, &row).await;
+            half_made.push(row);
             continue;
         }
         let Ok(spec) = serde_json::from_value::<SessionSpec>(row.spec.clone()) else {
@@ -89,7 +91,22 @@ pub async fn restore_all(daemon: &Arc<Daemon>, rows: Vec<harvest_store::SessionR
             }
         }
     }
-    reconcile(daemon, &known).await;
+    Cleanup { known, half_made }
+}
+
+/// The part of the start that may run while clients are served.
+pub struct Cleanup {
+    known: std::collections::HashSet<String>,
+    half_made: Vec<harvest_store::SessionRow>,
+}
+
+impl Cleanup {
+    pub async fn run(self, daemon: &Arc<Daemon>) {
+        for row in &self.half_made {
+            discard_half_made(daemon, row).await;
+        }
+        reconcile(daemon, &self.known).await;
+    }
 }
 
 async fn discard_half_made(daemon: &Arc<Daemon>, row: &harvest_store::SessionRow) {

@@ -76,6 +76,9 @@ impl NewEvent {
 pub struct Store {
     path: PathBuf,
     writer: Mutex<Connection>,
+    /// Read-only calls (`session/list`, `session/get`) go here, so they never wait for an
+    /// append nor make one wait: WAL lets a reader run beside the writer.
+    reads: Mutex<Connection>,
     /// Checkpoints run here, off the append path (see [`Store::checkpoint`]).
     checkpointer: Mutex<Connection>,
 }
@@ -89,9 +92,11 @@ impl Store {
         // from its own connection instead.
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
         let checkpointer = open_conn(path, true)?;
+        let reads = open_conn(path, false)?;
         Ok(Store {
             path: path.to_owned(),
             writer: Mutex::new(conn),
+            reads: Mutex::new(reads),
             checkpointer: Mutex::new(checkpointer),
         })
     }

@@ -41,6 +41,18 @@ CREATE TABLE events (
     r#"
 ALTER TABLE sessions ADD COLUMN ingest TEXT NOT NULL DEFAULT '{}';
 "#,
+    // Previews kept as events are appended, so listing sessions never scans events.
+    r#"
+ALTER TABLE sessions ADD COLUMN last_line TEXT;
+ALTER TABLE sessions ADD COLUMN first_prompt TEXT;
+UPDATE sessions SET
+    last_line = (SELECT substr(COALESCE(json_extract(e.json, '$.text'), json_extract(e.json, '$.message')), 1, 200)
+                 FROM events e WHERE e.session = sessions.id
+                 AND e.type IN ('assistant_text', 'user_message', 'error') ORDER BY e.seq DESC LIMIT 1),
+    first_prompt = (SELECT substr(json_extract(e.json, '$.text'), 1, 200)
+                 FROM events e WHERE e.session = sessions.id
+                 AND e.type = 'user_message' ORDER BY e.seq LIMIT 1);
+"#,
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {

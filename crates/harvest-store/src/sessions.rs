@@ -27,10 +27,15 @@ pub struct SessionRow {
 
 const COLUMNS: &str = "id, name, state, sandbox, workspace, created_at, updated_at, cost_usd,
     input_tokens, output_tokens, last_seq, agent_session_id, ingest, spec, sandbox_state,
-    (SELECT json FROM events e WHERE e.session = sessions.id
-        AND e.type IN ('assistant_text', 'user_message', 'error') ORDER BY e.seq DESC LIMIT 1),
-    (SELECT json FROM events e WHERE e.session = sessions.id
-        AND e.type = 'user_message' ORDER BY e.seq LIMIT 1)";
+    last_line, first_prompt";
+
+/// Previews (`last_line`, `first_prompt`) keep at most this many characters, so a huge
+/// prompt never makes `session/list` huge.
+pub const PREVIEW_CHARS: usize = 200;
+
+fn preview(text: &str) -> String {
+    text.chars().take(PREVIEW_CHARS).collect()
+}
 
 impl Store {
     pub fn create_session(&self, s: &NewSession) -> Result<SessionRow> {
@@ -47,7 +52,7 @@ impl Store {
     }
 
     pub fn session(&self, id: &SessionId) -> Result<Option<SessionRow>> {
-        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let conn = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(conn
             .query_row(
                 &format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"),
@@ -59,7 +64,7 @@ impl Store {
 
     /// All sessions, newest first.
     pub fn sessions(&self) -> Result<Vec<SessionRow>> {
-        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let conn = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM sessions ORDER BY created_at DESC, rowid DESC"
         ))?;
@@ -69,7 +74,7 @@ impl Store {
 
     /// Every session's workspace folder (cheap: no per-session lookups).
     pub fn workspaces(&self) -> Result<Vec<String>> {
-        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let conn = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
         let mut stmt = conn.prepare_cached("SELECT workspace FROM sessions")?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
@@ -144,6 +149,20 @@ pub(crate) fn apply_event(conn: &Connection, id: &SessionId, body: &EventBody) -
                 params![id.as_str(), cost_usd, input_tokens, output_tokens],
             )?;
         }
+        EventBody::UserMessage { text } => {
+            let p = preview(text);
+            conn.execute(
+                "UPDATE sessions SET last_line = ?2, first_prompt = COALESCE(first_prompt, ?2)
+                 WHERE id = ?1",
+                params![id.as_str(), p],
+            )?;
+        }
+        EventBody::AssistantText { text } | EventBody::Error { message: text } => {
+            conn.execute(
+                "UPDATE sessions SET last_line = ?2 WHERE id = ?1",
+                params![id.as_str(), preview(text)],
+            )?;
+        }
         EventBody::AgentInit {
             agent_session_id, ..
         } => {
@@ -175,19 +194,8 @@ fn row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
             output_tokens: r.get(9)?,
             last_seq: Seq(r.get(10)?),
             agent_session_id: r.get(11)?,
-            last_line: r
-                .get::<_, Option<String>>(15)?
-                .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
-                .and_then(|ev| {
-                    ev.get("text")
-                        .or_else(|| ev.get("message"))
-                        .and_then(|t| t.as_str())
-                        .map(str::to_owned)
-                }),
-            first_prompt: r
-                .get::<_, Option<String>>(16)?
-                .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
-                .and_then(|ev| ev.get("text").and_then(|t| t.as_str()).map(str::to_owned)),
+            last_line: r.get(15)?,
+            first_prompt: r.get(16)?,
         },
         ingest: serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default(),
         spec: serde_json::from_str(&spec).unwrap_or_default(),

@@ -178,3 +178,32 @@ fn delete_removes_events_too() {
     assert!(store.session(&id).unwrap().is_none());
     assert!(store.read_from(&id, Seq(1), 10).unwrap().is_empty());
 }
+
+#[test]
+fn previews_are_kept_as_events_arrive_and_capped() {
+    let (_d, store) = store();
+    let id = new_session(&store, "a");
+    let long = "x".repeat(10_000);
+    store
+        .append(
+            &id,
+            vec![
+                NewEvent::new(EventBody::UserMessage { text: long.clone() }),
+                NewEvent::new(EventBody::AssistantText {
+                    text: "reply".into(),
+                }),
+                NewEvent::new(EventBody::UserMessage {
+                    text: "second".into(),
+                }),
+                NewEvent::new(EventBody::AgentRaw {}),
+            ],
+            None,
+        )
+        .unwrap();
+    let info = store.session(&id).unwrap().unwrap().info;
+    assert_eq!(
+        info.first_prompt.as_deref(),
+        Some(&long[..sessions::PREVIEW_CHARS])
+    );
+    assert_eq!(info.last_line.as_deref(), Some("second"));
+}
