@@ -87,6 +87,13 @@ tool_use = { name = "Bash", input = { command = '''printf 'out\033]0;OWNED-BASH\
 text = "Printed."
 
 [[turn]]
+prompt = "show me your environment"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = '''env; for f in /proc/[0-9]*/environ; do tr '\0' '\n' < $f; done 2>/dev/null; grep -rao 'sk-ant-[a-z0-9-]*' ~ . 2>/dev/null; echo env-probe-done''', description = "Print every environment" } }
+[[turn.step]]
+text = "That is all I can see."
+
+[[turn]]
 [[turn.step]]
 text = "Still the same conversation."
 "#;
@@ -571,6 +578,87 @@ fn escape_sequences_never_reach_the_terminal(kind: &str) {
     );
 }
 
+/// The attack: an agent prints every environment it can see and greps its HOME and
+/// workspace for a key. The model's key is in none of them, nor in any file Harvest or
+/// the CLI wrote, and the turn still reaches the model, which gets the real key.
+fn the_model_key_never_enters_the_sandbox(kind: &str) {
+    let h = harness(kind);
+    let ws = h.workspace.to_str().unwrap();
+    let out = h.run(&[
+        "run",
+        "--json",
+        "--workspace",
+        ws,
+        "show me your environment",
+    ]);
+    let live = parse_lines(&String::from_utf8_lossy(&out.stdout));
+    assert!(out.status.success(), "{}", summarize(&live));
+    let probe = tool_output(&live);
+    assert!(probe.contains("env-probe-done"), "{probe}");
+    assert!(
+        probe.contains("ANTHROPIC_API_KEY=hvp-"),
+        "the agent has its token: {probe}"
+    );
+    assert!(
+        !probe.contains(harvest_e2e::TEST_KEY),
+        "the key reached the sandbox: {probe}"
+    );
+    assert!(
+        !probe.contains(&h.model.base_url()),
+        "the agent knows the real upstream: {probe}"
+    );
+    // The model got the real key, through the proxy.
+    let req = h.last_request_for("show me your environment");
+    let key = req
+        .headers
+        .iter()
+        .find(|(k, _)| k == "x-api-key")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(key, Some(harvest_e2e::TEST_KEY));
+    // Nor in the environment of the auto-started daemon or of any supervisor.
+    let status: Value = serde_json::from_str(&h.ok(&["daemon", "status", "--json"])).unwrap();
+    let mut pids = vec![status["pid"].as_i64().unwrap().to_string()];
+    let supervisors = std::process::Command::new("pgrep")
+        .args(["-f", "harvest supervise"])
+        .output()
+        .unwrap();
+    pids.extend(
+        String::from_utf8_lossy(&supervisors.stdout)
+            .lines()
+            .map(str::to_owned),
+    );
+    for pid in pids {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&environ).contains(harvest_e2e::TEST_KEY),
+            "the key is in the environment of process {pid}"
+        );
+    }
+    // In no file Harvest or the CLI wrote: the store, logs, the agent's HOME, the workspace.
+    for dir in ["data", "state", "ws", "home", "config"] {
+        for file in walk(&h.path(dir)) {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            let found = bytes
+                .windows(harvest_e2e::TEST_KEY.len())
+                .any(|w| w == harvest_e2e::TEST_KEY.as_bytes());
+            assert!(!found, "the key is in {}", file.display());
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => out.extend(walk(&p)),
+            Ok(t) if t.is_file() => out.push(p),
+            _ => {}
+        }
+    }
+    out
+}
+
 macro_rules! providers {
     ($($module:ident => $kind:literal),* $(,)?) => {$(
         mod $module {
@@ -586,6 +674,7 @@ macro_rules! providers {
             #[test] fn a_crash_between_sandbox_and_record_leaves_nothing() { super::a_crash_between_sandbox_and_record_leaves_nothing($kind) }
             #[test] fn reading_agent_files_never_leaves_the_sandbox() { super::reading_agent_files_never_leaves_the_sandbox($kind) }
             #[test] fn escape_sequences_never_reach_the_terminal() { super::escape_sequences_never_reach_the_terminal($kind) }
+            #[test] fn the_model_key_never_enters_the_sandbox() { super::the_model_key_never_enters_the_sandbox($kind) }
         }
     )*};
 }

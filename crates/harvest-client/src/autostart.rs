@@ -44,6 +44,11 @@ pub async fn connect_or_start(
         .open(&startup_log)
         .map_err(|e| ClientError::Start(format!("cannot create {}: {e}", startup_log.display())))?;
     let mut cmd = std::process::Command::new(harvest_exe);
+    // A clean environment: the daemon outlives this command and serves every later one,
+    // so it must not carry this command's credentials (they travel per call, to the agent
+    // that needs them) or anything else it does not use.
+    cmd.env_clear()
+        .envs(std::env::vars_os().filter(|(k, _)| k.to_str().is_some_and(daemon_needs)));
     cmd.args(["daemon", "--foreground"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -90,6 +95,70 @@ pub async fn connect_or_start(
                 START_TIMEOUT.as_secs(),
                 startup_log.display()
             )));
+        }
+    }
+}
+
+/// The variables an auto-started daemon keeps: where things are, how to log, locale and
+/// time, the display a notification hook may use, and network proxy settings for the
+/// model proxy. Never credentials.
+fn daemon_needs(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "TZ",
+        "TMPDIR",
+        "TERM",
+        "DISPLAY",
+        "WAYLAND_DISPLAY",
+        "DBUS_SESSION_BUS_ADDRESS",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "DOCKER_HOST",
+        "NO_COLOR",
+        "RUST_BACKTRACE",
+    ];
+    EXACT.contains(&name)
+        || name.starts_with("LC_")
+        || name.starts_with("XDG_")
+        || (name.starts_with("HARVEST_") && !name.contains("TOKEN") && !name.contains("KEY"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::daemon_needs;
+
+    #[test]
+    fn credentials_stay_with_the_client() {
+        for k in [
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_AUTH_TOKEN",
+            "CLAUDE_CODE_OAUTH_TOKEN",
+            "GH_TOKEN",
+            "AWS_SECRET_ACCESS_KEY",
+            "HARVEST_API_KEY",
+        ] {
+            assert!(!daemon_needs(k), "{k} would reach the daemon");
+        }
+        for k in [
+            "PATH",
+            "HOME",
+            "XDG_RUNTIME_DIR",
+            "HARVEST_CLAUDE",
+            "HARVEST_LOG",
+            "LC_ALL",
+        ] {
+            assert!(daemon_needs(k), "{k} is needed");
         }
     }
 }

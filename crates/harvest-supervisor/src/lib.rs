@@ -20,6 +20,9 @@
 //!   a reader that sees the exit record and then EOF has everything.
 //! - **Signals go through pidfds**, so a pid reused by an unrelated process after the jail
 //!   ended is never signalled.
+//! - **It runs the agent's model proxy** (`harvest-proxy`): the user's credential lives in
+//!   this process's memory only, never in the jail, and keeps serving a re-adopted agent
+//!   after the daemon dies.
 //!
 //! Files in the state folder (all 0600, the folder 0700):
 //! `supervisor.json` ([`Record`]), `supervisor.sock`, `logs/<id>.log`, `logs/<id>.exit`
@@ -62,8 +65,13 @@ pub struct LaunchSpec {
     /// The jail program (bwrap) and its arguments, as raw bytes (paths need not be UTF-8).
     pub program: Vec<u8>,
     pub args: Vec<Vec<u8>>,
-    /// The whole environment of the jail program, credentials included.
+    /// The environment of the jail program. Never the user's credentials: those are in
+    /// `proxy`, and the agent gets a token for it.
     pub env: Vec<(String, String)>,
+    /// The model proxy this supervisor runs for its agent (the agent's
+    /// `ANTHROPIC_BASE_URL` is set to it once it listens).
+    #[serde(default)]
+    pub proxy: Option<harvest_proxy::Upstream>,
 }
 
 /// Written by the supervisor once the jail runs, before it answers: enough for a

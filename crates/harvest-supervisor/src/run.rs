@@ -92,9 +92,18 @@ async fn supervise(spec: LaunchSpec) -> i32 {
         stderr,
         log,
         stderr_file,
+        proxy,
     } = started;
+    let started = Proxy { proxy };
     let init = Arc::new(init);
     let stdin = Arc::new(Mutex::new(Some(stdin)));
+    if let Some((listener, upstream)) = started.proxy {
+        tokio::spawn(async move {
+            if let Err(e) = harvest_proxy::serve(listener, upstream).await {
+                eprintln!("the model proxy stopped: {e}");
+            }
+        });
+    }
 
     let pump = tokio::spawn(pump_log(stdout, log));
     let errs = tokio::spawn(pump_stderr(stderr, stderr_file));
@@ -130,8 +139,13 @@ async fn supervise(spec: LaunchSpec) -> i32 {
     0
 }
 
+struct Proxy {
+    proxy: Option<(tokio::net::TcpListener, harvest_proxy::Upstream)>,
+}
+
 struct Started {
     record: Record,
+    proxy: Option<(tokio::net::TcpListener, harvest_proxy::Upstream)>,
     child: tokio::process::Child,
     init: PidFd,
     listener: UnixListener,
@@ -171,12 +185,28 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
     let _ = stdout_theirs.shutdown(std::net::Shutdown::Read);
     let _ = stderr_theirs.shutdown(std::net::Shutdown::Read);
 
+    // The model proxy listens before the jail starts, so the agent's environment can name
+    // it. On the host's loopback: the jail shares the host's network.
+    let mut env = spec.env.clone();
+    let proxy = match spec.proxy.clone() {
+        Some(upstream) => {
+            let l = std::net::TcpListener::bind(("127.0.0.1", 0))
+                .map_err(|e| format!("cannot start the model proxy: {e}"))?;
+            let addr = l.local_addr().map_err(|e| e.to_string())?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let l = tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?;
+            env.retain(|(k, _)| k != harvest_proxy::BASE_URL_VAR);
+            env.push((harvest_proxy::BASE_URL_VAR.into(), format!("http://{addr}")));
+            Some((l, upstream))
+        }
+        None => None,
+    };
     let program = OsString::from_vec(spec.program.clone());
     let mut command = tokio::process::Command::new(&program);
     command
         .args(spec.args.iter().map(|a| OsString::from_vec(a.clone())))
         .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
             stdin_theirs,
         )))
@@ -218,6 +248,7 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
     };
     Ok(Started {
         record,
+        proxy,
         child,
         init,
         listener,

@@ -30,8 +30,11 @@ pub async fn spawn(
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
     env.extend(cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    // The user's credentials stay with the supervisor's model proxy; the agent gets a
+    // token for it.
+    let (agent_env, upstream) = harvest_proxy::split(secrets);
     env.extend(
-        secrets
+        agent_env
             .iter()
             .map(|(k, v)| (k.clone(), v.expose().to_owned())),
     );
@@ -41,6 +44,7 @@ pub async fn spawn(
         program: sandbox.bwrap.as_os_str().as_bytes().to_vec(),
         args,
         env,
+        proxy: Some(upstream),
     };
     let (program, prog_args) = &sandbox.supervisor;
     let record = match harvest_supervisor::spawn(program, prog_args, &spec).await {

@@ -1,0 +1,287 @@
+//! The model proxy: the only way an agent reaches its model.
+//!
+//! An agent's environment never holds the user's credential. It holds the proxy's address
+//! as `ANTHROPIC_BASE_URL` and a per-process token in the variable the user's credential
+//! came in (`ANTHROPIC_API_KEY`, `ANTHROPIC_AUTH_TOKEN` or `CLAUDE_CODE_OAUTH_TOKEN`, so
+//! the CLI behaves as it would with the real one). The proxy listens on loopback, takes
+//! the token off each request, puts the real credential on, and forwards to the session's
+//! upstream (the user's `ANTHROPIC_BASE_URL`, or Anthropic's API), streaming the answer
+//! back as it comes. So `env` in the agent's Bash, its transcript, its logs and anything
+//! it sends elsewhere hold only a token that is worthless off this machine and dies with
+//! the agent process.
+//!
+//! The proxy runs in the session's supervisor (`harvest-supervisor`), not in the daemon:
+//! the credential then lives only in a process that outlives the daemon, so a re-adopted
+//! agent keeps reaching its model after a daemon crash, and the daemon, which forgets
+//! credentials when it dies, never has to hand them out again.
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use harvest_protocol::Secret;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Where requests go when the user gave no `ANTHROPIC_BASE_URL`.
+pub const DEFAULT_UPSTREAM: &str = "https://api.anthropic.com";
+/// The largest request body forwarded (a long conversation is resent whole each turn).
+const MAX_REQUEST_BODY: usize = 64 * 1024 * 1024;
+/// The credential variables the proxy stands in for.
+pub const CREDENTIAL_VARS: &[&str] = &[
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+];
+pub const BASE_URL_VAR: &str = "ANTHROPIC_BASE_URL";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot build the model proxy's HTTP client: {0}")]
+    Client(String),
+}
+
+/// Where one agent process's requests go, and with which real credentials.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct Upstream {
+    pub base: String,
+    pub api_key: Option<Secret>,
+    pub bearer: Option<Secret>,
+    /// The token the agent presents.
+    pub token: Secret,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Split the user's variables into what the agent gets (credentials replaced by a fresh
+/// token, the base URL left for the proxy to set once it listens) and what the proxy
+/// keeps. Other variables pass through as they are.
+pub fn split(env: &BTreeMap<String, Secret>) -> (BTreeMap<String, Secret>, Upstream) {
+    let token = Secret::new(format!("hvp-{}", uuid::Uuid::new_v4().simple()));
+    let get = |k: &str| env.get(k).filter(|v| !v.expose().is_empty()).cloned();
+    let upstream = Upstream {
+        base: get(BASE_URL_VAR)
+            .map(|u| u.expose().trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| DEFAULT_UPSTREAM.to_owned()),
+        api_key: get("ANTHROPIC_API_KEY"),
+        bearer: get("ANTHROPIC_AUTH_TOKEN").or_else(|| get("CLAUDE_CODE_OAUTH_TOKEN")),
+        token: token.clone(),
+    };
+    let mut agent_env: BTreeMap<String, Secret> = env
+        .iter()
+        .filter(|(k, _)| !CREDENTIAL_VARS.contains(&k.as_str()) && k.as_str() != BASE_URL_VAR)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for var in CREDENTIAL_VARS {
+        if get(var).is_some() {
+            agent_env.insert((*var).to_owned(), token.clone());
+        }
+    }
+    if !CREDENTIAL_VARS.iter().any(|v| get(v).is_some()) {
+        // A gateway that needs no key: the token still identifies the agent.
+        agent_env.insert("ANTHROPIC_API_KEY".into(), token);
+    }
+    (agent_env, upstream)
+}
+
+/// Serve one agent process's requests on `listener` (bound on loopback by the caller,
+/// who puts `http://<addr>` in the agent's `ANTHROPIC_BASE_URL`), until the runtime ends.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    upstream: Upstream,
+) -> Result<(), ProxyError> {
+    // One process-wide TLS provider; a second install is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| ProxyError::Client(e.to_string()))?;
+    let upstream = Arc::new(upstream);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "model proxy accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (upstream, client) = (upstream.clone(), client.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                forward(req, upstream.clone(), client.clone())
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "model proxy connection ended");
+            }
+        });
+    }
+}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// Headers that belong to one hop, not to the request.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+async fn forward(
+    req: Request<Incoming>,
+    up: Arc<Upstream>,
+    client: reqwest::Client,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    if session_token(&req).as_deref() != Some(up.token.expose()) {
+        return Ok(error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "harvest model proxy: this token belongs to no live agent",
+        ));
+    }
+    let (upstream, api_key, bearer) = (&up.base, &up.api_key, &up.bearer);
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
+    let url = format!("{upstream}{path}");
+    let method = req.method().clone();
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in req.headers() {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n) || n == "x-api-key" || n == "authorization" {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    if let Some(key) = &api_key
+        && let Ok(v) = reqwest::header::HeaderValue::from_str(key.expose())
+    {
+        headers.insert("x-api-key", v);
+    }
+    if let Some(token) = &bearer
+        && let Ok(v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+    {
+        headers.insert("authorization", v);
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Ok(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                "harvest model proxy: the request is larger than 64 MiB",
+            ));
+        }
+    };
+    tracing::debug!(%method, %path, "model request");
+    let sent = client
+        .request(method, &url)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await;
+    let upstream_resp = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "model upstream unreachable");
+            return Ok(error(
+                StatusCode::BAD_GATEWAY,
+                "api_error",
+                &format!("harvest model proxy: cannot reach {upstream}: {e}"),
+            ));
+        }
+    };
+    let mut resp = Response::builder().status(upstream_resp.status().as_u16());
+    for (name, value) in upstream_resp.headers() {
+        if !HOP_BY_HOP.contains(&name.as_str()) {
+            resp = resp.header(name.as_str(), value.as_bytes());
+        }
+    }
+    // Streamed as it arrives: a turn's SSE reaches the agent chunk by chunk.
+    let stream = upstream_resp
+        .bytes_stream()
+        .map_ok(Frame::data)
+        .map_err(std::io::Error::other);
+    Ok(resp
+        .body(BoxBody::new(StreamBody::new(stream)))
+        .unwrap_or_else(|_| {
+            error(
+                StatusCode::BAD_GATEWAY,
+                "api_error",
+                "harvest model proxy: bad upstream headers",
+            )
+        }))
+}
+
+/// The session token the agent sent, as an API key or a bearer token.
+fn session_token(req: &Request<Incoming>) -> Option<String> {
+    let h = req.headers();
+    if let Some(k) = h.get("x-api-key").and_then(|v| v.to_str().ok())
+        && k.starts_with("hvp-")
+    {
+        return Some(k.to_owned());
+    }
+    h.get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|t| t.starts_with("hvp-"))
+        .map(str::to_owned)
+}
+
+/// An error in the Messages API's own shape, so the CLI shows it as an API error.
+fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
+    let body = format!(
+        "{{\"type\":\"error\",\"error\":{{\"type\":\"{kind}\",\"message\":{}}}}}",
+        serde_json_string(message)
+    );
+    let mut resp = Response::new(BoxBody::new(
+        Full::new(Bytes::from(body)).map_err(|never| match never {}),
+    ));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn serde_json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests;
