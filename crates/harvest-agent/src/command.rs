@@ -109,6 +109,9 @@ impl AgentCommand {
         // refuses to skip permissions as root unless told it is sandboxed, which it is.
         env.insert("IS_SANDBOX".into(), "1".to_owned());
         env.insert("CLAUDE_CODE_ENTRYPOINT".into(), "sdk-harvest".to_owned());
+        // The CLI reports `running`/`idle` itself (`system/session_state_changed`), as it
+        // does for the SDKs: how the daemon knows a turn ended, folded messages and all.
+        env.insert("CLAUDE_CODE_SDK_READS_SESSION_STATE".into(), "1".to_owned());
         env.insert(
             "CLAUDE_CODE_MAX_RETRIES".into(),
             opts.max_retries.unwrap_or(4).to_string(),

@@ -13,4 +13,4 @@ pub mod parse;
 
 pub use command::{AgentCommand, ClaudeOptions, Permissions};
 pub use locate::{LocateError, locate_claude};
-pub use parse::StreamParser;
+pub use parse::{AgentState, StreamParser};

@@ -30,6 +30,17 @@ pub struct StreamParser {
 pub struct Parsed {
     pub events: Vec<EventBody>,
     pub raw: Value,
+    /// What the CLI said of its own state on this line (`system/session_state_changed`):
+    /// the source of truth for whether a turn runs, since the CLI may fold a message that
+    /// arrives mid-turn into the turn under way (two messages, one result).
+    pub agent_state: Option<AgentState>,
+}
+
+/// The CLI's own account of whether it is working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentState {
+    Running,
+    Idle,
 }
 
 impl StreamParser {
@@ -57,6 +68,7 @@ impl StreamParser {
                 return Parsed {
                     events: vec![EventBody::AgentRaw {}],
                     raw: other,
+                    agent_state: None,
                 };
             }
             Err(e) => {
@@ -66,11 +78,24 @@ impl StreamParser {
                         message: format!("the agent printed a line that is not JSON: {line}"),
                     }],
                     raw: Value::String(line.to_owned()),
+                    agent_state: None,
                 };
             }
         };
         let events = self.events_of(&raw);
-        Parsed { events, raw }
+        let agent_state = (str_at(&raw, "type") == "system"
+            && str_at(&raw, "subtype") == "session_state_changed")
+            .then(|| match str_at(&raw, "state") {
+                "idle" => Some(AgentState::Idle),
+                "running" => Some(AgentState::Running),
+                _ => None,
+            })
+            .flatten();
+        Parsed {
+            events,
+            raw,
+            agent_state,
+        }
     }
 
     fn events_of(&mut self, v: &Value) -> Vec<EventBody> {

@@ -110,6 +110,9 @@ pub struct Actor {
     queued: std::collections::VecDeque<String>,
     /// A stored session to find again before taking commands.
     restore: Option<harvest_store::SessionRow>,
+    /// The CLI reports its own running/idle state; turns are tracked by that, not by
+    /// counting messages.
+    cli_reports_state: bool,
 }
 
 impl Actor {
@@ -154,6 +157,7 @@ impl Actor {
             slot: None,
             queued: Default::default(),
             restore,
+            cli_reports_state: false,
         }
     }
 

@@ -28,7 +28,12 @@ impl Actor {
         let mut out = Vec::new();
         let mut auto_answers = Vec::new();
         let mut release_slot = false;
+        // The state as of the events pushed so far in this batch.
+        let mut state_now = self.state;
         for p in parsed {
+            if p.agent_state.is_some() {
+                self.cli_reports_state = true;
+            }
             for body in p.events {
                 if let EventBody::AgentInit {
                     agent_session_id, ..
@@ -56,12 +61,37 @@ impl Actor {
                 if !was_over && let Some(why) = self.over_budget() {
                     out.push(NewEvent::new(EventBody::Error { message: why }));
                 }
-                if turn_ended {
+                state_now = last_state(&out, state_now);
+                // Without the CLI's own account (an older CLI), a turn is one message.
+                if turn_ended && !self.cli_reports_state {
                     self.pending_turns = self.pending_turns.saturating_sub(1);
                     if self.pending_turns == 0 && self.ending.is_none() {
                         self.ladder = None;
                         release_slot = true;
                         out.push(NewEvent::new(status(SessionState::Idle, None)));
+                        state_now = SessionState::Idle;
+                    }
+                }
+            }
+            // The CLI started a turn: a message sent just as the last turn ended may have
+            // been taken after that turn's `idle` was read.
+            if p.agent_state == Some(harvest_agent::AgentState::Running)
+                && state_now == SessionState::Idle
+                && self.ending.is_none()
+            {
+                out.push(NewEvent::new(status(SessionState::Running, None)));
+                state_now = SessionState::Running;
+            }
+            // The CLI says it is idle: every message it was given is answered, however many
+            // it folded into one turn.
+            if p.agent_state == Some(harvest_agent::AgentState::Idle) {
+                self.pending_turns = 0;
+                if self.ending.is_none() {
+                    self.ladder = None;
+                    release_slot = true;
+                    if !matches!(state_now, SessionState::Idle | SessionState::Queued) {
+                        out.push(NewEvent::new(status(SessionState::Idle, None)));
+                        state_now = SessionState::Idle;
                     }
                 }
             }
@@ -218,4 +248,15 @@ fn clone_events(events: &[NewEvent]) -> Vec<NewEvent> {
             raw: e.raw.clone(),
         })
         .collect()
+}
+
+/// The state the last status event among `out` sets, or `before` when there is none.
+fn last_state(out: &[NewEvent], before: SessionState) -> SessionState {
+    out.iter()
+        .rev()
+        .find_map(|e| match &e.body {
+            EventBody::Status { state, .. } => Some(*state),
+            _ => None,
+        })
+        .unwrap_or(before)
 }
