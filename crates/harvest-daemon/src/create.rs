@@ -128,14 +128,14 @@ async fn start(
             return Err(RpcError::new(codes::AGENT_UNAVAILABLE, e.to_string()));
         }
     };
-    crash_point("after_spawn");
+    crate::failpoint::crash("after_spawn");
     let persisted = sandbox.persisted();
     let shown_workspace = sandbox
         .host_workspace()
         .unwrap_or(sandbox.workspace())
         .display()
         .to_string();
-    let events = vec![
+    let mut events = vec![
         NewEvent::new(EventBody::Sandbox {
             message: format!(
                 "{} sandbox ready; workspace {}",
@@ -148,15 +148,31 @@ async fn start(
             reason: None,
         }),
     ];
-    let checkpoint = serde_json::to_value(session::Checkpoint {
+    // The first message is stored in the same transaction that makes the session live,
+    // as undelivered: the actor delivers it (once a running slot allows), and a daemon
+    // that dies before it does delivers it after its restart.
+    let undelivered: Vec<session::spec::Undelivered> = prompt
+        .map(|text| session::spec::Undelivered {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            text: text.to_owned(),
+        })
+        .into_iter()
+        .collect();
+    events.extend(undelivered.iter().map(|m| {
+        NewEvent::new(EventBody::UserMessage {
+            text: m.text.clone(),
+        })
+    }));
+    let initial = session::Checkpoint {
         at: harvest_sandbox::LogPosition {
             log_id: process.log_id,
             offset: 0,
             ended: false,
         },
+        undelivered,
         ..Default::default()
-    })
-    .ok();
+    };
+    let checkpoint = serde_json::to_value(&initial).ok();
     store_call(daemon, {
         let id = id.clone();
         move |store| {
@@ -166,7 +182,7 @@ async fn start(
         }
     })
     .await?;
-    let handle = session::spawn(
+    session::spawn(
         daemon,
         provider,
         session::Setup {
@@ -180,32 +196,11 @@ async fn start(
         },
         Some(session::Live {
             sandbox,
-            checkpoint: session::Checkpoint {
-                at: harvest_sandbox::LogPosition {
-                    log_id: process.log_id,
-                    offset: 0,
-                    ended: false,
-                },
-                ..Default::default()
-            },
+            checkpoint: initial,
             process,
         }),
     );
-    // The first message goes the way every message goes: through the actor, which stores
-    // it before the agent sees it and waits for a running slot when there is a limit.
-    if let Some(prompt) = prompt {
-        handle.send(prompt.to_owned(), BTreeMap::new()).await?;
-    }
     Ok(())
-}
-
-/// A test hook: `HARVEST_TEST_CRASH_AT=<point>` makes the daemon die at that point, as a
-/// `kill -9` would, so tests can prove a crash there leaves nothing behind.
-fn crash_point(point: &str) {
-    if std::env::var("HARVEST_TEST_CRASH_AT").is_ok_and(|p| p == point) {
-        tracing::warn!(point, "crashing on purpose (HARVEST_TEST_CRASH_AT)");
-        std::process::abort();
-    }
 }
 
 /// `session/fork`: a new session with a copy of the workspace and of the agent's HOME (its

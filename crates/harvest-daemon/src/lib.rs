@@ -10,6 +10,7 @@ mod connection;
 mod context;
 mod create;
 mod dispatch;
+mod failpoint;
 mod fake_remote;
 mod hook;
 mod listener;

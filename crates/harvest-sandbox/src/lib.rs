@@ -201,6 +201,13 @@ pub trait AgentInput: Send + Sync {
     /// Write one complete line (ending in '\n') to the agent's input; returns once the
     /// agent's side has it.
     async fn write_line(&mut self, line: &str) -> Result<()>;
+    /// Write a user message under an id. A provider that can should write a given id at
+    /// most once, so a message re-sent after a daemon crash reaches the agent once; the
+    /// default writes it again.
+    async fn deliver(&mut self, id: &str, line: &str) -> Result<()> {
+        let _ = id;
+        self.write_line(line).await
+    }
 }
 
 #[async_trait]

@@ -110,9 +110,10 @@ impl Supervisor {
         }
     }
 
-    pub async fn write_line(&self, line: &str) -> Result<(), SupervisorError> {
+    pub async fn write_line(&self, line: &str, id: Option<&str>) -> Result<(), SupervisorError> {
         self.call(&Request::Write {
             line: line.to_owned(),
+            id: id.map(str::to_owned),
         })
         .await
         .map(|_| ())

@@ -99,8 +99,14 @@ pub struct ExitRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    /// Write one line to the agent's stdin; answered once it is written.
-    Write { line: String },
+    /// Write one line to the agent's stdin; answered once it is written. With an `id`, a
+    /// line already written under that id is not written again (a daemon that died before
+    /// recording a delivery sends it again after its restart: exactly once).
+    Write {
+        line: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
     /// SIGINT (`interrupt`) or SIGTERM (`terminate`) to the agent CLI.
     Signal { signal: SignalKind },
     /// SIGKILL to everything in the jail.

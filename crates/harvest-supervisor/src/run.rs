@@ -107,7 +107,7 @@ async fn supervise(spec: LaunchSpec) -> i32 {
 
     let pump = tokio::spawn(pump_log(stdout, log));
     let errs = tokio::spawn(pump_stderr(stderr, stderr_file));
-    let server = tokio::spawn(serve(listener, stdin.clone(), init.clone()));
+    let server = tokio::spawn(serve(listener, Input::new(stdin.clone()), init.clone()));
 
     let status = child.wait().await;
     let exit = match status {
@@ -353,7 +353,23 @@ async fn pump_stderr(mut stderr: UnixStream, mut file: std::fs::File) {
     }
 }
 
-async fn serve(listener: UnixListener, stdin: Arc<Mutex<Option<UnixStream>>>, init: Arc<PidFd>) {
+/// The agent's stdin, and the ids of the lines written to it.
+#[derive(Clone)]
+struct Input {
+    stdin: Arc<Mutex<Option<UnixStream>>>,
+    delivered: Arc<Mutex<std::collections::HashSet<String>>>,
+}
+
+impl Input {
+    fn new(stdin: Arc<Mutex<Option<UnixStream>>>) -> Input {
+        Input {
+            stdin,
+            delivered: Arc::default(),
+        }
+    }
+}
+
+async fn serve(listener: UnixListener, input: Input, init: Arc<PidFd>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -365,11 +381,11 @@ async fn serve(listener: UnixListener, stdin: Arc<Mutex<Option<UnixStream>>>, in
         if stream.peer_cred().map(|c| c.uid()).ok() != Some(me) {
             continue;
         }
-        tokio::spawn(connection(stream, stdin.clone(), init.clone()));
+        tokio::spawn(connection(stream, input.clone(), init.clone()));
     }
 }
 
-async fn connection(stream: UnixStream, stdin: Arc<Mutex<Option<UnixStream>>>, init: Arc<PidFd>) {
+async fn connection(stream: UnixStream, input: Input, init: Arc<PidFd>) {
     let (read, mut write) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(read.take(u64::MAX));
     loop {
@@ -384,7 +400,7 @@ async fn connection(stream: UnixStream, stdin: Arc<Mutex<Option<UnixStream>>>, i
             Ok(_) => {}
         }
         let response = match serde_json::from_slice::<Request>(&line) {
-            Ok(req) => handle(req, &stdin, &init).await,
+            Ok(req) => handle(req, &input, &init).await,
             Err(e) => error(&format!("bad request: {e}")),
         };
         if reply(&mut write, response).await.is_err() {
@@ -393,18 +409,29 @@ async fn connection(stream: UnixStream, stdin: Arc<Mutex<Option<UnixStream>>>, i
     }
 }
 
-async fn handle(req: Request, stdin: &Mutex<Option<UnixStream>>, init: &PidFd) -> Response {
+async fn handle(req: Request, input: &Input, init: &PidFd) -> Response {
     match req {
-        Request::Write { line } => {
+        Request::Write { line, id } => {
             if !line.ends_with('\n') || line[..line.len() - 1].contains('\n') {
                 return error("an input line must be exactly one line ending in a newline");
             }
-            let mut guard = stdin.lock().await;
+            // One writer at a time, and the id check under the same lock, so two daemons'
+            // retries (or a retry racing the original) write a line once.
+            let mut guard = input.stdin.lock().await;
+            let mut delivered = input.delivered.lock().await;
+            if id.as_ref().is_some_and(|id| delivered.contains(id)) {
+                return ok();
+            }
             let Some(s) = guard.as_mut() else {
                 return error("the agent has exited");
             };
             match s.write_all(line.as_bytes()).await {
-                Ok(()) => ok(),
+                Ok(()) => {
+                    if let Some(id) = id {
+                        delivered.insert(id);
+                    }
+                    ok()
+                }
                 Err(e) => error(&format!("the agent's input is closed: {e}")),
             }
         }
@@ -424,7 +451,7 @@ async fn handle(req: Request, stdin: &Mutex<Option<UnixStream>>, init: &PidFd) -
         Request::Status => Response {
             ok: true,
             error: None,
-            running: Some(stdin.lock().await.is_some()),
+            running: Some(input.stdin.lock().await.is_some()),
         },
     }
 }

@@ -106,8 +106,9 @@ pub struct Actor {
     idle_since: Option<Instant>,
     /// The running slot this session holds while it has turns (with a daemon-wide limit).
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
-    /// Messages stored and waiting for a slot.
-    queued: std::collections::VecDeque<String>,
+    /// Messages stored and not yet written to the agent (waiting for a slot, or for an
+    /// agent to be started), committed with every checkpoint.
+    undelivered: std::collections::VecDeque<super::spec::Undelivered>,
     /// A stored session to find again before taking commands.
     restore: Option<harvest_store::SessionRow>,
     /// The CLI reports its own running/idle state; turns are tracked by that, not by
@@ -155,7 +156,7 @@ impl Actor {
             spent_usd,
             idle_since: None,
             slot: None,
-            queued: Default::default(),
+            undelivered: Default::default(),
             restore,
             cli_reports_state: false,
         }
@@ -167,8 +168,14 @@ impl Actor {
         drop(_enter);
         if let Some(live) = live {
             self.sandbox = Some(live.sandbox);
+            self.undelivered = live.checkpoint.undelivered.iter().cloned().collect();
             if let Err(e) = self.attach(live.process, live.checkpoint, false).await {
                 self.fail(format!("cannot read the agent log: {e}")).await;
+            } else if let Err(e) = self.deliver_or_queue().await {
+                self.emit(vec![EventBody::Error {
+                    message: format!("the first message could not reach the agent: {}", e.message),
+                }])
+                .await;
             }
         }
         if let Some(row) = self.restore.take() {
@@ -215,11 +222,9 @@ impl Actor {
             .idle_since
             .filter(|_| timeout > 0 && self.ending.is_none() && self.agent.is_some())
             .map(|since| since + Duration::from_secs(timeout));
-        let slots = self
-            .daemon
-            .running_slots
-            .clone()
-            .filter(|_| self.slot.is_none() && !self.queued.is_empty());
+        let slots = self.daemon.running_slots.clone().filter(|_| {
+            self.slot.is_none() && !self.undelivered.is_empty() && self.agent.is_some()
+        });
         let agent = self.agent.as_mut();
         tokio::select! {
             cmd = commands.recv() => Wake::Command(cmd),

@@ -75,4 +75,16 @@ pub struct Checkpoint {
     /// Tools the user allowed for the rest of the session.
     #[serde(default)]
     pub always_allowed: Vec<String>,
+    /// Messages stored (their `user_message` is in the store) and not yet written to the
+    /// agent: waiting for a running slot, or caught by a crash between storing and
+    /// writing. A restarted daemon delivers them, each once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undelivered: Vec<Undelivered>,
+}
+
+/// A message on its way to the agent; `id` makes its delivery happen once.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Undelivered {
+    pub id: String,
+    pub text: String,
 }

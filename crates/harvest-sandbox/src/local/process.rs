@@ -95,7 +95,14 @@ struct SupervisedInput {
 impl AgentInput for SupervisedInput {
     async fn write_line(&mut self, line: &str) -> Result<()> {
         self.supervisor
-            .write_line(line)
+            .write_line(line, None)
+            .await
+            .map_err(|_| SandboxError::InputClosed)
+    }
+
+    async fn deliver(&mut self, id: &str, line: &str) -> Result<()> {
+        self.supervisor
+            .write_line(line, Some(id))
             .await
             .map_err(|_| SandboxError::InputClosed)
     }

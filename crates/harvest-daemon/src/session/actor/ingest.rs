@@ -149,6 +149,7 @@ impl Actor {
                 })
                 .collect(),
             always_allowed: self.always_allowed.iter().cloned().collect(),
+            undelivered: self.undelivered.iter().cloned().collect(),
         })
     }
 

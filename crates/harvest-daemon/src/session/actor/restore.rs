@@ -11,8 +11,10 @@ use tokio::time::Instant;
 impl Actor {
     pub(super) async fn restore(&mut self, row: harvest_store::SessionRow) {
         let checkpoint: Checkpoint = serde_json::from_value(row.ingest.clone()).unwrap_or_default();
-        // "Always allow" outlives any restart: it is part of the checkpoint.
+        // "Always allow" outlives any restart: it is part of the checkpoint, as are the
+        // messages stored and not yet delivered.
         self.always_allowed = checkpoint.always_allowed.iter().cloned().collect();
+        self.undelivered = checkpoint.undelivered.iter().cloned().collect();
         if self.state.is_terminal() {
             return;
         }
@@ -52,6 +54,9 @@ impl Actor {
                             // A cancel was under way when the last daemon died: carry it on.
                             self.ladder =
                                 Some((Ladder::Interrupted, Instant::now() + self.grace()));
+                        }
+                        if let Err(e) = self.deliver_or_queue().await {
+                            tracing::warn!(error = %e.message, "undelivered messages still wait");
                         }
                         return;
                     }

@@ -11,19 +11,74 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 impl Actor {
-    /// A slot freed up: the queued messages go to the agent.
+    /// A slot freed up: the waiting messages go to the agent.
     pub(super) async fn start_queued(&mut self, permit: tokio::sync::OwnedSemaphorePermit) {
         self.slot = Some(permit);
         self.emit(vec![status(SessionState::Running, None)]).await;
-        while let Some(text) = self.queued.pop_front() {
-            self.pending_turns += 1;
-            if let Err(e) = self.write_to_agent(&input::user_message(&text)).await {
-                self.emit(vec![EventBody::Error {
-                    message: format!("a queued message could not reach the agent: {}", e.message),
-                }])
-                .await;
+        if let Err(e) = self.deliver_pending().await {
+            self.emit(vec![EventBody::Error {
+                message: format!("a queued message could not reach the agent: {}", e.message),
+            }])
+            .await;
+        }
+    }
+
+    /// Deliver what waits now if a running slot allows it, else say the session waits.
+    pub(super) async fn deliver_or_queue(&mut self) -> Result<(), RpcError> {
+        if self.undelivered.is_empty() || self.agent.is_none() {
+            return Ok(());
+        }
+        if let Some(slots) = self.daemon.running_slots.clone()
+            && self.slot.is_none()
+        {
+            match slots.try_acquire_owned() {
+                Ok(permit) => self.slot = Some(permit),
+                Err(_) => {
+                    if self.state != SessionState::Queued {
+                        self.emit(vec![self.queued_status()]).await;
+                    }
+                    return Ok(());
+                }
             }
         }
+        if self.state != SessionState::Running {
+            self.emit(vec![status(SessionState::Running, None)]).await;
+        }
+        self.deliver_pending().await
+    }
+
+    /// Write every undelivered message to the agent, oldest first. Each goes under its id,
+    /// so one that reached the agent just before a crash is not written twice; each leaves
+    /// the list only once written, and the list is committed with the next checkpoint.
+    pub(super) async fn deliver_pending(&mut self) -> Result<(), RpcError> {
+        while let Some(m) = self.undelivered.front().cloned() {
+            let Some(agent) = self.agent.as_mut() else {
+                return Err(RpcError::new(
+                    codes::SESSION_STATE,
+                    "the agent is not running",
+                ));
+            };
+            crate::failpoint::crash("before_delivery");
+            agent
+                .input
+                .deliver(&m.id, &input::user_message(&m.text))
+                .await
+                .map_err(|e| RpcError::new(codes::SESSION_STATE, e.to_string()))?;
+            crate::failpoint::crash("after_delivery");
+            self.undelivered.pop_front();
+            self.pending_turns += 1;
+        }
+        Ok(())
+    }
+
+    fn queued_status(&self) -> EventBody {
+        status(
+            SessionState::Queued,
+            Some(format!(
+                "waiting for a free slot: at most {} sessions run at once (agent.max_running_sessions)",
+                self.daemon.config.agent.max_running_sessions
+            )),
+        )
     }
 
     /// One line to the agent's input, or why it cannot take one.
@@ -72,7 +127,8 @@ impl Actor {
         if self.state != SessionState::Idle {
             self.emit(vec![status(SessionState::Idle, None)]).await;
         }
-        Ok(())
+        // Messages the last agent never got (a crash between storing and writing them).
+        self.deliver_or_queue().await
     }
 
     pub(super) async fn send(
@@ -92,35 +148,14 @@ impl Actor {
         if self.agent.is_none() {
             self.restart(env).await?;
         }
-        let mut events = vec![EventBody::UserMessage { text: text.clone() }];
-        if let Some(slots) = self.daemon.running_slots.clone()
-            && self.slot.is_none()
-        {
-            match slots.try_acquire_owned() {
-                Ok(permit) => self.slot = Some(permit),
-                Err(_) => {
-                    // Stored now; it reaches the agent when a slot frees up.
-                    if self.state != SessionState::Queued {
-                        events.push(status(
-                            SessionState::Queued,
-                            Some(format!(
-                                "waiting for a free slot: at most {} sessions run at once (agent.max_running_sessions)",
-                                self.daemon.config.agent.max_running_sessions
-                            )),
-                        ));
-                    }
-                    self.emit(events).await;
-                    self.queued.push_back(text);
-                    return Ok(());
-                }
-            }
-        }
-        if self.state != SessionState::Running {
-            events.push(status(SessionState::Running, None));
-        }
-        self.pending_turns += 1;
-        self.emit(events).await;
-        self.write_to_agent(&input::user_message(&text)).await
+        // Stored, with the message in the checkpoint's undelivered list, before the agent
+        // sees it: a crash from here on delivers it after the restart, once.
+        self.undelivered.push_back(super::super::spec::Undelivered {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            text: text.clone(),
+        });
+        self.emit(vec![EventBody::UserMessage { text }]).await;
+        self.deliver_or_queue().await
     }
 
     /// Start the agent again in the same sandbox and workspace, resuming its conversation.
@@ -151,6 +186,7 @@ impl Actor {
         self.attach(process, super::super::spec::Checkpoint::default(), false)
             .await
             .map_err(|e| RpcError::new(codes::AGENT_UNAVAILABLE, e.to_string()))?;
+        // A fresh process has taken none of the messages left for the old one.
         self.store_sandbox_state(persisted).await;
         // Committed with the new log's checkpoint (offset 0): from here a restarted daemon
         // reads this process's log, never the old one's offset.
