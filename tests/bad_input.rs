@@ -248,6 +248,107 @@ fn a_second_daemon_on_another_socket_refuses_the_same_store() {
     assert!(h.ok(&["daemon", "status"]).contains("running"));
 }
 
+/// The attack: a process with the user's uid but inside another PID or mount namespace
+/// (what a jailed agent is) reaches the socket. It is refused, and told why.
+#[test]
+fn a_peer_in_another_namespace_is_refused() {
+    let h = Harness::new(SCRIPT);
+    h.ok(&["ls"]); // starts the daemon on the host
+    let harvest = harvest_e2e::harvest_bin();
+    // The test's environment (its own HOME, socket, store), for a command run by unshare.
+    let env: Vec<(std::ffi::OsString, std::ffi::OsString)> = h
+        .cmd(&["ls"])
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+        .collect();
+    for flags in [&["-U", "-r", "-p", "-f", "-m"][..], &["-U", "-r", "-m"][..]] {
+        let out = std::process::Command::new("unshare")
+            .args(flags)
+            .arg(&harvest)
+            .arg("ls")
+            .env_clear()
+            .envs(env.iter().cloned())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "unshare {flags:?}: a namespaced peer got in"
+        );
+        assert!(err.contains("inside a sandbox"), "unshare {flags:?}: {err}");
+    }
+    // The daemon is fine and still serves the host.
+    h.ok(&["ls"]);
+}
+
+fn daemon_rss_mib(h: &Harness) -> u64 {
+    let status: serde_json::Value =
+        serde_json::from_str(&h.ok(&["daemon", "status", "--json"])).unwrap();
+    let pid = status["pid"].as_i64().unwrap();
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        / 1024
+}
+
+/// The attack: forty connections each send 15 MiB of a line and stop; 1 100 more sit idle;
+/// one request has an object for an id. The daemon stays small, answers the odd request,
+/// and `harvest ls` still works.
+#[test]
+fn held_partial_lines_and_idle_connections_cannot_starve_the_daemon() {
+    use std::io::{BufRead, BufReader, Write};
+    let h = Harness::new(SCRIPT);
+    h.ok(&["ls"]);
+    let before = daemon_rss_mib(&h);
+    let chunk = vec![b'x'; 1024 * 1024];
+    let mut holders = Vec::new();
+    for _ in 0..40 {
+        let mut s = std::os::unix::net::UnixStream::connect(h.socket()).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"");
+        for _ in 0..15 {
+            if s.write_all(&chunk).is_err() {
+                break; // refused and closed: what a spent budget does
+            }
+        }
+        holders.push(s);
+    }
+    let mut idle = Vec::new();
+    for _ in 0..1100 {
+        if let Ok(s) = std::os::unix::net::UnixStream::connect(h.socket()) {
+            idle.push(s);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let during = daemon_rss_mib(&h);
+    assert!(
+        during < before + 150,
+        "the daemon grew from {before} MiB to {during} MiB on held partial lines"
+    );
+    let t = std::time::Instant::now();
+    h.ok(&["ls"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "ls took {:?}",
+        t.elapsed()
+    );
+
+    let mut odd = std::os::unix::net::UnixStream::connect(h.socket()).unwrap();
+    odd.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    odd.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":{\"a\":1},\"method\":\"hello\",\"params\":{}}\n")
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(&odd).read_line(&mut line).unwrap();
+    assert!(
+        line.contains("-32600") && line.contains("\"id\":null"),
+        "{line}"
+    );
+    drop(holders);
+    drop(idle);
+}
+
 #[test]
 fn missing_bubblewrap_names_the_package_to_install() {
     let h = Harness::new(SCRIPT);

@@ -48,6 +48,7 @@ pub enum ClientError {
 }
 
 type Pending = Arc<Mutex<HashMap<i64, oneshot::Sender<Result<serde_json::Value, RpcError>>>>>;
+type Fatal = Arc<Mutex<Option<RpcError>>>;
 
 /// Notifications are queued up to this many; then the reader waits for the caller.
 const NOTIFICATIONS: usize = 8192;
@@ -55,6 +56,9 @@ const NOTIFICATIONS: usize = 8192;
 pub struct Client {
     writer: tokio::sync::Mutex<WriteHalf<Stream>>,
     pending: Pending,
+    /// What the daemon said to the connection as a whole before closing it (refused,
+    /// frame too large): told to calls that would otherwise only learn "closed".
+    fatal: Fatal,
     next_id: AtomicI64,
     notifications: Option<mpsc::Receiver<Notification>>,
     pub daemon: m::HelloResult,
@@ -80,11 +84,13 @@ impl Client {
     async fn handshake(stream: Stream, client_name: &str) -> Result<Client, ClientError> {
         let (recv, send) = tokio::io::split(stream);
         let pending: Pending = Arc::default();
+        let fatal: Fatal = Arc::default();
         let (tx, notifications) = mpsc::channel(NOTIFICATIONS);
-        tokio::spawn(read_loop(recv, pending.clone(), tx));
+        tokio::spawn(read_loop(recv, pending.clone(), fatal.clone(), tx));
         let mut client = Client {
             writer: tokio::sync::Mutex::new(send),
             pending,
+            fatal,
             next_id: AtomicI64::new(1),
             notifications: Some(notifications),
             daemon: m::HelloResult {
@@ -122,7 +128,17 @@ impl Client {
                 .await
                 .map_err(|_| ClientError::Closed)?;
         }
-        let value = rx.await.map_err(|_| ClientError::Closed)??;
+        let value = rx.await.map_err(|_| {
+            match self
+                .fatal
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+            {
+                Some(e) => ClientError::Rpc(e),
+                None => ClientError::Closed,
+            }
+        })??;
         serde_json::from_value(value).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
@@ -193,6 +209,7 @@ impl Delivery {
 async fn read_loop(
     recv: ReadHalf<Stream>,
     pending: Pending,
+    fatal: Fatal,
     notifications: mpsc::Sender<Notification>,
 ) {
     let mut reader = BufReader::new(recv);
@@ -235,7 +252,18 @@ async fn read_loop(
             Ok(Incoming::Response(resp)) => {
                 let Some(RequestId::Number(id)) = resp.id else {
                     if let Some(err) = resp.error {
+                        // Said to the connection as a whole (refused, frame too large):
+                        // every caller waiting hears it, rather than "closed".
                         tracing::warn!(%err, "daemon error without a request id");
+                        *fatal.lock().unwrap_or_else(PoisonError::into_inner) = Some(err.clone());
+                        let waiters: Vec<_> = pending
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .drain()
+                            .collect();
+                        for (_, w) in waiters {
+                            let _ = w.send(Err(err.clone()));
+                        }
                     }
                     continue;
                 };

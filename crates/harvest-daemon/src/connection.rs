@@ -12,7 +12,7 @@ use harvest_protocol::rpc::{Request, RequestId, Response, RpcError, codes};
 use interprocess::local_socket::tokio::Stream;
 use serde_json::Value;
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 
 /// Lines queued for one client. A client that stops reading fills it; then only that
@@ -45,6 +45,8 @@ struct Connection {
 enum Frame {
     Line(Vec<u8>),
     TooLarge,
+    /// The daemon-wide budget for unfinished lines is spent.
+    Busy,
     Closed,
 }
 
@@ -58,6 +60,15 @@ impl Connection {
             };
             match frame {
                 Frame::Closed => return,
+                Frame::Busy => {
+                    let err = RpcError::new(
+                        codes::TOO_MANY_CONNECTIONS,
+                        "the daemon holds too much unfinished input from other connections; \
+                         this line is refused and the connection closed, try again",
+                    );
+                    let _ = self.send(Response::err(None, err)).await;
+                    return;
+                }
                 Frame::TooLarge => {
                     let err = RpcError::new(
                         codes::FRAME_TOO_LARGE,
@@ -148,18 +159,50 @@ impl Connection {
     }
 }
 
+/// Bytes of unfinished lines all connections together may hold beyond their first MiB
+/// each: a peer that sends 15 MiB and stops cannot make forty of them cost 600 MB.
+const BUFFERED_BUDGET_MIB: usize = 64;
+static BUFFERED: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BUFFERED_BUDGET_MIB);
+const MIB: usize = 1024 * 1024;
+
 /// Read one line, refusing it as soon as it passes the limit rather than after buffering
-/// whatever the peer sends.
+/// whatever the peer sends. Past its first MiB a line takes a share of a daemon-wide
+/// budget, MiB by MiB; when the budget is spent the line is refused (only that
+/// connection is closed), so small calls (`ls`, `send`) always get through.
 async fn read_frame(reader: &mut BufReader<ReadHalf<Stream>>) -> Frame {
     let mut buf = Vec::new();
-    let limit = MAX_FRAME_BYTES as u64 + 1;
-    match (&mut *reader).take(limit).read_until(b'\n', &mut buf).await {
-        Ok(0) => Frame::Closed,
-        Ok(_) if buf.last() == Some(&b'\n') => Frame::Line(buf),
-        Ok(_) if buf.len() as u64 >= limit => Frame::TooLarge,
-        // EOF in the middle of a line: take what came.
-        Ok(_) => Frame::Line(buf),
-        Err(_) => Frame::Closed,
+    let mut held = Vec::new();
+    loop {
+        let chunk = match reader.fill_buf().await {
+            Ok([]) => {
+                return if buf.is_empty() {
+                    Frame::Closed
+                } else {
+                    // EOF in the middle of a line: take what came.
+                    Frame::Line(buf)
+                };
+            }
+            Ok(c) => c,
+            Err(_) => return Frame::Closed,
+        };
+        let (take, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        buf.extend_from_slice(&chunk[..take]);
+        reader.consume(take);
+        if buf.len() > MAX_FRAME_BYTES {
+            return Frame::TooLarge;
+        }
+        while buf.len() > (held.len() + 1) * MIB {
+            match BUFFERED.try_acquire() {
+                Ok(permit) => held.push(permit),
+                Err(_) => return Frame::Busy,
+            }
+        }
+        if done {
+            return Frame::Line(buf);
+        }
     }
 }
 

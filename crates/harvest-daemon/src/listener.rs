@@ -105,6 +105,7 @@ pub async fn serve(paths: Paths, config: Config) -> Result<(), ListenError> {
         tokio::spawn(async move { cleanup.run(&daemon).await });
     }
 
+    raise_fd_limit();
     spawn_signal_handler(daemon.clone());
     spawn_checkpointer(daemon.clone());
     // SAFETY: getuid(2) cannot fail.
@@ -115,10 +116,30 @@ pub async fn serve(paths: Paths, config: Config) -> Result<(), ListenError> {
             conn = listener.accept() => conn,
         };
         match conn {
+            Ok(stream) if daemon.clients() >= MAX_CONNECTIONS => {
+                tracing::warn!(
+                    clients = daemon.clients(),
+                    "too many connections; refusing one"
+                );
+                tokio::spawn(refuse(
+                    stream,
+                    "the daemon has as many connections as it takes (close idle `harvest` clients)",
+                ));
+            }
             Ok(stream) => {
-                let peer = stream.peer_creds().ok().and_then(|c| c.euid());
+                let creds = stream.peer_creds().ok();
+                let peer = creds.as_ref().and_then(|c| c.euid());
                 if peer != Some(my_uid) {
                     tracing::warn!(?peer, "refused a connection from another user");
+                    continue;
+                }
+                // A sandbox runs with the user's uid, so the uid says nothing about it; its
+                // namespaces do. A peer in another PID or mount namespace than ours is
+                // refused: nothing in a jail may create sessions or read another's.
+                let pid = creds.as_ref().and_then(|c| c.pid());
+                if let Some(why) = pid.and_then(foreign_namespace) {
+                    tracing::warn!(?pid, why, "refused a connection from inside a sandbox");
+                    tokio::spawn(refuse(stream, why));
                     continue;
                 }
                 tokio::spawn(connection::run(daemon.clone(), stream));
@@ -137,6 +158,75 @@ pub async fn serve(paths: Paths, config: Config) -> Result<(), ListenError> {
     drop(listener);
     let _ = std::fs::remove_file(&paths.socket);
     Ok(())
+}
+
+/// Connections served at once. Each costs a descriptor and a little memory; the bound
+/// keeps descriptors free for agents' logs and the store, whatever a peer opens.
+const MAX_CONNECTIONS: u64 = 2048;
+
+/// The soft descriptor limit a shell gives (often 1 024) is too few for a daemon with
+/// many clients and sessions: raise it to the hard limit.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max.min(1 << 20),
+                rlim_max: lim.rlim_max,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &want);
+        }
+    }
+}
+
+/// Why a peer lives elsewhere than the daemon: its PID or mount namespace differs.
+fn foreign_namespace(pid: i32) -> Option<&'static str> {
+    for (ns, why) in [
+        ("pid", "its PID namespace is not the daemon's"),
+        ("mnt", "its mount namespace is not the daemon's"),
+    ] {
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}"));
+        let ours = std::fs::read_link(format!("/proc/self/ns/{ns}"));
+        match (theirs, ours) {
+            (Ok(t), Ok(o)) if t != o => return Some(why),
+            // A peer we cannot look at (it exited already) is not let in either.
+            (Err(_), Ok(_)) => return Some("its namespaces cannot be read"),
+            _ => {}
+        }
+    }
+    None
+}
+
+async fn refuse(stream: interprocess::local_socket::tokio::Stream, why: &'static str) {
+    let code = if why.starts_with("the daemon has") {
+        harvest_protocol::rpc::codes::TOO_MANY_CONNECTIONS
+    } else {
+        harvest_protocol::rpc::codes::PEER_REFUSED
+    };
+    use tokio::io::AsyncWriteExt;
+    let resp = harvest_protocol::rpc::Response::err(
+        None,
+        harvest_protocol::rpc::RpcError::new(
+            code,
+            if code == harvest_protocol::rpc::codes::PEER_REFUSED {
+                format!(
+                    "connection refused: {why}. Harvest does not take calls from inside a \
+                     sandbox or container; run harvest on the host, where the daemon runs"
+                )
+            } else {
+                format!("connection refused: {why}")
+            },
+        ),
+    );
+    let (_, mut w) = tokio::io::split(stream);
+    if let Ok(mut line) = serde_json::to_string(&resp) {
+        line.push('\n');
+        let _ = w.write_all(line.as_bytes()).await;
+    }
 }
 
 fn spawn_signal_handler(daemon: Arc<Daemon>) {

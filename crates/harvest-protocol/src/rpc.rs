@@ -32,6 +32,10 @@ pub mod codes {
     pub const STORE_FAILED: i64 = -32030;
     /// The daemon is shutting down.
     pub const SHUTTING_DOWN: i64 = -32040;
+    /// The peer lives in another PID or mount namespace (a sandbox, a container).
+    pub const PEER_REFUSED: i64 = -32041;
+    /// The daemon has as many connections as it takes; try again.
+    pub const TOO_MANY_CONNECTIONS: i64 = -32042;
 }
 
 /// A request id: JSON-RPC allows numbers and strings.
