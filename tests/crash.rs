@@ -193,3 +193,48 @@ fn an_agent_that_died_while_the_daemon_was_down_is_interrupted_then_resumed() {
         req.all_text()
     );
 }
+
+/// A script following a session with `logs --follow` must not believe the session ended
+/// because the daemon died: it reconnects, goes on from the last event, and ends only
+/// when the session does.
+#[test]
+fn logs_follow_reconnects_after_a_daemon_kill_with_no_gap_and_no_duplicate() {
+    let h = Harness::new(SCRIPT);
+    let id = h.new_session("stream");
+    let follower = h
+        .cmd(&["logs", "--json", "--follow", &id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    h.wait_events(
+        &id,
+        "text to start streaming",
+        Duration::from_secs(60),
+        |e| of_type(e, "assistant_delta").len() >= 2,
+    );
+    h.kill_daemon();
+    let stored = h.wait_events(&id, "the turn to end", Duration::from_secs(60), |e| {
+        idle_after(e, 1)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    h.ok(&["rm", &id]);
+    let out = follower.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the follower failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Vec<u64> = harvest_e2e::parse_lines(&String::from_utf8_lossy(&out.stdout))
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    let want: Vec<u64> = (1..=seen.len() as u64).collect();
+    assert_eq!(seen, want, "gap or duplicate in what the follower printed");
+    assert!(
+        seen.len() > stored.len(),
+        "the follower stopped early: {} of {} events (and the removal)",
+        seen.len(),
+        stored.len()
+    );
+}

@@ -48,7 +48,13 @@ pub enum ClientError {
 }
 
 type Pending = Arc<Mutex<HashMap<i64, oneshot::Sender<Result<serde_json::Value, RpcError>>>>>;
-type Fatal = Arc<Mutex<Option<RpcError>>>;
+/// How the connection ended, once it has: `closed`, and what the daemon said if anything.
+#[derive(Default)]
+struct Ended {
+    closed: bool,
+    error: Option<RpcError>,
+}
+type Fatal = Arc<Mutex<Ended>>;
 
 /// Notifications are queued up to this many; then the reader waits for the caller.
 const NOTIFICATIONS: usize = 8192;
@@ -120,26 +126,43 @@ impl Client {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, tx);
-        let mut line = request.to_string();
-        line.push('\n');
+        // Checked after the insert: the reader marks the end before it clears the waiters,
+        // so a waiter inserted after the clear sees the mark here.
+        if self
+            .fatal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed
         {
-            let mut w = self.writer.lock().await;
-            w.write_all(line.as_bytes())
-                .await
-                .map_err(|_| ClientError::Closed)?;
-        }
-        let value = rx.await.map_err(|_| {
-            match self
-                .fatal
+            self.pending
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .clone()
-            {
-                Some(e) => ClientError::Rpc(e),
-                None => ClientError::Closed,
-            }
-        })??;
+                .remove(&id);
+            return Err(self.ended());
+        }
+        let mut line = request.to_string();
+        line.push('\n');
+        let written = self.writer.lock().await.write_all(line.as_bytes()).await;
+        if written.is_err() {
+            // The daemon closed the connection; the reader may still be reading why.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), rx).await;
+            return Err(self.ended());
+        }
+        let value = rx.await.map_err(|_| self.ended())??;
         serde_json::from_value(value).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Why calls fail now that the connection is gone.
+    fn ended(&self) -> ClientError {
+        match &self
+            .fatal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .error
+        {
+            Some(e) => ClientError::Rpc(e.clone()),
+            None => ClientError::Closed,
+        }
     }
 
     /// The next notification (subscription events); `None` when the connection closed
@@ -255,7 +278,8 @@ async fn read_loop(
                         // Said to the connection as a whole (refused, frame too large):
                         // every caller waiting hears it, rather than "closed".
                         tracing::warn!(%err, "daemon error without a request id");
-                        *fatal.lock().unwrap_or_else(PoisonError::into_inner) = Some(err.clone());
+                        fatal.lock().unwrap_or_else(PoisonError::into_inner).error =
+                            Some(err.clone());
                         let waiters: Vec<_> = pending
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
@@ -288,7 +312,8 @@ async fn read_loop(
             Err(e) => tracing::warn!(error = %e, "unreadable line from the daemon"),
         }
     }
-    // Wake every caller still waiting: the connection is gone.
+    // Wake every caller still waiting: the connection is gone. Marked first (see `call`).
+    fatal.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
     pending
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

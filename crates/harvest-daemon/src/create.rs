@@ -215,15 +215,6 @@ pub async fn fork(
         store_call(daemon, move |store| store.session(&id)).await?
     }
     .ok_or_else(|| RpcError::new(codes::SESSION_NOT_FOUND, format!("no session {source}")))?;
-    if src.info.sandbox != "local" {
-        return Err(RpcError::new(
-            codes::SANDBOX_UNAVAILABLE,
-            format!(
-                "fork is not supported for {} sandboxes yet; start a new session instead",
-                src.info.sandbox
-            ),
-        ));
-    }
     let provider = daemon.providers.get(&src.info.sandbox)?;
     let src_spec: SessionSpec = serde_json::from_value(src.spec.clone())
         .map_err(|e| RpcError::new(codes::INTERNAL, format!("session {source}: {e}")))?;
@@ -235,23 +226,20 @@ pub async fn fork(
     };
     let secrets = policy::forwarded(daemon, p.env);
     policy::require_credentials(&secrets)?;
-    let claude = Some(policy::find_claude(daemon)?);
+    let claude = if provider.brings_agent() {
+        None
+    } else {
+        Some(policy::find_claude(daemon)?)
+    };
     provider
         .check()
         .await
         .map_err(|e| RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()))?;
 
     let id = new_id(daemon);
+    // Where the provider will put the copy; the row exists before the copy does.
     let workspace = daemon.paths.workspaces_dir().join(id.as_str());
-    let home = daemon
-        .paths
-        .session_state_dir(id.as_str())
-        .join(harvest_sandbox::local::HOME_DIR);
-    let src_home = daemon
-        .paths
-        .session_state_dir(source.as_str())
-        .join(harvest_sandbox::local::HOME_DIR);
-    let spec = SessionSpec {
+    let mut spec = SessionSpec {
         workspace: workspace.clone(),
         repo: src_spec.repo.clone(),
         owns_workspace: true,
@@ -274,14 +262,15 @@ pub async fn fork(
         spec: serde_json::to_value(&spec).unwrap_or_default(),
     };
     store_call(daemon, move |store| store.create_session(&new)).await?;
-    let copied = async {
-        copy_tree(&src_spec.workspace, &workspace).await?;
-        copy_tree(&src_home, &home).await
-    }
-    .await;
-    if let Err(e) = copied {
-        discard(daemon, &provider, &id).await;
-        return Err(e);
+    // The copy treats the source's trees as hostile (its agent may still be running and
+    // swapping links): the provider copies inside a jail that sees only the two trees.
+    let from = policy::sandbox_spec(daemon, source.as_str(), &src_spec);
+    match provider.fork(&from, id.as_str()).await {
+        Ok(made) => spec.source = Some(made),
+        Err(e) => {
+            discard(daemon, &provider, &id).await;
+            return Err(RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()));
+        }
     }
     if let Err(e) = start(daemon, provider.clone(), &id, &spec, &secrets, None).await {
         discard(daemon, &provider, &id).await;
@@ -313,32 +302,6 @@ async fn discard(daemon: &Arc<Daemon>, provider: &Arc<dyn Provider>, id: &Sessio
         let id = id.clone();
         store_call(daemon, move |store| store.delete_session(&id)).await
     };
-}
-
-/// `cp -a`: files, modes, links and times, as they are.
-async fn copy_tree(from: &Path, to: &Path) -> Result<(), RpcError> {
-    let fail = |e: String| {
-        RpcError::new(
-            codes::INTERNAL,
-            format!("cannot copy {} to {}: {e}", from.display(), to.display()),
-        )
-    };
-    std::fs::create_dir_all(to).map_err(|e| fail(e.to_string()))?;
-    if !from.exists() {
-        return Ok(());
-    }
-    let out = tokio::process::Command::new("cp")
-        .arg("-a")
-        .arg(from.join("."))
-        .arg(to)
-        .output()
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()))
-    }
 }
 
 fn new_id(daemon: &Daemon) -> SessionId {

@@ -154,6 +154,16 @@ pub trait Provider: Send + Sync {
     async fn list(&self) -> Result<Vec<String>>;
     /// Remove the sandbox of a session the store does not know.
     async fn remove_orphan(&self, session: &str) -> Result<()>;
+    /// Make the sandbox of session `to` start as a copy of `from`'s: its workspace and the
+    /// agent's HOME (transcripts). The copy treats `from`'s trees as hostile. Returns the
+    /// new session's workspace source.
+    async fn fork(&self, from: &SandboxSpec, to: &str) -> Result<WorkspaceSource> {
+        let _ = (from, to);
+        Err(SandboxError::Unsupported {
+            kind: self.kind(),
+            what: "fork".into(),
+        })
+    }
 }
 
 /// A sandbox found again by a restarted daemon.

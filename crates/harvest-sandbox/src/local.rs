@@ -201,6 +201,33 @@ impl Provider for LocalProvider {
             .collect())
     }
 
+    async fn fork(&self, from: &SandboxSpec, to: &str) -> Result<WorkspaceSource> {
+        let Some(source) = self.sandbox(from, false).await? else {
+            return Err(SandboxError::BadWorkspace {
+                path: self.layout.workspaces_dir.join(&from.session),
+                reason: "the source session's workspace is gone".into(),
+            });
+        };
+        let workspace = self.layout.workspaces_dir.join(to);
+        let home = self.state_dir(to).join(HOME_DIR);
+        let bwrap = self.bwrap_path()?;
+        for (src, dst) in [
+            (&source.policy.workspace, &workspace),
+            (&source.policy.home, &home),
+        ] {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dst)
+                .map_err(|e| SandboxError::Io {
+                    path: dst.clone(),
+                    source: e,
+                })?;
+            process::copy_confined(&bwrap, src, dst).await?;
+        }
+        Ok(WorkspaceSource::Owned { path: workspace })
+    }
+
     async fn remove_orphan(&self, session: &str) -> Result<()> {
         let state_dir = self.state_dir(session);
         if let Some(record) = harvest_supervisor::read_record(&state_dir) {

@@ -114,6 +114,8 @@ pub struct Actor {
     /// The CLI reports its own running/idle state; turns are tracked by that, not by
     /// counting messages.
     cli_reports_state: bool,
+    /// Streamed text held back to mask secrets split across deltas.
+    deltas: redact::DeltaRedactor,
 }
 
 impl Actor {
@@ -133,7 +135,7 @@ impl Actor {
             spent_usd,
             restore,
         } = setup;
-        let redact_values = redact::values(secrets.values());
+        let redact_values = redact::values(&secrets);
         Actor {
             daemon,
             provider,
@@ -159,6 +161,7 @@ impl Actor {
             undelivered: Default::default(),
             restore,
             cli_reports_state: false,
+            deltas: Default::default(),
         }
     }
 

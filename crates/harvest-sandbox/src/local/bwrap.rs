@@ -116,6 +116,38 @@ pub fn bwrap_args(policy: &JailPolicy, system: &[HostEntry]) -> Vec<OsString> {
     a.0
 }
 
+/// A one-shot jail that copies the tree `from` into `to` (`cp -a`) seeing nothing else of
+/// the host: a tree the agent controls may hold links to the user's files, or swap a
+/// folder for a link mid-copy; inside this jail such a link leads only to the two trees
+/// and the read-only system folders. `from` is read-only.
+pub fn copy_args(from: &Path, to: &Path, system: &[HostEntry]) -> Vec<OsString> {
+    let mut a = Args::default();
+    a.flag("--unshare-user");
+    a.pair("--uid", SANDBOX_UID.to_string());
+    a.pair("--gid", SANDBOX_UID.to_string());
+    a.flag("--unshare-pid");
+    a.flag("--unshare-net");
+    a.flag("--unshare-ipc");
+    a.flag("--new-session");
+    a.flag("--die-with-parent");
+    for entry in system {
+        match entry {
+            HostEntry::Dir(p) => a.triple("--ro-bind", p, p),
+            HostEntry::Symlink { path, target } => a.triple("--symlink", target, path),
+        }
+    }
+    a.pair("--proc", "/proc");
+    a.pair("--dev", "/dev");
+    a.pair("--tmpfs", "/tmp");
+    a.triple("--ro-bind", from, "/harvest/from");
+    a.triple("--bind", to, "/harvest/to");
+    a.flag("--");
+    for w in ["/usr/bin/cp", "-a", "--", "/harvest/from/.", "/harvest/to/"] {
+        a.flag(w);
+    }
+    a.0
+}
+
 /// The jail's environment: fixed, so nothing from the daemon's own environment leaks in.
 pub fn base_env() -> Vec<(&'static str, String)> {
     vec![
@@ -249,6 +281,19 @@ mod tests {
             cover > ws,
             "the cover must lie on top of the workspace: {args:?}"
         );
+    }
+
+    #[test]
+    fn a_confined_copy_sees_only_the_two_trees() {
+        let args: Vec<String> = copy_args(Path::new("/s/ws"), Path::new("/d/ws"), &system())
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        position(&args, &["--ro-bind", "/s/ws", "/harvest/from"]);
+        position(&args, &["--bind", "/d/ws", "/harvest/to"]);
+        assert!(!args.iter().any(|a| a == "/home/u" || a == "/"), "{args:?}");
+        let sep = args.iter().position(|a| a == "--").unwrap();
+        assert_eq!(args[sep + 1..sep + 3], ["/usr/bin/cp", "-a"]);
     }
 
     #[test]

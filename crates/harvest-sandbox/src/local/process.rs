@@ -251,3 +251,117 @@ pub async fn read_confined(
         ))),
     }
 }
+
+/// `cp -a from/. to/` inside a jail that sees only the two trees (see
+/// [`bwrap::copy_args`]).
+pub async fn copy_confined(bwrap_bin: &Path, from: &Path, to: &Path) -> Result<()> {
+    let out = tokio::process::Command::new(bwrap_bin)
+        .args(bwrap::copy_args(from, to, &bwrap::host_system_entries()))
+        .env_clear()
+        .envs(bwrap::base_env())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(Duration::from_secs(600), out).await {
+        Ok(Ok(o)) if o.status.success() => Ok(()),
+        Ok(Ok(o)) => Err(SandboxError::Spawn(format!(
+            "cannot copy {} to {}: {}",
+            from.display(),
+            to.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))),
+        Ok(Err(source)) => Err(SandboxError::Io {
+            path: bwrap_bin.to_owned(),
+            source,
+        }),
+        Err(_) => Err(SandboxError::Spawn(format!(
+            "copying {} took over 10 minutes and was stopped",
+            from.display()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn bwrap() -> Option<PathBuf> {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|d| d.join("bwrap"))
+            .find(|p| p.is_file())
+    }
+
+    /// The attack from the field: while the host copies a tree the agent controls, the
+    /// agent swaps a folder and a link to the user's `~/.ssh` back and forth
+    /// (rename-exchange). A copy that follows the link at the wrong moment takes the key.
+    /// Inside the copy's jail the link leads nowhere.
+    #[tokio::test]
+    async fn a_copy_racing_a_folder_link_swap_never_takes_host_files() {
+        let Some(bwrap) = bwrap() else {
+            panic!("bubblewrap is needed for this test (tests/setup.sh installs it)");
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let secret_dir = dir.path().join("host-ssh");
+        std::fs::create_dir_all(&secret_dir).unwrap();
+        std::fs::write(secret_dir.join("id_rsa"), "HOST-PRIVATE-KEY").unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("d")).unwrap();
+        for i in 0..200 {
+            std::fs::write(src.join("d").join(format!("f{i}")), "x").unwrap();
+        }
+        std::os::unix::fs::symlink(&secret_dir, src.join("l")).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let swapper = {
+            let (stop, src) = (stop.clone(), src.clone());
+            std::thread::spawn(move || {
+                let a = std::ffi::CString::new(src.join("d").as_os_str().as_bytes()).unwrap();
+                let b = std::ffi::CString::new(src.join("l").as_os_str().as_bytes()).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    // SAFETY: renameat2(2) with two valid NUL-terminated paths.
+                    unsafe {
+                        libc::syscall(
+                            libc::SYS_renameat2,
+                            libc::AT_FDCWD,
+                            a.as_ptr(),
+                            libc::AT_FDCWD,
+                            b.as_ptr(),
+                            libc::RENAME_EXCHANGE,
+                        );
+                    }
+                }
+            })
+        };
+        for round in 0..60 {
+            let dst = dir.path().join(format!("dst{round}"));
+            std::fs::create_dir_all(&dst).unwrap();
+            // A copy may fail midway (a file vanished under it); it must never leak.
+            let _ = copy_confined(&bwrap, &src, &dst).await;
+            let leaked = walk(&dst)
+                .into_iter()
+                .any(|p| std::fs::read_to_string(&p).is_ok_and(|t| t.contains("HOST-PRIVATE-KEY")));
+            assert!(
+                !leaked,
+                "round {round}: the host key was copied into the fork"
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().unwrap();
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => out.extend(walk(&p)),
+                Ok(t) if t.is_file() => out.push(p),
+                _ => {}
+            }
+        }
+        out
+    }
+}

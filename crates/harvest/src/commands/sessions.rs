@@ -63,33 +63,67 @@ pub async fn logs(
     follow: bool,
     from_seq: u64,
 ) -> Result<ExitCode> {
-    let mut client = connect(paths).await?;
-    let sub = client
-        .call::<m::SessionSubscribe>(m::SubscribeParams {
-            session: session.to_owned(),
-            from_seq: Seq(from_seq),
-            include_raw: true,
-        })
-        .await?;
-    if !follow && sub.last_seq.0 < from_seq {
-        return Ok(ExitCode::SUCCESS);
-    }
     let mut renderer = Renderer::new(json);
-    while let Some(note) = client.next_notification().await {
-        let Some(event) = renderer.notification(&note) else {
-            continue;
+    let mut next = Seq(from_seq);
+    let mut lost_since: Option<std::time::Instant> = None;
+    loop {
+        // Following survives the daemon: when it dies, connect again (starting it, as any
+        // command does) and go on from the last event printed, so nothing is missed or
+        // printed twice. Only a daemon that cannot be brought back ends it, with an error.
+        let mut client = match connect(paths).await {
+            Ok(c) => c,
+            Err(e) if follow => {
+                let since = *lost_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > RECONNECT_FOR {
+                    return Err(e.context(format!(
+                        "lost the daemon while following session {session} and could not bring it back for {}s",
+                        RECONNECT_FOR.as_secs()
+                    )));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
         };
-        if !follow && event.seq >= sub.last_seq {
-            break;
+        let sub = client
+            .call::<m::SessionSubscribe>(m::SubscribeParams {
+                session: session.to_owned(),
+                from_seq: next,
+                include_raw: true,
+            })
+            .await?;
+        lost_since = None;
+        if !follow && sub.last_seq < next {
+            return Ok(ExitCode::SUCCESS);
         }
-        if follow
-            && matches!(&event.body, EventBody::Status { state: SessionState::Exited, reason: Some(r) } if r == "removed")
-        {
-            break;
+        while let Some(note) = client.next_notification().await {
+            let Some(event) = renderer.notification(&note) else {
+                continue;
+            };
+            next = event.seq.next();
+            if !follow && event.seq >= sub.last_seq {
+                return Ok(ExitCode::SUCCESS);
+            }
+            if follow
+                && matches!(&event.body, EventBody::Status { state: SessionState::Exited, reason: Some(r) } if r == "removed")
+            {
+                return Ok(ExitCode::SUCCESS);
+            }
         }
+        if !follow {
+            anyhow::bail!(
+                "the daemon went away while printing session {session}; run the command again"
+            );
+        }
+        if !json {
+            eprintln!("(lost the daemon; reconnecting from event {})", next.0);
+        }
+        lost_since.get_or_insert_with(std::time::Instant::now);
     }
-    Ok(ExitCode::SUCCESS)
 }
+
+/// How long `logs --follow` keeps trying to bring a lost daemon back.
+const RECONNECT_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub async fn send(paths: &Paths, session: &str, text: String) -> Result<ExitCode> {
     let client = connect(paths).await?;

@@ -47,6 +47,25 @@ impl Actor {
                         self.persist_spec();
                     }
                 }
+                // Streamed text is held back just enough to mask a secret split across
+                // deltas; anything else ends the block and lets the rest through first.
+                let body = match body {
+                    EventBody::AssistantDelta { text } => {
+                        let shown = self.deltas.push(&text, &self.redact_values);
+                        if shown.is_empty() {
+                            continue;
+                        }
+                        EventBody::AssistantDelta { text: shown }
+                    }
+                    other => {
+                        let rest = self.deltas.flush();
+                        if !rest.is_empty() {
+                            out.push(NewEvent::new(EventBody::AssistantDelta { text: rest }));
+                        }
+                        other
+                    }
+                };
+                let is_delta = matches!(body, EventBody::AssistantDelta { .. });
                 let follow = self.on_permission_event(&body, &mut auto_answers);
                 let turn_ended = matches!(body, EventBody::TurnResult { .. });
                 let was_over = self.over_budget().is_some();
@@ -55,7 +74,8 @@ impl Actor {
                 }
                 out.push(NewEvent {
                     body,
-                    raw: Some(p.raw.clone()),
+                    // A delta's raw line would hold the piece of a split secret.
+                    raw: (!is_delta || self.redact_values.is_empty()).then(|| p.raw.clone()),
                 });
                 out.extend(follow.into_iter().map(NewEvent::new));
                 if !was_over && let Some(why) = self.over_budget() {

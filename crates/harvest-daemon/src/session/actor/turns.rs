@@ -120,7 +120,7 @@ impl Actor {
             return Ok(());
         }
         if !env.is_empty() {
-            self.redact_values = redact::values(env.values());
+            self.redact_values = redact::values(&env);
             self.secrets = env;
         }
         self.resume().await?;
