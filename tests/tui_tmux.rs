@@ -52,8 +52,8 @@ impl<'h> Tmux<'h> {
             "-y",
             "40",
         ]);
-        // Keep C-b for harvest; no delay after Esc.
-        t.tmux(&["set", "-g", "prefix", "C-a"]);
+        // tmux keeps its own default prefix (C-b), as most users have it; harvest then
+        // uses C-g. No delay after Esc.
         t.tmux(&["set", "-g", "escape-time", "0"]);
         t
     }
@@ -79,8 +79,9 @@ impl<'h> Tmux<'h> {
             .get_envs()
             .filter_map(|(k, v)| Some(format!("{}='{}'", k.to_str()?, v?.to_str()?)))
             .collect();
+        // `$TMUX` as tmux set it in the shell, as a user's would have it.
         format!(
-            "env -i {} TERM=tmux-256color {} {args}",
+            "env -i TMUX=\"$TMUX\" {} TERM=tmux-256color {} {args}",
             env.join(" "),
             harvest_bin().display()
         )
@@ -173,7 +174,12 @@ fn attach_work_detach_reattach_and_cancel_in_tmux() {
         "the tool pane follows the new call: {s}"
     );
     t.type_text("main", "keep this draft");
-    t.keys("main", &["C-b", "d"]);
+    // Inside tmux the footer names the prefix that does not clash with tmux's.
+    assert!(
+        s.contains("C-g d detach"),
+        "the footer should offer C-g d: {s}"
+    );
+    t.keys("main", &["C-g", "d"]);
     let s = t.wait_for("main", "the client to detach", |s| {
         s.contains("[detached from")
     });

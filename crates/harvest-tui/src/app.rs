@@ -66,6 +66,8 @@ pub enum FromDaemon {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Focus {
     Input,
+    /// A waiting permission request: only here do its answer keys act.
+    Prompt,
     Conversation,
     Tool,
 }
@@ -118,6 +120,10 @@ pub struct App {
     pub toast: Option<(String, Instant)>,
     pub spinner: usize,
     prefix_armed: bool,
+    /// `a` was pressed once on a permission prompt: the next `a` allows "always".
+    always_armed: bool,
+    /// The key that triggered the last cancel was Esc (which never detaches).
+    cancel_by_esc: bool,
     last_cancel: Option<Instant>,
     /// Lines prepared for the next frame (see `screen::prepare`).
     pub frame: Frame,
@@ -172,6 +178,8 @@ impl App {
             toast: None,
             spinner: 0,
             prefix_armed: false,
+            always_armed: false,
+            cancel_by_esc: false,
             last_cancel: None,
             frame: Frame::default(),
             cwd: std::env::current_dir()
@@ -374,6 +382,7 @@ impl App {
             return cmds;
         }
         let in_input = self.focus == Focus::Input;
+        self.cancel_by_esc = key.code == KeyCode::Esc;
         match self.keymap.lookup(key, false, in_input) {
             Some(a) => self.act(a),
             None if in_input => {
@@ -440,21 +449,26 @@ impl App {
                 self.input = new_input(&self.theme);
             }
             Action::Cancel => {
-                // A second cancel key within a second leaves cleanly (detach), so a
-                // reflexive double Ctrl-C never kills the client mid-draw.
-                if self
-                    .last_cancel
-                    .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+                // Esc cancels a running turn and nothing else: vim users press it by
+                // reflex. A second Ctrl-C within a second leaves cleanly (detach), as a
+                // terminal user expects of Ctrl-C, without ever killing the client.
+                let by_esc = self.cancel_by_esc;
+                if !by_esc
+                    && self
+                        .last_cancel
+                        .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
                 {
                     self.exit = Some(Exit::Detach);
                     return Vec::new();
                 }
-                self.last_cancel = Some(Instant::now());
+                self.last_cancel = (!by_esc).then(Instant::now);
                 if self.is_running() {
                     self.toast("cancelling the turn…");
                     return vec![Cmd::Cancel];
                 }
-                self.toast("nothing is running; press again within a second to detach");
+                if !by_esc {
+                    self.toast("nothing is running; Ctrl-C again within a second detaches");
+                }
             }
             Action::Detach => self.exit = Some(Exit::Detach),
             Action::Sessions => {
@@ -467,11 +481,14 @@ impl App {
                 }
             }
             Action::FocusNext => {
+                let prompt_waits = !self.transcript.permissions.is_empty();
                 self.focus = match self.focus {
-                    Focus::Input => Focus::Conversation,
+                    Focus::Input if prompt_waits => Focus::Prompt,
+                    Focus::Input | Focus::Prompt => Focus::Conversation,
                     Focus::Conversation => Focus::Tool,
                     Focus::Tool => Focus::Input,
                 };
+                self.always_armed = false;
             }
             Action::Up => match self.focus {
                 Focus::Tool => self.scroll_tool(-1),
@@ -547,12 +564,21 @@ impl App {
 
     /// y allow once · a always · n deny · e edit the command, while a permission request
     /// waits and nothing is being typed (so the keys never steal a draft's letters).
+    /// Answer keys act only while the prompt has the focus (Tab takes it there), so text
+    /// typed into the input box never answers a request by accident.
     fn permission_key(&mut self, key: Key) -> Option<Vec<Cmd>> {
-        let pending = self.transcript.permissions.first()?.clone();
-        let answering = self.editing_permission.is_some() || self.denying_permission.is_some();
-        if answering || !self.draft().is_empty() || !key.mods.is_empty() {
+        if self.focus == Focus::Prompt && self.transcript.permissions.is_empty() {
+            self.focus = Focus::Input;
+        }
+        if self.focus != Focus::Prompt {
             return None;
         }
+        let pending = self.transcript.permissions.first()?.clone();
+        let answering = self.editing_permission.is_some() || self.denying_permission.is_some();
+        if answering || !key.mods.is_empty() {
+            return None;
+        }
+        let armed = std::mem::take(&mut self.always_armed);
         let decide = |d: &str| {
             Some(vec![Cmd::Approve {
                 request_id: pending.request_id.clone(),
@@ -562,8 +588,27 @@ impl App {
             }])
         };
         match key.code {
-            KeyCode::Char('y') => decide("allow"),
-            KeyCode::Char('a') => decide("always"),
+            KeyCode::Char('y') => {
+                self.focus = Focus::Input;
+                decide("allow")
+            }
+            // "Always" lets every later call of the tool through: it asks for a second key.
+            KeyCode::Char('a') if armed => {
+                self.focus = Focus::Input;
+                decide("always")
+            }
+            KeyCode::Char('a') => {
+                self.always_armed = true;
+                self.toast(&format!(
+                    "press a again to allow {} for the rest of this session",
+                    pending.tool
+                ));
+                Some(Vec::new())
+            }
+            KeyCode::Esc => {
+                self.focus = Focus::Input;
+                Some(Vec::new())
+            }
             KeyCode::Char('n') => {
                 self.focus = Focus::Input;
                 self.denying_permission = Some(pending.request_id);

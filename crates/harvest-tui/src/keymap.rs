@@ -74,7 +74,7 @@ impl Action {
         match self {
             Action::Send => "send the message",
             Action::Newline => "new line in the message",
-            Action::Cancel => "cancel the running turn (twice quickly: detach)",
+            Action::Cancel => "cancel the running turn (C-c twice: detach)",
             Action::Detach => "detach; the session keeps running",
             Action::Sessions => "session picker",
             Action::Resume => "resume a finished session",
@@ -215,6 +215,8 @@ pub struct Binding {
 #[derive(Debug, Clone)]
 pub struct Keymap {
     pub prefix: Key,
+    /// The prefix is `ctrl-g` because this runs inside tmux and no prefix was chosen.
+    pub prefix_moved_for_tmux: bool,
     pub bindings: BTreeMap<Action, Vec<Binding>>,
 }
 
@@ -246,13 +248,30 @@ impl Default for Keymap {
                 mods: KeyModifiers::CONTROL,
             },
             bindings: BTreeMap::new(),
+            prefix_moved_for_tmux: false,
         })
     }
 }
 
+/// The prefix inside tmux when the user chose none.
+pub const TMUX_PREFIX: &str = "ctrl-g";
+
 impl Keymap {
     pub fn from_config(cfg: &KeysConfig) -> Result<Keymap, String> {
-        let prefix = Key::parse(cfg.prefix.as_deref().unwrap_or("ctrl-b"))?;
+        Self::for_terminal(cfg, false)
+    }
+
+    /// Inside tmux (`$TMUX` set) a user who chose no prefix gets `ctrl-g`: tmux's own
+    /// prefix is `ctrl-b`, so `C-b d` would detach tmux instead of Harvest.
+    pub fn for_terminal(cfg: &KeysConfig, in_tmux: bool) -> Result<Keymap, String> {
+        let default = if in_tmux { TMUX_PREFIX } else { "ctrl-b" };
+        let mut km = Self::with_prefix(cfg, cfg.prefix.as_deref().unwrap_or(default))?;
+        km.prefix_moved_for_tmux = in_tmux && cfg.prefix.is_none();
+        Ok(km)
+    }
+
+    fn with_prefix(cfg: &KeysConfig, prefix: &str) -> Result<Keymap, String> {
+        let prefix = Key::parse(prefix)?;
         let mut bindings = BTreeMap::new();
         for (action, keys) in DEFAULTS {
             let specs: Vec<String> = match cfg.bind.get(action.name()) {
@@ -276,7 +295,11 @@ impl Keymap {
                 ));
             }
         }
-        Ok(Keymap { prefix, bindings })
+        Ok(Keymap {
+            prefix,
+            bindings,
+            prefix_moved_for_tmux: false,
+        })
     }
 
     /// The action bound to a key. A key may serve two actions (Enter sends from the input
@@ -342,6 +365,15 @@ fn binding(spec: &str) -> Result<Binding, String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn inside_tmux_the_default_prefix_does_not_clash_with_tmuxs() {
+        let km = Keymap::for_terminal(&KeysConfig::default(), true).unwrap();
+        assert!(km.prefix_moved_for_tmux);
+        assert_eq!(km.prefix.display(), "C-g");
+        let outside = Keymap::for_terminal(&KeysConfig::default(), false).unwrap();
+        assert_eq!(outside.prefix.display(), "C-b");
+    }
+
     fn key(code: KeyCode, mods: KeyModifiers) -> Key {
         Key { code, mods }
     }
@@ -393,6 +425,12 @@ mod tests {
         )
         .unwrap();
         let km = Keymap::from_config(&cfg).unwrap();
+        // A prefix the user chose stays, inside tmux too.
+        assert!(
+            !Keymap::for_terminal(&cfg, true)
+                .unwrap()
+                .prefix_moved_for_tmux
+        );
         assert_eq!(km.hint(Action::Detach), "C-a x");
         assert_eq!(
             km.lookup(key(KeyCode::Char('s'), KeyModifiers::CONTROL), false, true),

@@ -59,7 +59,8 @@ pub struct Outcome {
 const FRAME: Duration = Duration::from_millis(16);
 
 pub async fn run(opts: Options) -> Result<Outcome, TuiError> {
-    let keymap = keymap::Keymap::from_config(&opts.keys).map_err(TuiError::Keys)?;
+    let in_tmux = std::env::var_os("TMUX").is_some_and(|v| !v.is_empty());
+    let keymap = keymap::Keymap::for_terminal(&opts.keys, in_tmux).map_err(TuiError::Keys)?;
     let theme = theme::Theme::new(theme::ColorLevel::detect(|k| std::env::var(k).ok()));
     highlight::warm_up();
     let drafts = drafts::Drafts::new(opts.paths.state_dir.join("drafts"));

@@ -346,7 +346,7 @@ fn live_turn_ends_notify_and_replayed_ones_do_not() {
 }
 
 #[test]
-fn a_permission_request_takes_the_tool_pane_and_y_allows_it() {
+fn a_permission_request_takes_the_tool_pane_and_tab_then_y_allows_it() {
     let mut app = app(ColorLevel::Ansi256);
     let ev: Event =
         serde_json::from_value(serde_json::json!({"seq":40,"ts":"2026-11-23T10:00:00Z",
@@ -361,6 +361,25 @@ fn a_permission_request_takes_the_tool_pane_and_y_allows_it() {
         screen.contains("Bash asks permission") && screen.contains("run: rm -rf build"),
         "{screen}"
     );
+    // Typing goes to the input box, never to the prompt: "abc def" answers nothing.
+    for c in "abc def".chars() {
+        assert!(
+            app.on_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+                .is_empty(),
+            "{c:?} answered the prompt while typing"
+        );
+    }
+    assert_eq!(app.draft(), "abc def");
+    for _ in 0.."abc def".len() {
+        app.on_key(KeyEvent::new(KeyCode::Backspace, KeyModifiers::NONE));
+    }
+    // Tab gives the prompt the focus, which its pane shows.
+    key(&mut app, KeyCode::Tab);
+    let screen = text(&render(&mut app, 110, 30));
+    assert!(
+        screen.contains("answering") && screen.contains("a a"),
+        "{screen}"
+    );
     let cmds = app.on_key(KeyEvent::new(KeyCode::Char('y'), KeyModifiers::NONE));
     assert_eq!(
         cmds,
@@ -371,7 +390,25 @@ fn a_permission_request_takes_the_tool_pane_and_y_allows_it() {
             message: None,
         }]
     );
+    // "Always" takes a second a.
+    key(&mut app, KeyCode::Tab);
+    assert!(
+        app.on_key(KeyEvent::new(KeyCode::Char('a'), KeyModifiers::NONE))
+            .is_empty(),
+        "one a must not allow always"
+    );
+    let cmds = app.on_key(KeyEvent::new(KeyCode::Char('a'), KeyModifiers::NONE));
+    assert_eq!(
+        cmds,
+        vec![harvest_tui::app::Cmd::Approve {
+            request_id: "req-1".into(),
+            decision: "always".into(),
+            input: None,
+            message: None,
+        }]
+    );
     // e puts the command in the input box; Enter allows the edited one.
+    key(&mut app, KeyCode::Tab);
     assert!(
         app.on_key(KeyEvent::new(KeyCode::Char('e'), KeyModifiers::NONE))
             .is_empty()
@@ -394,6 +431,7 @@ fn a_permission_request_takes_the_tool_pane_and_y_allows_it() {
         }]
     );
     // n asks why (optional) and Enter denies with it; Esc would back out.
+    key(&mut app, KeyCode::Tab);
     assert!(
         app.on_key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::NONE))
             .is_empty()
@@ -411,4 +449,16 @@ fn a_permission_request_takes_the_tool_pane_and_y_allows_it() {
             message: Some("too risky".into()),
         }]
     );
+}
+
+#[test]
+fn esc_cancels_and_never_detaches_while_ctrl_c_twice_does() {
+    let mut app = app(ColorLevel::None);
+    for _ in 0..3 {
+        app.on_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    }
+    assert!(app.exit.is_none(), "Esc pressed three times detached");
+    app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    assert!(app.exit.is_some(), "Ctrl-C twice should detach");
 }

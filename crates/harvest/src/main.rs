@@ -7,6 +7,26 @@ mod render;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// `harvest ls | head -3`: once the reader has gone, printing more fails with a broken
+/// pipe, which `println!` turns into a panic. That is the normal end of such a command, so
+/// it ends quietly (exit 0) instead of with a backtrace. SIGPIPE itself stays ignored (as
+/// Rust sets it), so a daemon or client socket whose peer vanished is an error, not a kill.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") || msg.contains("os error 32") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
     // The per-session supervisor is this binary too, started by the daemon with its launch
     // spec on stdin; it needs neither clap nor the multi-threaded runtime.
@@ -14,6 +34,7 @@ fn main() -> ExitCode {
         let code = harvest_supervisor::run::main();
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
+    quiet_on_closed_pipe();
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -79,16 +79,25 @@ pub fn prepare(app: &mut App, area: Rect) {
         ];
         lines.extend(p.summary.lines().map(|l| Line::from(l.to_owned())));
         lines.push(Line::default());
-        lines.push(Line::from(vec![
-            Span::styled("y", theme.key()),
-            Span::raw(" allow once · "),
-            Span::styled("a", theme.key()),
-            Span::raw(" always allow this tool · "),
-            Span::styled("n", theme.key()),
-            Span::raw(" deny (with a reason) · "),
-            Span::styled("e", theme.key()),
-            Span::raw(" edit the command"),
-        ]));
+        if app.focus == crate::app::Focus::Prompt {
+            lines.push(Line::from(vec![
+                Span::styled("y", theme.key()),
+                Span::raw(" allow once · "),
+                Span::styled("a a", theme.key()),
+                Span::raw(" always allow this tool · "),
+                Span::styled("n", theme.key()),
+                Span::raw(" deny (with a reason) · "),
+                Span::styled("e", theme.key()),
+                Span::raw(" edit the command · "),
+                Span::styled("Esc", theme.key()),
+                Span::raw(" back to typing"),
+            ]));
+        } else {
+            lines.push(Line::from(vec![
+                Span::styled("Tab", theme.key()),
+                Span::raw(" to answer (typing goes to the input box)"),
+            ]));
+        }
         if app.transcript.permissions.len() > 1 {
             lines.push(Line::styled(
                 format!("{} more waiting", app.transcript.permissions.len() - 1),
@@ -97,7 +106,11 @@ pub fn prepare(app: &mut App, area: Rect) {
         }
         app.frame.tool = wrap_lines(lines, tw, "  ").into_iter().take(th).collect();
         app.frame.tool_len = 0;
-        app.frame.tool_title = " Permission ".into();
+        app.frame.tool_title = if app.focus == crate::app::Focus::Prompt {
+            " Permission · answering ".into()
+        } else {
+            " Permission ".into()
+        };
         return;
     }
     let tool = app
@@ -187,8 +200,10 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
         a.conversation,
     );
     f.render_widget(
-        Paragraph::new(app.frame.tool.clone())
-            .block(pane(app.frame.tool_title.clone(), app.focus == Focus::Tool)),
+        Paragraph::new(app.frame.tool.clone()).block(pane(
+            app.frame.tool_title.clone(),
+            matches!(app.focus, Focus::Tool | Focus::Prompt),
+        )),
         a.tool,
     );
 
@@ -354,7 +369,12 @@ fn footer(app: &App, width: usize) -> Line<'static> {
             spans.push(Span::styled(" · ", theme.dim()));
         }
         spans.push(Span::styled(k.hint(*action), theme.key()));
-        spans.push(Span::raw(format!(" {label}")));
+        let label = if *action == Action::Detach && k.prefix_moved_for_tmux {
+            format!(" {label} (C-g: C-b is tmux's)")
+        } else {
+            format!(" {label}")
+        };
+        spans.push(Span::raw(label));
     }
     truncate_line(Line::from(spans), width)
 }
@@ -391,6 +411,12 @@ fn help(f: &mut Frame<'_>, app: &App) {
         })
         .collect();
     lines.push(Line::default());
+    if k.prefix_moved_for_tmux {
+        lines.push(Line::styled(
+            "Inside tmux the prefix is C-g (C-b is tmux's own); set keys.prefix to choose.",
+            theme.dim(),
+        ));
+    }
     lines.push(Line::styled(
         "Rebind any of these in harvest.toml under [keys]. Esc closes.",
         theme.dim(),
