@@ -234,6 +234,7 @@ fn sandbox_start() {
         agent_binary: claude_bin(),
         hidden: vec![],
         network: true,
+        model_link: None,
     };
     let args = bwrap_args(&policy, &host_system_entries());
     let time = |f: &dyn Fn() -> Command| {

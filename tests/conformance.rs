@@ -94,6 +94,13 @@ tool_use = { name = "Bash", input = { command = '''env; for f in /proc/[0-9]*/en
 text = "That is all I can see."
 
 [[turn]]
+prompt = "check connectivity"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = '''echo ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ,); python3 -c "import socket; socket.create_connection(('127.0.0.1', MODEL_PORT), 2); print('REACHED-THE-HOST')" 2>/dev/null || echo host-unreachable''', description = "Probe the network" } }
+[[turn.step]]
+text = "Network probed."
+
+[[turn]]
 [[turn.step]]
 text = "Still the same conversation."
 "#;
@@ -104,11 +111,23 @@ fn harness(kind: &str) -> Harness {
             SCRIPT
                 .replace("MARKER", &root.display().to_string())
                 .replace("ROOT", &root.display().to_string())
+                .replace("MODEL_PORT", &host_port().to_string())
         },
         &[("HARVEST_TEST_PROVIDERS", "fake-remote")],
     );
     h.write_config(&format!("[sandbox]\ndefault = \"{kind}\"\n"));
     h
+}
+
+/// A port listening on the host's loopback for the whole test run: what a tool reaches
+/// with the host's network and must not reach without one.
+fn host_port() -> u16 {
+    static LISTENER: std::sync::OnceLock<std::net::TcpListener> = std::sync::OnceLock::new();
+    LISTENER
+        .get_or_init(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn idle_after(evs: &[Value], turns: usize) -> bool {
@@ -659,6 +678,58 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// `--network none`: the agent's tools see only loopback and cannot reach the host (a
+/// port listening on its loopback), while the agent still reaches its model through the
+/// supervisor's proxy.
+fn network_none_leaves_only_loopback_and_the_model_reachable(kind: &str) {
+    let h = harness(kind);
+    let ws = h.workspace.to_str().unwrap();
+    let out = h.run(&[
+        "run",
+        "--json",
+        "--network",
+        "none",
+        "--workspace",
+        ws,
+        "check connectivity",
+    ]);
+    let live = parse_lines(&String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        summarize(&live),
+        h.daemon_log_tail()
+    );
+    let probe = tool_output(&live);
+    assert!(
+        probe.contains("ifaces=lo,"),
+        "the tools see more than loopback: {probe}"
+    );
+    assert!(
+        probe.contains("host-unreachable"),
+        "a tool reached the host: {probe}"
+    );
+    assert!(
+        serde_json::to_string(&live)
+            .unwrap()
+            .contains("Network probed."),
+        "the agent lost its model: {}",
+        summarize(&live)
+    );
+    // The same probe with the host's network reaches the host: the test can tell.
+    let out = h.run(&[
+        "run",
+        "--json",
+        "--network",
+        "open",
+        "--workspace",
+        ws,
+        "check connectivity",
+    ]);
+    let probe = tool_output(&parse_lines(&String::from_utf8_lossy(&out.stdout)));
+    assert!(probe.contains("REACHED-THE-HOST"), "{probe}");
+}
+
 macro_rules! providers {
     ($($module:ident => $kind:literal),* $(,)?) => {$(
         mod $module {
@@ -675,6 +746,7 @@ macro_rules! providers {
             #[test] fn reading_agent_files_never_leaves_the_sandbox() { super::reading_agent_files_never_leaves_the_sandbox($kind) }
             #[test] fn escape_sequences_never_reach_the_terminal() { super::escape_sequences_never_reach_the_terminal($kind) }
             #[test] fn the_model_key_never_enters_the_sandbox() { super::the_model_key_never_enters_the_sandbox($kind) }
+            #[test] fn network_none_leaves_only_loopback_and_the_model_reachable() { super::network_none_leaves_only_loopback_and_the_model_reachable($kind) }
         }
     )*};
 }

@@ -49,10 +49,15 @@ fn first_prompt_survives(point: &str) {
         .env("HARVEST_TEST_CRASH_AT", point)
         .output()
         .unwrap();
-    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(!id.is_empty(), "new printed no id: {out:?}");
-    // Wait for the crash, then let any command start a daemon without the crash point.
+    // The daemon dies as it delivers, which may come before or after `new` has its answer;
+    // either way the session was stored before, and the next command finds it.
     std::thread::sleep(Duration::from_millis(500));
+    let mut id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if id.is_empty() {
+        let ls = harvest_e2e::parse_lines(&h.ok(&["ls", "--json"]));
+        assert_eq!(ls.len(), 1, "the session must exist: {ls:?} ({out:?})");
+        id = ls[0]["id"].as_str().unwrap().to_owned();
+    }
     let evs = h.wait_events(&id, "the first turn", LONG, |e| idle_with_turns(e, 1));
     assert_eq!(
         of_type(&evs, "user_message").len(),

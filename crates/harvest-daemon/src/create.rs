@@ -48,6 +48,7 @@ pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo
             ));
         }
     };
+    let network = policy::network(p.network.as_deref())?;
     let source = policy::workspace_source(daemon, &p.workspace, &p.repo)?;
     let id = new_id(daemon);
     let (workspace, owns_workspace) = match &source {
@@ -73,6 +74,7 @@ pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo
         claude,
         permissions,
         fork_from: None,
+        network,
     };
     // Recorded before the sandbox exists: a crash from here on leaves a session whose
     // sandbox the next daemon finds (or removes), never an unknown one.
@@ -251,6 +253,7 @@ pub async fn fork(
         claude,
         permissions: src_spec.permissions,
         fork_from: Some(conversation),
+        network: src_spec.network.clone(),
     };
     let new = NewSession {
         id: id.clone(),

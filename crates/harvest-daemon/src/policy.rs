@@ -172,11 +172,31 @@ pub fn sandbox_spec(daemon: &Daemon, id: &str, spec: &SessionSpec) -> SandboxSpe
             Some(p) => AgentBinary::Host(p.clone()),
             None => AgentBinary::Image,
         },
-        network: if daemon.config.sandbox.network {
-            Network::Open
-        } else {
-            Network::None
+        network: match spec.network.as_deref() {
+            Some("none") => Network::None,
+            Some(_) => Network::Open,
+            None if daemon.config.sandbox.network => Network::Open,
+            None => Network::None,
         },
+    }
+}
+
+/// A `--network` value, checked.
+pub fn network(value: Option<&str>) -> Result<Option<String>, RpcError> {
+    match value {
+        None => Ok(None),
+        Some(v @ ("open" | "none")) => Ok(Some(v.to_owned())),
+        Some(v) if v.starts_with("allow=") => Err(RpcError::new(
+            codes::INVALID_PARAMS,
+            format!(
+                "--network {v}: an allow-list is not supported yet; use --network none (only \
+                 the model is reached) or --network open"
+            ),
+        )),
+        Some(v) => Err(RpcError::new(
+            codes::INVALID_PARAMS,
+            format!("--network {v:?}: use open or none"),
+        )),
     }
 }
 

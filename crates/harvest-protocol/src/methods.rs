@@ -141,9 +141,13 @@ pub struct CreateParams {
     pub prompt: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Sandbox provider: `local` (default).
+    /// Sandbox provider: the daemon's `sandbox.default` (`local`) when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
+    /// `open` or `none` (loopback only; the model is still reached through the daemon's
+    /// proxy). The config's `sandbox.network` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
     /// `bypass` (default: the sandbox is the boundary) or `ask` (tool calls wait for
     /// `session/approve`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

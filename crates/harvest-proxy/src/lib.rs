@@ -98,6 +98,36 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     upstream: Upstream,
 ) -> Result<(), ProxyError> {
+    let listener = Arc::new(listener);
+    serve_on(upstream, move || {
+        let l = listener.clone();
+        async move { l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn Conn>) }
+    })
+    .await
+}
+
+/// The same on a Unix socket: for a sandbox without a network, whose agent reaches this
+/// socket through [`forward`] inside the sandbox.
+pub async fn serve_unix(
+    listener: tokio::net::UnixListener,
+    upstream: Upstream,
+) -> Result<(), ProxyError> {
+    let listener = Arc::new(listener);
+    serve_on(upstream, move || {
+        let l = listener.clone();
+        async move { l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn Conn>) }
+    })
+    .await
+}
+
+trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
+
+async fn serve_on<F, Fut>(upstream: Upstream, mut accept: F) -> Result<(), ProxyError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<Box<dyn Conn>>>,
+{
     // One process-wide TLS provider; a second install is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
@@ -106,8 +136,8 @@ pub async fn serve(
         .map_err(|e| ProxyError::Client(e.to_string()))?;
     let upstream = Arc::new(upstream);
     loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
+        let stream = match accept().await {
+            Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "model proxy accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -117,7 +147,7 @@ pub async fn serve(
         let (upstream, client) = (upstream.clone(), client.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                forward(req, upstream.clone(), client.clone())
+                forward_request(req, upstream.clone(), client.clone())
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -145,7 +175,7 @@ const HOP_BY_HOP: &[&str] = &[
     "content-length",
 ];
 
-async fn forward(
+async fn forward_request(
     req: Request<Incoming>,
     up: Arc<Upstream>,
     client: reqwest::Client,
@@ -282,6 +312,8 @@ fn serde_json_string(s: &str) -> String {
     out.push('"');
     out
 }
+
+pub mod forward;
 
 #[cfg(test)]
 mod tests;

@@ -30,6 +30,8 @@ pub use log::FileLog;
 /// The agent's HOME inside the state folder (bound at /home/agent): transcripts live
 /// here, so `claude --resume` finds them after any restart.
 pub const HOME_DIR: &str = "home";
+/// The model proxy's socket, for a jail without a network.
+pub const MODEL_SOCKET_FILE: &str = "model.sock";
 
 /// Host paths the jail must not see, for a session whose workspace is the given folder.
 pub type HiddenPaths = Arc<dyn Fn(&Path) -> Vec<PathBuf> + Send + Sync>;
@@ -122,6 +124,10 @@ impl LocalProvider {
                 agent_binary: agent_binary.clone(),
                 hidden,
                 network: spec.network == Network::Open,
+                model_link: (spec.network == Network::None).then(|| bwrap::ModelLink {
+                    socket: state_dir.join(MODEL_SOCKET_FILE),
+                    forwarder: self.layout.supervisor.0.clone(),
+                }),
             },
             owned,
             state_dir,

@@ -72,6 +72,13 @@ pub struct LaunchSpec {
     /// `ANTHROPIC_BASE_URL` is set to it once it listens).
     #[serde(default)]
     pub proxy: Option<harvest_proxy::Upstream>,
+    /// For a jail without a network: the proxy listens on this Unix socket (bound into
+    /// the jail, where `harvest forward` relays to it) and the agent's base URL is
+    /// `proxy_url`, the forwarder's address on the jail's own loopback.
+    #[serde(default)]
+    pub proxy_socket: Option<PathBuf>,
+    #[serde(default)]
+    pub proxy_url: Option<String>,
 }
 
 /// Written by the supervisor once the jail runs, before it answers: enough for a

@@ -99,7 +99,11 @@ async fn supervise(spec: LaunchSpec) -> i32 {
     let stdin = Arc::new(Mutex::new(Some(stdin)));
     if let Some((listener, upstream)) = started.proxy {
         tokio::spawn(async move {
-            if let Err(e) = harvest_proxy::serve(listener, upstream).await {
+            let served = match listener {
+                ProxyListener::Tcp(l) => harvest_proxy::serve(l, upstream).await,
+                ProxyListener::Unix(l) => harvest_proxy::serve_unix(l, upstream).await,
+            };
+            if let Err(e) = served {
                 eprintln!("the model proxy stopped: {e}");
             }
         });
@@ -140,12 +144,17 @@ async fn supervise(spec: LaunchSpec) -> i32 {
 }
 
 struct Proxy {
-    proxy: Option<(tokio::net::TcpListener, harvest_proxy::Upstream)>,
+    proxy: Option<(ProxyListener, harvest_proxy::Upstream)>,
+}
+
+enum ProxyListener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
 }
 
 struct Started {
     record: Record,
-    proxy: Option<(tokio::net::TcpListener, harvest_proxy::Upstream)>,
+    proxy: Option<(ProxyListener, harvest_proxy::Upstream)>,
     child: tokio::process::Child,
     init: PidFd,
     listener: UnixListener,
@@ -188,8 +197,23 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
     // The model proxy listens before the jail starts, so the agent's environment can name
     // it. On the host's loopback: the jail shares the host's network.
     let mut env = spec.env.clone();
-    let proxy = match spec.proxy.clone() {
-        Some(upstream) => {
+    let proxy = match (spec.proxy.clone(), &spec.proxy_socket, &spec.proxy_url) {
+        (Some(upstream), Some(socket), Some(url)) => {
+            let _ = std::fs::remove_file(socket);
+            // SAFETY: umask(2) only changes this process's creation mask; the socket is
+            // made 0600.
+            let old = unsafe { libc::umask(0o177) };
+            let bound = tokio::net::UnixListener::bind(socket);
+            // SAFETY: as above.
+            unsafe { libc::umask(old) };
+            let l = bound.map_err(|e| {
+                format!("cannot start the model proxy on {}: {e}", socket.display())
+            })?;
+            env.retain(|(k, _)| k != harvest_proxy::BASE_URL_VAR);
+            env.push((harvest_proxy::BASE_URL_VAR.into(), url.clone()));
+            Some((ProxyListener::Unix(l), upstream))
+        }
+        (Some(upstream), _, _) => {
             let l = std::net::TcpListener::bind(("127.0.0.1", 0))
                 .map_err(|e| format!("cannot start the model proxy: {e}"))?;
             let addr = l.local_addr().map_err(|e| e.to_string())?;
@@ -197,9 +221,9 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
             let l = tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?;
             env.retain(|(k, _)| k != harvest_proxy::BASE_URL_VAR);
             env.push((harvest_proxy::BASE_URL_VAR.into(), format!("http://{addr}")));
-            Some((l, upstream))
+            Some((ProxyListener::Tcp(l), upstream))
         }
-        None => None,
+        (None, _, _) => None,
     };
     let program = OsString::from_vec(spec.program.clone());
     let mut command = tokio::process::Command::new(&program);

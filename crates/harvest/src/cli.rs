@@ -136,9 +136,13 @@ pub struct NewArgs {
     /// A git repository (https URL or local path) to clone into a fresh workspace.
     #[arg(long)]
     pub repo: Option<String>,
-    /// Sandbox provider.
-    #[arg(long, default_value = "local")]
-    pub sandbox: String,
+    /// Sandbox provider (default: the config's `sandbox.default`, else `local`).
+    #[arg(long)]
+    pub sandbox: Option<String>,
+    /// What the agent's tools may reach: `open` (the host's network) or `none` (loopback
+    /// only; the agent still reaches its model). Default from the config.
+    #[arg(long)]
+    pub network: Option<String>,
     /// Session name (default: the folder and the prompt's first words).
     #[arg(long)]
     pub name: Option<String>,

@@ -34,6 +34,10 @@ fn main() -> ExitCode {
         let code = harvest_supervisor::run::main();
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
+    // Inside a jail without a network: relay the agent's model traffic (harvest-proxy).
+    if std::env::args_os().nth(1).is_some_and(|a| a == "forward") {
+        return harvest_proxy::forward::main(std::env::args_os().skip(2).collect());
+    }
     quiet_on_closed_pipe();
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

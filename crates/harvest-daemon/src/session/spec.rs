@@ -33,6 +33,9 @@ pub struct SessionSpec {
     /// A fork not started yet: its first agent resumes this conversation as a copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fork_from: Option<String>,
+    /// `open` or `none`; absent: the config's `sandbox.network` (sessions made before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 impl SessionSpec {

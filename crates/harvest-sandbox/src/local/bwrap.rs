@@ -33,7 +33,22 @@ pub struct JailPolicy {
     /// own folders, other sessions' workspaces). Only paths that exist are listed.
     pub hidden: Vec<PathBuf>,
     pub network: bool,
+    /// Without a network: the model proxy's socket and the forwarder (`harvest`), bound
+    /// into the jail so the agent still reaches its model (see `harvest-proxy`).
+    pub model_link: Option<ModelLink>,
 }
+
+#[derive(Debug, Clone)]
+pub struct ModelLink {
+    pub socket: PathBuf,
+    pub forwarder: PathBuf,
+}
+
+/// Inside a jail without a network: where the forwarder and the proxy socket appear, and
+/// the address the forwarder listens on (the jail's own loopback).
+pub const FORWARDER: &str = "/harvest/bin/harvest";
+pub const MODEL_SOCKET: &str = "/harvest/run/model.sock";
+pub const MODEL_ADDR: &str = "127.0.0.1:8719";
 
 /// How one system folder exists on the host.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,6 +116,10 @@ pub fn bwrap_args(policy: &JailPolicy, system: &[HostEntry]) -> Vec<OsString> {
         &policy.agent_binary,
         Path::new(AGENT_BIN_DIR).join("claude"),
     );
+    if let Some(link) = &policy.model_link {
+        a.triple("--ro-bind", &link.forwarder, FORWARDER);
+        a.triple("--bind", &link.socket, MODEL_SOCKET);
+    }
     a.triple("--bind", &policy.home, AGENT_HOME);
     a.triple("--bind", &policy.workspace, &policy.workspace);
     bound.push(&policy.workspace);
@@ -196,6 +215,7 @@ mod tests {
                 "/home/u/.local/share/harvest".into(),
             ],
             network: true,
+            model_link: None,
         }
     }
 

@@ -23,6 +23,21 @@ pub async fn spawn(
         .map(|a| a.as_bytes().to_vec())
         .collect();
     args.push(b"--".to_vec());
+    // Without a network the agent reaches its model through the forwarder, which listens
+    // on the jail's loopback and relays to the supervisor's proxy socket.
+    if sandbox.policy.model_link.is_some() {
+        for a in [
+            bwrap::FORWARDER,
+            "forward",
+            "--listen",
+            bwrap::MODEL_ADDR,
+            "--to",
+            bwrap::MODEL_SOCKET,
+            "--",
+        ] {
+            args.push(a.as_bytes().to_vec());
+        }
+    }
     args.push(sandbox.agent_program.as_os_str().as_bytes().to_vec());
     args.extend(cmd.args.iter().map(|a| a.as_bytes().to_vec()));
     let mut env: Vec<(String, String)> = bwrap::base_env()
@@ -45,6 +60,12 @@ pub async fn spawn(
         args,
         env,
         proxy: Some(upstream),
+        proxy_socket: sandbox.policy.model_link.as_ref().map(|l| l.socket.clone()),
+        proxy_url: sandbox
+            .policy
+            .model_link
+            .as_ref()
+            .map(|_| format!("http://{}", bwrap::MODEL_ADDR)),
     };
     let (program, prog_args) = &sandbox.supervisor;
     let record = match harvest_supervisor::spawn(program, prog_args, &spec).await {
@@ -219,6 +240,7 @@ pub async fn read_confined(
     }
     let mut read_only = policy.clone();
     read_only.network = false;
+    read_only.model_link = None;
     let out = tokio::process::Command::new(bwrap_bin)
         .args(bwrap::bwrap_args(&read_only, &bwrap::host_system_entries()))
         // This one may die with us: it is a read, not an agent.

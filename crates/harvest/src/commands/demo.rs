@@ -53,7 +53,8 @@ pub async fn demo(paths: &Paths, json: bool) -> Result<ExitCode> {
         NewArgs {
             workspace: Some(workspace.clone()),
             repo: None,
-            sandbox: "local".into(),
+            sandbox: Some("local".into()),
+            network: None,
             name: Some("demo: fix the failing test".into()),
             model: None,
             permissions: None,
