@@ -222,3 +222,36 @@ fn attach_work_detach_reattach_and_cancel_in_tmux() {
         "the cancelled command still runs"
     );
 }
+
+/// `harvest` with no arguments opens the session the user last sent to, not the oldest
+/// live one; the input box edits like a shell (C-u kills the line) and Up recalls the
+/// last prompt.
+#[test]
+fn bare_harvest_opens_the_last_session_sent_to_and_the_input_edits_like_a_shell() {
+    let h = Harness::new(SCRIPT);
+    let ws = h.workspace.to_str().unwrap().to_owned();
+    let first = h.ok(&["new", "--detach", "--workspace", &ws, "fix the greeting"]);
+    let second = h.ok(&["new", "--detach", "--workspace", &ws, "slow job"]);
+    let (first, second) = (first.trim().to_owned(), second.trim().to_owned());
+    h.ok(&["cancel", &second]);
+    h.ok(&["send", &first, "remember me"]);
+    let t = Tmux::start(&h);
+    t.type_text("main", &t.harvest_line(""));
+    t.keys("main", &["Enter"]);
+    t.wait_for("main", "the session last sent to", |s| {
+        s.contains("remember me")
+    });
+    t.type_text("main", "some words to kill");
+    t.wait_for("main", "the typed words", |s| {
+        s.contains("some words to kill")
+    });
+    t.keys("main", &["C-u"]);
+    t.wait_for("main", "C-u to kill the line", |s| {
+        !s.contains("some words to kill") && s.contains("message…")
+    });
+    t.keys("main", &["Up"]);
+    t.wait_for("main", "the last prompt recalled", |s| {
+        s.lines()
+            .any(|l| l.contains("│ remember me") || l.contains("│remember me"))
+    });
+}

@@ -74,6 +74,32 @@ impl Paths {
     pub fn session_state_dir(&self, id: &str) -> PathBuf {
         self.sessions_dir().join(id)
     }
+    /// The session this user last attached to or sent to (`harvest` with no arguments
+    /// opens it).
+    pub fn last_session_file(&self) -> PathBuf {
+        self.state_dir.join("last-session")
+    }
+
+    pub fn remember_session(&self, id: &str) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::create_dir_all(&self.state_dir);
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(self.last_session_file())
+        {
+            let _ = std::io::Write::write_all(&mut f, id.as_bytes());
+        }
+    }
+
+    pub fn last_session(&self) -> Option<String> {
+        let id = std::fs::read_to_string(self.last_session_file()).ok()?;
+        let id = id.trim();
+        (!id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric())).then(|| id.to_owned())
+    }
+
     pub fn log_dir(&self) -> PathBuf {
         self.state_dir.join("logs")
     }

@@ -120,6 +120,10 @@ pub struct App {
     pub toast: Option<(String, Instant)>,
     pub spinner: usize,
     prefix_armed: bool,
+    /// Prompts sent in this session, for Up at the top of the input box.
+    pub history: crate::editing::History,
+    /// The draft as loaded on attach: saved back only if this client changed it.
+    pub loaded_draft: String,
     /// `a` was pressed once on a permission prompt: the next `a` allows "always".
     always_armed: bool,
     /// The key that triggered the last cancel was Esc (which never detaches).
@@ -179,6 +183,8 @@ impl App {
             spinner: 0,
             prefix_armed: false,
             always_armed: false,
+            history: Default::default(),
+            loaded_draft: String::new(),
             cancel_by_esc: false,
             last_cancel: None,
             frame: Frame::default(),
@@ -194,6 +200,10 @@ impl App {
             editing_permission: None,
             denying_permission: None,
         }
+    }
+
+    fn overlay_is_none(&self) -> bool {
+        matches!(self.overlay, Overlay::None)
     }
 
     pub fn draft(&self) -> String {
@@ -382,6 +392,27 @@ impl App {
             return cmds;
         }
         let in_input = self.focus == Focus::Input;
+        if in_input && self.overlay_is_none() {
+            if key.code == KeyCode::Up {
+                // The session's own prompts, whoever sent them: kept by the daemon, so
+                // they survive detach and are the same in every client.
+                self.history
+                    .refresh(self.transcript.items().iter().filter_map(|i| match i {
+                        Item::User(text) => Some(text.clone()),
+                        _ => None,
+                    }));
+            }
+            match crate::editing::key(&mut self.input, &mut self.history, key.code, key.mods) {
+                crate::editing::Edit::Done => return Vec::new(),
+                crate::editing::Edit::Replace(text) => {
+                    let history = std::mem::take(&mut self.history);
+                    self.set_draft(&text);
+                    self.history = history;
+                    return Vec::new();
+                }
+                crate::editing::Edit::NotMine => {}
+            }
+        }
         self.cancel_by_esc = key.code == KeyCode::Esc;
         match self.keymap.lookup(key, false, in_input) {
             Some(a) => self.act(a),
@@ -432,6 +463,7 @@ impl App {
                     return Vec::new();
                 }
                 self.input = new_input(&self.theme);
+                self.history.push(&text);
                 // A new message starts a new turn: follow it, in both panes.
                 self.conv.go_bottom(&self.transcript);
                 self.conv.selected = None;

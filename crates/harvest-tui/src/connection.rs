@@ -79,7 +79,13 @@ async fn run(
         if pick_recent {
             pick_recent = false;
             match client.call::<m::SessionList>(m::Empty {}).await {
-                Ok(list) => match list.sessions.iter().max_by_key(|s| s.updated_at) {
+                // The one the user last attached to or sent to; else the newest.
+                Ok(list) => match conn
+                    .paths
+                    .last_session()
+                    .and_then(|last| list.sessions.iter().find(|s| s.id.as_str() == last))
+                    .or_else(|| list.sessions.iter().max_by_key(|s| s.created_at))
+                {
                     Some(s) => attached = Some(s.id.to_string()),
                     None => {
                         let _ = ui.send(FromDaemon::Sessions(list.sessions.clone())).await;

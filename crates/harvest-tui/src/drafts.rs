@@ -7,11 +7,24 @@ use std::path::PathBuf;
 
 pub struct Drafts {
     dir: PathBuf,
+    paths: Option<harvest_config::Paths>,
 }
 
 impl Drafts {
     pub fn new(dir: PathBuf) -> Drafts {
-        Drafts { dir }
+        Drafts { dir, paths: None }
+    }
+
+    /// Also remember which session this user last attached to (`harvest` reopens it).
+    pub fn remembering(mut self, paths: harvest_config::Paths) -> Drafts {
+        self.paths = Some(paths);
+        self
+    }
+
+    pub fn remember_session(&self, id: &str) {
+        if let Some(p) = &self.paths {
+            p.remember_session(id);
+        }
     }
 
     fn path(&self, session: &str) -> PathBuf {
@@ -33,6 +46,10 @@ impl Drafts {
             let _ = std::fs::remove_file(path);
             return;
         }
+        self.write(&path, text);
+    }
+
+    fn write(&self, path: &std::path::Path, text: &str) {
         let _ = std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -42,7 +59,7 @@ impl Drafts {
             .write(true)
             .truncate(true)
             .mode(0o600)
-            .open(&path);
+            .open(path);
         if let Ok(mut f) = file {
             let _ = f.write_all(text.as_bytes());
         }

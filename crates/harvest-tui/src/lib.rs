@@ -9,6 +9,7 @@
 pub mod app;
 pub mod connection;
 pub mod drafts;
+pub mod editing;
 pub mod format;
 pub mod keymap;
 pub mod theme;
@@ -63,7 +64,8 @@ pub async fn run(opts: Options) -> Result<Outcome, TuiError> {
     let keymap = keymap::Keymap::for_terminal(&opts.keys, in_tmux).map_err(TuiError::Keys)?;
     let theme = theme::Theme::new(theme::ColorLevel::detect(|k| std::env::var(k).ok()));
     highlight::warm_up();
-    let drafts = drafts::Drafts::new(opts.paths.state_dir.join("drafts"));
+    let drafts =
+        drafts::Drafts::new(opts.paths.state_dir.join("drafts")).remembering(opts.paths.clone());
     let (guard, mut term) = terminal::TerminalGuard::enter()?;
     let mut app = App::new(theme, keymap);
 
@@ -161,21 +163,29 @@ pub async fn run(opts: Options) -> Result<Outcome, TuiError> {
 
 fn on_daemon(app: &mut App, drafts: &drafts::Drafts, msg: FromDaemon) {
     if let FromDaemon::Attached(info) = &msg {
+        drafts.remember_session(info.id.as_str());
         let switching = app.session.as_ref().map(|s| &s.id) != Some(&info.id);
         if switching {
             save_draft(drafts, app);
             let draft = drafts.load(info.id.as_str());
             app.on_daemon(msg);
             app.set_draft(&draft);
+            app.loaded_draft = draft;
+            app.history = editing::History::default();
             return;
         }
     }
     app.on_daemon(msg);
 }
 
+/// Save this client's draft, only if it changed since it was loaded: another client
+/// attached to the same session keeps its own, and an empty detach erases nothing.
 fn save_draft(drafts: &drafts::Drafts, app: &App) {
     if let Some(s) = &app.session {
-        drafts.save(s.id.as_str(), &app.draft());
+        let draft = app.draft();
+        if draft != app.loaded_draft {
+            drafts.save(s.id.as_str(), &draft);
+        }
     }
 }
 

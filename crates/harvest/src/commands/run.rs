@@ -15,6 +15,7 @@ pub async fn new(paths: &Paths, args: NewArgs) -> Result<ExitCode> {
     let client = connect(paths).await?;
     let env = forwarded_env(&load_config(paths)?);
     let info = create(&client, args, env).await?;
+    paths.remember_session(info.id.as_str());
     println!("{}", info.id);
     Ok(ExitCode::SUCCESS)
 }

@@ -135,6 +135,15 @@ pub async fn send(paths: &Paths, session: &str, text: String) -> Result<ExitCode
             env,
         })
         .await?;
+    // `harvest` with no arguments opens the session last sent to.
+    if let Ok(info) = client
+        .call::<m::SessionGet>(SessionRef {
+            session: session.to_owned(),
+        })
+        .await
+    {
+        paths.remember_session(info.id.as_str());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
