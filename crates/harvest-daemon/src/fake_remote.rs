@@ -108,6 +108,13 @@ impl Sandbox for FakeSandbox {
     async fn read_file(&self, path: &Path, limit: u64) -> Result<Vec<u8>> {
         self.inner.read_file(path, limit).await
     }
+    async fn exec(
+        &self,
+        argv: &[String],
+        limits: harvest_sandbox::ExecLimits,
+    ) -> Result<harvest_sandbox::ExecOutput> {
+        self.inner.exec(argv, limits).await
+    }
     async fn destroy(&mut self) -> Result<()> {
         self.inner.destroy().await
     }

@@ -193,9 +193,39 @@ pub trait Sandbox: Send + Sync {
     /// Read a file the agent wrote, confined to the sandbox: a link or special file never
     /// leads outside it, and a FIFO cannot block the caller. At most `limit` bytes.
     async fn read_file(&self, path: &Path, limit: u64) -> Result<Vec<u8>>;
+    /// Run a command once inside the sandbox, in its workspace, beside the agent (what the
+    /// daemon needs of a sandbox's files: `git diff`, a status): bounded output, bounded
+    /// time, nothing of the host's but what the agent sees.
+    async fn exec(&self, argv: &[String], limits: ExecLimits) -> Result<ExecOutput>;
     /// Stop everything in the sandbox and delete what the provider made (not the
     /// workspace of a `--workspace` session, which is the user's folder).
     async fn destroy(&mut self) -> Result<()>;
+}
+
+/// Bounds of a one-shot command.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecLimits {
+    pub output_bytes: usize,
+    pub timeout: std::time::Duration,
+}
+
+impl Default for ExecLimits {
+    fn default() -> Self {
+        ExecLimits {
+            output_bytes: 4 * 1024 * 1024,
+            timeout: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a one-shot command printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Output past the limit was dropped.
+    pub truncated: bool,
 }
 
 /// A running (or finished, with log left to read) agent process.

@@ -298,6 +298,10 @@ impl Sandbox for LocalSandbox {
         process::read_confined(&self.bwrap, &self.policy, path, limit).await
     }
 
+    async fn exec(&self, argv: &[String], limits: crate::ExecLimits) -> Result<crate::ExecOutput> {
+        process::exec_confined(&self.bwrap, &self.policy, argv, limits).await
+    }
+
     async fn destroy(&mut self) -> Result<()> {
         if let Some(record) = harvest_supervisor::read_record(&self.state_dir) {
             process::kill_record(&self.state_dir, record).await;

@@ -274,6 +274,87 @@ pub async fn read_confined(
     }
 }
 
+/// A one-shot command in a jail of the session's shape (its workspace and HOME, the
+/// system folders, no network), that dies with its caller and is bounded in time and
+/// output.
+pub async fn exec_confined(
+    bwrap_bin: &Path,
+    policy: &bwrap::JailPolicy,
+    argv: &[String],
+    limits: crate::ExecLimits,
+) -> Result<crate::ExecOutput> {
+    use tokio::io::AsyncReadExt;
+    let Some((program, args)) = argv.split_first() else {
+        return Err(SandboxError::Spawn("an empty command".into()));
+    };
+    let mut jail = policy.clone();
+    jail.network = false;
+    jail.model_link = None;
+    let mut child = tokio::process::Command::new(bwrap_bin)
+        .args(bwrap::bwrap_args(&jail, &bwrap::host_system_entries()))
+        .arg("--die-with-parent")
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .env_clear()
+        .envs(bwrap::base_env())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| SandboxError::Io {
+            path: bwrap_bin.to_owned(),
+            source,
+        })?;
+    let limit = limits.output_bytes as u64;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let run = async {
+        // Past the limit the rest is read and dropped, so the command is never stuck on
+        // a full pipe.
+        let read_out = async {
+            if let Some(mut s) = stdout {
+                let _ = (&mut s).take(limit + 1).read_to_end(&mut out).await;
+                let _ = tokio::io::copy(&mut s, &mut tokio::io::sink()).await;
+            }
+        };
+        let read_err = async {
+            if let Some(mut s) = stderr {
+                let _ = (&mut s).take(limit + 1).read_to_end(&mut err).await;
+                let _ = tokio::io::copy(&mut s, &mut tokio::io::sink()).await;
+            }
+        };
+        tokio::join!(read_out, read_err);
+        child.wait().await
+    };
+    let status = match tokio::time::timeout(limits.timeout, run).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => {
+            return Err(SandboxError::Io {
+                path: bwrap_bin.to_owned(),
+                source,
+            });
+        }
+        Err(_) => {
+            return Err(SandboxError::Spawn(format!(
+                "{program} did not finish within {:?}",
+                limits.timeout
+            )));
+        }
+    };
+    let truncated = out.len() as u64 > limit || err.len() as u64 > limit;
+    out.truncate(limits.output_bytes);
+    err.truncate(limits.output_bytes);
+    Ok(crate::ExecOutput {
+        code: status.code(),
+        stdout: out,
+        stderr: err,
+        truncated,
+    })
+}
+
 /// `cp -a from/. to/` inside a jail that sees only the two trees (see
 /// [`bwrap::copy_args`]).
 pub async fn copy_confined(bwrap_bin: &Path, from: &Path, to: &Path) -> Result<()> {
@@ -372,6 +453,72 @@ mod tests {
         }
         stop.store(true, Ordering::Relaxed);
         swapper.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_one_shot_command_runs_in_the_workspace_bounded_and_confined() {
+        let Some(bwrap) = bwrap() else {
+            panic!("bubblewrap is needed for this test (tests/setup.sh installs it)");
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(ws.join("f.txt"), "in the workspace").unwrap();
+        std::fs::write(dir.path().join("outside.txt"), "HOST-ONLY").unwrap();
+        let policy = bwrap::JailPolicy {
+            workspace: ws.clone(),
+            home,
+            agent_binary: PathBuf::from("/bin/true"),
+            hidden: vec![],
+            network: true,
+            model_link: None,
+        };
+        let run = |argv: &[&str], limits| {
+            let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+            let (bwrap, policy) = (bwrap.clone(), policy.clone());
+            async move { exec_confined(&bwrap, &policy, &argv, limits).await.unwrap() }
+        };
+        let out = run(&["/bin/cat", "f.txt"], crate::ExecLimits::default()).await;
+        assert_eq!(
+            (out.code, out.stdout.as_slice()),
+            (Some(0), &b"in the workspace"[..])
+        );
+        let outside = dir.path().join("outside.txt");
+        let out = run(
+            &["/bin/cat", outside.to_str().unwrap()],
+            crate::ExecLimits::default(),
+        )
+        .await;
+        assert_ne!(out.code, Some(0), "the host file was readable");
+        let head = run(
+            &["/bin/sh", "-c", "head -c 5000 /dev/zero"],
+            crate::ExecLimits {
+                output_bytes: 1000,
+                timeout: std::time::Duration::from_secs(5),
+            },
+        )
+        .await;
+        assert!(
+            head.truncated && head.stdout.len() == 1000,
+            "output is bounded"
+        );
+        // `yes` never ends: the time limit does.
+        let timed_out = exec_confined(
+            &bwrap,
+            &policy,
+            &["/usr/bin/yes".to_string()],
+            crate::ExecLimits {
+                output_bytes: 1000,
+                timeout: std::time::Duration::from_millis(500),
+            },
+        )
+        .await;
+        assert!(
+            timed_out.is_err(),
+            "an endless command must hit the time limit"
+        );
     }
 
     fn walk(dir: &Path) -> Vec<PathBuf> {
