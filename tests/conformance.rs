@@ -101,6 +101,13 @@ tool_use = { name = "Bash", input = { command = '''echo ifaces=$(tail -n +3 /pro
 text = "Network probed."
 
 [[turn]]
+prompt = "try the egress"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = '''for host in 127.0.0.1 localhost; do python3 -c "import http.client as h; c=h.HTTPConnection('127.0.0.1',8720,timeout=3); c.set_tunnel('$host',MODEL_PORT); c.connect(); print('TUNNEL-OK-$host')" 2>/dev/null || echo "TUNNEL-REFUSED-$host"; done; python3 -c "import socket; socket.create_connection(('127.0.0.1', MODEL_PORT), 2)" 2>/dev/null && echo DIRECT-REACHED || echo direct-blocked''', description = "Try the egress" } }
+[[turn.step]]
+text = "Egress tried."
+
+[[turn]]
 [[turn.step]]
 text = "Still the same conversation."
 "#;
@@ -730,6 +737,60 @@ fn network_none_leaves_only_loopback_and_the_model_reachable(kind: &str) {
     assert!(probe.contains("REACHED-THE-HOST"), "{probe}");
 }
 
+/// `--network allow=127.0.0.1`: the tools get out to the listed host only, through the
+/// egress proxy; a connection to another (`localhost`) is refused and the user sees a
+/// `network_denied` event; a direct connection, past the proxy, does not exist.
+fn network_allow_lets_only_listed_hosts_out_and_reports_the_rest(kind: &str) {
+    let h = harness(kind);
+    let ws = h.workspace.to_str().unwrap();
+    let out = h.run(&[
+        "run",
+        "--json",
+        "--network",
+        "allow=127.0.0.1",
+        "--workspace",
+        ws,
+        "try the egress",
+    ]);
+    let live = parse_lines(&String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        summarize(&live),
+        h.daemon_log_tail()
+    );
+    let probe = tool_output(&live);
+    assert!(
+        probe.contains("TUNNEL-OK-127.0.0.1"),
+        "the listed host was not reached: {probe}"
+    );
+    assert!(
+        probe.contains("TUNNEL-REFUSED-localhost"),
+        "an unlisted host was reached: {probe}"
+    );
+    assert!(
+        probe.contains("direct-blocked"),
+        "a direct connection got out: {probe}"
+    );
+    let denied = of_type(&live, "network_denied");
+    assert!(
+        denied.iter().any(|e| e["host"] == "localhost"),
+        "no network_denied event for localhost: {}",
+        summarize(&live)
+    );
+    let bad = h.run(&[
+        "new",
+        "--detach",
+        "--network",
+        "allow=",
+        "--workspace",
+        ws,
+        "x",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("needs hosts"));
+}
+
 macro_rules! providers {
     ($($module:ident => $kind:literal),* $(,)?) => {$(
         mod $module {
@@ -747,6 +808,7 @@ macro_rules! providers {
             #[test] fn escape_sequences_never_reach_the_terminal() { super::escape_sequences_never_reach_the_terminal($kind) }
             #[test] fn the_model_key_never_enters_the_sandbox() { super::the_model_key_never_enters_the_sandbox($kind) }
             #[test] fn network_none_leaves_only_loopback_and_the_model_reachable() { super::network_none_leaves_only_loopback_and_the_model_reachable($kind) }
+            #[test] fn network_allow_lets_only_listed_hosts_out_and_reports_the_rest() { super::network_allow_lets_only_listed_hosts_out_and_reports_the_rest($kind) }
         }
     )*};
 }

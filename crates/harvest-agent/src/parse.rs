@@ -139,6 +139,13 @@ impl StreamParser {
                     v["bytes"], v["limit"]
                 ),
             }],
+            ("harvest_network_denied", _) => vec![EventBody::NetworkDenied {
+                host: str_at(v, "host").to_owned(),
+                port: v["port"]
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .unwrap_or(0),
+            }],
             ("harvest_torn_line", _) => vec![EventBody::Error {
                 message: format!(
                     "the agent ended in the middle of a line ({} bytes without a newline were dropped)",

@@ -174,6 +174,7 @@ pub fn sandbox_spec(daemon: &Daemon, id: &str, spec: &SessionSpec) -> SandboxSpe
         },
         network: match spec.network.as_deref() {
             Some("none") => Network::None,
+            Some(v) if v.starts_with("allow=") => Network::Allow(allow_list(v)),
             Some(_) => Network::Open,
             None if daemon.config.sandbox.network => Network::Open,
             None => Network::None,
@@ -181,21 +182,43 @@ pub fn sandbox_spec(daemon: &Daemon, id: &str, spec: &SessionSpec) -> SandboxSpe
     }
 }
 
+fn allow_list(v: &str) -> Vec<String> {
+    v.trim_start_matches("allow=")
+        .split(',')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .collect()
+}
+
 /// A `--network` value, checked.
 pub fn network(value: Option<&str>) -> Result<Option<String>, RpcError> {
     match value {
         None => Ok(None),
         Some(v @ ("open" | "none")) => Ok(Some(v.to_owned())),
-        Some(v) if v.starts_with("allow=") => Err(RpcError::new(
-            codes::INVALID_PARAMS,
-            format!(
-                "--network {v}: an allow-list is not supported yet; use --network none (only \
-                 the model is reached) or --network open"
-            ),
-        )),
+        Some(v) if v.starts_with("allow=") => {
+            let hosts = allow_list(v);
+            let bad = hosts.iter().find(|h| {
+                h.is_empty()
+                    || !h
+                        .trim_start_matches("*.")
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == ':')
+            });
+            match (hosts.is_empty(), bad) {
+                (true, _) => Err(RpcError::new(
+                    codes::INVALID_PARAMS,
+                    "--network allow= needs hosts: allow=pypi.org,*.github.com",
+                )),
+                (_, Some(h)) => Err(RpcError::new(
+                    codes::INVALID_PARAMS,
+                    format!("--network {v}: {h:?} is not a host name (or *.domain)"),
+                )),
+                _ => Ok(Some(format!("allow={}", hosts.join(",")))),
+            }
+        }
         Some(v) => Err(RpcError::new(
             codes::INVALID_PARAMS,
-            format!("--network {v:?}: use open or none"),
+            format!("--network {v:?}: use open, none or allow=HOST,…"),
         )),
     }
 }

@@ -160,6 +160,9 @@ pub enum EventBody {
     },
     /// Something about the sandbox itself (created, removed, the agent process exited).
     Sandbox { message: String },
+    /// Under `--network allow=…`, a connection the agent's tools tried to a host not on
+    /// the list was refused.
+    NetworkDenied { host: String, port: u16 },
     /// An error worth the user's attention, with what to do about it.
     Error { message: String },
     /// An agent line this model does not know: stored and passed on, never dropped.
@@ -186,6 +189,7 @@ impl EventBody {
             EventBody::PermissionRequest { .. } => "permission_request",
             EventBody::PermissionResolved { .. } => "permission_resolved",
             EventBody::Sandbox { .. } => "sandbox",
+            EventBody::NetworkDenied { .. } => "network_denied",
             EventBody::Error { .. } => "error",
             EventBody::AgentRaw {} => "agent_raw",
             EventBody::Unknown => "unknown",

@@ -4,20 +4,22 @@
 //! connection to the supervisor's proxy socket bound into the jail, passes SIGINT and
 //! SIGTERM on to the agent, and exits with the agent's status.
 //!
-//! `harvest forward --listen 127.0.0.1:PORT --to /path/model.sock -- program args…`
+//! `harvest forward --listen 127.0.0.1:PORT --to /path/model.sock [--listen … --to …]
+//! -- program args…` (one pair per relay: the model, and under an allow-list the egress
+//! proxy).
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
 
 pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
-    let mut listen = None;
-    let mut to = None;
+    let mut listens = Vec::new();
+    let mut tos = Vec::new();
     let mut it = args.into_iter();
     let mut command = Vec::new();
     while let Some(a) = it.next() {
         match a.to_str() {
-            Some("--listen") => listen = it.next().and_then(|v| v.into_string().ok()),
-            Some("--to") => to = it.next(),
+            Some("--listen") => listens.extend(it.next().and_then(|v| v.into_string().ok())),
+            Some("--to") => tos.extend(it.next().map(std::path::PathBuf::from)),
             Some("--") => {
                 command = it.collect();
                 break;
@@ -25,10 +27,11 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
             _ => {}
         }
     }
-    let (Some(listen), Some(to), false) = (listen, to, command.is_empty()) else {
-        eprintln!("usage: harvest forward --listen ADDR --to SOCKET -- PROGRAM ARGS…");
+    if listens.is_empty() || listens.len() != tos.len() || command.is_empty() {
+        eprintln!("usage: harvest forward --listen ADDR --to SOCKET [...] -- PROGRAM ARGS…");
         return ExitCode::from(2);
-    };
+    }
+    let pairs: Vec<(String, std::path::PathBuf)> = listens.into_iter().zip(tos).collect();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -39,17 +42,23 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    rt.block_on(run(listen, std::path::PathBuf::from(to), command))
+    rt.block_on(run(pairs, command))
 }
 
-async fn run(listen: String, to: std::path::PathBuf, command: Vec<std::ffi::OsString>) -> ExitCode {
-    let listener = match tokio::net::TcpListener::bind(&listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("harvest forward: cannot listen on {listen}: {e}");
-            return ExitCode::from(2);
+async fn run(
+    pairs: Vec<(String, std::path::PathBuf)>,
+    command: Vec<std::ffi::OsString>,
+) -> ExitCode {
+    let mut listeners = Vec::new();
+    for (listen, to) in pairs {
+        match tokio::net::TcpListener::bind(&listen).await {
+            Ok(l) => listeners.push((l, to)),
+            Err(e) => {
+                eprintln!("harvest forward: cannot listen on {listen}: {e}");
+                return ExitCode::from(2);
+            }
         }
-    };
+    }
     let mut child = match tokio::process::Command::new(&command[0])
         .args(&command[1..])
         .kill_on_drop(false)
@@ -62,20 +71,22 @@ async fn run(listen: String, to: std::path::PathBuf, command: Vec<std::ffi::OsSt
         }
     };
     let pid = child.id().and_then(|p| i32::try_from(p).ok());
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let to = to.clone();
-            tokio::spawn(async move {
-                if let Ok(unix) = tokio::net::UnixStream::connect(&to).await {
-                    let (mut a, mut b) = (tcp, unix);
-                    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
-                }
-            });
-        }
-    });
+    for (listener, to) in listeners {
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let to = to.clone();
+                tokio::spawn(async move {
+                    if let Ok(unix) = tokio::net::UnixStream::connect(&to).await {
+                        let (mut a, mut b) = (tcp, unix);
+                        let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                    }
+                });
+            }
+        });
+    }
     // The supervisor signals the jail's first process, which is us: pass it on.
     if let Some(pid) = pid {
         use tokio::signal::unix::{SignalKind, signal};

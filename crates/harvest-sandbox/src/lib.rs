@@ -81,13 +81,16 @@ pub enum AgentBinary {
     Image,
 }
 
-/// What the agent's tools may reach.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What the agent's tools may reach. The agent always reaches its model.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Network {
     #[default]
     Open,
     /// Loopback only.
     None,
+    /// Only these hosts (names, or `*.domain`), through an egress proxy; each refused
+    /// connection is a `network_denied` event.
+    Allow(Vec<String>),
 }
 
 /// What a sandbox is made for: the same for a new session, a resumed and a re-adopted one.

@@ -32,6 +32,8 @@ pub use log::FileLog;
 pub const HOME_DIR: &str = "home";
 /// The model proxy's socket, for a jail without a network.
 pub const MODEL_SOCKET_FILE: &str = "model.sock";
+/// The egress proxy's socket, under an allow-list.
+pub const EGRESS_SOCKET_FILE: &str = "egress.sock";
 
 /// Host paths the jail must not see, for a session whose workspace is the given folder.
 pub type HiddenPaths = Arc<dyn Fn(&Path) -> Vec<PathBuf> + Send + Sync>;
@@ -124,9 +126,15 @@ impl LocalProvider {
                 agent_binary: agent_binary.clone(),
                 hidden,
                 network: spec.network == Network::Open,
-                model_link: (spec.network == Network::None).then(|| bwrap::ModelLink {
+                model_link: (spec.network != Network::Open).then(|| bwrap::ModelLink {
                     socket: state_dir.join(MODEL_SOCKET_FILE),
                     forwarder: self.layout.supervisor.0.clone(),
+                    egress: match &spec.network {
+                        Network::Allow(hosts) => {
+                            Some((state_dir.join(EGRESS_SOCKET_FILE), hosts.clone()))
+                        }
+                        _ => None,
+                    },
                 }),
             },
             owned,

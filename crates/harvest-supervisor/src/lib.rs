@@ -29,6 +29,7 @@
 //! ([`ExitRecord`]), `logs/<id>.stderr` (a bounded tail).
 
 pub mod client;
+mod egress;
 mod lines;
 pub mod pidfd;
 mod proc;
@@ -40,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub use client::{Supervisor, SupervisorError, spawn};
+pub use egress::allowed;
 
 /// The longest agent output line kept whole (the CLI prints a Write's whole file in one
 /// line, so this is generous); a longer one is replaced by a marker line.
@@ -79,6 +81,16 @@ pub struct LaunchSpec {
     pub proxy_socket: Option<PathBuf>,
     #[serde(default)]
     pub proxy_url: Option<String>,
+    /// Under `--network allow=…`: the egress proxy's socket (bound into the jail) and the
+    /// hosts it lets through.
+    #[serde(default)]
+    pub egress: Option<Egress>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Egress {
+    pub socket: PathBuf,
+    pub allow: Vec<String>,
 }
 
 /// Written by the supervisor once the jail runs, before it answers: enough for a

@@ -93,6 +93,7 @@ async fn supervise(spec: LaunchSpec) -> i32 {
         log,
         stderr_file,
         proxy,
+        egress,
     } = started;
     let started = Proxy { proxy };
     let init = Arc::new(init);
@@ -109,6 +110,10 @@ async fn supervise(spec: LaunchSpec) -> i32 {
         });
     }
 
+    let log = Arc::new(std::sync::Mutex::new(log));
+    if let Some((listener, allow)) = egress {
+        tokio::spawn(crate::egress::serve(listener, Arc::new(allow), log.clone()));
+    }
     let pump = tokio::spawn(pump_log(stdout, log));
     let errs = tokio::spawn(pump_stderr(stderr, stderr_file));
     let server = tokio::spawn(serve(listener, Input::new(stdin.clone()), init.clone()));
@@ -155,6 +160,7 @@ enum ProxyListener {
 struct Started {
     record: Record,
     proxy: Option<(ProxyListener, harvest_proxy::Upstream)>,
+    egress: Option<(UnixListener, Vec<String>)>,
     child: tokio::process::Child,
     init: PidFd,
     listener: UnixListener,
@@ -225,6 +231,13 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
         }
         (None, _, _) => None,
     };
+    let egress = match &spec.egress {
+        Some(e) => {
+            let l = bind(&e.socket)?;
+            Some((l, e.allow.clone()))
+        }
+        None => None,
+    };
     let program = OsString::from_vec(spec.program.clone());
     let mut command = tokio::process::Command::new(&program);
     command
@@ -273,6 +286,7 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
     Ok(Started {
         record,
         proxy,
+        egress,
         child,
         init,
         listener,
@@ -313,8 +327,14 @@ fn find_init(jail_pid: i32) -> Option<i32> {
     None
 }
 
-async fn pump_log(mut stdout: UnixStream, mut log: std::fs::File) {
+async fn pump_log(mut stdout: UnixStream, log: Arc<std::sync::Mutex<std::fs::File>>) {
     use std::io::Write;
+    // Every write is whole lines under the log's lock, which the egress proxy's markers
+    // take too: no line is ever split by another.
+    let lock = || {
+        log.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
     let mut cap = LineCap::new(MAX_LINE);
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -323,18 +343,20 @@ async fn pump_log(mut stdout: UnixStream, mut log: std::fs::File) {
             Ok(n) => n,
         };
         let out = cap.push(&buf[..n]);
-        if !out.is_empty()
-            && let Err(e) = write_retrying(&mut log, &out)
-        {
-            eprintln!("cannot write the agent log: {e}");
+        if !out.is_empty() {
+            let written = write_retrying(&mut lock(), &out);
+            if let Err(e) = written {
+                eprintln!("cannot write the agent log: {e}");
+            }
         }
     }
     let tail = cap.finish();
     if !tail.is_empty() {
-        let _ = write_retrying(&mut log, &tail);
+        let _ = write_retrying(&mut lock(), &tail);
     }
-    let _ = log.flush();
-    let _ = log.sync_all();
+    let mut file = lock();
+    let _ = file.flush();
+    let _ = file.sync_all();
 }
 
 /// A full disk must not tear a line: retry the whole write until it fits. The agent waits

@@ -229,6 +229,7 @@ pub fn event(body: &mut EventBody) {
             fix_opt(message);
         }
         EventBody::Sandbox { message } | EventBody::Error { message } => fix(message, Sgr::Drop),
+        EventBody::NetworkDenied { host, .. } => fix(host, Sgr::Drop),
         EventBody::AgentRaw {} | EventBody::Unknown => {}
     }
 }

@@ -286,6 +286,12 @@ impl Transcript {
                     text,
                 });
             }
+            EventBody::NetworkDenied { host, port } => self.push(Item::Notice {
+                level: Level::Warn,
+                text: format!(
+                    "network: a connection to {host}:{port} was refused (not on the allow-list)"
+                ),
+            }),
             EventBody::Sandbox { .. } | EventBody::AgentRaw {} | EventBody::Unknown => {}
         }
     }

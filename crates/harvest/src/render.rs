@@ -193,6 +193,9 @@ pub fn describe(event: &Event) -> Vec<String> {
         }],
         EventBody::Sandbox { message } => vec![format!("· {message}")],
         EventBody::Error { message } => vec![format!("✗ {message}")],
+        EventBody::NetworkDenied { host, port } => vec![format!(
+            "⊘ network: a connection to {host}:{port} was refused (not on the allow-list)"
+        )],
         EventBody::AgentRaw {} | EventBody::Unknown => Vec::new(),
     }
 }

@@ -42,6 +42,8 @@ pub struct JailPolicy {
 pub struct ModelLink {
     pub socket: PathBuf,
     pub forwarder: PathBuf,
+    /// Under an allow-list: the egress proxy's socket, and the hosts it lets through.
+    pub egress: Option<(PathBuf, Vec<String>)>,
 }
 
 /// Inside a jail without a network: where the forwarder and the proxy socket appear, and
@@ -49,6 +51,9 @@ pub struct ModelLink {
 pub const FORWARDER: &str = "/harvest/bin/harvest";
 pub const MODEL_SOCKET: &str = "/harvest/run/model.sock";
 pub const MODEL_ADDR: &str = "127.0.0.1:8719";
+/// Under an allow-list: the egress proxy, as the jail sees it.
+pub const EGRESS_SOCKET: &str = "/harvest/run/egress.sock";
+pub const EGRESS_ADDR: &str = "127.0.0.1:8720";
 
 /// How one system folder exists on the host.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +124,9 @@ pub fn bwrap_args(policy: &JailPolicy, system: &[HostEntry]) -> Vec<OsString> {
     if let Some(link) = &policy.model_link {
         a.triple("--ro-bind", &link.forwarder, FORWARDER);
         a.triple("--bind", &link.socket, MODEL_SOCKET);
+        if let Some((egress, _)) = &link.egress {
+            a.triple("--bind", egress, EGRESS_SOCKET);
+        }
     }
     a.triple("--bind", &policy.home, AGENT_HOME);
     a.triple("--bind", &policy.workspace, &policy.workspace);

@@ -25,18 +25,20 @@ pub async fn spawn(
     args.push(b"--".to_vec());
     // Without a network the agent reaches its model through the forwarder, which listens
     // on the jail's loopback and relays to the supervisor's proxy socket.
-    if sandbox.policy.model_link.is_some() {
-        for a in [
+    if let Some(link) = &sandbox.policy.model_link {
+        let mut fwd = vec![
             bwrap::FORWARDER,
             "forward",
             "--listen",
             bwrap::MODEL_ADDR,
             "--to",
             bwrap::MODEL_SOCKET,
-            "--",
-        ] {
-            args.push(a.as_bytes().to_vec());
+        ];
+        if link.egress.is_some() {
+            fwd.extend(["--listen", bwrap::EGRESS_ADDR, "--to", bwrap::EGRESS_SOCKET]);
         }
+        fwd.push("--");
+        args.extend(fwd.iter().map(|a| a.as_bytes().to_vec()));
     }
     args.push(sandbox.agent_program.as_os_str().as_bytes().to_vec());
     args.extend(cmd.args.iter().map(|a| a.as_bytes().to_vec()));
@@ -45,6 +47,28 @@ pub async fn spawn(
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
     env.extend(cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if sandbox
+        .policy
+        .model_link
+        .as_ref()
+        .is_some_and(|l| l.egress.is_some())
+    {
+        // Tools that honour the usual proxy variables get out through the egress proxy;
+        // the model's address (loopback) goes direct. Anything else has no way out.
+        let proxy = format!("http://{}", bwrap::EGRESS_ADDR);
+        for k in [
+            "HTTPS_PROXY",
+            "HTTP_PROXY",
+            "https_proxy",
+            "http_proxy",
+            "ALL_PROXY",
+        ] {
+            env.push((k.to_owned(), proxy.clone()));
+        }
+        for k in ["NO_PROXY", "no_proxy"] {
+            env.push((k.to_owned(), "127.0.0.1,localhost".to_owned()));
+        }
+    }
     // The user's credentials stay with the supervisor's model proxy; the agent gets a
     // token for it.
     let (agent_env, upstream) = harvest_proxy::split(secrets);
@@ -66,6 +90,12 @@ pub async fn spawn(
             .model_link
             .as_ref()
             .map(|_| format!("http://{}", bwrap::MODEL_ADDR)),
+        egress: sandbox
+            .policy
+            .model_link
+            .as_ref()
+            .and_then(|l| l.egress.clone())
+            .map(|(socket, allow)| harvest_supervisor::Egress { socket, allow }),
     };
     let (program, prog_args) = &sandbox.supervisor;
     let record = match harvest_supervisor::spawn(program, prog_args, &spec).await {
