@@ -21,6 +21,7 @@ pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo
         .clone()
         .unwrap_or_else(|| daemon.config.sandbox.default.clone());
     let provider = daemon.providers.get(&sandbox_kind)?;
+    check_free_space(daemon)?;
     let secrets = policy::forwarded(daemon, p.env);
     policy::require_credentials(&secrets)?;
     // A sandbox that brings its own agent needs none on this machine.
@@ -346,7 +347,44 @@ fn default_name(workspace: &Path, repo: Option<&str>, prompt: Option<&str>) -> S
 
 pub async fn list(daemon: &Arc<Daemon>) -> Result<Vec<SessionInfo>, RpcError> {
     let rows = store_call(daemon, |store| store.sessions()).await?;
-    Ok(rows.into_iter().map(|r| r.info).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| with_stall(daemon, r.info))
+        .collect())
+}
+
+/// The stored facts, with what only the live actor knows: that it cannot store.
+fn with_stall(daemon: &Daemon, mut info: SessionInfo) -> SessionInfo {
+    info.stalled = daemon.sessions.stalled(&info.id);
+    info
+}
+
+/// Refuse to start a session on a disk about to fill: its events would stall at once.
+fn check_free_space(daemon: &Daemon) -> Result<(), RpcError> {
+    const MIN_FREE: u64 = 64 * 1024 * 1024;
+    for dir in [&daemon.paths.data_dir, &daemon.paths.state_dir] {
+        let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+            continue;
+        };
+        // SAFETY: statvfs(2) with a valid path and a zeroed struct it fills in.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            continue;
+        }
+        let free = (st.f_bavail as u64).saturating_mul(st.f_frsize as u64);
+        if free < MIN_FREE {
+            return Err(RpcError::new(
+                codes::STORE_FAILED,
+                format!(
+                    "the disk holding {} has only {} MB free; free some space before starting a \
+                     session (its events and logs need room)",
+                    dir.display(),
+                    free / 1_000_000
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub async fn rename(daemon: &Arc<Daemon>, id: &SessionId, name: String) -> Result<(), RpcError> {
@@ -358,7 +396,7 @@ pub async fn info(daemon: &Arc<Daemon>, id: &SessionId) -> Result<SessionInfo, R
     let id2 = id.clone();
     store_call(daemon, move |store| store.session(&id2))
         .await?
-        .map(|r| r.info)
+        .map(|r| with_stall(daemon, r.info))
         .ok_or_else(|| RpcError::new(codes::SESSION_NOT_FOUND, format!("no session {id}")))
 }
 

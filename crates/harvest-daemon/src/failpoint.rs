@@ -10,3 +10,9 @@ pub fn crash(point: &str) {
         std::process::abort();
     }
 }
+
+/// `HARVEST_TEST_STORE_FULL=<file>`: while that file exists, the store behaves as on a
+/// full disk (every append fails), so tests can watch a session stall and recover.
+pub fn store_full() -> bool {
+    std::env::var_os("HARVEST_TEST_STORE_FULL").is_some_and(|p| std::path::Path::new(&p).exists())
+}

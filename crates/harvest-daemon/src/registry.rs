@@ -12,6 +12,15 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Why a session cannot store right now, if it cannot.
+    pub fn stalled(&self, id: &SessionId) -> Option<String> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .and_then(|h| h.stalled())
+    }
+
     pub fn register(&self, id: SessionId, handle: SessionHandle) {
         self.sessions
             .lock()

@@ -35,16 +35,25 @@ pub fn spawn(
     let (commands, rx) = mpsc::channel(COMMANDS);
     let (events, _) = broadcast::channel(LIVE_BUFFER);
     let shared_state = Arc::new(std::sync::Mutex::new(setup.state));
+    let stalled = Arc::new(std::sync::Mutex::new(None));
     let handle = SessionHandle {
         commands,
         events: events.clone(),
         state: shared_state.clone(),
+        stalled: stalled.clone(),
     };
     daemon.sessions.register(setup.id.clone(), handle.clone());
     if let Some(hook) = daemon.config.notify.hook.clone() {
         crate::hook::subscribe(hook, daemon.clone(), setup.id.clone(), handle.subscribe());
     }
-    let actor = Actor::new(daemon.clone(), provider, setup, events, shared_state);
+    let actor = Actor::new(
+        daemon.clone(),
+        provider,
+        setup,
+        events,
+        shared_state,
+        stalled,
+    );
     tokio::spawn(actor.run(rx, live));
     handle
 }

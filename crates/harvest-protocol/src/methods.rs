@@ -182,6 +182,10 @@ pub struct SessionInfo {
     /// The first prompt, to recognise an old session by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_prompt: Option<String>,
+    /// Set while the session cannot store what its agent prints (a full disk): why, and
+    /// since when. Nothing is lost meanwhile (the agent's log keeps it); clients show it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

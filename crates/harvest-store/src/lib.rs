@@ -18,7 +18,17 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
+pub use rusqlite::Error as RusqliteError;
+pub use rusqlite::ffi::Error as FfiError;
 pub use sessions::{NewSession, SessionRow};
+
+/// SQLite's "disk full" result code.
+pub const SQLITE_FULL: i32 = rusqlite::ffi::SQLITE_FULL;
+
+/// A SQLite error value for a result code.
+pub fn ffi_error(code: i32) -> FfiError {
+    rusqlite::ffi::Error::new(code)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

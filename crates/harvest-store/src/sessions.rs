@@ -196,6 +196,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
             agent_session_id: r.get(11)?,
             last_line: r.get(15)?,
             first_prompt: r.get(16)?,
+            stalled: None,
         },
         ingest: serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default(),
         spec: serde_json::from_str(&spec).unwrap_or_default(),

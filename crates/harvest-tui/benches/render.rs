@@ -159,6 +159,7 @@ fn new_app() -> App {
         agent_session_id: None,
         last_line: None,
         first_prompt: None,
+        stalled: None,
     }));
     app
 }

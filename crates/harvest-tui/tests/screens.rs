@@ -33,6 +33,7 @@ fn info(id: &str, name: &str, state: SessionState) -> SessionInfo {
         agent_session_id: None,
         last_line: Some("All tests pass now.".into()),
         first_prompt: None,
+        stalled: None,
     }
 }
 

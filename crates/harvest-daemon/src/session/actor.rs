@@ -116,6 +116,8 @@ pub struct Actor {
     cli_reports_state: bool,
     /// Streamed text held back to mask secrets split across deltas.
     deltas: redact::DeltaRedactor,
+    /// Shared with the handle: why the store refuses our events right now.
+    stalled: Arc<Mutex<Option<String>>>,
 }
 
 impl Actor {
@@ -125,6 +127,7 @@ impl Actor {
         setup: Setup,
         events: broadcast::Sender<Arc<StoredEvent>>,
         shared_state: Arc<Mutex<SessionState>>,
+        stalled: Arc<Mutex<Option<String>>>,
     ) -> Self {
         let Setup {
             id,
@@ -162,6 +165,7 @@ impl Actor {
             restore,
             cli_reports_state: false,
             deltas: Default::default(),
+            stalled,
         }
     }
 

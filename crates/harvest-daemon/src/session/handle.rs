@@ -44,11 +44,20 @@ pub struct SessionHandle {
     pub(super) commands: mpsc::Sender<Command>,
     pub(super) events: broadcast::Sender<Arc<StoredEvent>>,
     pub(super) state: Arc<std::sync::Mutex<SessionState>>,
+    /// Why the actor cannot store right now (a full disk), while it retries.
+    pub(super) stalled: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl SessionHandle {
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
         self.events.subscribe()
+    }
+
+    pub fn stalled(&self) -> Option<String> {
+        self.stalled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn is_running(&self) -> bool {
@@ -98,8 +107,31 @@ impl SessionHandle {
                 "the session has just been removed",
             )
         };
+        let stalled = |why: String| {
+            RpcError::new(
+                codes::STORE_FAILED,
+                format!(
+                    "the session cannot take this now: {why}. Nothing is lost (its agent's \
+                     output waits in its log); free disk space and it goes on by itself"
+                ),
+            )
+        };
+        if let Some(why) = self.stalled() {
+            return Err(stalled(why));
+        }
         let (tx, rx) = oneshot::channel();
         self.commands.send(make(tx)).await.map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
+        // A caller never hangs on an actor that is stuck retrying a full store: it is told.
+        let mut rx = rx;
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_millis(500), &mut rx).await {
+                Ok(r) => return r.map_err(|_| gone())?,
+                Err(_) => {
+                    if let Some(why) = self.stalled() {
+                        return Err(stalled(why));
+                    }
+                }
+            }
+        }
     }
 }

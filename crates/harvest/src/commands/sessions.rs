@@ -46,6 +46,9 @@ pub async fn ls(paths: &Paths, json: bool) -> Result<ExitCode> {
             age(s.updated_at, now),
             safe(&s.workspace),
         );
+        if let Some(why) = &s.stalled {
+            println!("          ! {}", safe(why));
+        }
         if let Some(p) = &s.first_prompt {
             println!(
                 "          › {}",

@@ -226,6 +226,9 @@ impl Actor {
         }
     }
 
+    /// Store, retrying while the store refuses (a full disk): the agent keeps writing its
+    /// own log meanwhile, so nothing is lost. While it refuses, the session is marked
+    /// stalled (clients see why, and calls are answered with it instead of waiting).
     async fn store_retrying(
         &self,
         events: Vec<NewEvent>,
@@ -233,6 +236,7 @@ impl Actor {
     ) -> Option<Vec<StoredEvent>> {
         let checkpoint = Arc::new(checkpoint);
         let mut events = Some(events);
+        let mut stalled = false;
         loop {
             let batch = events.take().unwrap_or_default();
             let (store, id, cp) = (
@@ -241,14 +245,30 @@ impl Actor {
                 checkpoint.clone(),
             );
             let result = tokio::task::spawn_blocking(move || {
-                let r = store.append(&id, clone_events(&batch), cp.as_ref().as_ref());
+                let r = if crate::failpoint::store_full() {
+                    Err(harvest_store::StoreError::Sqlite(disk_full()))
+                } else {
+                    store.append(&id, clone_events(&batch), cp.as_ref().as_ref())
+                };
                 (r, batch)
             })
             .await;
             match result {
-                Ok((Ok(stored), _)) => return Some(stored),
+                Ok((Ok(stored), _)) => {
+                    if stalled {
+                        tracing::info!("the store takes events again");
+                        *self.stalled.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                    }
+                    return Some(stored);
+                }
                 Ok((Err(e), batch)) => {
-                    tracing::error!(error = %e, "cannot store events; retrying");
+                    if !stalled {
+                        tracing::error!(error = %e, "cannot store events; retrying");
+                        *self.stalled.lock().unwrap_or_else(PoisonError::into_inner) = Some(
+                            format!("stalled since {}: cannot store events ({e})", now()),
+                        );
+                        stalled = true;
+                    }
                     events = Some(batch);
                     if self.daemon.shutdown.is_cancelled() {
                         return None;
@@ -280,4 +300,22 @@ fn last_state(out: &[NewEvent], before: SessionState) -> SessionState {
             _ => None,
         })
         .unwrap_or(before)
+}
+
+/// What SQLite says when the disk is full (for the test hook that pretends it is).
+fn disk_full() -> harvest_store::RusqliteError {
+    harvest_store::RusqliteError::SqliteFailure(
+        harvest_store::ffi_error(harvest_store::SQLITE_FULL),
+        Some("database or disk is full".into()),
+    )
+}
+
+/// The time now, for messages (UTC, to the second).
+fn now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!("{h:02}:{m:02}:{s:02} UTC")
 }
