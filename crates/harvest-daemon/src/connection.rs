@@ -88,6 +88,7 @@ impl Connection {
                     {
                         return;
                     }
+                    self.session.replied();
                 }
             }
         }
@@ -217,7 +218,9 @@ async fn write_lines(
     let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, send);
     let mut open = (true, true);
     while open.0 || open.1 {
+        // Replies first: a subscription's events never overtake its subscribe reply.
         let first = tokio::select! {
+            biased;
             line = replies.recv(), if open.0 => match line {
                 Some(l) => l,
                 None => { open.0 = false; continue; }

@@ -21,6 +21,8 @@ pub struct Session {
     greeted: bool,
     subscriptions: HashMap<u64, AbortHandle>,
     deliveries: mpsc::Sender<Delivery>,
+    /// Subscriptions whose reply is not yet queued: released by [`Session::replied`].
+    waiting: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Session {
@@ -30,6 +32,15 @@ impl Session {
             greeted: false,
             subscriptions: HashMap::new(),
             deliveries,
+            waiting: Vec::new(),
+        }
+    }
+
+    /// The transport has queued the reply to the last call: subscriptions it started may
+    /// deliver now.
+    pub fn replied(&mut self) {
+        for go in self.waiting.drain(..) {
+            let _ = go.send(());
         }
     }
 
@@ -97,8 +108,10 @@ pub async fn call(s: &mut Session, call: Call) -> Result<Value, RpcError> {
             answer::<m::SessionGet>(create::info(d, &id).await?)
         }
         Call::SessionSubscribe(p) => {
-            let (result, task) = subscription::start(d, p, s.deliveries.clone()).await?;
+            let (go, wait) = tokio::sync::oneshot::channel();
+            let (result, task) = subscription::start(d, p, s.deliveries.clone(), wait).await?;
             s.subscriptions.insert(result.subscription, task);
+            s.waiting.push(go);
             answer::<m::SessionSubscribe>(result)
         }
         Call::SessionEvents(p) => {

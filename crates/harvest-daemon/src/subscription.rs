@@ -36,10 +36,14 @@ pub enum Delivery {
 /// Where deliveries go; bounded, so a client that stops reading holds back only itself.
 pub type Sink = mpsc::Sender<Delivery>;
 
+/// Start a subscription. Its deliveries begin once `go` fires: the transport fires it after
+/// it has queued the subscribe reply, so a client always learns the subscription id before
+/// the first event that carries it.
 pub async fn start(
     daemon: &Arc<Daemon>,
     p: SubscribeParams,
     out: Sink,
+    go: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<(m::SubscribeResult, AbortHandle), RpcError> {
     let (id, handle) = daemon.sessions.resolve(&p.session)?;
     let live = handle.subscribe();
@@ -65,6 +69,7 @@ pub async fn start(
         store,
         live,
         out,
+        go,
     ));
     Ok((
         m::SubscribeResult {
@@ -89,7 +94,10 @@ async fn forward(
     store: Arc<Store>,
     mut live: broadcast::Receiver<Arc<StoredEvent>>,
     out: Sink,
+    go: tokio::sync::oneshot::Receiver<()>,
 ) {
+    // The live receiver exists already (no event is missed); sending waits for the reply.
+    let _ = go.await;
     let session = sub.session.clone();
     loop {
         // Catch up from the store.
