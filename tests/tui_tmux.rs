@@ -38,7 +38,10 @@ struct Tmux<'h> {
 
 impl<'h> Tmux<'h> {
     fn start(h: &'h Harness) -> Tmux<'h> {
-        let server = format!("harvest-test-{}", std::process::id());
+        // One tmux server per test: the tests of this file run in parallel in one process.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let server = format!("harvest-test-{}-{n}", std::process::id());
         let t = Tmux { server, h };
         t.tmux(&[
             "-f",

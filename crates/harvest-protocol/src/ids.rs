@@ -17,7 +17,8 @@ impl SessionId {
 
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        // `pad`, not `write_str`: a width (`{:<9}` in `harvest ls`) applies to ids too.
+        f.pad(&self.0)
     }
 }
 
