@@ -463,3 +463,32 @@ fn esc_cancels_and_never_detaches_while_ctrl_c_twice_does() {
     app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
     assert!(app.exit.is_some(), "Ctrl-C twice should detach");
 }
+
+#[test]
+fn the_picker_scrolls_with_its_selection_and_keeps_its_hint() {
+    let mut app = app(ColorLevel::None);
+    app.sessions = (0..30)
+        .map(|i| {
+            info(
+                &format!("{i:08x}"),
+                &format!("session number {i}"),
+                SessionState::Idle,
+            )
+        })
+        .collect();
+    app.on_key(KeyEvent::new(KeyCode::Char('b'), KeyModifiers::CONTROL));
+    key(&mut app, KeyCode::Char('s'));
+    for _ in 0..25 {
+        key(&mut app, KeyCode::Down);
+    }
+    let screen = text(&render(&mut app, 110, 24));
+    assert!(
+        screen.contains("session number 25"),
+        "the selection scrolled off: {screen}"
+    );
+    assert!(
+        screen.contains("Enter attach"),
+        "the hint disappeared: {screen}"
+    );
+    assert!(screen.contains("more above"), "{screen}");
+}

@@ -441,11 +441,17 @@ fn picker(f: &mut Frame<'_>, app: &App, selected: usize) {
         f.area().height.saturating_sub(4).min(20),
     );
     let w = r.width.saturating_sub(2) as usize;
+    // The rows that fit between the borders, above the blank line and the hint, which are
+    // always shown; the window scrolls so the selection is always on screen.
+    let rows = (r.height as usize).saturating_sub(4).max(1);
+    let start = selected
+        .saturating_sub(rows - 1)
+        .min(app.sessions.len().saturating_sub(rows));
     let mut lines = Vec::new();
     if app.sessions.is_empty() {
         lines.push(Line::styled("no sessions yet", theme.dim()));
     }
-    for (i, s) in app.sessions.iter().enumerate() {
+    for (i, s) in app.sessions.iter().enumerate().skip(start).take(rows) {
         let last = s.last_line.clone().unwrap_or_default();
         let row = format!(
             "{:<9}{:<24} {:<12} {:<7} {:>7} {:>5}  {}",
@@ -467,7 +473,15 @@ fn picker(f: &mut Frame<'_>, app: &App, selected: usize) {
         };
         lines.push(truncate_line(Line::styled(row, style), w));
     }
-    lines.push(Line::default());
+    let below = app.sessions.len().saturating_sub(start + rows);
+    lines.push(if start > 0 || below > 0 {
+        Line::styled(
+            format!("{start} more above · {below} more below"),
+            theme.dim(),
+        )
+    } else {
+        Line::default()
+    });
     lines.push(Line::from(vec![
         Span::styled("Enter", theme.key()),
         Span::raw(" attach · "),
