@@ -25,7 +25,26 @@ pub async fn demo(paths: &Paths, json: bool) -> Result<ExitCode> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
-    let workspace = paths.data_dir.join("demo").join(format!("calc-{stamp}"));
+    // Not inside Harvest's own folders, which no workspace may be: a private folder of the
+    // user's under the temp dir.
+    // SAFETY: getuid(2) cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let parent = std::env::temp_dir().join(format!("harvest-demo-{uid}"));
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&parent);
+        // Made with the mode, and checked: a folder of that name another user made (or a
+        // link) is not used.
+        let meta = std::fs::symlink_metadata(&parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+            anyhow::bail!(
+                "{} is not a private folder of yours; remove it and run the demo again",
+                parent.display()
+            );
+        }
+    }
+    let workspace = parent.join(format!("calc-{stamp}"));
     std::fs::create_dir_all(&workspace)
         .with_context(|| format!("cannot create {}", workspace.display()))?;
     std::fs::write(workspace.join("calc.py"), CALC)?;
