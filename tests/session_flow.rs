@@ -386,3 +386,24 @@ fn a_fork_copies_workspace_and_conversation_then_goes_its_own_way() {
         "the workspaces are separate"
     );
 }
+
+/// The README's first command: `harvest demo` runs the whole product offline (its own
+/// scripted model, the real CLI, a real sandbox) and fixes the demo project.
+#[test]
+fn the_demo_runs_offline_and_fixes_its_project() {
+    let h = Harness::new("");
+    let out = h.run(&["demo"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{stderr}\n{}",
+        h.daemon_log_tail()
+    );
+    assert!(stdout.contains("All tests pass now"), "{stdout}");
+    assert!(stdout.contains("return a + b"), "{stdout}");
+    assert!(
+        stderr.contains("SCRIPTED MODEL"),
+        "the demo must say it is scripted: {stderr}"
+    );
+}
