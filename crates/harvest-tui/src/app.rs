@@ -120,6 +120,8 @@ pub struct App {
     pub toast: Option<(String, Instant)>,
     pub spinner: usize,
     prefix_armed: bool,
+    /// How far the help overlay is scrolled.
+    pub help_scroll: usize,
     /// Prompts sent in this session, for Up at the top of the input box.
     pub history: crate::editing::History,
     /// The draft as loaded on attach: saved back only if this client changed it.
@@ -183,6 +185,7 @@ impl App {
             spinner: 0,
             prefix_armed: false,
             always_armed: false,
+            help_scroll: 0,
             history: Default::default(),
             loaded_draft: String::new(),
             cancel_by_esc: false,
@@ -365,11 +368,18 @@ impl App {
         match &mut self.overlay {
             Overlay::None => {}
             Overlay::Help => {
-                if matches!(
-                    key.code,
-                    KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('?')
-                ) {
-                    self.overlay = Overlay::None;
+                match key.code {
+                    KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('?') => {
+                        self.overlay = Overlay::None;
+                        self.help_scroll = 0;
+                    }
+                    KeyCode::Down | KeyCode::Char('j') => self.help_scroll += 1,
+                    KeyCode::Up | KeyCode::Char('k') => {
+                        self.help_scroll = self.help_scroll.saturating_sub(1)
+                    }
+                    KeyCode::PageDown => self.help_scroll += 10,
+                    KeyCode::PageUp => self.help_scroll = self.help_scroll.saturating_sub(10),
+                    _ => {}
                 }
                 return Vec::new();
             }

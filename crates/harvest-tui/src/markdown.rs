@@ -1,10 +1,12 @@
-//! Assistant markdown to styled lines: headings, lists, emphasis, inline code, block
-//! quotes, and fenced code highlighted by syntect. Lines come out unwrapped; the caller
-//! wraps them to the pane.
+//! Assistant markdown to styled lines: headings (by style, without their `#`), lists,
+//! emphasis, inline code, links with their targets, block quotes, tables with aligned
+//! columns and a header rule, and fenced code highlighted by syntect. Lines come out
+//! unwrapped; the caller wraps them to the pane.
 
 use crate::highlight;
 use crate::theme::Theme;
-use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+use crate::wrap::width_of;
+use pulldown_cmark::{Alignment, CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 
@@ -18,6 +20,8 @@ pub fn render(text: &str, theme: &Theme) -> Vec<Line<'static>> {
         quote: 0,
         code: None,
         pending_item: None,
+        table: None,
+        link: None,
     };
     for ev in Parser::new_ext(text, Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES) {
         r.event(ev);
@@ -40,6 +44,20 @@ struct Renderer<'t> {
     /// An open fenced code block: its language and text so far.
     code: Option<(String, String)>,
     pending_item: Option<String>,
+    /// An open table: its rows of cells, each cell its spans.
+    table: Option<Table>,
+    /// An open link's target, shown after its text when the two differ.
+    link: Option<(String, String)>,
+}
+
+#[derive(Default)]
+struct Table {
+    aligns: Vec<Alignment>,
+    rows: Vec<Vec<Vec<Span<'static>>>>,
+    /// How many of the rows are the header (0 or 1).
+    header: usize,
+    row: Vec<Vec<Span<'static>>>,
+    cell: Vec<Span<'static>>,
 }
 
 impl Renderer<'_> {
@@ -53,6 +71,14 @@ impl Renderer<'_> {
     }
 
     fn text(&mut self, t: &str) {
+        if let Some((_, label)) = &mut self.link {
+            label.push_str(t);
+        }
+        if let Some(table) = &mut self.table {
+            let style = self.styles.last().copied().unwrap_or_default();
+            table.cell.push(Span::styled(t.to_owned(), style));
+            return;
+        }
         if self.cur.is_empty() {
             if self.quote > 0 {
                 self.cur
@@ -105,6 +131,12 @@ impl Renderer<'_> {
                     }
                 }
             }
+            Event::Code(c) if self.table.is_some() => {
+                let s = self.style().patch(self.theme.code());
+                if let Some(t) = &mut self.table {
+                    t.cell.push(Span::styled(c.to_string(), s));
+                }
+            }
             Event::Code(c) => {
                 let s = self.style().patch(self.theme.code());
                 if self.cur.is_empty() {
@@ -130,14 +162,21 @@ impl Renderer<'_> {
             Tag::Paragraph => {}
             Tag::Heading { level, .. } => {
                 self.blank();
-                let hashes = match level {
-                    HeadingLevel::H1 => "# ",
-                    HeadingLevel::H2 => "## ",
-                    _ => "### ",
-                };
-                self.push_style(self.theme.heading());
-                self.text(hashes);
+                // The level shows as style, not as `#`s: the top level underlined too.
+                let mut style = self.theme.heading();
+                if level == pulldown_cmark::HeadingLevel::H1 {
+                    style = style.add_modifier(Modifier::UNDERLINED);
+                }
+                self.push_style(style);
             }
+            Tag::Table(aligns) => {
+                self.blank();
+                self.table = Some(Table {
+                    aligns,
+                    ..Default::default()
+                });
+            }
+            Tag::TableHead | Tag::TableRow | Tag::TableCell => {}
             Tag::BlockQuote(_) => {
                 self.flush();
                 self.quote += 1;
@@ -170,7 +209,10 @@ impl Renderer<'_> {
             Tag::Emphasis => self.push_style(Style::new().add_modifier(Modifier::ITALIC)),
             Tag::Strong => self.push_style(Style::new().add_modifier(Modifier::BOLD)),
             Tag::Strikethrough => self.push_style(Style::new().add_modifier(Modifier::CROSSED_OUT)),
-            Tag::Link { .. } => self.push_style(Style::new().add_modifier(Modifier::UNDERLINED)),
+            Tag::Link { dest_url, .. } => {
+                self.link = Some((dest_url.to_string(), String::new()));
+                self.push_style(Style::new().add_modifier(Modifier::UNDERLINED));
+            }
             _ => {}
         }
     }
@@ -194,11 +236,98 @@ impl Renderer<'_> {
                 }
             }
             TagEnd::Item => self.flush(),
-            TagEnd::Emphasis | TagEnd::Strong | TagEnd::Strikethrough | TagEnd::Link => {
+            TagEnd::Emphasis | TagEnd::Strong | TagEnd::Strikethrough => {
                 self.styles.pop();
+            }
+            TagEnd::Link => {
+                self.styles.pop();
+                if let Some((url, label)) = self.link.take()
+                    && !url.is_empty()
+                    && url != label
+                    && url.strip_prefix("mailto:") != Some(label.as_str())
+                {
+                    let dim = self.theme.dim();
+                    match &mut self.table {
+                        Some(t) => t.cell.push(Span::styled(format!(" ({url})"), dim)),
+                        None => self.cur.push(Span::styled(format!(" ({url})"), dim)),
+                    }
+                }
+            }
+            TagEnd::TableCell => {
+                if let Some(t) = &mut self.table {
+                    let cell = std::mem::take(&mut t.cell);
+                    t.row.push(cell);
+                }
+            }
+            TagEnd::TableHead => {
+                if let Some(t) = &mut self.table {
+                    let row = std::mem::take(&mut t.row);
+                    t.rows.push(row);
+                    t.header = 1;
+                }
+            }
+            TagEnd::TableRow => {
+                if let Some(t) = &mut self.table {
+                    let row = std::mem::take(&mut t.row);
+                    t.rows.push(row);
+                }
+            }
+            TagEnd::Table => {
+                if let Some(t) = self.table.take() {
+                    self.end_table(t);
+                }
             }
             _ => {}
         }
+    }
+
+    /// A table with its columns aligned, a rule under the header, cells apart by `│`.
+    fn end_table(&mut self, t: Table) {
+        let cols = t.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let cell_width =
+            |c: &Vec<Span<'static>>| c.iter().map(|s| width_of(&s.content)).sum::<usize>();
+        let widths: Vec<usize> = (0..cols)
+            .map(|i| {
+                t.rows
+                    .iter()
+                    .filter_map(|r| r.get(i))
+                    .map(cell_width)
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let dim = self.theme.dim();
+        for (n, row) in t.rows.iter().enumerate() {
+            let mut spans = Vec::new();
+            for (i, width) in widths.iter().enumerate() {
+                if i > 0 {
+                    spans.push(Span::styled(" │ ", dim));
+                }
+                let cell = row.get(i).cloned().unwrap_or_default();
+                let pad = width.saturating_sub(cell_width(&cell));
+                let (left, right) = match t.aligns.get(i) {
+                    Some(Alignment::Right) => (pad, 0),
+                    Some(Alignment::Center) => (pad / 2, pad - pad / 2),
+                    _ => (0, pad),
+                };
+                spans.push(Span::raw(" ".repeat(left)));
+                let header = n < t.header;
+                for s in cell {
+                    spans.push(if header {
+                        Span::styled(s.content, s.style.add_modifier(Modifier::BOLD))
+                    } else {
+                        s
+                    });
+                }
+                spans.push(Span::raw(" ".repeat(right)));
+            }
+            self.lines.push(Line::from(spans));
+            if n + 1 == t.header {
+                let rule: Vec<String> = widths.iter().map(|w| "─".repeat(*w)).collect();
+                self.lines.push(Line::styled(rule.join("─┼─"), dim));
+            }
+        }
+        self.lines.push(Line::default());
     }
 
     fn end_code(&mut self) {
@@ -239,7 +368,7 @@ mod tests {
         assert_eq!(
             out,
             [
-                "# Title",
+                "Title",
                 "",
                 "Some emph and code.",
                 "",
@@ -250,6 +379,24 @@ mod tests {
                 "2. second",
                 "",
                 "│ let x = 1;"
+            ]
+        );
+    }
+
+    #[test]
+    fn tables_come_out_aligned_with_a_header_rule_and_links_show_their_targets() {
+        let out = plain(
+            "| name | n |\n|------|--:|\n| apple | 1 |\n| fig | 200 |\n\nSee [the docs](https://example.com/d).\n",
+        );
+        assert_eq!(
+            out,
+            [
+                "name  │   n",
+                "──────┼────",
+                "apple │   1",
+                "fig   │ 200",
+                "",
+                "See the docs (https://example.com/d)."
             ]
         );
     }

@@ -492,3 +492,25 @@ fn the_picker_scrolls_with_its_selection_and_keeps_its_hint() {
     );
     assert!(screen.contains("more above"), "{screen}");
 }
+
+#[test]
+fn the_help_overlay_wraps_and_scrolls_instead_of_cutting_off() {
+    let mut app = app(ColorLevel::None);
+    app.on_key(KeyEvent::new(KeyCode::Char('b'), KeyModifiers::CONTROL));
+    key(&mut app, KeyCode::Char('?'));
+    // Wide: every description whole.
+    let wide = text(&render(&mut app, 200, 50));
+    assert!(
+        wide.contains("cancel the running turn (C-c twice: detach)"),
+        "{wide}"
+    );
+    assert!(wide.contains("Esc closes."), "{wide}");
+    // Small: it says it scrolls, and scrolling reaches the last line.
+    let small = text(&render(&mut app, 60, 16));
+    assert!(small.contains("j/k scroll"), "{small}");
+    for _ in 0..40 {
+        key(&mut app, KeyCode::Char('j'));
+    }
+    let end = text(&render(&mut app, 60, 16));
+    assert!(end.contains("closes."), "the end is unreachable: {end}");
+}

@@ -421,12 +421,45 @@ fn help(f: &mut Frame<'_>, app: &App) {
         "Rebind any of these in harvest.toml under [keys]. Esc closes.",
         theme.dim(),
     ));
-    let r = centered(f.area(), 74, lines.len() as u16 + 2);
+    // As wide as its widest line (within the screen), wrapped to fit, and scrolled (j/k,
+    // arrows, PgUp/PgDn) when taller than the screen: nothing is ever cut off.
+    let area = f.area();
+    let widest = lines
+        .iter()
+        .map(|l| width_of(&l.to_string()))
+        .max()
+        .unwrap_or(0);
+    let width = (widest + 2)
+        .min(area.width.saturating_sub(2) as usize)
+        .max(20);
+    let lines = crate::wrap::wrap_lines(lines, width.saturating_sub(2), &" ".repeat(key_col));
+    let height = (lines.len() + 2).min(area.height as usize);
+    let visible = height.saturating_sub(2);
+    let top = app.help_scroll.min(lines.len().saturating_sub(visible));
+    let more = lines.len() > visible;
+    let title = if more {
+        format!(
+            " Keys · {}-{} of {} · j/k scroll ",
+            top + 1,
+            (top + visible).min(lines.len()),
+            lines.len()
+        )
+    } else {
+        " Keys ".to_owned()
+    };
+    let r = centered(area, width as u16, height as u16);
     f.render_widget(Clear, r);
     f.render_widget(
-        Paragraph::new(lines).block(
+        Paragraph::new(
+            lines
+                .into_iter()
+                .skip(top)
+                .take(visible)
+                .collect::<Vec<_>>(),
+        )
+        .block(
             Block::bordered()
-                .title(" Keys ")
+                .title(title)
                 .border_style(theme.border_focused()),
         ),
         r,
