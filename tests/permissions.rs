@@ -87,6 +87,24 @@ fn ask_mode_allow_race_deny_and_always() {
     });
     assert!(h.workspace.join("edited.txt").exists());
     assert!(!h.workspace.join("first.txt").exists());
+    // Every client learns what ran and that it was edited: the answer carries the input,
+    // and the tool call it belongs to is named by the request.
+    let evs = h.events(&id);
+    let resolved = of_type(&evs, "permission_resolved")[0].clone();
+    assert_eq!(
+        resolved["input"]["command"], "touch edited.txt",
+        "{resolved}"
+    );
+    let asked = of_type(&evs, "permission_request")[0]["tool_use_id"].clone();
+    assert!(
+        of_type(&evs, "tool_call").iter().any(|c| c["id"] == asked),
+        "the request names its tool call: {asked}"
+    );
+    assert!(
+        h.ok(&["logs", &id])
+            .contains("edited: runs `touch edited.txt`"),
+        "logs must show the command that ran"
+    );
 
     // Two answers race: exactly one wins; here whichever it is decides the outcome.
     h.ok(&["send", &id, "second"]);

@@ -165,12 +165,14 @@ impl StreamParser {
                     summary: permission_summary(&tool, &input),
                     tool,
                     input,
+                    tool_use_id: req["tool_use_id"].as_str().map(str::to_owned),
                 }]
             }
             ("control_cancel_request", _) => vec![EventBody::PermissionResolved {
                 request_id: str_at(v, "request_id").to_owned(),
                 decision: "cancelled".into(),
                 message: None,
+                input: None,
             }],
             ("control_response", _) => Vec::new(),
             _ => vec![EventBody::AgentRaw {}],

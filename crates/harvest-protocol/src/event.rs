@@ -149,6 +149,9 @@ pub enum EventBody {
         input: Value,
         /// Readable: the command, the file and its change.
         summary: String,
+        /// The tool call this asks about (its `tool_call` event follows or came before).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool_use_id: Option<String>,
     },
     /// A permission request was answered (`allow`, `always`, `deny`) or withdrawn by the
     /// agent (`cancelled`, e.g. after an interrupt).
@@ -157,6 +160,10 @@ pub enum EventBody {
         decision: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
+        /// The input that runs, when the user edited it before allowing (the tool call's
+        /// own event shows what was asked).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input: Option<Value>,
     },
     /// Something about the sandbox itself (created, removed, the agent process exited).
     Sandbox { message: String },

@@ -213,20 +213,26 @@ pub fn event(body: &mut EventBody) {
             tool,
             input,
             summary,
+            tool_use_id,
         } => {
             fix(request_id, Sgr::Drop);
             fix(tool, Sgr::Drop);
             value(input);
             fix(summary, Sgr::Drop);
+            fix_opt(tool_use_id);
         }
         EventBody::PermissionResolved {
             request_id,
             decision,
             message,
+            input,
         } => {
             fix(request_id, Sgr::Drop);
             fix(decision, Sgr::Drop);
             fix_opt(message);
+            if let Some(v) = input {
+                value(v);
+            }
         }
         EventBody::Sandbox { message } | EventBody::Error { message } => fix(message, Sgr::Drop),
         EventBody::NetworkDenied { host, .. } => fix(host, Sgr::Drop),

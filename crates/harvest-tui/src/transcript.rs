@@ -30,6 +30,8 @@ pub struct ToolItem {
     pub id: String,
     pub name: String,
     pub input: Value,
+    /// The user edited the input when allowing the call: `input` is what ran.
+    pub edited: bool,
     pub result: Option<ToolResult>,
     pub started: Option<OffsetDateTime>,
     pub finished: Option<OffsetDateTime>,
@@ -60,6 +62,7 @@ pub struct PendingPermission {
     pub tool: String,
     pub input: Value,
     pub summary: String,
+    pub tool_use_id: Option<String>,
 }
 
 /// An API retry in progress, for the status line.
@@ -189,6 +192,7 @@ impl Transcript {
                     id,
                     name,
                     input,
+                    edited: false,
                     result: None,
                     started: ts,
                     finished: None,
@@ -259,6 +263,7 @@ impl Transcript {
                 tool,
                 input,
                 summary,
+                tool_use_id,
             } => {
                 self.push(Item::Notice {
                     level: Level::Warn,
@@ -269,17 +274,34 @@ impl Transcript {
                     tool,
                     input,
                     summary,
+                    tool_use_id,
                 });
             }
             EventBody::PermissionResolved {
                 request_id,
                 decision,
                 message,
+                input,
             } => {
+                let asked = self
+                    .permissions
+                    .iter()
+                    .find(|p| p.request_id == request_id)
+                    .and_then(|p| p.tool_use_id.clone());
                 self.permissions.retain(|p| p.request_id != request_id);
+                // An edited command: the tool call shows what runs, marked as edited.
+                let mut edited = String::new();
+                if let Some(run) = input {
+                    if let Some(c) = run["command"].as_str() {
+                        edited = format!(" (edited: runs `{c}`)");
+                    }
+                    if let Some(id) = asked {
+                        self.edit_tool_input(&id, run);
+                    }
+                }
                 let text = match message {
-                    Some(m) => format!("permission {decision}: {m}"),
-                    None => format!("permission {decision}"),
+                    Some(m) => format!("permission {decision}{edited}: {m}"),
+                    None => format!("permission {decision}{edited}"),
                 };
                 self.push(Item::Notice {
                     level: Level::Info,
@@ -293,6 +315,19 @@ impl Transcript {
                 ),
             }),
             EventBody::Sandbox { .. } | EventBody::AgentRaw {} | EventBody::Unknown => {}
+        }
+    }
+
+    /// The tool call `id` runs this input instead of the one it asked for (the user edited
+    /// it when allowing it): shown as what runs, marked as edited.
+    fn edit_tool_input(&mut self, id: &str, input: Value) {
+        let found = self.tools.get(id).copied();
+        if let Some(i) = found {
+            if let Some(Item::Tool(t)) = self.items.get_mut(i) {
+                t.input = input;
+                t.edited = true;
+            }
+            self.bump(i);
         }
     }
 

@@ -514,3 +514,32 @@ fn the_help_overlay_wraps_and_scrolls_instead_of_cutting_off() {
     let end = text(&render(&mut app, 60, 16));
     assert!(end.contains("closes."), "the end is unreachable: {end}");
 }
+
+#[test]
+fn an_edited_command_shows_what_ran_and_that_it_was_edited() {
+    let mut app = app(ColorLevel::None);
+    for v in [
+        serde_json::json!({"seq":40,"ts":"2026-11-23T10:00:00Z","session":"6962a605","type":"tool_call",
+            "id":"toolu_9","name":"Bash","input":{"command":"rm -rf build"}}),
+        serde_json::json!({"seq":41,"ts":"2026-11-23T10:00:00Z","session":"6962a605","type":"permission_request",
+            "request_id":"req-9","tool":"Bash","input":{"command":"rm -rf build"},"summary":"run: rm -rf build",
+            "tool_use_id":"toolu_9"}),
+        serde_json::json!({"seq":42,"ts":"2026-11-23T10:00:01Z","session":"6962a605","type":"permission_resolved",
+            "request_id":"req-9","decision":"allow","input":{"command":"rm -rf target"}}),
+    ] {
+        app.on_daemon(FromDaemon::Event(Box::new(
+            serde_json::from_value(v).unwrap(),
+        )));
+    }
+    let screen = text(&render(&mut app, 110, 30));
+    assert!(screen.contains("edited by you before it ran"), "{screen}");
+    assert!(screen.contains("$ rm -rf target"), "{screen}");
+    assert!(
+        screen.contains("permission allow (edited: runs `rm -rf target`)"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("$ rm -rf build"),
+        "the requested command is shown as run: {screen}"
+    );
+}

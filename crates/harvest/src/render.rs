@@ -186,11 +186,21 @@ pub fn describe(event: &Event) -> Vec<String> {
             ),
         ],
         EventBody::PermissionResolved {
-            decision, message, ..
-        } => vec![match message {
-            Some(m) => format!("· permission {decision}: {m}"),
-            None => format!("· permission {decision}"),
-        }],
+            decision,
+            message,
+            input,
+            ..
+        } => {
+            let edited = input
+                .as_ref()
+                .and_then(|i| i["command"].as_str())
+                .map(|c| format!(" (edited: runs `{c}`)"))
+                .unwrap_or_default();
+            vec![match message {
+                Some(m) => format!("· permission {decision}{edited}: {m}"),
+                None => format!("· permission {decision}{edited}"),
+            }]
+        }
         EventBody::Sandbox { message } => vec![format!("· {message}")],
         EventBody::Error { message } => vec![format!("✗ {message}")],
         EventBody::NetworkDenied { host, port } => vec![format!(

@@ -50,6 +50,9 @@ pub fn pane_lines(
             let cmd = tool.input["command"].as_str().unwrap_or("");
             let lines = highlight::highlight(cmd, "bash", theme)
                 .unwrap_or_else(|| cmd.lines().map(|l| Line::from(l.to_owned())).collect());
+            if tool.edited {
+                out.push(Line::styled("edited by you before it ran:", theme.warn()));
+            }
             for (i, mut l) in lines.into_iter().enumerate() {
                 l.spans.insert(
                     0,

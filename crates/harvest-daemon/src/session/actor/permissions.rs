@@ -20,6 +20,7 @@ impl Actor {
                 tool,
                 input,
                 summary,
+                ..
             } => {
                 if self.always_allowed.contains(tool) {
                     auto_answers.push(input::permission_response(
@@ -30,6 +31,7 @@ impl Actor {
                         request_id: request_id.clone(),
                         decision: "always".into(),
                         message: Some(format!("{tool} is allowed for this session")),
+                        input: None,
                     }];
                 }
                 self.pending_permissions
@@ -67,6 +69,12 @@ impl Actor {
                 ),
             ));
         };
+        // What runs, when the user changed it: recorded with the answer, so every client
+        // shows the command that ran and that it was edited.
+        let edited = p
+            .input
+            .clone()
+            .filter(|run| *run != requested && p.decision != "deny");
         let line = match p.decision.as_str() {
             "allow" | "always" => {
                 let run = p.input.clone().unwrap_or(requested);
@@ -94,6 +102,7 @@ impl Actor {
             request_id: p.request_id,
             decision: p.decision.clone(),
             message: p.message,
+            input: edited,
         }];
         if p.decision == "always" {
             // Requests for the same tool already waiting are answered the same way.
@@ -114,6 +123,7 @@ impl Actor {
                         request_id: id,
                         decision: "always".into(),
                         message: Some(format!("{tool} is allowed for this session")),
+                        input: None,
                     });
                 }
             }
