@@ -583,21 +583,23 @@ impl App {
                 }
             },
             Action::Copy => {
+                // What the user sees as content: the command and its output, the diff, the
+                // file excerpt, the message; never headers, gutters or wrap indents.
                 let text = match self.focus {
                     Focus::Tool => self
-                        .frame
-                        .tool
-                        .iter()
-                        .map(|l| l.to_string())
-                        .collect::<Vec<_>>()
-                        .join("\n"),
+                        .tool_index()
+                        .and_then(|i| match self.transcript.items().get(i) {
+                            Some(Item::Tool(t)) => Some(crate::view::tool::copy_text(t)),
+                            _ => None,
+                        })
+                        .unwrap_or_default(),
                     _ => self
                         .conv
                         .selected_text(&self.transcript)
                         .unwrap_or_default(),
                 };
-                crate::terminal::copy_osc52(&text);
-                self.toast("copied (OSC 52)");
+                let said = crate::terminal::copy_osc52(&text);
+                self.toast(said);
             }
             Action::Help => self.overlay = Overlay::Help,
         }

@@ -92,12 +92,67 @@ pub fn notify(message: &str) {
     let _ = out.flush();
 }
 
-/// Copy with OSC 52, which terminals (and tmux with `set-clipboard on`) honour even over
-/// SSH, where no clipboard tool could reach the user's machine.
-pub fn copy_osc52(text: &str) {
+/// A terminal multiplexer between us and the user's terminal, which OSC 52 must pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mux {
+    None,
+    Tmux,
+    Screen,
+}
+
+impl Mux {
+    pub fn detect() -> Mux {
+        if std::env::var_os("TMUX").is_some_and(|v| !v.is_empty()) {
+            Mux::Tmux
+        } else if std::env::var_os("STY").is_some_and(|v| !v.is_empty()) {
+            Mux::Screen
+        } else {
+            Mux::None
+        }
+    }
+}
+
+/// The OSC 52 sequence that puts `text` on the clipboard, wrapped in the multiplexer's
+/// passthrough (tmux: `DCS tmux; …ST` with every ESC doubled; screen: `DCS … ST`) so it
+/// reaches the outer terminal.
+pub fn osc52(text: &str, mux: Mux) -> String {
+    let inner = format!("\x1b]52;c;{}\x07", base64(text.as_bytes()));
+    match mux {
+        Mux::None => inner,
+        Mux::Tmux => format!("\x1bPtmux;{}\x1b\\", inner.replace('\x1b', "\x1b\x1b")),
+        Mux::Screen => format!("\x1bP{inner}\x1b\\"),
+    }
+}
+
+/// Copy with OSC 52, which terminals honour even over SSH, where no clipboard tool could
+/// reach the user's machine. Returns what the user should know about where it went.
+pub fn copy_osc52(text: &str) -> &'static str {
+    let mux = Mux::detect();
     let mut out = std::io::stdout();
-    let _ = write!(out, "\x1b]52;c;{}\x07", base64(text.as_bytes()));
+    let _ = out.write_all(osc52(text, mux).as_bytes());
     let _ = out.flush();
+    match mux {
+        Mux::None => "copied (OSC 52)",
+        // tmux drops passthrough unless allowed, and ignores applications' OSC 52 under its
+        // default `set-clipboard external`: say what makes it work.
+        Mux::Tmux => "copied via tmux (needs `set -g allow-passthrough on` in tmux ≥ 3.3)",
+        Mux::Screen => "copied via screen's passthrough",
+    }
+}
+
+#[cfg(test)]
+mod osc52_tests {
+    use super::*;
+
+    #[test]
+    fn osc52_is_wrapped_for_each_multiplexer() {
+        assert_eq!(osc52("hi", Mux::None), "\x1b]52;c;aGk=\x07");
+        assert_eq!(
+            osc52("hi", Mux::Tmux),
+            "\x1bPtmux;\x1b\x1b]52;c;aGk=\x07\x1b\\"
+        );
+        assert_eq!(osc52("hi", Mux::Screen), "\x1bP\x1b]52;c;aGk=\x07\x1b\\");
+    }
 }
 
 fn base64(data: &[u8]) -> String {

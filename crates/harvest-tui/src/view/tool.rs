@@ -15,6 +15,54 @@ use serde_json::Value;
 const FOLD_OVER: usize = 400;
 const FOLD_KEEP: usize = 150;
 
+/// What `y` copies of a tool call: the content, as text: a Bash command and its output,
+/// an edit's unified diff, a read's excerpt, otherwise what the tool returned.
+pub fn copy_text(tool: &ToolItem) -> String {
+    use harvest_protocol::event::ToolOutput;
+    let result = tool.result.as_ref();
+    match (tool.name.as_str(), result.and_then(|r| r.output.as_ref())) {
+        (_, Some(ToolOutput::Bash { stdout, stderr, .. })) => {
+            let cmd = tool.input["command"].as_str().unwrap_or("");
+            let mut s = format!("$ {cmd}\n{stdout}");
+            if !stderr.is_empty() {
+                if !s.ends_with('\n') {
+                    s.push('\n');
+                }
+                s.push_str(stderr);
+            }
+            s
+        }
+        (
+            _,
+            Some(ToolOutput::Patch {
+                file_path,
+                hunks,
+                content,
+                ..
+            }),
+        ) => {
+            if hunks.is_empty() {
+                return content.clone().unwrap_or_default();
+            }
+            let mut s = format!("--- {file_path}\n+++ {file_path}\n");
+            for h in hunks {
+                s.push_str(&format!(
+                    "@@ -{},{} +{},{} @@\n",
+                    h.old_start, h.old_lines, h.new_start, h.new_lines
+                ));
+                for l in &h.lines {
+                    s.push_str(l);
+                    s.push('\n');
+                }
+            }
+            s
+        }
+        (_, Some(ToolOutput::Read { content, .. })) => content.clone(),
+        ("Bash", None) => tool.input["command"].as_str().unwrap_or("").to_owned(),
+        _ => result.map(|r| r.content.clone()).unwrap_or_default(),
+    }
+}
+
 /// The pane's content for a tool call, before wrapping. `full_output` is the complete
 /// output the CLI saved to a file when it was too large to inline, when it can be read.
 pub fn pane_lines(
@@ -220,5 +268,67 @@ fn description(tool: &ToolItem) -> String {
             .map(str::to_owned)
             .unwrap_or_else(|| tool.summary()),
         _ => tool.summary(),
+    }
+}
+
+#[cfg(test)]
+mod copy_tests {
+    use super::*;
+    use crate::transcript::ToolResult;
+    use harvest_protocol::event::{PatchHunk, ToolOutput};
+
+    fn tool(name: &str, input: serde_json::Value, output: ToolOutput, content: &str) -> ToolItem {
+        ToolItem {
+            id: "t".into(),
+            name: name.into(),
+            input,
+            edited: false,
+            result: Some(ToolResult {
+                is_error: false,
+                content: content.into(),
+                output: Some(output),
+            }),
+            started: None,
+            finished: None,
+        }
+    }
+
+    #[test]
+    fn y_copies_the_diff_of_an_edit_and_the_command_with_its_output() {
+        let edit = tool(
+            "Edit",
+            serde_json::json!({"file_path": "/w/a.py"}),
+            ToolOutput::Patch {
+                file_path: "/w/a.py".into(),
+                operation: "edit".into(),
+                hunks: vec![PatchHunk {
+                    old_start: 1,
+                    old_lines: 1,
+                    new_start: 1,
+                    new_lines: 1,
+                    lines: vec!["-a - b".into(), "+a + b".into()],
+                }],
+                content: None,
+            },
+            "The file /w/a.py has been updated successfully.",
+        );
+        assert_eq!(
+            copy_text(&edit),
+            "--- /w/a.py\n+++ /w/a.py\n@@ -1,1 +1,1 @@\n-a - b\n+a + b\n",
+            "the diff, not the CLI's success message"
+        );
+        let bash = tool(
+            "Bash",
+            serde_json::json!({"command": "ls"}),
+            ToolOutput::Bash {
+                stdout: "a\nb\n".into(),
+                stderr: String::new(),
+                interrupted: false,
+                exit_code: None,
+                persisted_output_path: None,
+            },
+            "a\nb",
+        );
+        assert_eq!(copy_text(&bash), "$ ls\na\nb\n");
     }
 }
