@@ -193,6 +193,14 @@ fn edits_a_file_and_streams_every_step(kind: &str) {
     let result = of_type(&live, "turn_result");
     assert_eq!(result.len(), 1, "{}", summarize(&live));
     assert!(result[0]["cost_usd"].as_f64().unwrap() > 0.0);
+    // Live token figures came while the turn ran, one per model response.
+    let usage = of_type(&live, "turn_usage");
+    assert!(usage.len() >= 4, "one per response: {}", summarize(&live));
+    assert!(
+        usage
+            .iter()
+            .all(|u| u["output_tokens"].as_u64().unwrap() > 0)
+    );
 }
 
 fn follow_up_continues_the_conversation_and_replay_equals_live(kind: &str) {

@@ -23,6 +23,9 @@ use std::collections::HashMap;
 pub struct StreamParser {
     tool_names: HashMap<String, String>,
     total_cost_usd: f64,
+    /// The input tokens of the model response streaming now (from its `message_start`).
+    #[serde(default)]
+    response_input_tokens: u64,
 }
 
 /// One parsed line: the events it yields and the line itself as JSON (kept as `raw`).
@@ -155,7 +158,7 @@ impl StreamParser {
             ("assistant", _) => self.assistant(v),
             ("user", _) => self.user(v),
             ("result", _) => vec![self.result(v)],
-            ("stream_event", _) => stream_delta(v).into_iter().collect(),
+            ("stream_event", _) => self.stream_event(v).into_iter().collect(),
             ("control_request", _) if str_at(&v["request"], "subtype") == "can_use_tool" => {
                 let req = &v["request"];
                 let tool = str_at(req, "tool_name").to_owned();
@@ -286,14 +289,30 @@ fn permission_summary(tool: &str, input: &Value) -> String {
 
 /// Live text: `text_delta` fragments become `assistant_delta`; the complete block follows
 /// as an `assistant` line. Other stream events are framing.
-fn stream_delta(v: &Value) -> Option<EventBody> {
-    let ev = &v["event"];
-    if str_at(ev, "type") == "content_block_delta" && str_at(&ev["delta"], "type") == "text_delta" {
-        return Some(EventBody::AssistantDelta {
-            text: str_at(&ev["delta"], "text").to_owned(),
-        });
+impl StreamParser {
+    /// Text deltas, and each model response's tokens once it ends (`message_delta`).
+    fn stream_event(&mut self, v: &Value) -> Option<EventBody> {
+        let ev = &v["event"];
+        match str_at(ev, "type") {
+            "content_block_delta" if str_at(&ev["delta"], "type") == "text_delta" => {
+                Some(EventBody::AssistantDelta {
+                    text: str_at(&ev["delta"], "text").to_owned(),
+                })
+            }
+            "message_start" => {
+                let u = &ev["message"]["usage"];
+                self.response_input_tokens = u["input_tokens"].as_u64().unwrap_or(0)
+                    + u["cache_read_input_tokens"].as_u64().unwrap_or(0)
+                    + u["cache_creation_input_tokens"].as_u64().unwrap_or(0);
+                None
+            }
+            "message_delta" => Some(EventBody::TurnUsage {
+                input_tokens: std::mem::take(&mut self.response_input_tokens),
+                output_tokens: ev["usage"]["output_tokens"].as_u64().unwrap_or(0),
+            }),
+            _ => None,
+        }
     }
-    None
 }
 
 fn str_at<'a>(v: &'a Value, key: &str) -> &'a str {

@@ -170,6 +170,12 @@ pub enum EventBody {
     /// Under `--network allow=…`, a connection the agent's tools tried to a host not on
     /// the list was refused.
     NetworkDenied { host: String, port: u16 },
+    /// One model response of the running turn ended, with its tokens: live figures while
+    /// a turn runs (the `turn_result` brings the exact totals and the cost).
+    TurnUsage {
+        input_tokens: u64,
+        output_tokens: u64,
+    },
     /// An error worth the user's attention, with what to do about it.
     Error { message: String },
     /// An agent line this model does not know: stored and passed on, never dropped.
@@ -197,6 +203,7 @@ impl EventBody {
             EventBody::PermissionResolved { .. } => "permission_resolved",
             EventBody::Sandbox { .. } => "sandbox",
             EventBody::NetworkDenied { .. } => "network_denied",
+            EventBody::TurnUsage { .. } => "turn_usage",
             EventBody::Error { .. } => "error",
             EventBody::AgentRaw {} => "agent_raw",
             EventBody::Unknown => "unknown",

@@ -236,7 +236,7 @@ pub fn event(body: &mut EventBody) {
         }
         EventBody::Sandbox { message } | EventBody::Error { message } => fix(message, Sgr::Drop),
         EventBody::NetworkDenied { host, .. } => fix(host, Sgr::Drop),
-        EventBody::AgentRaw {} | EventBody::Unknown => {}
+        EventBody::AgentRaw {} | EventBody::Unknown | EventBody::TurnUsage { .. } => {}
     }
 }
 

@@ -88,6 +88,9 @@ pub struct Transcript {
     pub retry: Option<Retry>,
     /// When the running turn started (for the elapsed time).
     pub turn_started: Option<OffsetDateTime>,
+    /// Tokens of the running turn so far, from its model responses (live, before the
+    /// turn's result brings the exact figures).
+    pub turn_tokens: u64,
     pub model: Option<String>,
     /// Permission requests not answered yet, oldest first.
     pub permissions: Vec<PendingPermission>,
@@ -229,6 +232,7 @@ impl Transcript {
                 self.cost_usd += cost_usd;
                 self.tokens += input_tokens + output_tokens;
                 self.turn_started = None;
+                self.turn_tokens = 0;
                 self.push(Item::Turn(TurnSummary {
                     is_error,
                     interrupted,
@@ -314,6 +318,10 @@ impl Transcript {
                     "network: a connection to {host}:{port} was refused (not on the allow-list)"
                 ),
             }),
+            EventBody::TurnUsage {
+                input_tokens,
+                output_tokens,
+            } => self.turn_tokens += input_tokens + output_tokens,
             EventBody::Sandbox { .. } | EventBody::AgentRaw {} | EventBody::Unknown => {}
         }
     }

@@ -543,3 +543,36 @@ fn an_edited_command_shows_what_ran_and_that_it_was_edited() {
         "the requested command is shown as run: {screen}"
     );
 }
+
+#[test]
+fn tokens_move_while_a_turn_runs() {
+    let mut app = app(ColorLevel::None);
+    let before = text(&render(&mut app, 110, 30));
+    for v in [
+        serde_json::json!({"seq":40,"ts":"2026-11-23T10:00:00Z","session":"6962a605","type":"status","state":"running"}),
+        serde_json::json!({"seq":41,"ts":"2026-11-23T10:00:01Z","session":"6962a605","type":"turn_usage",
+            "input_tokens":1000,"output_tokens":234}),
+    ] {
+        app.on_daemon(FromDaemon::Event(Box::new(
+            serde_json::from_value(v).unwrap(),
+        )));
+    }
+    let during = text(&render(&mut app, 110, 30));
+    let tok = |s: &str| {
+        s.lines()
+            .next()
+            .and_then(|l| {
+                l.split(" · ")
+                    .find(|p| p.ends_with(" tok"))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default()
+    };
+    assert_ne!(
+        tok(&before),
+        tok(&during),
+        "tokens did not move: {} / {}",
+        tok(&before),
+        tok(&during)
+    );
+}

@@ -206,7 +206,7 @@ pub fn describe(event: &Event) -> Vec<String> {
         EventBody::NetworkDenied { host, port } => vec![format!(
             "⊘ network: a connection to {host}:{port} was refused (not on the allow-list)"
         )],
-        EventBody::AgentRaw {} | EventBody::Unknown => Vec::new(),
+        EventBody::AgentRaw {} | EventBody::Unknown | EventBody::TurnUsage { .. } => Vec::new(),
     }
 }
 

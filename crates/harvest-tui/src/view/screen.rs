@@ -333,7 +333,8 @@ fn header(app: &App, width: usize) -> Line<'static> {
                 ));
             }
             let cost = s.cost_usd.max(t.cost_usd);
-            let tok = (s.input_tokens + s.output_tokens).max(t.tokens);
+            // While a turn runs its tokens so far count too; the exact cost comes at its end.
+            let tok = (s.input_tokens + s.output_tokens).max(t.tokens) + t.turn_tokens;
             spans.push(Span::raw(format!(" · ${cost:.3} · {} tok", tokens(tok))));
         }
     }
