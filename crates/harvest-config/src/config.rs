@@ -40,6 +40,9 @@ pub struct NotifyConfig {
 pub struct KeysConfig {
     pub prefix: Option<String>,
     pub bind: std::collections::BTreeMap<String, Vec<String>>,
+    /// Let the client take the mouse wheel (default); `false` leaves the mouse to the
+    /// terminal (its own selection and copy).
+    pub mouse: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -66,7 +66,7 @@ pub async fn run(opts: Options) -> Result<Outcome, TuiError> {
     highlight::warm_up();
     let drafts =
         drafts::Drafts::new(opts.paths.state_dir.join("drafts")).remembering(opts.paths.clone());
-    let (guard, mut term) = terminal::TerminalGuard::enter()?;
+    let (guard, mut term) = terminal::TerminalGuard::enter(opts.keys.mouse.unwrap_or(true))?;
     let mut app = App::new(theme, keymap);
 
     let (ui_tx, mut from_daemon) = mpsc::channel(4096);

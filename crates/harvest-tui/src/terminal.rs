@@ -1,9 +1,7 @@
 //! The terminal is always handed back: one function enters the modes, its inverse runs
 //! from the guard's `Drop`, from the panic hook, and on SIGTERM/SIGHUP (which mean detach).
 
-use crossterm::event::{
-    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
-};
+use crossterm::event::{DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste};
 use crossterm::execute;
 use crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
@@ -17,18 +15,20 @@ pub type Term = Terminal<CrosstermBackend<Stdout>>;
 pub struct TerminalGuard;
 
 impl TerminalGuard {
-    pub fn enter() -> std::io::Result<(TerminalGuard, Term)> {
+    /// `mouse`: capture the wheel (and clicks) only — press/release reports in SGR form,
+    /// never all-motion tracking, which would break the terminal's own text selection
+    /// more than needed; `false` leaves the mouse to the terminal altogether.
+    pub fn enter(mouse: bool) -> std::io::Result<(TerminalGuard, Term)> {
         install_panic_hook();
         enable_raw_mode()?;
         let mut out = std::io::stdout();
-        if let Err(e) = execute!(
-            out,
-            EnterAlternateScreen,
-            EnableMouseCapture,
-            EnableBracketedPaste
-        ) {
+        if let Err(e) = execute!(out, EnterAlternateScreen, EnableBracketedPaste) {
             restore();
             return Err(e);
+        }
+        if mouse {
+            let _ = out.write_all(b"\x1b[?1000h\x1b[?1006h");
+            let _ = out.flush();
         }
         // Terminals that speak the kitty keyboard protocol report Shift-Enter apart from
         // Enter; others (tmux, most SSH terminals) keep Alt-Enter for a new line.
