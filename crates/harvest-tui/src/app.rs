@@ -82,6 +82,10 @@ pub enum Conn {
 pub enum Overlay {
     None,
     Help,
+    /// `/`: the text being typed to search the conversation for.
+    Search {
+        query: String,
+    },
     Picker {
         selected: usize,
     },
@@ -120,6 +124,8 @@ pub struct App {
     pub toast: Option<(String, Instant)>,
     pub spinner: usize,
     prefix_armed: bool,
+    /// The last text searched for (`/`), for `n` and `N`.
+    pub last_search: Option<String>,
     /// How far the help overlay is scrolled.
     pub help_scroll: usize,
     /// Prompts sent in this session, for Up at the top of the input box.
@@ -162,6 +168,8 @@ pub struct Frame {
     pub tool: Vec<Line<'static>>,
     pub tool_title: String,
     pub tool_len: usize,
+    /// Rows the tool pane shows, for a page of it.
+    pub tool_rows: usize,
 }
 
 impl App {
@@ -186,6 +194,7 @@ impl App {
             prefix_armed: false,
             always_armed: false,
             help_scroll: 0,
+            last_search: None,
             history: Default::default(),
             loaded_draft: String::new(),
             cancel_by_esc: false,
@@ -357,6 +366,8 @@ impl App {
             self.scroll_tool(step);
         } else {
             self.conv.scroll(&self.transcript, step, &self.theme);
+            self.conv
+                .keep_selection_in_view(&self.transcript, &self.theme);
         }
     }
 
@@ -379,6 +390,25 @@ impl App {
                     }
                     KeyCode::PageDown => self.help_scroll += 10,
                     KeyCode::PageUp => self.help_scroll = self.help_scroll.saturating_sub(10),
+                    _ => {}
+                }
+                return Vec::new();
+            }
+            Overlay::Search { query } => {
+                match key.code {
+                    KeyCode::Esc => self.overlay = Overlay::None,
+                    KeyCode::Enter => {
+                        let q = std::mem::take(query);
+                        self.overlay = Overlay::None;
+                        self.last_search = Some(q);
+                        // Searching starts from the top of what is on screen.
+                        self.conv.selected = self.conv.selected.or(Some(self.conv.top.item));
+                        self.find(true);
+                    }
+                    KeyCode::Backspace => {
+                        query.pop();
+                    }
+                    KeyCode::Char(c) if !key.mods.contains(KeyModifiers::CONTROL) => query.push(c),
                     _ => {}
                 }
                 return Vec::new();
@@ -541,17 +571,23 @@ impl App {
                 _ => self.conv.select(&self.transcript, 1, &theme),
             },
             Action::PageUp => match self.focus {
-                Focus::Tool => self.scroll_tool(-20),
+                Focus::Tool => {
+                    self.scroll_tool(-(self.frame.tool_rows.saturating_sub(2).max(1) as isize))
+                }
                 _ => {
                     let p = self.conv.page() as isize;
-                    self.conv.scroll(&self.transcript, -p, &theme)
+                    self.conv.scroll(&self.transcript, -p, &theme);
+                    self.conv.keep_selection_in_view(&self.transcript, &theme);
                 }
             },
             Action::PageDown => match self.focus {
-                Focus::Tool => self.scroll_tool(20),
+                Focus::Tool => {
+                    self.scroll_tool(self.frame.tool_rows.saturating_sub(2).max(1) as isize)
+                }
                 _ => {
                     let p = self.conv.page() as isize;
-                    self.conv.scroll(&self.transcript, p, &theme)
+                    self.conv.scroll(&self.transcript, p, &theme);
+                    self.conv.keep_selection_in_view(&self.transcript, &theme);
                 }
             },
             Action::Top => match self.focus {
@@ -602,8 +638,55 @@ impl App {
                 self.toast(said);
             }
             Action::Help => self.overlay = Overlay::Help,
+            Action::Search => {
+                self.overlay = Overlay::Search {
+                    query: String::new(),
+                };
+            }
+            Action::NextMatch | Action::PrevMatch => {
+                let forward = action == Action::NextMatch;
+                self.find(forward);
+            }
+            Action::NextTool | Action::PrevTool => {
+                let forward = action == Action::NextTool;
+                if !self.conv.jump(&self.transcript, forward, &theme, |i| {
+                    matches!(i, Item::Tool(_))
+                }) {
+                    self.toast("no more tool calls that way");
+                }
+            }
+            Action::NextError | Action::PrevError => {
+                let forward = action == Action::NextError;
+                let found = self
+                    .conv
+                    .jump(&self.transcript, forward, &theme, |i| match i {
+                        Item::Notice { level, .. } => *level == crate::transcript::Level::Error,
+                        Item::Tool(t) => t.result.as_ref().is_some_and(|r| r.is_error),
+                        Item::Turn(t) => t.is_error,
+                        _ => false,
+                    });
+                if !found {
+                    self.toast("no more errors that way");
+                }
+            }
         }
         Vec::new()
+    }
+
+    /// The next (or previous) item holding the last search's text, case-insensitively.
+    fn find(&mut self, forward: bool) {
+        let Some(query) = self.last_search.clone().filter(|q| !q.is_empty()) else {
+            self.toast("no search yet: / to search");
+            return;
+        };
+        let q = query.to_lowercase();
+        let theme = self.theme;
+        let found = self.conv.jump(&self.transcript, forward, &theme, |i| {
+            item_text(i).to_lowercase().contains(&q)
+        });
+        if !found {
+            self.toast(&format!("no more matches for {query:?} that way"));
+        }
     }
 
     /// y allow once · a always · n deny · e edit the command, while a permission request
@@ -785,6 +868,22 @@ impl App {
             }
         }
         Vec::new()
+    }
+}
+
+/// The searchable text of an item.
+fn item_text(item: &Item) -> String {
+    match item {
+        Item::User(s) | Item::Thinking(s) => s.clone(),
+        Item::Assistant { text, .. } => text.clone(),
+        Item::Tool(t) => format!(
+            "{} {} {}",
+            t.name,
+            t.input,
+            t.result.as_ref().map(|r| r.content.as_str()).unwrap_or("")
+        ),
+        Item::Notice { text, .. } => text.clone(),
+        Item::Turn(t) => t.result.clone().unwrap_or_default(),
     }
 }
 

@@ -25,6 +25,13 @@ pub enum Action {
     Expand,
     Copy,
     Help,
+    Search,
+    NextMatch,
+    PrevMatch,
+    NextTool,
+    PrevTool,
+    NextError,
+    PrevError,
 }
 
 impl Action {
@@ -46,6 +53,13 @@ impl Action {
         Action::Expand,
         Action::Copy,
         Action::Help,
+        Action::Search,
+        Action::NextMatch,
+        Action::PrevMatch,
+        Action::NextTool,
+        Action::PrevTool,
+        Action::NextError,
+        Action::PrevError,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +81,13 @@ impl Action {
             Action::Expand => "expand",
             Action::Copy => "copy",
             Action::Help => "help",
+            Action::Search => "search",
+            Action::NextMatch => "next_match",
+            Action::PrevMatch => "prev_match",
+            Action::NextTool => "next_tool",
+            Action::PrevTool => "prev_tool",
+            Action::NextError => "next_error",
+            Action::PrevError => "prev_error",
         }
     }
 
@@ -89,6 +110,13 @@ impl Action {
             Action::Expand => "expand or select the tool call",
             Action::Copy => "copy the selected block (OSC 52)",
             Action::Help => "this help",
+            Action::Search => "search the conversation",
+            Action::NextMatch => "next match of the search",
+            Action::PrevMatch => "previous match",
+            Action::NextTool => "next tool call",
+            Action::PrevTool => "previous tool call",
+            Action::NextError => "next error",
+            Action::PrevError => "previous error",
         }
     }
 
@@ -104,6 +132,13 @@ impl Action {
                 | Action::Expand
                 | Action::Copy
                 | Action::Help
+                | Action::Search
+                | Action::NextMatch
+                | Action::PrevMatch
+                | Action::NextTool
+                | Action::PrevTool
+                | Action::NextError
+                | Action::PrevError
         )
     }
 }
@@ -238,6 +273,13 @@ const DEFAULTS: &[(Action, &[&str])] = &[
     (Action::Expand, &["space", "enter"]),
     (Action::Copy, &["y"]),
     (Action::Help, &["?", "prefix ?"]),
+    (Action::Search, &["/"]),
+    (Action::NextMatch, &["n"]),
+    (Action::PrevMatch, &["N"]),
+    (Action::NextTool, &["]"]),
+    (Action::PrevTool, &["["]),
+    (Action::NextError, &["}"]),
+    (Action::PrevError, &["{"]),
 ];
 
 impl Default for Keymap {

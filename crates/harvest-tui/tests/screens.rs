@@ -576,3 +576,47 @@ fn tokens_move_while_a_turn_runs() {
         tok(&during)
     );
 }
+
+#[test]
+fn search_and_jumps_move_the_selection_and_scrolling_carries_it_along() {
+    use harvest_tui::transcript::Item;
+    let mut app = app(ColorLevel::None);
+    let _ = render(&mut app, 110, 30);
+    key(&mut app, KeyCode::Tab); // the conversation
+    key(&mut app, KeyCode::Char('g'));
+    key(&mut app, KeyCode::Char(']'));
+    let sel = app.conv.selected.unwrap();
+    assert!(
+        matches!(app.transcript.items()[sel], Item::Tool(_)),
+        "] goes to the next tool call"
+    );
+    key(&mut app, KeyCode::Char('/'));
+    for c in "SUBTRACTS".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    key(&mut app, KeyCode::Enter);
+    let sel = app.conv.selected.unwrap();
+    let text = match &app.transcript.items()[sel] {
+        Item::Thinking(t) | Item::User(t) => t.clone(),
+        Item::Assistant { text, .. } => text.clone(),
+        other => format!("{other:?}"),
+    };
+    assert!(
+        text.to_lowercase().contains("subtracts"),
+        "search found {text:?}"
+    );
+    // Scrolled away, the next j starts from what is on screen.
+    key(&mut app, KeyCode::Char('g'));
+    let _ = render(&mut app, 110, 12);
+    for _ in 0..3 {
+        key(&mut app, KeyCode::PageDown);
+        let _ = render(&mut app, 110, 12);
+    }
+    key(&mut app, KeyCode::Char('j'));
+    assert!(
+        app.conv.selected.unwrap() >= app.conv.top.item,
+        "the selection jumped back above the view: {:?} vs top {:?}",
+        app.conv.selected,
+        app.conv.top
+    );
+}

@@ -243,6 +243,62 @@ impl ConversationView {
         rows <= self.height
     }
 
+    /// Select the nearest item after (`forward`) or before the selection that `hit` picks,
+    /// and bring it into view. Returns whether one was found.
+    pub fn jump(
+        &mut self,
+        t: &Transcript,
+        forward: bool,
+        theme: &Theme,
+        hit: impl Fn(&Item) -> bool,
+    ) -> bool {
+        let n = t.len();
+        if n == 0 {
+            return false;
+        }
+        let cur = self.selected.unwrap_or(if forward { n - 1 } else { n }) as isize;
+        let mut i = cur;
+        loop {
+            i += if forward { 1 } else { -1 };
+            if i < 0 || i >= n as isize {
+                return false;
+            }
+            if t.items().get(i as usize).is_some_and(&hit) {
+                let step = i - cur;
+                self.select(t, step, theme);
+                return true;
+            }
+        }
+    }
+
+    /// After a scroll, the selection starts from what is on screen: a selected item that
+    /// scrolled out of view gives way to the nearest visible one.
+    pub fn keep_selection_in_view(&mut self, t: &Transcript, theme: &Theme) {
+        let Some(s) = self.selected else { return };
+        if s < self.top.item || (s == self.top.item && self.top.line > 0 && t.len() > s + 1) {
+            self.selected = Some(if self.top.line > 0 {
+                (self.top.item + 1).min(t.len() - 1)
+            } else {
+                self.top.item
+            });
+            return;
+        }
+        // The last item whose first line is on screen.
+        let mut rows = 0;
+        let mut k = self.top.item;
+        let mut skip = self.top.line;
+        let mut last = self.top.item;
+        while k < t.len() && rows < self.height {
+            last = k;
+            rows += self.height_of(t, k, theme).saturating_sub(skip);
+            skip = 0;
+            k += 1;
+        }
+        if s > last {
+            self.selected = Some(last);
+        }
+    }
+
     /// Copyable text of the selected item (or the newest one).
     pub fn selected_text(&self, t: &Transcript) -> Option<String> {
         let i = self.selected.or(t.len().checked_sub(1))?;

@@ -71,6 +71,7 @@ pub fn prepare(app: &mut App, area: Rect) {
     app.frame.conversation = app.conv.visible(&app.transcript, &theme);
 
     let (tw, th) = inner(a.tool);
+    app.frame.tool_rows = th;
     // A waiting permission request takes the tool pane: it is what needs the user.
     if let Some(p) = app.transcript.permissions.first() {
         let mut lines = vec![
@@ -129,10 +130,22 @@ pub fn prepare(app: &mut App, area: Rect) {
                 .map(|(_, text)| text.as_str());
             let lines = crate::view::tool::pane_lines(&t, tw, app.tool_show_all, full, &theme);
             let lines = wrap_lines(lines, tw, "  ");
-            app.frame.tool_len = lines.len().saturating_sub(th);
+            let total = lines.len();
+            app.frame.tool_len = total.saturating_sub(th);
             app.tool_scroll = app.tool_scroll.min(app.frame.tool_len);
             app.frame.tool = lines.into_iter().skip(app.tool_scroll).take(th).collect();
-            app.frame.tool_title = format!(" {} ", t.name);
+            // Where the view is in a call longer than the pane.
+            app.frame.tool_title = if total > th {
+                format!(
+                    " {} · {}-{} of {} ",
+                    t.name,
+                    app.tool_scroll + 1,
+                    (app.tool_scroll + th).min(total),
+                    total
+                )
+            } else {
+                format!(" {} ", t.name)
+            };
         }
         None => {
             app.frame.tool = vec![Line::styled("no tool calls yet", theme.dim())];
@@ -219,6 +232,17 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
     match &app.overlay {
         Overlay::None => {}
         Overlay::Help => help(f, app),
+        Overlay::Search { query } => {
+            // The search line sits over the footer, as a pager's does.
+            let line = Line::from(vec![
+                Span::styled(" /", theme.key()),
+                Span::raw(query.clone()),
+                Span::styled("▏", theme.dim()),
+                Span::styled("  Enter find · n/N next/previous · Esc cancel", theme.dim()),
+            ]);
+            f.render_widget(Clear, a.footer);
+            f.render_widget(Paragraph::new(line), a.footer);
+        }
         Overlay::Picker { selected } => picker(f, app, *selected),
         Overlay::ConfirmRemove { id, name } => {
             let r = centered(f.area(), 50, 5);
