@@ -238,3 +238,49 @@ fn logs_follow_reconnects_after_a_daemon_kill_with_no_gap_and_no_duplicate() {
         stored.len()
     );
 }
+
+/// A power cut loses the store's last commits (with `synchronous = NORMAL`), but not the
+/// agent's log that the supervisor flushes to disk: the restarted daemon's checkpoint is
+/// older, so it reads the log again from there and stores the same events under the same
+/// seqs. Simulated by putting back the store's files as they were earlier, after the log
+/// went on.
+#[test]
+fn a_store_that_lost_its_last_commits_is_rebuilt_from_the_log_with_the_same_seqs() {
+    let h = Harness::new(SCRIPT);
+    let id = h.new_session("stream");
+    h.wait_events(
+        &id,
+        "text to start streaming",
+        Duration::from_secs(60),
+        |e| of_type(e, "assistant_delta").len() >= 2,
+    );
+    h.kill_daemon();
+    let data = h.path("data/harvest");
+    let saved = h.path("saved-store");
+    std::fs::create_dir_all(&saved).unwrap();
+    for f in ["harvest.db", "harvest.db-wal", "harvest.db-shm"] {
+        if data.join(f).exists() {
+            std::fs::copy(data.join(f), saved.join(f)).unwrap();
+        }
+    }
+    let full = h.wait_events(&id, "the turn to end", Duration::from_secs(60), |e| {
+        idle_after(e, 1)
+    });
+    h.kill_daemon();
+    // The commits after the copy are "lost": the store is back to what it was.
+    for f in ["harvest.db", "harvest.db-wal", "harvest.db-shm"] {
+        let _ = std::fs::remove_file(data.join(f));
+        if saved.join(f).exists() {
+            std::fs::copy(saved.join(f), data.join(f)).unwrap();
+        }
+    }
+    let rebuilt = h.wait_events(
+        &id,
+        "the turn to be rebuilt",
+        Duration::from_secs(60),
+        |e| idle_after(e, 1),
+    );
+    let a: Vec<String> = full.iter().map(|e| shape(&h, e)).collect();
+    let b: Vec<String> = rebuilt.iter().map(|e| shape(&h, e)).collect();
+    assert_eq!(b, a, "the rebuilt session differs: {}", summarize(&rebuilt));
+}

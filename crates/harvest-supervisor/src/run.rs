@@ -327,6 +327,9 @@ fn find_init(jail_pid: i32) -> Option<i32> {
     None
 }
 
+/// How often the agent's log is flushed to the disk while it grows.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
 async fn pump_log(mut stdout: UnixStream, log: Arc<std::sync::Mutex<std::fs::File>>) {
     use std::io::Write;
     // Every write is whole lines under the log's lock, which the egress proxy's markers
@@ -337,17 +340,36 @@ async fn pump_log(mut stdout: UnixStream, log: Arc<std::sync::Mutex<std::fs::Fil
     };
     let mut cap = LineCap::new(MAX_LINE);
     let mut buf = vec![0u8; 256 * 1024];
+    // The log reaches the disk within a second of being written (not per line: a
+    // per-line fsync would slow every agent). A power cut costs at most that second of
+    // output; everything before it replays into the store (docs/architecture.md).
+    let mut synced = tokio::time::Instant::now();
+    let mut dirty = false;
     loop {
-        let n = match stdout.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let read = tokio::time::timeout(SYNC_EVERY, stdout.read(&mut buf)).await;
+        let n = match read {
+            Err(_) => 0,
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => n,
         };
-        let out = cap.push(&buf[..n]);
-        if !out.is_empty() {
-            let written = write_retrying(&mut lock(), &out);
-            if let Err(e) = written {
-                eprintln!("cannot write the agent log: {e}");
+        if n > 0 {
+            let out = cap.push(&buf[..n]);
+            if !out.is_empty() {
+                let written = write_retrying(&mut lock(), &out);
+                if let Err(e) = written {
+                    eprintln!("cannot write the agent log: {e}");
+                }
+                dirty = true;
             }
+        }
+        if dirty && synced.elapsed() >= SYNC_EVERY {
+            let file = lock().try_clone();
+            if let Ok(f) = file {
+                // Off the lock and the loop: a slow disk delays nothing but this.
+                let _ = tokio::task::spawn_blocking(move || f.sync_data()).await;
+            }
+            synced = tokio::time::Instant::now();
+            dirty = false;
         }
     }
     let tail = cap.finish();
