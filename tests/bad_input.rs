@@ -374,3 +374,32 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Credentials in a `--repo` URL are never echoed back: not in the error of a failed
+/// clone, not in the store.
+#[test]
+fn credentials_in_a_repo_url_stay_out_of_errors_and_the_store() {
+    let h = Harness::new(SCRIPT);
+    let out = h.run(&[
+        "new",
+        "--detach",
+        "--repo",
+        "http://someone:s3cret-token@127.0.0.1:9/org/app.git",
+        "hello",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("git clone http://127.0.0.1:9/org/app.git failed"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret-token"), "the token was echoed: {err}");
+    for file in walk(&h.path("data")) {
+        let text = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&text).contains("s3cret-token"),
+            "the token is in {}",
+            file.display()
+        );
+    }
+}

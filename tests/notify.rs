@@ -17,8 +17,10 @@ chunk_delay_ms = 100
 fn wait_blocks_until_the_turn_ends_and_the_hook_gets_the_event() {
     let h = Harness::new(SCRIPT);
     let log = h.path("hook.jsonl");
+    let env_file = h.path("hook.env");
     h.write_config(&format!(
-        "[notify]\nhook = \"cat >> '{}'\"\n",
+        "[notify]\nhook = \"env > '{}'; cat >> '{}'\"\n",
+        env_file.display(),
         log.display()
     ));
     let id = h.new_session("take your time");
@@ -57,6 +59,17 @@ fn wait_blocks_until_the_turn_ends_and_the_hook_gets_the_event() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(hooked[0]["type"], "turn_result", "{hooked:?}");
+    // The hook gets a small fixed environment: the session, never a client's credentials.
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    assert!(env.contains(&format!("HARVEST_SESSION={id}")), "{env}");
+    assert!(
+        !env.contains(harvest_e2e::TEST_KEY),
+        "the hook got the key: {env}"
+    );
+    assert!(
+        !env.contains("ANTHROPIC_"),
+        "the hook got the client's variables: {env}"
+    );
     assert_eq!(hooked[0]["session"], id.as_str());
     assert!(
         hooked[0]["name"]

@@ -66,7 +66,14 @@ pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo
         workspace: workspace.clone(),
         repo: p.repo.as_deref().map(harvest_sandbox::local::redact_url),
         owns_workspace,
-        source: Some(source),
+        // Stored and kept without the credentials a clone URL may carry; only the one
+        // provider call that clones gets them (below).
+        source: Some(match &source {
+            WorkspaceSource::Clone { url } => WorkspaceSource::Clone {
+                url: harvest_sandbox::local::redact_url(url),
+            },
+            other => other.clone(),
+        }),
         model: p
             .model
             .clone()
@@ -98,6 +105,7 @@ pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo
         &spec,
         &secrets,
         p.prompt.as_deref(),
+        Some(source),
     )
     .await
     {
@@ -116,8 +124,12 @@ async fn start(
     spec: &SessionSpec,
     secrets: &BTreeMap<String, Secret>,
     prompt: Option<&str>,
+    source: Option<WorkspaceSource>,
 ) -> Result<(), RpcError> {
-    let sandbox_spec = policy::sandbox_spec(daemon, id.as_str(), spec);
+    let mut sandbox_spec = policy::sandbox_spec(daemon, id.as_str(), spec);
+    if let Some(source) = source {
+        sandbox_spec.workspace = source;
+    }
     let mut sandbox = provider
         .create(&sandbox_spec)
         .await
@@ -276,7 +288,7 @@ pub async fn fork(
             return Err(RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()));
         }
     }
-    if let Err(e) = start(daemon, provider.clone(), &id, &spec, &secrets, None).await {
+    if let Err(e) = start(daemon, provider.clone(), &id, &spec, &secrets, None, None).await {
         discard(daemon, &provider, &id).await;
         return Err(e);
     }
