@@ -56,6 +56,8 @@ pub enum FromDaemon {
     /// The older history, folded, to go in front of the tail.
     History(Box<Transcript>),
     Error(String),
+    /// The attached session's row, refreshed (its stall, its totals).
+    Info(SessionInfo),
     /// A tool call's saved output, or why it could not be read.
     FullOutput {
         tool_id: String,
@@ -284,6 +286,11 @@ impl App {
             FromDaemon::HistoryPending => self.history_pending = Some(Vec::new()),
             FromDaemon::History(older) => self.splice_history(*older),
             FromDaemon::Error(e) => self.toast(&e),
+            FromDaemon::Info(info) => {
+                if self.session.as_ref().is_some_and(|s| s.id == info.id) {
+                    self.session = Some(info);
+                }
+            }
             FromDaemon::FullOutput { tool_id, text } => match text {
                 Ok(text) => self.full_output = Some((tool_id, text)),
                 Err(e) => tracing::info!(error = %e, "the saved tool output could not be read"),

@@ -107,8 +107,20 @@ async fn run(
 
         // Serve until the connection drops or the UI asks to switch sessions.
         let mut lost = true;
+        // What only the session's row says (a stall: its store refuses), asked now and then.
+        let mut refresh = tokio::time::interval(Duration::from_secs(3));
+        refresh.tick().await;
         loop {
             tokio::select! {
+                _ = refresh.tick() => {
+                    if let Some(id) = attached.as_deref()
+                        && let Ok(info) = client
+                            .call::<m::SessionGet>(m::SessionRef { session: id.to_owned() })
+                            .await
+                    {
+                        let _ = ui.send(FromDaemon::Info(info)).await;
+                    }
+                }
                 note = notes.recv() => {
                     let Some(note) = note else { break };
                     match harvest_client::Delivery::decode(note) {

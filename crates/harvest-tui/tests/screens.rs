@@ -620,3 +620,24 @@ fn search_and_jumps_move_the_selection_and_scrolling_carries_it_along() {
         app.conv.top
     );
 }
+
+#[test]
+fn a_stalled_session_says_so_in_the_status_line() {
+    let mut app = app(ColorLevel::None);
+    let mut stalled = info(
+        "6962a605",
+        "demo: fix the failing test",
+        SessionState::Running,
+    );
+    stalled.stalled = Some("stalled since 10:00:00 UTC: cannot store events (disk full)".into());
+    app.on_daemon(FromDaemon::Info(stalled));
+    let screen = text(&render(&mut app, 200, 30));
+    assert!(
+        screen
+            .lines()
+            .next()
+            .unwrap()
+            .contains("⚠ stalled since 10:00:00 UTC"),
+        "{screen}"
+    );
+}

@@ -356,6 +356,9 @@ fn header(app: &App, width: usize) -> Line<'static> {
                     theme.warn(),
                 ));
             }
+            if let Some(why) = &s.stalled {
+                spans.push(Span::styled(format!(" · ⚠ {why}"), theme.error()));
+            }
             let cost = s.cost_usd.max(t.cost_usd);
             // While a turn runs its tokens so far count too; the exact cost comes at its end.
             let tok = (s.input_tokens + s.output_tokens).max(t.tokens) + t.turn_tokens;
