@@ -13,6 +13,10 @@ use ratatui::text::Line;
 use std::time::{Duration, Instant};
 use tui_textarea::TextArea;
 
+mod overlays;
+mod permissions;
+mod search;
+
 /// What the UI asks of the connection task.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cmd {
@@ -680,87 +684,6 @@ impl App {
         Vec::new()
     }
 
-    /// The next (or previous) item holding the last search's text, case-insensitively.
-    fn find(&mut self, forward: bool) {
-        let Some(query) = self.last_search.clone().filter(|q| !q.is_empty()) else {
-            self.toast("no search yet: / to search");
-            return;
-        };
-        let q = query.to_lowercase();
-        let theme = self.theme;
-        let found = self.conv.jump(&self.transcript, forward, &theme, |i| {
-            item_text(i).to_lowercase().contains(&q)
-        });
-        if !found {
-            self.toast(&format!("no more matches for {query:?} that way"));
-        }
-    }
-
-    /// y allow once · a always · n deny · e edit the command, while a permission request
-    /// waits and nothing is being typed (so the keys never steal a draft's letters).
-    /// Answer keys act only while the prompt has the focus (Tab takes it there), so text
-    /// typed into the input box never answers a request by accident.
-    fn permission_key(&mut self, key: Key) -> Option<Vec<Cmd>> {
-        if self.focus == Focus::Prompt && self.transcript.permissions.is_empty() {
-            self.focus = Focus::Input;
-        }
-        if self.focus != Focus::Prompt {
-            return None;
-        }
-        let pending = self.transcript.permissions.first()?.clone();
-        let answering = self.editing_permission.is_some() || self.denying_permission.is_some();
-        if answering || !key.mods.is_empty() {
-            return None;
-        }
-        let armed = std::mem::take(&mut self.always_armed);
-        let decide = |d: &str| {
-            Some(vec![Cmd::Approve {
-                request_id: pending.request_id.clone(),
-                decision: d.into(),
-                input: None,
-                message: None,
-            }])
-        };
-        match key.code {
-            KeyCode::Char('y') => {
-                self.focus = Focus::Input;
-                decide("allow")
-            }
-            // "Always" lets every later call of the tool through: it asks for a second key.
-            KeyCode::Char('a') if armed => {
-                self.focus = Focus::Input;
-                decide("always")
-            }
-            KeyCode::Char('a') => {
-                self.always_armed = true;
-                self.toast(&format!(
-                    "press a again to allow {} for the rest of this session",
-                    pending.tool
-                ));
-                Some(Vec::new())
-            }
-            KeyCode::Esc => {
-                self.focus = Focus::Input;
-                Some(Vec::new())
-            }
-            KeyCode::Char('n') => {
-                self.focus = Focus::Input;
-                self.denying_permission = Some(pending.request_id);
-                self.toast("why not? (optional, for the agent) · Enter denies · Esc backs out");
-                Some(Vec::new())
-            }
-            KeyCode::Char('e') => {
-                let command = pending.input["command"].as_str().unwrap_or("").to_owned();
-                self.set_draft(&command);
-                self.focus = Focus::Input;
-                self.editing_permission = Some(pending.request_id);
-                self.toast("edit the command, Enter allows it");
-                Some(Vec::new())
-            }
-            _ => None,
-        }
-    }
-
     fn scroll_tool(&mut self, delta: isize) {
         let max = self.frame.tool_len;
         self.tool_scroll =
@@ -775,122 +698,6 @@ impl App {
                     | harvest_protocol::SessionState::Cancelling
             )
         )
-    }
-
-    fn picker_key(&mut self, key: Key) -> Vec<Cmd> {
-        let Overlay::Picker { selected } = &mut self.overlay else {
-            return Vec::new();
-        };
-        let n = self.sessions.len();
-        match key.code {
-            KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
-            KeyCode::Down | KeyCode::Char('j') => {
-                *selected = (*selected + 1).min(n.saturating_sub(1))
-            }
-            KeyCode::Enter => {
-                if let Some(s) = self.sessions.get(*selected) {
-                    let id = s.id.to_string();
-                    self.overlay = Overlay::None;
-                    return vec![Cmd::Attach(id)];
-                }
-            }
-            KeyCode::Char('n') => {
-                let mut workspace = new_input(&self.theme);
-                workspace.set_placeholder_text("");
-                workspace.insert_str(&self.cwd);
-                self.overlay = Overlay::NewSession {
-                    workspace: Box::new(workspace),
-                    prompt: Box::new(new_input(&self.theme)),
-                    on_prompt: true,
-                };
-            }
-            KeyCode::Char('x') => {
-                if let Some(s) = self.sessions.get(*selected) {
-                    self.overlay = Overlay::ConfirmRemove {
-                        id: s.id.to_string(),
-                        name: s.name.clone(),
-                    };
-                }
-            }
-            KeyCode::Esc | KeyCode::Char('q') => {
-                if self.session.is_some() {
-                    self.overlay = Overlay::None;
-                } else {
-                    self.exit = Some(Exit::Detach);
-                }
-            }
-            _ => {}
-        }
-        Vec::new()
-    }
-
-    fn confirm_key(&mut self, key: Key) -> Vec<Cmd> {
-        let Overlay::ConfirmRemove { id, .. } = &self.overlay else {
-            return Vec::new();
-        };
-        let id = id.clone();
-        self.overlay = Overlay::Picker { selected: 0 };
-        if matches!(key.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
-            if self.session.as_ref().is_some_and(|s| s.id.as_str() == id) {
-                self.session = None;
-                self.transcript = Transcript::default();
-                self.conv = ConversationView::new();
-            }
-            return vec![Cmd::Remove(id), Cmd::ListSessions];
-        }
-        Vec::new()
-    }
-
-    fn new_session_key(&mut self, ev: KeyEvent) -> Vec<Cmd> {
-        let Overlay::NewSession {
-            workspace,
-            prompt,
-            on_prompt,
-        } = &mut self.overlay
-        else {
-            return Vec::new();
-        };
-        match (ev.code, ev.modifiers) {
-            (KeyCode::Esc, _) => self.overlay = Overlay::Picker { selected: 0 },
-            (KeyCode::Tab, _) | (KeyCode::BackTab, _) => *on_prompt = !*on_prompt,
-            (KeyCode::Enter, m) if !m.contains(KeyModifiers::ALT) => {
-                let ws = workspace.lines().join("");
-                let text = prompt.lines().join("\n");
-                if text.trim().is_empty() {
-                    self.toast("type a prompt first");
-                    return Vec::new();
-                }
-                self.overlay = Overlay::None;
-                return vec![Cmd::Create {
-                    workspace: ws,
-                    prompt: text,
-                }];
-            }
-            _ => {
-                if *on_prompt {
-                    prompt.input(ev);
-                } else {
-                    workspace.input(ev);
-                }
-            }
-        }
-        Vec::new()
-    }
-}
-
-/// The searchable text of an item.
-fn item_text(item: &Item) -> String {
-    match item {
-        Item::User(s) | Item::Thinking(s) => s.clone(),
-        Item::Assistant { text, .. } => text.clone(),
-        Item::Tool(t) => format!(
-            "{} {} {}",
-            t.name,
-            t.input,
-            t.result.as_ref().map(|r| r.content.as_str()).unwrap_or("")
-        ),
-        Item::Notice { text, .. } => text.clone(),
-        Item::Turn(t) => t.result.clone().unwrap_or_default(),
     }
 }
 

@@ -1,0 +1,110 @@
+//! Keys while an overlay is open: the session picker, the removal question, the new
+//! session form.
+
+use super::{App, Cmd, Exit, Overlay, new_input};
+use crate::keymap::Key;
+use crate::transcript::Transcript;
+use crate::view::conversation::ConversationView;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+impl App {
+    pub(super) fn picker_key(&mut self, key: Key) -> Vec<Cmd> {
+        let Overlay::Picker { selected } = &mut self.overlay else {
+            return Vec::new();
+        };
+        let n = self.sessions.len();
+        match key.code {
+            KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => {
+                *selected = (*selected + 1).min(n.saturating_sub(1))
+            }
+            KeyCode::Enter => {
+                if let Some(s) = self.sessions.get(*selected) {
+                    let id = s.id.to_string();
+                    self.overlay = Overlay::None;
+                    return vec![Cmd::Attach(id)];
+                }
+            }
+            KeyCode::Char('n') => {
+                let mut workspace = new_input(&self.theme);
+                workspace.set_placeholder_text("");
+                workspace.insert_str(&self.cwd);
+                self.overlay = Overlay::NewSession {
+                    workspace: Box::new(workspace),
+                    prompt: Box::new(new_input(&self.theme)),
+                    on_prompt: true,
+                };
+            }
+            KeyCode::Char('x') => {
+                if let Some(s) = self.sessions.get(*selected) {
+                    self.overlay = Overlay::ConfirmRemove {
+                        id: s.id.to_string(),
+                        name: s.name.clone(),
+                    };
+                }
+            }
+            KeyCode::Esc | KeyCode::Char('q') => {
+                if self.session.is_some() {
+                    self.overlay = Overlay::None;
+                } else {
+                    self.exit = Some(Exit::Detach);
+                }
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    pub(super) fn confirm_key(&mut self, key: Key) -> Vec<Cmd> {
+        let Overlay::ConfirmRemove { id, .. } = &self.overlay else {
+            return Vec::new();
+        };
+        let id = id.clone();
+        self.overlay = Overlay::Picker { selected: 0 };
+        if matches!(key.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
+            if self.session.as_ref().is_some_and(|s| s.id.as_str() == id) {
+                self.session = None;
+                self.transcript = Transcript::default();
+                self.conv = ConversationView::new();
+            }
+            return vec![Cmd::Remove(id), Cmd::ListSessions];
+        }
+        Vec::new()
+    }
+
+    pub(super) fn new_session_key(&mut self, ev: KeyEvent) -> Vec<Cmd> {
+        let Overlay::NewSession {
+            workspace,
+            prompt,
+            on_prompt,
+        } = &mut self.overlay
+        else {
+            return Vec::new();
+        };
+        match (ev.code, ev.modifiers) {
+            (KeyCode::Esc, _) => self.overlay = Overlay::Picker { selected: 0 },
+            (KeyCode::Tab, _) | (KeyCode::BackTab, _) => *on_prompt = !*on_prompt,
+            (KeyCode::Enter, m) if !m.contains(KeyModifiers::ALT) => {
+                let ws = workspace.lines().join("");
+                let text = prompt.lines().join("\n");
+                if text.trim().is_empty() {
+                    self.toast("type a prompt first");
+                    return Vec::new();
+                }
+                self.overlay = Overlay::None;
+                return vec![Cmd::Create {
+                    workspace: ws,
+                    prompt: text,
+                }];
+            }
+            _ => {
+                if *on_prompt {
+                    prompt.input(ev);
+                } else {
+                    workspace.input(ev);
+                }
+            }
+        }
+        Vec::new()
+    }
+}
