@@ -136,3 +136,58 @@ fn escaped_child_running(h: &Harness) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false)
 }
+
+/// The attack: a tool in the jail sends the agent SIGSTOP, and the user keeps typing, so
+/// the agent's input fills and a write into it blocks for good. The session must still
+/// obey: `stop` gets through, and `ls` keeps answering meanwhile.
+#[test]
+fn a_stopped_agent_that_never_reads_its_input_cannot_make_its_session_unstoppable() {
+    let h = Harness::with_env("", &[("HARVEST_CLAUDE", &fake_agent())]);
+    let id = h.new_session("freeze");
+    h.wait_events(
+        &id,
+        "the agent to stop itself",
+        Duration::from_secs(30),
+        |e| e.iter().any(|e| e["raw"]["subtype"] == "frozen"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // More than a socket buffer holds, in messages under the argv limit.
+    let big = "x".repeat(120 * 1024);
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            let mut cmd = h.cmd(&["send", &id, &big]);
+            std::thread::spawn(move || cmd.output().unwrap())
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let listed = Instant::now();
+    h.ok(&["ls"]);
+    assert!(
+        listed.elapsed() < Duration::from_secs(5),
+        "ls waited on the stuck session: {:?}",
+        listed.elapsed()
+    );
+    let asked = Instant::now();
+    let mut stop = h.cmd(&["stop", &id]);
+    let stopper = std::thread::spawn(move || stop.output().unwrap());
+    while !stopper.is_finished() {
+        assert!(
+            asked.elapsed() < Duration::from_secs(120),
+            "stop never got through to the session\n{}",
+            h.daemon_log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = stopper.join().unwrap();
+    assert!(
+        out.status.success(),
+        "stop failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = h.ok(&["ls"]);
+    let row = listing.lines().find(|l| l.contains(&id[..8])).unwrap_or("");
+    assert!(!row.contains("running"), "still running: {listing}");
+    for s in senders {
+        let _ = s.join();
+    }
+}

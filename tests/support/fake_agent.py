@@ -3,6 +3,8 @@
 # (everything else runs the real CLI). It speaks just enough stream-json:
 #   "emit N GAP"  print N lines stamped with their write time (ns), GAP seconds apart,
 #                 then a turn result
+#   "freeze"      say so, then stop itself with SIGSTOP (as a tool in the jail can do
+#                 to the CLI), so that it never reads its input again
 #   "stubborn"    start a tool-like child in its own session (as the CLI's Bash tool
 #                 does), then ignore interrupt requests and SIGTERM, so that only
 #                 killing the whole sandbox ends the turn
@@ -32,6 +34,10 @@ for line in sys.stdin:
                 sys.stdout.flush()
                 time.sleep(gap)
         result()
+    elif words[0] == "freeze":
+        emit({"type": "system", "subtype": "frozen"})
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGSTOP)
     elif words[0] == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         # The marker carries the workspace, so a test finds only its own child.

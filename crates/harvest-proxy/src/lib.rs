@@ -29,6 +29,13 @@ use std::sync::Arc;
 pub const DEFAULT_UPSTREAM: &str = "https://api.anthropic.com";
 /// The largest request body forwarded (a long conversation is resent whole each turn).
 const MAX_REQUEST_BODY: usize = 64 * 1024 * 1024;
+/// Connections served at once. The proxy lives in the supervisor, outside the jail, so a
+/// jailed process opening thousands of connections must not be able to exhaust it; the
+/// CLI itself keeps a handful open.
+const MAX_CONNECTIONS: usize = 32;
+/// How long a client may take to send a request's headers: a slow-loris connection is
+/// dropped rather than holding one of the slots above for ever.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// The credential variables the proxy stands in for.
 pub const CREDENTIAL_VARS: &[&str] = &[
     "ANTHROPIC_API_KEY",
@@ -132,10 +139,18 @@ where
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .pool_idle_timeout(std::time::Duration::from_secs(60))
+        // Never follow a redirect: the request carries the real credential, and reqwest
+        // strips only `authorization` across hosts, not `x-api-key`. The agent sees the
+        // redirect itself, with its own token in the request it made.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| ProxyError::Client(e.to_string()))?;
     let upstream = Arc::new(upstream);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
         let stream = match accept().await {
             Ok(s) => s,
             Err(e) => {
@@ -146,10 +161,13 @@ where
         };
         let (upstream, client) = (upstream.clone(), client.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
                 forward_request(req, upstream.clone(), client.clone())
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
@@ -161,7 +179,8 @@ where
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
-/// Headers that belong to one hop, not to the request.
+/// Headers that belong to one hop, not to the request. (`content-length` passes: the
+/// body is streamed through unchanged, and hyper holds it to the declared length.)
 const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
@@ -172,8 +191,14 @@ const HOP_BY_HOP: &[&str] = &[
     "transfer-encoding",
     "upgrade",
     "host",
-    "content-length",
 ];
+
+/// Headers the agent must not set on a request that carries the real credential: a
+/// gateway that builds URLs (redirects, callbacks) from them would send the credential
+/// where the agent chose.
+fn is_forwarding_header(name: &str) -> bool {
+    name.starts_with("x-forwarded-") || name == "forwarded" || name == "via" || name == "x-real-ip"
+}
 
 async fn forward_request(
     req: Request<Incoming>,
@@ -198,7 +223,11 @@ async fn forward_request(
     let mut headers = reqwest::header::HeaderMap::new();
     for (name, value) in req.headers() {
         let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || n == "x-api-key" || n == "authorization" {
+        if HOP_BY_HOP.contains(&n)
+            || n == "x-api-key"
+            || n == "authorization"
+            || is_forwarding_header(n)
+        {
             continue;
         }
         headers.append(name.clone(), value.clone());
@@ -213,19 +242,11 @@ async fn forward_request(
     {
         headers.insert("authorization", v);
     }
-    let body = match http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BODY)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return Ok(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request_too_large",
-                "harvest model proxy: the request is larger than 64 MiB",
-            ));
-        }
-    };
+    // Streamed to the upstream as it arrives, never held whole: many large uploads at
+    // once must not grow the supervisor. Past the limit the upload is cut off.
+    let body = reqwest::Body::wrap_stream(
+        http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BODY).into_data_stream(),
+    );
     tracing::debug!(%method, %path, "model request");
     let sent = client
         .request(method, &url)

@@ -34,7 +34,11 @@ const BODY: &str =
     r#"{"model":"m","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
 
 async fn post(url: &str, key: &str) -> (u16, String) {
-    let resp = reqwest::Client::new()
+    // The test's own client follows no redirect, so only the proxy could.
+    let resp = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
         .post(format!("{url}/v1/messages?beta=true"))
         .header("x-api-key", key)
         .header("content-type", "application/json")
@@ -146,4 +150,72 @@ async fn an_unreachable_upstream_is_an_api_error_the_cli_understands() {
         body.contains("\"type\":\"error\"") && body.contains("cannot reach"),
         "{body}"
     );
+}
+
+/// An upstream that answers every request with a redirect to `to`.
+async fn redirecting_upstream(to: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = vec![0u8; 65536];
+            let _ = s.read(&mut buf).await;
+            let reply = format!(
+                "HTTP/1.1 302 Found\r\nlocation: {to}/steal\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let _ = s.write_all(reply.as_bytes()).await;
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_redirect_never_carries_the_real_key_elsewhere() {
+    // The attacker's host: anything that reaches it is a leak.
+    let thief = upstream();
+    let gateway = redirecting_upstream(thief.base_url()).await;
+    let (url, agent) = proxy(&[
+        ("ANTHROPIC_API_KEY", "sk-ant-real-key"),
+        ("ANTHROPIC_BASE_URL", &gateway),
+    ])
+    .await;
+    let (status, _) = post(&url, agent["ANTHROPIC_API_KEY"].expose()).await;
+    assert_eq!(status, 302, "the agent sees the redirect itself");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        thief.requests().is_empty(),
+        "the proxy followed a redirect with the real key"
+    );
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_the_agent_are_dropped() {
+    let model = upstream();
+    let (url, agent) = proxy(&[
+        ("ANTHROPIC_API_KEY", "k"),
+        ("ANTHROPIC_BASE_URL", &model.base_url()),
+    ])
+    .await;
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/v1/messages"))
+        .header("x-api-key", agent["ANTHROPIC_API_KEY"].expose())
+        .header("x-forwarded-host", "evil.example")
+        .header("forwarded", "host=evil.example")
+        .header("anthropic-version", "2023-06-01")
+        .body(BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let seen = &model.requests()[0].headers;
+    assert!(
+        !seen
+            .iter()
+            .any(|(k, _)| k == "x-forwarded-host" || k == "forwarded"),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|(k, _)| k == "anthropic-version"));
 }

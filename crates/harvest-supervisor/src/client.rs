@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
+/// How long one control request may take. Writes are the slow ones: a large prompt into
+/// an agent busy elsewhere; seconds at worst.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
     #[error("cannot start the session supervisor {program}: {source}")]
@@ -138,7 +142,26 @@ impl Supervisor {
         )
     }
 
+    /// One request, bounded in time: an agent that stops reading its input (a tool can
+    /// SIGSTOP it) blocks a write in the supervisor, and the daemon's session must not
+    /// wait with it; its kill, on another connection, still gets through.
     async fn call(&self, req: &Request) -> Result<Response, SupervisorError> {
+        match tokio::time::timeout(CALL_TIMEOUT, self.call_unbounded(req)).await {
+            Ok(r) => r,
+            Err(_) => Err(SupervisorError::Unreachable {
+                path: self.socket.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no answer within {} s (is the agent stopped?)",
+                        CALL_TIMEOUT.as_secs()
+                    ),
+                ),
+            }),
+        }
+    }
+
+    async fn call_unbounded(&self, req: &Request) -> Result<Response, SupervisorError> {
         let unreachable = |source| SupervisorError::Unreachable {
             path: self.socket.clone(),
             source,

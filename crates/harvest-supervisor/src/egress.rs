@@ -14,17 +14,63 @@ use tokio::net::UnixListener;
 /// The largest request head read before deciding.
 const MAX_HEAD: usize = 16 * 1024;
 
+/// How a host is on the allow-list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    No,
+    /// Named exactly (`pypi.org`, `127.0.0.1`).
+    Exactly,
+    /// Only through a `*.domain` entry, whose DNS the agent may well control.
+    ByWildcard,
+}
+
 /// Whether `host` is on the list: exact names (any case), or `*.domain` for its
 /// subdomains.
 pub fn allowed(host: &str, allow: &[String]) -> bool {
+    listed(host, allow) != Listed::No
+}
+
+pub fn listed(host: &str, allow: &[String]) -> Listed {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
-    allow.iter().any(|a| {
+    let mut found = Listed::No;
+    for a in allow {
         let a = a.to_ascii_lowercase();
         match a.strip_prefix("*.") {
-            Some(domain) => host.ends_with(&format!(".{domain}")),
-            None => host == a,
+            Some(domain) if host.ends_with(&format!(".{domain}")) => found = Listed::ByWildcard,
+            None if host == a => return Listed::Exactly,
+            _ => {}
         }
-    })
+    }
+    found
+}
+
+/// Whether a name that resolved to `ip` may be reached. A literal address the user listed
+/// is always reachable (that is how a test or a local mirror is allowed); a *name* never
+/// leads to this machine's loopback, link-local addresses (cloud metadata lives at
+/// 169.254.169.254) or the unspecified address, whatever its DNS says; and a name allowed
+/// only by a wildcard does not lead into private networks either. A name listed exactly
+/// may (a company's package mirror on 10.x is common).
+pub fn reachable(ip: std::net::IpAddr, how: Listed) -> bool {
+    use std::net::IpAddr;
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let (local, private) = match ip {
+        IpAddr::V4(v4) => (
+            v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast(),
+            v4.is_private() || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64),
+        ),
+        IpAddr::V6(v6) => (
+            v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80,
+            (v6.segments()[0] & 0xfe00) == 0xfc00,
+        ),
+    };
+    match how {
+        Listed::No => false,
+        Listed::Exactly => !local,
+        Listed::ByWildcard => !local && !private,
+    }
 }
 
 pub async fn serve(
@@ -84,7 +130,8 @@ async fn handle(
             .await?;
         return Ok(());
     }
-    if !allowed(&host, allow) {
+    let how = listed(&host, allow);
+    if how == Listed::No {
         deny(log, &host, port);
         conn.write_all(
             b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nX-Harvest: not on the allow-list\r\n\r\n",
@@ -92,9 +139,39 @@ async fn handle(
         .await?;
         return Ok(());
     }
+    // Resolved here and connected to the vetted address itself, so the name cannot
+    // resolve one way for the check and another for the connection.
+    let targets: Vec<std::net::SocketAddr> = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![std::net::SocketAddr::new(ip, port)],
+        Err(_) => {
+            let resolved = tokio::time::timeout(
+                Duration::from_secs(10),
+                tokio::net::lookup_host((host.as_str(), port)),
+            )
+            .await;
+            let all: Vec<_> = match resolved {
+                Ok(Ok(addrs)) => addrs.collect(),
+                _ => Vec::new(),
+            };
+            let vetted: Vec<_> = all
+                .iter()
+                .copied()
+                .filter(|a| reachable(a.ip(), how))
+                .collect();
+            if vetted.is_empty() && !all.is_empty() {
+                deny(log, &host, port);
+                conn.write_all(
+                    b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nX-Harvest: the name resolves to a local or private address\r\n\r\n",
+                )
+                .await?;
+                return Ok(());
+            }
+            vetted
+        }
+    };
     let upstream = tokio::time::timeout(
         Duration::from_secs(10),
-        tokio::net::TcpStream::connect((host.as_str(), port)),
+        tokio::net::TcpStream::connect(&targets[..]),
     )
     .await;
     let Ok(Ok(mut upstream)) = upstream else {
@@ -143,5 +220,56 @@ mod tests {
             !allowed("github.com", &allow),
             "*.github.com is its subdomains"
         );
+    }
+
+    #[test]
+    fn names_never_lead_to_loopback_or_metadata_and_wildcards_not_inward() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        for local in [
+            "127.0.0.1",
+            "127.8.9.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "::1",
+            "::ffff:127.0.0.1",
+            "fe80::1",
+        ] {
+            assert!(!reachable(ip(local), Listed::Exactly), "{local}");
+            assert!(!reachable(ip(local), Listed::ByWildcard), "{local}");
+        }
+        for private in [
+            "10.1.2.3",
+            "192.168.1.1",
+            "172.20.0.1",
+            "100.64.0.1",
+            "fd00::1",
+        ] {
+            assert!(reachable(ip(private), Listed::Exactly), "{private}");
+            assert!(!reachable(ip(private), Listed::ByWildcard), "{private}");
+        }
+        assert!(reachable(ip("93.184.216.34"), Listed::ByWildcard));
+        assert!(!reachable(ip("93.184.216.34"), Listed::No));
+    }
+
+    #[tokio::test]
+    async fn a_listed_name_that_resolves_to_loopback_is_refused_and_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("egress.sock");
+        let log_path = dir.path().join("log");
+        let log = Arc::new(Mutex::new(std::fs::File::create(&log_path).unwrap()));
+        // A listener the agent must not reach, on the loopback `localhost` names.
+        let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = target.local_addr().unwrap().port();
+        let allow = Arc::new(vec!["localhost".to_owned()]);
+        tokio::spawn(serve(UnixListener::bind(&sock).unwrap(), allow, log));
+        let mut c = tokio::net::UnixStream::connect(&sock).await.unwrap();
+        c.write_all(format!("CONNECT localhost:{port} HTTP/1.1\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut reply = String::new();
+        c.read_to_string(&mut reply).await.unwrap();
+        assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+        let logged = std::fs::read_to_string(&log_path).unwrap();
+        assert!(logged.contains("harvest_network_denied"), "{logged}");
     }
 }

@@ -30,6 +30,7 @@
 
 pub mod client;
 mod egress;
+mod input;
 mod lines;
 pub mod pidfd;
 mod proc;

@@ -41,6 +41,10 @@ impl LineCap {
             if ends {
                 match self.dropping.take() {
                     Some(bytes) => out.extend(marker("harvest_line_too_long", bytes, self.limit)),
+                    None if forged_marker(&self.current) => {
+                        tracing::warn!("dropped an agent line posing as a harvest marker");
+                        self.current.clear();
+                    }
                     None => {
                         out.append(&mut self.current);
                         out.push(b'\n');
@@ -63,6 +67,21 @@ impl LineCap {
     }
 }
 
+/// Whether an agent's line claims a marker's type. The CLI never emits one (its types
+/// are its own), so such a line comes from a process that took over the CLI's stdout
+/// and wants the daemon to believe the supervisor wrote it. Only lines that mention the
+/// prefix at all are parsed.
+fn forged_marker(line: &[u8]) -> bool {
+    const PREFIX: &[u8] = b"harvest_";
+    if !line.windows(PREFIX.len()).any(|w| w == PREFIX) {
+        return false;
+    }
+    serde_json::from_slice::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v.get("type")?.as_str().map(|t| t.starts_with("harvest_")))
+        .unwrap_or(false)
+}
+
 fn marker(kind: &str, bytes: u64, limit: usize) -> Vec<u8> {
     let mut line = serde_json::json!({"type": kind, "bytes": bytes, "limit": limit}).to_string();
     line.push('\n');
@@ -72,6 +91,18 @@ fn marker(kind: &str, bytes: u64, limit: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_lines_posing_as_markers_are_dropped() {
+        let mut c = LineCap::new(1000);
+        let out = c.push(
+            b"{\"type\":\"harvest_network_denied\",\"host\":\"x\",\"port\":1}\n{\"type\":\"assistant\",\"text\":\"harvest_ is fine here\"}\n",
+        );
+        assert_eq!(
+            out,
+            b"{\"type\":\"assistant\",\"text\":\"harvest_ is fine here\"}\n"
+        );
+    }
 
     #[test]
     fn complete_lines_pass_split_anywhere() {

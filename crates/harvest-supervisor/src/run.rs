@@ -2,6 +2,7 @@
 //! start the jail with socket-pair stdio, answer "ready" on stdout, then pump the agent's
 //! output into the log and serve requests until the jail ends.
 
+use crate::input::Input;
 use crate::lines::LineCap;
 use crate::pidfd::{PidFd, signal_children};
 use crate::{
@@ -116,7 +117,9 @@ async fn supervise(spec: LaunchSpec) -> i32 {
     }
     let pump = tokio::spawn(pump_log(stdout, log));
     let errs = tokio::spawn(pump_stderr(stderr, stderr_file));
-    let server = tokio::spawn(serve(listener, Input::new(stdin.clone()), init.clone()));
+    let input = Input::new(stdin.clone());
+    let running = input.running.clone();
+    let server = tokio::spawn(serve(listener, input, init.clone()));
 
     let status = child.wait().await;
     let exit = match status {
@@ -132,6 +135,7 @@ async fn supervise(spec: LaunchSpec) -> i32 {
     // Whatever the agent left running in its jail (tool commands in their own sessions)
     // has no one to report to: SIGKILL to the namespace's init ends all of it.
     let _ = init.signal(libc::SIGKILL);
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
     stdin.lock().await.take();
     // Every writer of stdout was in the jail, so EOF follows; the bound guards against a
     // kernel that keeps a descriptor alive longer than we expect.
@@ -421,22 +425,6 @@ async fn pump_stderr(mut stderr: UnixStream, mut file: std::fs::File) {
     }
 }
 
-/// The agent's stdin, and the ids of the lines written to it.
-#[derive(Clone)]
-struct Input {
-    stdin: Arc<Mutex<Option<UnixStream>>>,
-    delivered: Arc<Mutex<std::collections::HashSet<String>>>,
-}
-
-impl Input {
-    fn new(stdin: Arc<Mutex<Option<UnixStream>>>) -> Input {
-        Input {
-            stdin,
-            delivered: Arc::default(),
-        }
-    }
-}
-
 async fn serve(listener: UnixListener, input: Input, init: Arc<PidFd>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -479,30 +467,10 @@ async fn connection(stream: UnixStream, input: Input, init: Arc<PidFd>) {
 
 async fn handle(req: Request, input: &Input, init: &PidFd) -> Response {
     match req {
-        Request::Write { line, id } => {
-            if !line.ends_with('\n') || line[..line.len() - 1].contains('\n') {
-                return error("an input line must be exactly one line ending in a newline");
-            }
-            // One writer at a time, and the id check under the same lock, so two daemons'
-            // retries (or a retry racing the original) write a line once.
-            let mut guard = input.stdin.lock().await;
-            let mut delivered = input.delivered.lock().await;
-            if id.as_ref().is_some_and(|id| delivered.contains(id)) {
-                return ok();
-            }
-            let Some(s) = guard.as_mut() else {
-                return error("the agent has exited");
-            };
-            match s.write_all(line.as_bytes()).await {
-                Ok(()) => {
-                    if let Some(id) = id {
-                        delivered.insert(id);
-                    }
-                    ok()
-                }
-                Err(e) => error(&format!("the agent's input is closed: {e}")),
-            }
-        }
+        Request::Write { line, id } => match input.write(&line, id).await {
+            Ok(()) => ok(),
+            Err(e) => error(&e),
+        },
         Request::Signal { signal } => {
             let sig = match signal {
                 SignalKind::Interrupt => libc::SIGINT,
@@ -519,7 +487,7 @@ async fn handle(req: Request, input: &Input, init: &PidFd) -> Response {
         Request::Status => Response {
             ok: true,
             error: None,
-            running: Some(input.stdin.lock().await.is_some()),
+            running: Some(input.running.load(std::sync::atomic::Ordering::SeqCst)),
         },
     }
 }
