@@ -96,3 +96,32 @@ fn the_agent_cannot_reach_outside_its_workspace_and_home() {
         "the workspace write did not reach the host folder"
     );
 }
+
+/// The attack: between two launches, a component of a session's workspace path is swapped
+/// for a link to somewhere else (another session's agent can do it when folders nest).
+/// The next launch must refuse, not bind the link's target into the jail.
+#[test]
+fn a_workspace_swapped_for_a_link_is_refused_at_the_next_launch() {
+    let h = Harness::with_env("", &[("HARVEST_CLAUDE", &harvest_e2e::fake_agent())]);
+    let id = h.new_session("emit 0 0");
+    h.wait_events(&id, "the first turn", Duration::from_secs(30), |e| {
+        !of_type(e, "turn_result").is_empty()
+    });
+    h.ok(&["stop", &id]);
+    let elsewhere = h.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("private.txt"), "not for this session").unwrap();
+    std::fs::rename(&h.workspace, h.path("ws-moved")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &h.workspace).unwrap();
+
+    let out = h.run(&["resume", &id]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let evs = h.events(&id);
+    assert!(!out.status.success(), "resumed through the link: {err}");
+    assert!(err.contains("replaced by a link"), "{err}");
+    assert!(
+        !evs.iter()
+            .any(|e| e.to_string().contains("not for this session")),
+        "the link's target reached the agent"
+    );
+}

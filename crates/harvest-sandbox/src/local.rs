@@ -94,7 +94,7 @@ impl LocalProvider {
                 source,
             })?;
         let (workspace, owned) = match &spec.workspace {
-            WorkspaceSource::Folder { path } => (existing_folder(path)?, false),
+            WorkspaceSource::Folder { path } => (unchanged_folder(path)?, false),
             WorkspaceSource::Owned { path } => (existing_folder(path)?, true),
             WorkspaceSource::Clone { url } => {
                 let target = self.layout.workspaces_dir.join(&spec.session);
@@ -142,6 +142,26 @@ impl LocalProvider {
             agent_program: Path::new(bwrap::AGENT_BIN_DIR).join("claude"),
         }))
     }
+}
+
+/// A user's folder, checked when the session was created and stored canonical: it must
+/// still resolve to itself. Something with write access to a parent (another session's
+/// agent, if the folders nest) could otherwise swap a component for a link between two
+/// launches and have this session's jail bind whatever the link names.
+pub(crate) fn unchanged_folder(path: &Path) -> Result<PathBuf> {
+    let canonical = existing_folder(path)?;
+    if canonical != path {
+        return Err(SandboxError::BadWorkspace {
+            path: path.to_owned(),
+            reason: format!(
+                "it now resolves to {} (a part of its path was replaced by a link since the \
+                 session was created), and Harvest does not follow it; put the folder back, \
+                 or start a new session on the folder you mean",
+                canonical.display()
+            ),
+        });
+    }
+    Ok(canonical)
 }
 
 fn existing_folder(path: &Path) -> Result<PathBuf> {

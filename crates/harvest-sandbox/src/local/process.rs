@@ -17,6 +17,9 @@ pub async fn spawn(
     cmd: &AgentCommand,
     secrets: &BTreeMap<String, Secret>,
 ) -> Result<AgentProcess> {
+    // bwrap binds the workspace by its path, so the path is checked again at each launch,
+    // not only when the session was created.
+    crate::local::unchanged_folder(&sandbox.policy.workspace)?;
     let log_id = harvest_supervisor::last_log_id(&sandbox.state_dir) + 1;
     let mut args: Vec<Vec<u8>> = bwrap::bwrap_args(&sandbox.policy, &bwrap::host_system_entries())
         .into_iter()
