@@ -222,36 +222,15 @@ impl Drop for Harness {
     fn drop(&mut self) {
         let _ = self.cmd(&["daemon", "stop"]).output();
         // Sessions outlive their daemon by design; a test's must not outlive the test.
-        // Each jail's namespace init is killed, once its start time proves it is still
-        // the one the record names; its supervisor then ends on its own.
+        // Each jail is killed (its supervisor then ends on its own), by the same
+        // pid-reuse-safe kill the local provider uses.
         let sessions = self.path("state").join("harvest/sessions");
         for dir in std::fs::read_dir(sessions).into_iter().flatten().flatten() {
-            let Ok(text) = std::fs::read_to_string(dir.path().join("supervisor.json")) else {
-                continue;
-            };
-            let Ok(record) = serde_json::from_str::<Value>(&text) else {
-                continue;
-            };
-            let (Some(pid), Some(start)) =
-                (record["init_pid"].as_i64(), record["init_start"].as_u64())
-            else {
-                continue;
-            };
-            if process_start(pid) == Some(start) {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
+            if let Some(record) = harvest_supervisor::read_record(&dir.path()) {
+                record.kill_jail();
             }
         }
     }
-}
-
-/// A process's start time (clock ticks since boot), from /proc/PID/stat.
-fn process_start(pid: i64) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which ends at the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 pub fn parse_lines(text: &str) -> Vec<Value> {

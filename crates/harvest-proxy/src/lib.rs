@@ -304,10 +304,8 @@ fn session_token(req: &Request<Incoming>) -> Option<String> {
 
 /// An error in the Messages API's own shape, so the CLI shows it as an API error.
 fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
-    let body = format!(
-        "{{\"type\":\"error\",\"error\":{{\"type\":\"{kind}\",\"message\":{}}}}}",
-        serde_json_string(message)
-    );
+    let body = serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
+        .to_string();
     let mut resp = Response::new(BoxBody::new(
         Full::new(Bytes::from(body)).map_err(|never| match never {}),
     ));
@@ -317,21 +315,6 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
         hyper::header::HeaderValue::from_static("application/json"),
     );
     resp
-}
-
-fn serde_json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 pub mod forward;

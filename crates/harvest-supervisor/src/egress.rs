@@ -24,12 +24,8 @@ pub enum Listed {
     ByWildcard,
 }
 
-/// Whether `host` is on the list: exact names (any case), or `*.domain` for its
+/// Whether and how `host` is on the list: exact names (any case), or `*.domain` for its
 /// subdomains.
-pub fn allowed(host: &str, allow: &[String]) -> bool {
-    listed(host, allow) != Listed::No
-}
-
 pub fn listed(host: &str, allow: &[String]) -> Listed {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     let mut found = Listed::No;
@@ -207,6 +203,10 @@ fn deny(log: &Mutex<std::fs::File>, host: &str, port: u16) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn allowed(host: &str, allow: &[String]) -> bool {
+        listed(host, allow) != Listed::No
+    }
 
     #[test]
     fn the_allow_list_matches_names_and_wildcard_subdomains_only() {

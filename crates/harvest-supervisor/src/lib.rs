@@ -42,7 +42,6 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub use client::{Supervisor, SupervisorError, spawn};
-pub use egress::allowed;
 
 /// The longest agent output line kept whole (the CLI prints a Write's whole file in one
 /// line, so this is generous); a longer one is replaced by a marker line.
@@ -177,6 +176,16 @@ impl Record {
     /// The supervisor still runs and is the same process (not a reused pid).
     pub fn supervisor_alive(&self) -> bool {
         proc::same_process(self.supervisor_pid, self.supervisor_start)
+    }
+
+    /// End the whole jail without its supervisor: SIGKILL to the namespace's init, through
+    /// a pidfd opened before the start time proves it is still the jail this record names.
+    pub fn kill_jail(&self) {
+        if let Ok(fd) = PidFd::open(self.init_pid)
+            && proc::same_process(self.init_pid, self.init_start)
+        {
+            let _ = fd.signal(libc::SIGKILL);
+        }
     }
 }
 

@@ -196,13 +196,8 @@ impl AgentControl for LocalControl {
         if self.supervisor.kill().await.is_ok() {
             return Ok(());
         }
-        // The supervisor is gone (killed itself): end the jail directly, through a pidfd
-        // and only once its start time proves it is still the jail we started.
-        if let Ok(fd) = harvest_supervisor::PidFd::open(self.record.init_pid)
-            && harvest_supervisor::same_process(self.record.init_pid, self.record.init_start)
-        {
-            let _ = fd.signal(libc::SIGKILL);
-        }
+        // The supervisor is gone (killed itself): end the jail directly.
+        self.record.kill_jail();
         Ok(())
     }
 
