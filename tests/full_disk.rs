@@ -2,7 +2,7 @@
 //! `HARVEST_TEST_STORE_FULL`, which makes appends fail with SQLite's "database or disk is
 //! full" while a file exists). The session shows it is stalled and why, calls to it answer
 //! with that instead of hanging, nothing the agent printed meanwhile is lost, and it goes on
-//! by itself once there is room again.
+//! by itself once there is room again, with one stored `error` event saying what happened.
 
 // Integration tests: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -81,6 +81,13 @@ fn a_full_store_stalls_the_session_visibly_and_loses_nothing() {
         .unwrap()
         .to_owned();
     assert!(text.ends_with("twenty-four"), "{text}");
+    // The history says where the gap came from, once, for every client to show.
+    let errors: Vec<_> = of_type(&evs, "error")
+        .into_iter()
+        .filter_map(|e| e["message"].as_str())
+        .filter(|m| m.contains("could not be stored") && m.contains("disk is full"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", summarize(&evs));
     assert!(
         !h.ok(&["ls"]).contains("stalled"),
         "the stall is still shown"

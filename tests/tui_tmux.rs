@@ -29,6 +29,10 @@ prompt = "slow job"
 tool_use = { name = "Bash", input = { command = "python3 -c 'import time; time.sleep(30)'  # tmux-slow MARKER", description = "Slow job" } }
 [[turn.step]]
 text = "slow done"
+
+[[turn]]
+[[turn.step]]
+text = "Noted."
 "#;
 
 struct Tmux<'h> {
@@ -257,4 +261,65 @@ fn bare_harvest_opens_the_last_session_sent_to_and_the_input_edits_like_a_shell(
         s.lines()
             .any(|l| l.contains("│ remember me") || l.contains("│remember me"))
     });
+}
+
+/// A follow-up typed while a turn runs shows as queued above the input; Up on the empty
+/// input takes it back to edit; Esc cancels the turn and brings what was queued back into
+/// the input instead of starting it; Enter then sends it as a turn of its own.
+#[test]
+fn a_queued_follow_up_is_shown_edited_and_taken_back_by_esc() {
+    let h = Harness::with_script_for(|root| SCRIPT.replace("MARKER", &root.display().to_string()));
+    let ws = h.workspace.to_str().unwrap().to_owned();
+    let id = h.ok(&["new", "--detach", "--workspace", &ws, "slow job"]);
+    let id = id.trim().to_owned();
+    let t = Tmux::start(&h);
+    t.type_text("main", &t.harvest_line(&format!("attach {id}")));
+    t.keys("main", &["Enter"]);
+    t.wait_for("main", "the slow command to run", |s| {
+        s.contains("time.sleep(30)")
+    });
+    t.type_text("main", "then check the logs");
+    t.keys("main", &["Enter"]);
+    t.wait_for("main", "the follow-up shown as queued", |s| {
+        s.contains("queued › then check the logs")
+    });
+    // Up on the empty input takes it back to edit.
+    t.keys("main", &["Up"]);
+    t.wait_for("main", "the queued message back in the input", |s| {
+        !s.contains("queued ›") && s.contains("│then check the logs")
+            || !s.contains("queued ›") && s.contains("│ then check the logs")
+    });
+    t.type_text("main", " twice");
+    t.keys("main", &["Enter"]);
+    t.wait_for("main", "the edited follow-up queued", |s| {
+        s.contains("queued › then check the logs twice")
+    });
+    // Esc cancels the turn; the queued message comes back instead of starting a turn.
+    t.keys("main", &["Escape"]);
+    t.wait_for(
+        "main",
+        "the cancelled turn with the message back in the input",
+        |s| {
+            s.contains("turn interrupted")
+                && !s.contains("queued ›")
+                && s.contains("check the logs twice")
+        },
+    );
+    let evs = h.events(&id);
+    assert!(
+        !evs.iter().any(|e| e["type"] == "user_message"
+            && e["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("check the logs"))),
+        "a withdrawn message was delivered: {}",
+        harvest_e2e::summarize(&evs)
+    );
+    // Enter sends it now, as a turn of its own.
+    t.keys("main", &["Enter"]);
+    t.wait_for("main", "its answer", |s| s.contains("Noted."));
+    assert!(
+        h.requests()
+            .iter()
+            .any(|r| r.all_text().contains("then check the logs twice"))
+    );
 }

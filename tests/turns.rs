@@ -1,7 +1,8 @@
-//! Turns are tracked by what the CLI reports, not by counting messages: the CLI folds a
-//! message that arrives during a tool call into the turn under way (two messages, one
-//! result), and a session must still end idle with every message answered — with and
-//! without a daemon `kill -9` in between.
+//! Turns are tracked by what the CLI reports, not by counting messages (the CLI can fold
+//! a message that reaches it during a tool call into the turn under way: two messages, one
+//! result). Follow-ups sent during a turn are now held by the daemon until it ends
+//! (tests/queued.rs); either way a session must end idle with every message answered —
+//! with and without a daemon `kill -9` in between.
 
 // Integration tests: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -130,8 +130,12 @@ pub async fn call(s: &mut Session, call: Call) -> Result<Value, RpcError> {
         },
         Call::SessionSend(p) => {
             let (_, h) = sessions.resolve(&p.session)?;
-            h.send(p.text, p.env).await?;
-            answer::<m::SessionSend>(m::Empty {})
+            let queued = h.send(p.text, p.env).await?;
+            answer::<m::SessionSend>(m::SendResult { queued })
+        }
+        Call::SessionWithdraw(p) => {
+            let texts = sessions.resolve(&p.session)?.1.withdraw(p.message).await?;
+            answer::<m::SessionWithdraw>(m::WithdrawResult { texts })
         }
         Call::SessionCancel(p) => {
             sessions.resolve(&p.session)?.1.cancel().await?;

@@ -79,8 +79,15 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
-    /// A message the user sent (the first prompt or a follow-up).
+    /// A message the user sent (the first prompt or a follow-up), as the agent takes it.
     UserMessage { text: String },
+    /// A follow-up sent while a turn runs: the daemon holds it until that turn ends, then
+    /// it goes to the agent (`message_dequeued` and its `user_message`). Until then it can
+    /// be withdrawn (`session/withdraw`), to edit it or drop it.
+    MessageQueued { id: String, text: String },
+    /// A queued message left the queue: taken by the agent (its `user_message` follows
+    /// at once), or `withdrawn` by a client.
+    MessageDequeued { id: String, withdrawn: bool },
     /// A complete assistant text block.
     AssistantText { text: String },
     /// A live fragment of an assistant text block that is still streaming; the complete
@@ -191,6 +198,8 @@ impl EventBody {
         match self {
             EventBody::Status { .. } => "status",
             EventBody::UserMessage { .. } => "user_message",
+            EventBody::MessageQueued { .. } => "message_queued",
+            EventBody::MessageDequeued { .. } => "message_dequeued",
             EventBody::AssistantText { .. } => "assistant_text",
             EventBody::AssistantDelta { .. } => "assistant_delta",
             EventBody::Thinking { .. } => "thinking",

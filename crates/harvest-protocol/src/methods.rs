@@ -86,7 +86,8 @@ methods! {
     SessionSubscribe => "session/subscribe", SubscribeParams, SubscribeResult;
     SessionEvents => "session/events", EventsParams, EventsResult;
     SessionUnsubscribe => "session/unsubscribe", UnsubscribeParams, Empty;
-    SessionSend => "session/send", SendParams, Empty;
+    SessionSend => "session/send", SendParams, SendResult;
+    SessionWithdraw => "session/withdraw", WithdrawParams, WithdrawResult;
     SessionCancel => "session/cancel", SessionRef, Empty;
     SessionStop => "session/stop", SessionRef, Empty;
     SessionResume => "session/resume", ResumeParams, Empty;
@@ -259,6 +260,29 @@ pub struct SendParams {
     /// be started again to resume the conversation (after `session/stop` or a restart).
     #[serde(default)]
     pub env: BTreeMap<String, Secret>,
+}
+
+/// What became of a message sent: delivered to the agent now, or queued behind the
+/// running turn (with the id to withdraw it by).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SendResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued: Option<String>,
+}
+
+/// Take back queued messages before the agent has them: the one with `message` as its
+/// id, or (without it) every queued one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WithdrawParams {
+    pub session: String,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// The texts withdrawn, oldest first, for the client to put back in its input.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct WithdrawResult {
+    pub texts: Vec<String>,
 }
 
 /// `session/fork`: a new session that starts as a copy of one (its workspace, and its

@@ -136,6 +136,7 @@ pub fn event(body: &mut EventBody) {
     match body {
         EventBody::Status { reason, .. } => fix_opt(reason),
         EventBody::UserMessage { text }
+        | EventBody::MessageQueued { text, .. }
         | EventBody::AssistantText { text }
         | EventBody::AssistantDelta { text }
         | EventBody::Thinking { text } => fix(text, Sgr::Drop),
@@ -197,6 +198,7 @@ pub fn event(body: &mut EventBody) {
             fix_opt(result);
         }
         EventBody::ApiRetry { error, .. } => fix_opt(error),
+        EventBody::MessageDequeued { id, .. } => fix(id, Sgr::Drop),
         EventBody::AgentInit {
             agent_session_id,
             model,

@@ -21,6 +21,8 @@ mod search;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cmd {
     Send(String),
+    /// Take back queued follow-ups (one by id, or all) into the input box.
+    Withdraw(Option<String>),
     Cancel,
     Resume,
     Attach(String),
@@ -62,6 +64,8 @@ pub enum FromDaemon {
     Error(String),
     /// The attached session's row, refreshed (its stall, its totals).
     Info(SessionInfo),
+    /// Queued follow-ups taken back, oldest first: they go into the input box.
+    Withdrawn(Vec<String>),
     /// A tool call's saved output, or why it could not be read.
     FullOutput {
         tool_id: String,
@@ -290,6 +294,20 @@ impl App {
             FromDaemon::HistoryPending => self.history_pending = Some(Vec::new()),
             FromDaemon::History(older) => self.splice_history(*older),
             FromDaemon::Error(e) => self.toast(&e),
+            FromDaemon::Withdrawn(texts) => {
+                if !texts.is_empty() {
+                    let mut draft = self.draft();
+                    for t in texts {
+                        if !draft.is_empty() {
+                            draft.push('\n');
+                        }
+                        draft.push_str(&t);
+                    }
+                    self.set_draft(&draft);
+                    self.focus = Focus::Input;
+                    self.toast("queued message taken back: edit it and Enter sends it again");
+                }
+            }
             FromDaemon::Info(info) => {
                 if self.session.as_ref().is_some_and(|s| s.id == info.id) {
                     self.session = Some(info);
@@ -443,6 +461,17 @@ impl App {
             return cmds;
         }
         let in_input = self.focus == Focus::Input;
+        if in_input
+            && self.overlay_is_none()
+            && key.code == KeyCode::Up
+            && key.mods.is_empty()
+            && self.draft().is_empty()
+            && let Some((id, _)) = self.transcript.queued.last()
+        {
+            // As in Claude Code: Up on an empty box takes the last queued follow-up back
+            // to edit it, before the agent has it.
+            return vec![Cmd::Withdraw(Some(id.clone()))];
+        }
         if in_input && self.overlay_is_none() {
             if key.code == KeyCode::Up {
                 // The session's own prompts, whoever sent them: kept by the daemon, so
@@ -547,7 +576,12 @@ impl App {
                 self.last_cancel = (!by_esc).then(Instant::now);
                 if self.is_running() {
                     self.toast("cancelling the turn…");
-                    return vec![Cmd::Cancel];
+                    if self.transcript.queued.is_empty() {
+                        return vec![Cmd::Cancel];
+                    }
+                    // What was queued behind the cancelled turn comes back to the input,
+                    // rather than starting a turn the user just stopped.
+                    return vec![Cmd::Withdraw(None), Cmd::Cancel];
                 }
                 if !by_esc {
                     self.toast("nothing is running; Ctrl-C again within a second detaches");

@@ -156,6 +156,26 @@ async fn run(
                         let _ = ui.send(FromDaemon::FullOutput { tool_id, text }).await;
                         continue;
                     }
+                    if let Cmd::Withdraw(message) = cmd {
+                        let taken = match attached.as_deref() {
+                            Some(session) => client
+                                .call::<m::SessionWithdraw>(m::WithdrawParams {
+                                    session: session.to_owned(),
+                                    message,
+                                })
+                                .await
+                                .map(|r| r.texts)
+                                .map_err(|e| e.to_string()),
+                            None => Err("no session attached".to_owned()),
+                        };
+                        let _ = ui
+                            .send(match taken {
+                                Ok(texts) => FromDaemon::Withdrawn(texts),
+                                Err(e) => FromDaemon::Error(e),
+                            })
+                            .await;
+                        continue;
+                    }
                     match command(&client, &conn, attached.as_deref(), cmd).await {
                         Ok(Some(Switch(id))) => {
                             attached = Some(id);
@@ -320,7 +340,7 @@ async fn command(
                 .await
                 .map_err(r)?;
         }
-        Cmd::ListSessions | Cmd::ReadOutput { .. } => {}
+        Cmd::ListSessions | Cmd::ReadOutput { .. } | Cmd::Withdraw(_) => {}
         Cmd::Remove(id) => {
             client
                 .call::<m::SessionRemove>(m::SessionRef { session: id })

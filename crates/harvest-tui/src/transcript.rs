@@ -94,6 +94,9 @@ pub struct Transcript {
     pub model: Option<String>,
     /// Permission requests not answered yet, oldest first.
     pub permissions: Vec<PendingPermission>,
+    /// Follow-ups held behind the running turn (id, text), oldest first: shown as queued
+    /// until the agent takes them, and withdrawable until then.
+    pub queued: Vec<(String, String)>,
 }
 
 impl Transcript {
@@ -164,6 +167,8 @@ impl Transcript {
                 }
             }
             EventBody::UserMessage { text } => self.push(Item::User(text)),
+            EventBody::MessageQueued { id, text } => self.queued.push((id, text)),
+            EventBody::MessageDequeued { id, .. } => self.queued.retain(|(q, _)| *q != id),
             EventBody::AssistantDelta { text } => match self.items.last_mut() {
                 Some(Item::Assistant {
                     text: t,

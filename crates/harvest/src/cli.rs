@@ -52,8 +52,17 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         from_seq: u64,
     },
-    /// Send a follow-up message into a session's conversation.
+    /// Send a follow-up message into a session's conversation. Sent while a turn runs,
+    /// it is queued until that turn ends (`withdraw` takes it back until then).
     Send { session: String, text: String },
+    /// Take back follow-ups still queued behind the running turn (all, or one by its id)
+    /// and print their text.
+    Withdraw {
+        session: String,
+        /// The queued message's id, as `send` printed it.
+        #[arg(long)]
+        message: Option<String>,
+    },
     /// Interrupt the turn in progress.
     Cancel { session: String },
     /// Stop a session's agent; the session and its history stay, and `send` resumes it.

@@ -45,6 +45,9 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             from_seq,
         } => sessions::logs(&paths, &session, json, follow, from_seq).await,
         Command::Send { session, text } => sessions::send(&paths, &session, text).await,
+        Command::Withdraw { session, message } => {
+            sessions::withdraw(&paths, &session, message).await
+        }
         Command::Cancel { session } => sessions::cancel(&paths, &session).await,
         Command::Stop { session } => sessions::stop(&paths, &session).await,
         Command::Rm { session } => sessions::rm(&paths, &session).await,

@@ -114,6 +114,16 @@ pub fn describe(event: &Event) -> Vec<String> {
             None => format!("· {}", state.as_str()),
         }],
         EventBody::UserMessage { text } => vec![format!("› {text}")],
+        EventBody::MessageQueued { id, text } => {
+            vec![format!("› {text}  (queued behind the running turn: {id})")]
+        }
+        EventBody::MessageDequeued {
+            id,
+            withdrawn: true,
+        } => {
+            vec![format!("· queued message {id} withdrawn")]
+        }
+        EventBody::MessageDequeued { .. } => vec![],
         EventBody::AssistantText { text } | EventBody::AssistantDelta { text } => {
             vec![text.clone()]
         }

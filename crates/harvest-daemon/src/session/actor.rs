@@ -109,6 +109,9 @@ pub struct Actor {
     /// Messages stored and not yet written to the agent (waiting for a slot, or for an
     /// agent to be started), committed with every checkpoint.
     undelivered: std::collections::VecDeque<super::spec::Undelivered>,
+    /// Follow-ups sent while a turn runs, held until it ends (withdrawable until then),
+    /// committed with every checkpoint.
+    held: std::collections::VecDeque<super::spec::Undelivered>,
     /// A stored session to find again before taking commands.
     restore: Option<harvest_store::SessionRow>,
     /// The CLI reports its own running/idle state; turns are tracked by that, not by
@@ -162,6 +165,7 @@ impl Actor {
             idle_since: None,
             slot: None,
             undelivered: Default::default(),
+            held: Default::default(),
             restore,
             cli_reports_state: false,
             deltas: Default::default(),
@@ -176,6 +180,7 @@ impl Actor {
         if let Some(live) = live {
             self.sandbox = Some(live.sandbox);
             self.undelivered = live.checkpoint.undelivered.iter().cloned().collect();
+            self.held = live.checkpoint.held.iter().cloned().collect();
             if let Err(e) = self.attach(live.process, live.checkpoint, false).await {
                 self.fail(format!("cannot read the agent log: {e}")).await;
             } else if let Err(e) = self.deliver_or_queue().await {
@@ -253,6 +258,10 @@ impl Actor {
         match cmd {
             Command::Send { text, env, reply } => {
                 let r = self.send(text, env).await;
+                let _ = reply.send(r);
+            }
+            Command::Withdraw { message, reply } => {
+                let r = self.withdraw(message).await;
                 let _ = reply.send(r);
             }
             Command::Cancel { reply } => {

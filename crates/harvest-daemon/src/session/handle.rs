@@ -13,7 +13,12 @@ pub enum Command {
     Send {
         text: String,
         env: BTreeMap<String, Secret>,
-        reply: oneshot::Sender<Result<(), RpcError>>,
+        /// The queued message's id when it waits behind the running turn.
+        reply: oneshot::Sender<Result<Option<String>, RpcError>>,
+    },
+    Withdraw {
+        message: Option<String>,
+        reply: oneshot::Sender<Result<Vec<String>, RpcError>>,
     },
     Cancel {
         reply: oneshot::Sender<Result<(), RpcError>>,
@@ -70,8 +75,18 @@ impl SessionHandle {
         )
     }
 
-    pub async fn send(&self, text: String, env: BTreeMap<String, Secret>) -> Result<(), RpcError> {
+    /// Returns the queued message's id when it waits behind the running turn.
+    pub async fn send(
+        &self,
+        text: String,
+        env: BTreeMap<String, Secret>,
+    ) -> Result<Option<String>, RpcError> {
         self.call(|reply| Command::Send { text, env, reply }).await
+    }
+    /// Take back queued messages (one by id, or all): their texts, oldest first.
+    pub async fn withdraw(&self, message: Option<String>) -> Result<Vec<String>, RpcError> {
+        self.call(|reply| Command::Withdraw { message, reply })
+            .await
     }
     pub async fn cancel(&self) -> Result<(), RpcError> {
         self.call(|reply| Command::Cancel { reply }).await

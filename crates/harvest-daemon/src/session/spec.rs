@@ -83,6 +83,14 @@ pub struct Checkpoint {
     /// writing. A restarted daemon delivers them, each once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub undelivered: Vec<Undelivered>,
+    /// Follow-ups sent while a turn ran (their `message_queued` is in the store), held
+    /// until it ends; they move to `undelivered` (with their `user_message`) then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<Undelivered>,
+    /// The CLI reports its own running/idle state (so a turn's end is its `idle`, not its
+    /// `result`): known again at once after a restart, before its next report.
+    #[serde(default)]
+    pub cli_reports_state: bool,
 }
 
 /// A message on its way to the agent; `id` makes its delivery happen once.

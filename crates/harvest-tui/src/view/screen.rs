@@ -19,17 +19,25 @@ pub struct Areas {
     pub header: Rect,
     pub conversation: Rect,
     pub tool: Rect,
+    /// Follow-ups queued behind the running turn, just above the input (empty when none).
+    pub queued: Rect,
     pub input: Rect,
     pub footer: Rect,
 }
 
+/// How many queued follow-ups are listed above the input; more are counted.
+const QUEUED_SHOWN: usize = 3;
+
 pub fn layout(area: Rect, app: &App) -> Areas {
     let input_h = (app.input.lines().len() as u16 + 2).clamp(3, 8);
+    let queued = app.transcript.queued.len();
+    let queued_h = (queued.min(QUEUED_SHOWN) + usize::from(queued > QUEUED_SHOWN)) as u16;
     let rows = Layout::default()
         .direction(Direction::Vertical)
         .constraints([
             Constraint::Length(1),
             Constraint::Min(3),
+            Constraint::Length(queued_h),
             Constraint::Length(input_h),
             Constraint::Length(1),
         ])
@@ -50,8 +58,9 @@ pub fn layout(area: Rect, app: &App) -> Areas {
         header: rows[0],
         conversation: body[0],
         tool: body[1],
-        input: rows[2],
-        footer: rows[3],
+        queued: rows[2],
+        input: rows[3],
+        footer: rows[4],
     }
 }
 
@@ -220,6 +229,12 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
         a.tool,
     );
 
+    if a.queued.height > 0 {
+        f.render_widget(
+            Paragraph::new(queued(app, a.queued.width as usize)),
+            a.queued,
+        );
+    }
     let mut input = app.input.clone();
     input.set_block(pane(" › ".into(), app.focus == Focus::Input));
     f.render_widget(&input, a.input);
@@ -302,6 +317,45 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
             );
         }
     }
+}
+
+/// The follow-ups waiting for the running turn to end, newest last, each on one line,
+/// with how to take one back.
+fn queued(app: &App, width: usize) -> Vec<Line<'static>> {
+    let theme = &app.theme;
+    let all = &app.transcript.queued;
+    let hint = "  ↑ edits";
+    let mut lines: Vec<Line<'static>> = Vec::new();
+    let hidden = all.len().saturating_sub(QUEUED_SHOWN);
+    if hidden > 0 {
+        lines.push(Line::styled(
+            format!(" queued · {hidden} more"),
+            theme.dim(),
+        ));
+    }
+    let shown = &all[hidden..];
+    for (i, (_, text)) in shown.iter().enumerate() {
+        let last = i + 1 == shown.len();
+        let label = " queued › ";
+        let room = width
+            .saturating_sub(label.chars().count())
+            .saturating_sub(if last { hint.chars().count() } else { 0 });
+        let first = text.lines().next().unwrap_or("");
+        let more = text.lines().nth(1).is_some();
+        let mut body = cut(first, room);
+        if more && body.chars().count() < room {
+            body.push('…');
+        }
+        let mut spans = vec![
+            Span::styled(label, theme.key()),
+            Span::styled(body, theme.dim()),
+        ];
+        if last {
+            spans.push(Span::styled(hint, theme.dim()));
+        }
+        lines.push(Line::from(spans));
+    }
+    lines
 }
 
 fn header(app: &App, width: usize) -> Line<'static> {

@@ -131,13 +131,18 @@ const RECONNECT_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 pub async fn send(paths: &Paths, session: &str, text: String) -> Result<ExitCode> {
     let client = connect(paths).await?;
     let env = forwarded_env(&load_config(paths)?);
-    client
+    let sent = client
         .call::<m::SessionSend>(m::SendParams {
             session: session.to_owned(),
             text,
             env,
         })
         .await?;
+    if let Some(id) = sent.queued {
+        eprintln!(
+            "queued behind the running turn (message {id}): it goes to the agent when the turn ends; `harvest withdraw {session}` takes it back until then"
+        );
+    }
     // `harvest` with no arguments opens the session last sent to.
     if let Ok(info) = client
         .call::<m::SessionGet>(SessionRef {
@@ -146,6 +151,23 @@ pub async fn send(paths: &Paths, session: &str, text: String) -> Result<ExitCode
         .await
     {
         paths.remember_session(info.id.as_str());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn withdraw(paths: &Paths, session: &str, message: Option<String>) -> Result<ExitCode> {
+    let client = connect(paths).await?;
+    let taken = client
+        .call::<m::SessionWithdraw>(m::WithdrawParams {
+            session: session.to_owned(),
+            message,
+        })
+        .await?;
+    if taken.texts.is_empty() {
+        eprintln!("nothing was queued");
+    }
+    for text in &taken.texts {
+        crate::render::print_agent_text(&format!("{text}\n"));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -102,6 +102,9 @@ impl Actor {
         for waiter in self.stop_waiters.drain(..) {
             let _ = waiter.send(Ok(()));
         }
+        // No turn runs any more: what was held behind the last one goes to the next agent
+        // (on the next message or resume).
+        self.release_held().await;
     }
 
     pub(super) async fn remove(&mut self) {

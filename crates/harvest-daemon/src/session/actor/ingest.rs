@@ -28,6 +28,7 @@ impl Actor {
         let mut out = Vec::new();
         let mut auto_answers = Vec::new();
         let mut release_slot = false;
+        let mut release_held = false;
         // The state as of the events pushed so far in this batch.
         let mut state_now = self.state;
         for p in parsed {
@@ -87,9 +88,13 @@ impl Actor {
                     self.pending_turns = self.pending_turns.saturating_sub(1);
                     if self.pending_turns == 0 && self.ending.is_none() {
                         self.ladder = None;
-                        release_slot = true;
-                        out.push(NewEvent::new(status(SessionState::Idle, None)));
-                        state_now = SessionState::Idle;
+                        if self.held.is_empty() {
+                            release_slot = true;
+                            out.push(NewEvent::new(status(SessionState::Idle, None)));
+                            state_now = SessionState::Idle;
+                        } else {
+                            release_held = true;
+                        }
                     }
                 }
             }
@@ -108,17 +113,27 @@ impl Actor {
                 self.pending_turns = 0;
                 if self.ending.is_none() {
                     self.ladder = None;
-                    release_slot = true;
-                    if !matches!(state_now, SessionState::Idle | SessionState::Queued) {
-                        out.push(NewEvent::new(status(SessionState::Idle, None)));
-                        state_now = SessionState::Idle;
+                    if !self.held.is_empty() {
+                        // The turn is over: what waited behind it goes now, keeping the
+                        // slot and without a passing `idle` that `harvest wait` would take
+                        // for the end.
+                        release_held = true;
+                    } else {
+                        release_slot = true;
+                        if !matches!(state_now, SessionState::Idle | SessionState::Queued) {
+                            out.push(NewEvent::new(status(SessionState::Idle, None)));
+                            state_now = SessionState::Idle;
+                        }
                     }
                 }
             }
         }
         self.commit(out, false).await;
         self.compact_log().await;
-        if release_slot {
+        if release_held {
+            self.release_held().await;
+        }
+        if release_slot && self.pending_turns == 0 {
             // Only once the turn's end is stored may another session take the slot.
             self.slot = None;
         }
@@ -170,6 +185,8 @@ impl Actor {
                 .collect(),
             always_allowed: self.always_allowed.iter().cloned().collect(),
             undelivered: self.undelivered.iter().cloned().collect(),
+            held: self.held.iter().cloned().collect(),
+            cli_reports_state: self.cli_reports_state,
         })
     }
 
@@ -261,13 +278,23 @@ impl Actor {
                     }
                     return Some(stored);
                 }
-                Ok((Err(e), batch)) => {
+                Ok((Err(e), mut batch)) => {
                     if !stalled {
                         tracing::error!(error = %e, "cannot store events; retrying");
-                        *self.stalled.lock().unwrap_or_else(PoisonError::into_inner) = Some(
-                            format!("stalled since {}: cannot store events ({e})", now()),
-                        );
+                        let since = now();
+                        *self.stalled.lock().unwrap_or_else(PoisonError::into_inner) =
+                            Some(format!("stalled since {since}: cannot store events ({e})"));
                         stalled = true;
+                        // Stored first once the store takes events again, so the history
+                        // says where the gap in time came from.
+                        batch.insert(
+                            0,
+                            NewEvent::new(EventBody::Error {
+                                message: format!(
+                                    "events could not be stored from {since} ({e}); they were held and nothing was lost; free space on the disk if this recurs"
+                                ),
+                            }),
+                        );
                     }
                     events = Some(batch);
                     if self.daemon.shutdown.is_cancelled() {

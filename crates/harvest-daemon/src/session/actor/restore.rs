@@ -15,6 +15,7 @@ impl Actor {
         // messages stored and not yet delivered.
         self.always_allowed = checkpoint.always_allowed.iter().cloned().collect();
         self.undelivered = checkpoint.undelivered.iter().cloned().collect();
+        self.held = checkpoint.held.iter().cloned().collect();
         if self.state.is_terminal() {
             return;
         }
@@ -33,6 +34,7 @@ impl Actor {
                 let same = checkpoint.at.log_id == process.log_id;
                 if same {
                     self.pending_turns = checkpoint.pending_turns;
+                    self.cli_reports_state = checkpoint.cli_reports_state;
                     self.pending_permissions = checkpoint
                         .pending_permissions
                         .iter()
@@ -57,6 +59,10 @@ impl Actor {
                         }
                         if let Err(e) = self.deliver_or_queue().await {
                             tracing::warn!(error = %e.message, "undelivered messages still wait");
+                        }
+                        if self.pending_turns == 0 && !ended_unseen {
+                            // The turn they waited for ended while no daemon watched.
+                            self.release_held().await;
                         }
                         return;
                     }

@@ -135,7 +135,7 @@ impl Actor {
         &mut self,
         text: String,
         env: BTreeMap<String, Secret>,
-    ) -> Result<(), RpcError> {
+    ) -> Result<Option<String>, RpcError> {
         if let Some(why) = self.over_budget() {
             return Err(RpcError::new(codes::SESSION_STATE, why));
         }
@@ -148,14 +148,99 @@ impl Actor {
         if self.agent.is_none() {
             self.restart(env).await?;
         }
-        // Stored, with the message in the checkpoint's undelivered list, before the agent
-        // sees it: a crash from here on delivers it after the restart, once.
-        self.undelivered.push_back(super::super::spec::Undelivered {
+        let message = super::super::spec::Undelivered {
             id: uuid::Uuid::new_v4().simple().to_string(),
             text: text.clone(),
-        });
+        };
+        if self.turn_under_way() {
+            // Held until the turn ends, so the user can still edit or withdraw it; stored
+            // (with the checkpoint's held list), so a crash loses nothing.
+            let id = message.id.clone();
+            self.held.push_back(message);
+            self.emit(vec![EventBody::MessageQueued {
+                id: id.clone(),
+                text,
+            }])
+            .await;
+            return Ok(Some(id));
+        }
+        // Stored, with the message in the checkpoint's undelivered list, before the agent
+        // sees it: a crash from here on delivers it after the restart, once.
+        self.undelivered.push_back(message);
         self.emit(vec![EventBody::UserMessage { text }]).await;
-        self.deliver_or_queue().await
+        self.deliver_or_queue().await.map(|()| None)
+    }
+
+    /// The agent is working on a turn (or winding one down): a follow-up waits for it.
+    fn turn_under_way(&self) -> bool {
+        self.agent.is_some()
+            && (self.pending_turns > 0
+                || !self.held.is_empty()
+                || matches!(
+                    self.state,
+                    SessionState::Running | SessionState::Cancelling | SessionState::NeedsInput
+                ))
+    }
+
+    /// The running turn ended: the messages held behind it go to the agent, oldest
+    /// first, each shown as taken (its `user_message`) in the same commit.
+    pub(super) async fn release_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let mut events = Vec::new();
+        if self.state != SessionState::Running && self.agent.is_some() {
+            events.push(status(SessionState::Running, None));
+        }
+        while let Some(m) = self.held.pop_front() {
+            events.push(EventBody::MessageDequeued {
+                id: m.id.clone(),
+                withdrawn: false,
+            });
+            events.push(EventBody::UserMessage {
+                text: m.text.clone(),
+            });
+            self.undelivered.push_back(m);
+        }
+        self.emit(events).await;
+        if let Err(e) = self.deliver_or_queue().await {
+            self.emit(vec![EventBody::Error {
+                message: format!("a queued message could not reach the agent: {}", e.message),
+            }])
+            .await;
+        }
+    }
+
+    /// Take back held messages before the agent has them: one by id, or all.
+    pub(super) async fn withdraw(&mut self, id: Option<String>) -> Result<Vec<String>, RpcError> {
+        let taken: Vec<_> = match &id {
+            Some(id) => {
+                let Some(at) = self.held.iter().position(|m| &m.id == id) else {
+                    return Err(RpcError::new(
+                        codes::SESSION_STATE,
+                        format!(
+                            "message {id} is not queued: the agent has already taken it, or it was withdrawn"
+                        ),
+                    ));
+                };
+                self.held.remove(at).into_iter().collect()
+            }
+            None => self.held.drain(..).collect(),
+        };
+        if taken.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.emit(
+            taken
+                .iter()
+                .map(|m| EventBody::MessageDequeued {
+                    id: m.id.clone(),
+                    withdrawn: true,
+                })
+                .collect(),
+        )
+        .await;
+        Ok(taken.into_iter().map(|m| m.text).collect())
     }
 
     /// Start the agent again in the same sandbox and workspace, resuming its conversation.
