@@ -30,11 +30,24 @@ fn main() {
         "harvest pipeline benchmarks (medians; machine: {} cores)",
         cores()
     );
-    rt.block_on(latency());
-    rt.block_on(replay());
-    sandbox_start();
-    run_overhead();
-    rt.block_on(cancel_latency());
+    // HARVEST_BENCH_ONLY=replay (or latency, sandbox, run, cancel) runs one part.
+    let only = std::env::var("HARVEST_BENCH_ONLY").ok();
+    let part = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    if part("latency") {
+        rt.block_on(latency());
+    }
+    if part("replay") {
+        rt.block_on(replay());
+    }
+    if part("sandbox") {
+        sandbox_start();
+    }
+    if part("run") {
+        run_overhead();
+    }
+    if part("cancel") {
+        rt.block_on(cancel_latency());
+    }
 }
 
 /// `session/cancel` during a running Bash command (real CLI, scripted model) → the
@@ -209,6 +222,20 @@ async fn replay() {
         assert_eq!(got, last.0, "the replay delivered every event once");
         runs.push(start.elapsed());
     }
+    // The same replay read as bytes, each line found but not decoded: what the daemon and
+    // the socket cost, apart from the client's JSON decoding.
+    let mut wire = Vec::new();
+    for _ in 0..5 {
+        wire.push(raw_replay(&h, &id, last).await);
+    }
+    wire.sort();
+    println!(
+        "  … read off the socket without decoding each event: median {:.0} ms (runs {:?} ms)",
+        ms(wire[2]),
+        wire.iter()
+            .map(|d| ms(*d).round() as u64)
+            .collect::<Vec<_>>()
+    );
     runs.sort();
     println!(
         "replay of a {}-event session to a new subscriber: median {:.0} ms (runs {:?} ms; target < 1000 ms); ingesting them took {:.0} ms ({:.0} events/s)",
@@ -220,6 +247,36 @@ async fn replay() {
         ms(ingest),
         last.0 as f64 / ingest.as_secs_f64()
     );
+}
+
+/// Subscribe over a bare socket and read lines until the event with seq `last`.
+async fn raw_replay(h: &Harness, id: &str, last: Seq) -> Duration {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let stream = tokio::net::UnixStream::connect(h.socket()).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::with_capacity(1 << 20, read).lines();
+    let hello = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"hello\",\"params\":{{\"protocol\":{},\"client\":\"bench\",\"version\":\"0\"}}}}\n",
+        harvest_protocol::PROTOCOL_VERSION
+    );
+    write.write_all(hello.as_bytes()).await.unwrap();
+    lines.next_line().await.unwrap();
+    let start = Instant::now();
+    let sub = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"session/subscribe\",\"params\":{{\"session\":\"{id}\",\"from_seq\":1,\"include_raw\":true}}}}\n"
+    );
+    write.write_all(sub.as_bytes()).await.unwrap();
+    let needle = format!("\"seq\":{},", last.0);
+    let mut got = 0u64;
+    while let Some(line) = lines.next_line().await.unwrap() {
+        got += 1;
+        if line.contains(&needle) {
+            break;
+        }
+    }
+    // The subscribe reply and every event.
+    assert_eq!(got, last.0 + 1, "every event once");
+    start.elapsed()
 }
 
 fn sandbox_start() {

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     println!("harvest restart benchmarks (medians)");
-    rt.block_on(many_live_sessions(100));
+    if std::env::var_os("HARVEST_BENCH_SKIP_MANY").is_none() {
+        rt.block_on(many_live_sessions(100));
+    }
     rt.block_on(one_long_session(1_000_000));
 }
 
@@ -208,6 +210,114 @@ async fn one_long_session(n: usize) {
         ms(median(&mut hellos)),
         ms(median(&mut lists)),
     );
+    let (mut child, _) = start_daemon_and_time_hello(&h);
+    readers_beside_a_long_session(&h, &id).await;
+    kill(&mut child);
+}
+
+/// With the long session stored: `session/subscribe` to it (the reply, and the reply
+/// plus its newest event), and another session's event latency while a loop of
+/// `session/list` and tail subscriptions to the long one runs beside it.
+async fn readers_beside_a_long_session(h: &Harness, long: &str) {
+    let client = Client::connect(&paths(h), "bench").await.unwrap();
+    let info = client
+        .call::<m::SessionGet>(m::SessionRef {
+            session: long.to_owned(),
+        })
+        .await
+        .unwrap();
+    let mut subs = Vec::new();
+    for _ in 0..7 {
+        let c = Client::connect(&paths(h), "bench").await.unwrap();
+        let t = Instant::now();
+        c.call::<m::SessionSubscribe>(m::SubscribeParams {
+            session: long.to_owned(),
+            from_seq: info.last_seq,
+            include_raw: false,
+        })
+        .await
+        .unwrap();
+        let mut c = c;
+        c.next_notification().await.unwrap();
+        subs.push(t.elapsed());
+    }
+    // Another session, streaming, while readers hammer the long one.
+    let small = h.new_session("emit 0 0");
+    h.wait_events(&small, "the empty turn", Duration::from_secs(60), |e| {
+        e.iter().any(|e| e["type"] == "turn_result")
+    });
+    let mut watcher = Client::connect(&paths(h), "bench").await.unwrap();
+    let small_info = watcher
+        .call::<m::SessionGet>(m::SessionRef {
+            session: small.clone(),
+        })
+        .await
+        .unwrap();
+    watcher
+        .call::<m::SessionSubscribe>(m::SubscribeParams {
+            session: small.clone(),
+            from_seq: small_info.last_seq.next(),
+            include_raw: true,
+        })
+        .await
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (socket, long_id, stop2) = (paths(h), long.to_owned(), stop.clone());
+    let readers = tokio::spawn(async move {
+        let mut calls = 0u64;
+        let c = Client::connect(&socket, "bench-ls").await.unwrap();
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            c.call::<m::SessionList>(m::Empty {}).await.unwrap();
+            c.call::<m::SessionGet>(m::SessionRef {
+                session: long_id.clone(),
+            })
+            .await
+            .unwrap();
+            calls += 2;
+        }
+        calls
+    });
+    let n = 2000;
+    watcher
+        .call::<m::SessionSend>(m::SendParams {
+            session: small.clone(),
+            text: format!("emit {n} 0.002"),
+            env: Default::default(),
+        })
+        .await
+        .unwrap();
+    let mut lat = Vec::with_capacity(n);
+    while let Some(note) = watcher.next_notification().await {
+        let now = now_ns();
+        let Some(ev) = note.params.get("event") else {
+            continue;
+        };
+        let ev: harvest_protocol::Event = serde_json::from_value(ev.clone()).unwrap();
+        match ev.body {
+            harvest_protocol::EventBody::AgentRaw {} => {
+                let t = ev.raw.as_ref().and_then(|r| r["t"].as_u64()).unwrap();
+                lat.push(Duration::from_nanos(now.saturating_sub(t)));
+            }
+            harvest_protocol::EventBody::TurnResult { .. } => break,
+            _ => {}
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let calls = readers.await.unwrap();
+    lat.sort();
+    println!(
+        "  session/subscribe to it, reply + newest event: {:.1} ms (target < 20 ms); another session's event latency while {calls} list/get calls ran beside it: median {:.2} ms, p99 {:.2} ms (target p99 < 5 ms)",
+        ms(median(&mut subs)),
+        ms(lat[lat.len() / 2]),
+        ms(lat[lat.len() * 99 / 100]),
+    );
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 fn median(v: &mut [Duration]) -> Duration {

@@ -206,8 +206,10 @@ impl Delivery {
         use harvest_protocol::methods::{
             EventNotification, LaggedNotification, NOTIFY_EVENT, NOTIFY_LAGGED,
         };
+        use serde::Deserialize;
         match n.method.as_str() {
-            NOTIFY_EVENT => match serde_json::from_value::<EventNotification>(n.params.clone()) {
+            // Read from the tree in place (no copy of the whole tree first).
+            NOTIFY_EVENT => match EventNotification::deserialize(&n.params) {
                 Ok(e) => Delivery::Event {
                     subscription: e.subscription,
                     event: Box::new(e.event),
@@ -217,7 +219,7 @@ impl Delivery {
                     Delivery::Other(n)
                 }
             },
-            NOTIFY_LAGGED => match serde_json::from_value::<LaggedNotification>(n.params.clone()) {
+            NOTIFY_LAGGED => match LaggedNotification::deserialize(&n.params) {
                 Ok(l) => Delivery::Lagged {
                     subscription: l.subscription,
                     next_seq: l.next_seq,

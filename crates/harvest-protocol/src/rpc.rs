@@ -119,14 +119,48 @@ impl Response {
     }
 }
 
-/// Anything the daemon may send: a response to a call, or a notification.
-/// Notification comes first: it requires `method`, while every field of a response may be
-/// absent, so a response-first order would read notifications as empty responses.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+/// Anything the daemon may send: a response to a call, or a notification (a frame with a
+/// `method`).
+#[derive(Debug, Clone)]
 pub enum Incoming {
     Notification(Notification),
     Response(Response),
+}
+
+/// Read in one pass into the fields either kind may have, then told apart by `method`:
+/// an untagged enum would buffer every frame into an intermediate tree and parse it again
+/// for each variant, which doubled the cost of a long replay on the client.
+impl<'de> Deserialize<'de> for Incoming {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Frame {
+            jsonrpc: String,
+            #[serde(default)]
+            method: Option<String>,
+            #[serde(default)]
+            params: Value,
+            #[serde(default)]
+            id: Option<RequestId>,
+            #[serde(default)]
+            result: Option<Value>,
+            #[serde(default)]
+            error: Option<RpcError>,
+        }
+        let f = Frame::deserialize(d)?;
+        Ok(match f.method {
+            Some(method) => Incoming::Notification(Notification {
+                jsonrpc: f.jsonrpc,
+                method,
+                params: f.params,
+            }),
+            None => Incoming::Response(Response {
+                jsonrpc: f.jsonrpc,
+                id: f.id,
+                result: f.result,
+                error: f.error,
+            }),
+        })
+    }
 }
 
 #[cfg(test)]

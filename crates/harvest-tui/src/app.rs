@@ -97,7 +97,11 @@ pub enum Overlay {
         query: String,
     },
     Picker {
+        /// An index into the filtered list.
         selected: usize,
+        /// `/` then text: only sessions whose id, name, state, workspace or first
+        /// prompt contain it (any case) are listed.
+        filter: Option<String>,
     },
     ConfirmRemove {
         id: String,
@@ -108,6 +112,16 @@ pub enum Overlay {
         prompt: Box<TextArea<'static>>,
         on_prompt: bool,
     },
+}
+
+impl Overlay {
+    /// The session picker, at the top, unfiltered.
+    pub fn picker() -> Overlay {
+        Overlay::Picker {
+            selected: 0,
+            filter: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,12 +298,13 @@ impl App {
             FromDaemon::Lagged => self.toast("caught up from the store after falling behind"),
             FromDaemon::Sessions(list) => {
                 self.sessions = list;
-                if let Overlay::Picker { selected } = &mut self.overlay {
-                    *selected = (*selected).min(self.sessions.len().saturating_sub(1));
+                let shown = self.picker_sessions().len();
+                if let Overlay::Picker { selected, .. } = &mut self.overlay {
+                    *selected = (*selected).min(shown.saturating_sub(1));
                 }
             }
             FromDaemon::NoSession => {
-                self.overlay = Overlay::Picker { selected: 0 };
+                self.overlay = Overlay::picker();
             }
             FromDaemon::HistoryPending => self.history_pending = Some(Vec::new()),
             FromDaemon::History(older) => self.splice_history(*older),
@@ -589,7 +604,7 @@ impl App {
             }
             Action::Detach => self.exit = Some(Exit::Detach),
             Action::Sessions => {
-                self.overlay = Overlay::Picker { selected: 0 };
+                self.overlay = Overlay::picker();
                 return vec![Cmd::ListSessions];
             }
             Action::Resume => {

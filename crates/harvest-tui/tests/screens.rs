@@ -641,3 +641,64 @@ fn a_stalled_session_says_so_in_the_status_line() {
         "{screen}"
     );
 }
+
+#[test]
+fn the_picker_filters_as_the_user_types_and_enter_attaches_to_what_is_shown() {
+    let mut app = app(ColorLevel::None);
+    app.sessions = (0..30)
+        .map(|i| {
+            let name = if i == 17 {
+                "fix the flaky parser test".to_owned()
+            } else {
+                format!("session number {i}")
+            };
+            info(&format!("{i:08x}"), &name, SessionState::Idle)
+        })
+        .collect();
+    app.on_key(KeyEvent::new(KeyCode::Char('b'), KeyModifiers::CONTROL));
+    key(&mut app, KeyCode::Char('s'));
+    key(&mut app, KeyCode::Char('/'));
+    for c in "FLAKY".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    let screen = text(&render(&mut app, 110, 24));
+    assert!(screen.contains("fix the flaky parser t"), "{screen}");
+    assert!(!screen.contains("session number 3"), "{screen}");
+    assert!(screen.contains("1 of 30"), "{screen}");
+    // Typed letters went to the filter, not to the picker's keys (n is "new").
+    assert!(!screen.contains("New session"), "{screen}");
+    let cmds = app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(cmds, vec![harvest_tui::app::Cmd::Attach("00000011".into())]);
+}
+
+#[test]
+fn a_queued_follow_up_shows_above_the_input_and_up_takes_it_back() {
+    let mut app = app(ColorLevel::None);
+    for v in [
+        serde_json::json!({"seq":40,"ts":"2026-11-23T10:00:00Z","session":"6962a605","type":"status","state":"running"}),
+        serde_json::json!({"seq":41,"ts":"2026-11-23T10:00:00Z","session":"6962a605","type":"message_queued",
+            "id":"m1","text":"then run the linter"}),
+    ] {
+        app.on_daemon(FromDaemon::Event(Box::new(
+            serde_json::from_value(v).unwrap(),
+        )));
+    }
+    let screen = text(&render(&mut app, 100, 30));
+    assert!(screen.contains("queued › then run the linter"), "{screen}");
+    let cmds = app.on_key(KeyEvent::new(KeyCode::Up, KeyModifiers::NONE));
+    assert_eq!(
+        cmds,
+        vec![harvest_tui::app::Cmd::Withdraw(Some("m1".into()))]
+    );
+    app.on_daemon(FromDaemon::Event(Box::new(
+        serde_json::from_value(
+            serde_json::json!({"seq":42,"ts":"2026-11-23T10:00:01Z","session":"6962a605",
+            "type":"message_dequeued","id":"m1","withdrawn":true}),
+        )
+        .unwrap(),
+    )));
+    app.on_daemon(FromDaemon::Withdrawn(vec!["then run the linter".into()]));
+    assert_eq!(app.draft(), "then run the linter");
+    let screen = text(&render(&mut app, 100, 30));
+    assert!(!screen.contains("queued ›"), "{screen}");
+}

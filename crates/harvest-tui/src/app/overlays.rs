@@ -8,19 +8,75 @@ use crate::view::conversation::ConversationView;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 impl App {
+    /// The sessions the picker lists: all, or those matching its filter.
+    pub fn picker_sessions(&self) -> Vec<&harvest_protocol::methods::SessionInfo> {
+        let filter = match &self.overlay {
+            Overlay::Picker {
+                filter: Some(f), ..
+            } if !f.is_empty() => f.to_lowercase(),
+            _ => return self.sessions.iter().collect(),
+        };
+        self.sessions
+            .iter()
+            .filter(|s| {
+                [
+                    s.id.as_str(),
+                    s.name.as_str(),
+                    s.state.as_str(),
+                    s.workspace.as_str(),
+                    s.first_prompt.as_deref().unwrap_or(""),
+                ]
+                .iter()
+                .any(|field| field.to_lowercase().contains(&filter))
+            })
+            .collect()
+    }
+
     pub(super) fn picker_key(&mut self, key: Key) -> Vec<Cmd> {
-        let Overlay::Picker { selected } = &mut self.overlay else {
+        let shown: Vec<(String, String)> = self
+            .picker_sessions()
+            .iter()
+            .map(|s| (s.id.to_string(), s.name.clone()))
+            .collect();
+        let Overlay::Picker { selected, filter } = &mut self.overlay else {
             return Vec::new();
         };
-        let n = self.sessions.len();
+        let n = shown.len();
+        // Typing a filter: printable keys go to it; Enter and the arrows still work.
+        if let Some(f) = filter.as_mut() {
+            match key.code {
+                KeyCode::Char(c) if !key.mods.contains(KeyModifiers::CONTROL) => {
+                    f.push(c);
+                    *selected = 0;
+                    return Vec::new();
+                }
+                KeyCode::Backspace => {
+                    if f.pop().is_none() {
+                        *filter = None;
+                    }
+                    *selected = 0;
+                    return Vec::new();
+                }
+                KeyCode::Esc => {
+                    *filter = None;
+                    *selected = 0;
+                    return Vec::new();
+                }
+                _ => {}
+            }
+        }
         match key.code {
             KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
             KeyCode::Down | KeyCode::Char('j') => {
                 *selected = (*selected + 1).min(n.saturating_sub(1))
             }
+            KeyCode::Char('/') => {
+                *filter = Some(String::new());
+                *selected = 0;
+            }
             KeyCode::Enter => {
-                if let Some(s) = self.sessions.get(*selected) {
-                    let id = s.id.to_string();
+                if let Some((id, _)) = shown.get(*selected) {
+                    let id = id.clone();
                     self.overlay = Overlay::None;
                     return vec![Cmd::Attach(id)];
                 }
@@ -36,10 +92,10 @@ impl App {
                 };
             }
             KeyCode::Char('x') => {
-                if let Some(s) = self.sessions.get(*selected) {
+                if let Some((id, name)) = shown.get(*selected) {
                     self.overlay = Overlay::ConfirmRemove {
-                        id: s.id.to_string(),
-                        name: s.name.clone(),
+                        id: id.clone(),
+                        name: name.clone(),
                     };
                 }
             }
@@ -60,7 +116,7 @@ impl App {
             return Vec::new();
         };
         let id = id.clone();
-        self.overlay = Overlay::Picker { selected: 0 };
+        self.overlay = Overlay::picker();
         if matches!(key.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
             if self.session.as_ref().is_some_and(|s| s.id.as_str() == id) {
                 self.session = None;
@@ -82,7 +138,7 @@ impl App {
             return Vec::new();
         };
         match (ev.code, ev.modifiers) {
-            (KeyCode::Esc, _) => self.overlay = Overlay::Picker { selected: 0 },
+            (KeyCode::Esc, _) => self.overlay = Overlay::picker(),
             (KeyCode::Tab, _) | (KeyCode::BackTab, _) => *on_prompt = !*on_prompt,
             (KeyCode::Enter, m) if !m.contains(KeyModifiers::ALT) => {
                 let ws = workspace.lines().join("");

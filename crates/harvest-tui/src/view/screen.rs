@@ -258,7 +258,7 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
             f.render_widget(Clear, a.footer);
             f.render_widget(Paragraph::new(line), a.footer);
         }
-        Overlay::Picker { selected } => picker(f, app, *selected),
+        Overlay::Picker { selected, filter } => picker(f, app, *selected, filter.as_deref()),
         Overlay::ConfirmRemove { id, name } => {
             let r = centered(f.area(), 50, 5);
             f.render_widget(Clear, r);
@@ -548,7 +548,8 @@ fn help(f: &mut Frame<'_>, app: &App) {
     );
 }
 
-fn picker(f: &mut Frame<'_>, app: &App, selected: usize) {
+fn picker(f: &mut Frame<'_>, app: &App, selected: usize, filter: Option<&str>) {
+    let sessions = app.picker_sessions();
     let theme = &app.theme;
     let r = centered(
         f.area(),
@@ -561,12 +562,19 @@ fn picker(f: &mut Frame<'_>, app: &App, selected: usize) {
     let rows = (r.height as usize).saturating_sub(4).max(1);
     let start = selected
         .saturating_sub(rows - 1)
-        .min(app.sessions.len().saturating_sub(rows));
+        .min(sessions.len().saturating_sub(rows));
     let mut lines = Vec::new();
-    if app.sessions.is_empty() {
-        lines.push(Line::styled("no sessions yet", theme.dim()));
+    if sessions.is_empty() {
+        lines.push(Line::styled(
+            if filter.is_some() {
+                "no session matches"
+            } else {
+                "no sessions yet"
+            },
+            theme.dim(),
+        ));
     }
-    for (i, s) in app.sessions.iter().enumerate().skip(start).take(rows) {
+    for (i, s) in sessions.iter().enumerate().skip(start).take(rows) {
         let last = s.last_line.clone().unwrap_or_default();
         let row = format!(
             "{:<9}{:<24} {:<12} {:<7} {:>7} {:>5}  {}",
@@ -588,8 +596,22 @@ fn picker(f: &mut Frame<'_>, app: &App, selected: usize) {
         };
         lines.push(truncate_line(Line::styled(row, style), w));
     }
-    let below = app.sessions.len().saturating_sub(start + rows);
-    lines.push(if start > 0 || below > 0 {
+    let below = sessions.len().saturating_sub(start + rows);
+    lines.push(if let Some(f) = filter {
+        Line::from(vec![
+            Span::styled("/", theme.key()),
+            Span::raw(f.to_owned()),
+            Span::styled("▏", theme.dim()),
+            Span::styled(
+                format!(
+                    "  {} of {} · Esc clears",
+                    sessions.len(),
+                    app.sessions.len()
+                ),
+                theme.dim(),
+            ),
+        ])
+    } else if start > 0 || below > 0 {
         Line::styled(
             format!("{start} more above · {below} more below"),
             theme.dim(),
@@ -604,6 +626,8 @@ fn picker(f: &mut Frame<'_>, app: &App, selected: usize) {
         Span::raw(" new · "),
         Span::styled("x", theme.key()),
         Span::raw(" remove · "),
+        Span::styled("/", theme.key()),
+        Span::raw(" filter · "),
         Span::styled("Esc", theme.key()),
         Span::raw(" close"),
     ]));
