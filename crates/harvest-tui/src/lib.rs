@@ -17,6 +17,7 @@ pub mod transcript;
 pub mod view;
 
 mod ansi;
+mod backend;
 mod highlight;
 mod markdown;
 mod terminal;

@@ -7,10 +7,9 @@ use crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
 use ratatui::Terminal;
-use ratatui::backend::CrosstermBackend;
 use std::io::{Stdout, Write};
 
-pub type Term = Terminal<CrosstermBackend<Stdout>>;
+pub type Term = Terminal<crate::backend::TermBackend<Stdout>>;
 
 pub struct TerminalGuard;
 
@@ -31,8 +30,12 @@ impl TerminalGuard {
             let _ = out.flush();
         }
         // Terminals that speak the kitty keyboard protocol report Shift-Enter apart from
-        // Enter; others (tmux, most SSH terminals) keep Alt-Enter for a new line.
-        if crossterm::terminal::supports_keyboard_enhancement().unwrap_or(false) {
+        // Enter; others (tmux, most SSH terminals) keep Alt-Enter for a new line. Asking
+        // waits for the terminal's answer (up to 2 s when it never answers), so only a
+        // terminal that says it may speak the protocol is asked: no first frame waits.
+        if may_speak_kitty_keys(|k| std::env::var(k).ok())
+            && crossterm::terminal::supports_keyboard_enhancement().unwrap_or(false)
+        {
             let _ = execute!(
                 out,
                 crossterm::event::PushKeyboardEnhancementFlags(
@@ -41,9 +44,27 @@ impl TerminalGuard {
             );
             ENHANCED.store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        let term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+        let term = Terminal::new(crate::backend::TermBackend::new(std::io::stdout()))?;
         Ok((TerminalGuard, term))
     }
+}
+
+/// Whether the terminal, by its environment, may speak the kitty keyboard protocol (and
+/// so answer the query at once). Multiplexers pass neither the query nor the keys on.
+pub fn may_speak_kitty_keys(env: impl Fn(&str) -> Option<String>) -> bool {
+    let set = |k: &str| env(k).is_some_and(|v| !v.is_empty());
+    if set("TMUX") || set("STY") {
+        return false;
+    }
+    if set("KITTY_WINDOW_ID") || set("WEZTERM_PANE") || set("GHOSTTY_RESOURCES_DIR") {
+        return true;
+    }
+    let term = env("TERM").unwrap_or_default();
+    let program = env("TERM_PROGRAM").unwrap_or_default();
+    ["kitty", "foot", "alacritty", "ghostty", "wezterm"]
+        .iter()
+        .any(|t| term.contains(t))
+        || ["WezTerm", "ghostty", "iTerm.app"].contains(&program.as_str())
 }
 
 impl Drop for TerminalGuard {
@@ -143,6 +164,32 @@ pub fn copy_osc52(text: &str) -> &'static str {
 #[cfg(test)]
 mod osc52_tests {
     use super::*;
+
+    #[test]
+    fn only_terminals_that_may_answer_are_asked_for_their_keyboard_protocol() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert!(may_speak_kitty_keys(env(&[("TERM", "xterm-kitty")])));
+        assert!(may_speak_kitty_keys(env(&[("TERM_PROGRAM", "WezTerm")])));
+        // Plain xterm, the Linux console, SSH into anything unknown: never asked.
+        assert!(!may_speak_kitty_keys(env(&[("TERM", "xterm-256color")])));
+        assert!(!may_speak_kitty_keys(env(&[("TERM", "linux")])));
+        // Inside tmux or screen, whatever is outside.
+        assert!(!may_speak_kitty_keys(env(&[
+            ("TERM", "xterm-kitty"),
+            ("TMUX", "/tmp/tmux-0/default,1,0")
+        ])));
+        assert!(!may_speak_kitty_keys(env(&[
+            ("KITTY_WINDOW_ID", "1"),
+            ("STY", "123.pts-0")
+        ])));
+    }
 
     #[test]
     fn osc52_is_wrapped_for_each_multiplexer() {
