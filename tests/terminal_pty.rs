@@ -63,5 +63,8 @@ fn a_terminal_that_never_answers_gets_its_first_frame_at_once_in_16_colours() {
     // The same client on a 256-colour terminal does use the palette: the check above
     // would see it.
     let (_, out256) = attach_on_a_pty(&h, &id, "xterm-256color");
-    assert!(out256.contains("38;5;"), "no 256-colour code under xterm-256color");
+    assert!(
+        out256.contains("38;5;"),
+        "no 256-colour code under xterm-256color"
+    );
 }

@@ -66,6 +66,12 @@ pub enum FromDaemon {
     Info(SessionInfo),
     /// Queued follow-ups taken back, oldest first: they go into the input box.
     Withdrawn(Vec<String>),
+    /// A message the daemon did not take (no credentials, budget spent, …): the text
+    /// comes back to the input and the reason stays on screen.
+    SendFailed {
+        text: String,
+        error: String,
+    },
     /// A tool call's saved output, or why it could not be read.
     FullOutput {
         tool_id: String,
@@ -309,6 +315,17 @@ impl App {
             FromDaemon::HistoryPending => self.history_pending = Some(Vec::new()),
             FromDaemon::History(older) => self.splice_history(*older),
             FromDaemon::Error(e) => self.toast(&e),
+            FromDaemon::SendFailed { text, error } => {
+                if self.draft().trim().is_empty() {
+                    self.set_draft(&text);
+                }
+                self.transcript.local_notice(
+                    crate::transcript::Level::Error,
+                    format!("not sent: {error} (your message is back in the input)"),
+                );
+                self.conv.go_bottom(&self.transcript);
+                self.toast("not sent: the reason is in the conversation");
+            }
             FromDaemon::Withdrawn(texts) => {
                 if !texts.is_empty() {
                     let mut draft = self.draft();
@@ -675,6 +692,7 @@ impl App {
                             self.tool_scroll = 0;
                         }
                         self.conv.toggle_expanded(i);
+                        self.conv.reveal(&self.transcript, i, &theme);
                     }
                 }
             },

@@ -176,6 +176,10 @@ async fn run(
                             .await;
                         continue;
                     }
+                    let sent = match &cmd {
+                        Cmd::Send(text) => Some(text.clone()),
+                        _ => None,
+                    };
                     match command(&client, &conn, attached.as_deref(), cmd).await {
                         Ok(Some(Switch(id))) => {
                             attached = Some(id);
@@ -184,8 +188,13 @@ async fn run(
                             break; // a fresh connection carries only the new subscription
                         }
                         Ok(None) => {}
-                        Err(e) => {
-                            let _ = ui.send(FromDaemon::Error(e)).await;
+                        Err(error) => {
+                            let _ = ui
+                                .send(match sent {
+                                    Some(text) => FromDaemon::SendFailed { text, error },
+                                    None => FromDaemon::Error(error),
+                                })
+                                .await;
                         }
                     }
                     if let Ok(list) = client.call::<m::SessionList>(m::Empty {}).await {

@@ -344,6 +344,12 @@ impl Transcript {
         }
     }
 
+    /// A notice of this client's own (a call the daemon refused), shown in the
+    /// conversation where it wraps and stays, unlike a toast; it is not in the store.
+    pub fn local_notice(&mut self, level: Level, text: String) {
+        self.push(Item::Notice { level, text });
+    }
+
     fn push(&mut self, item: Item) {
         self.items.push(item);
         self.next_rev += 1;

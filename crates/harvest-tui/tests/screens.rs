@@ -52,6 +52,14 @@ fn app(level: ColorLevel) -> App {
     app
 }
 
+/// Attached to an empty session (no fixture history).
+fn bare_app() -> App {
+    let mut app = App::new(Theme::new(ColorLevel::None), Keymap::default());
+    app.on_daemon(FromDaemon::Connected);
+    app.on_daemon(FromDaemon::Attached(info("6962a605", "bare", SessionState::Idle)));
+    app
+}
+
 fn render(app: &mut App, w: u16, h: u16) -> Terminal<TestBackend> {
     let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
     let area = term.get_frame().area();
@@ -701,4 +709,63 @@ fn a_queued_follow_up_shows_above_the_input_and_up_takes_it_back() {
     assert_eq!(app.draft(), "then run the linter");
     let screen = text(&render(&mut app, 100, 30));
     assert!(!screen.contains("queued ›"), "{screen}");
+}
+
+#[test]
+fn a_refused_message_comes_back_to_the_input_with_the_whole_reason_on_screen() {
+    let mut app = app(ColorLevel::None);
+    let reason = "no credentials for the agent: set ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN, CLAUDE_CODE_OAUTH_TOKEN) in the environment of the client that sends, then send again";
+    app.on_daemon(FromDaemon::SendFailed {
+        text: "please fix the build".into(),
+        error: reason.into(),
+    });
+    assert_eq!(app.draft(), "please fix the build");
+    let screen = text(&render(&mut app, 80, 30));
+    // Wrapped in the conversation, not cut off at the edge of a one-line toast.
+    let joined: String = screen
+        .lines()
+        .map(|l| l.trim_matches(|c: char| c == '│' || c.is_whitespace()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(joined.contains("then send again"), "{screen}");
+}
+
+#[test]
+fn a_text_only_answer_takes_the_whole_width() {
+    let mut app = bare_app();
+    let long = "word ".repeat(40);
+    for v in [
+        serde_json::json!({"seq":1,"ts":"2026-11-23T10:00:00Z","session":"6962a605","type":"user_message","text":"explain"}),
+        serde_json::json!({"seq":2,"ts":"2026-11-23T10:00:00Z","session":"6962a605","type":"assistant_text","text": long}),
+    ] {
+        app.on_daemon(FromDaemon::Event(Box::new(serde_json::from_value(v).unwrap())));
+    }
+    let screen = text(&render(&mut app, 120, 30));
+    assert!(!screen.contains("Tools"), "an empty tool pane is shown: {screen}");
+    let widest = screen
+        .lines()
+        .filter(|l| l.contains("word"))
+        .map(|l| l.trim_end().chars().count())
+        .max()
+        .unwrap_or(0);
+    assert!(widest > 100, "the answer is squeezed ({widest} columns): {screen}");
+}
+
+#[test]
+fn stderr_is_told_apart_from_stdout_in_the_tool_pane() {
+    let mut app = bare_app();
+    for v in [
+        serde_json::json!({"seq":1,"ts":"2026-11-23T10:00:00Z","session":"6962a605","type":"tool_call",
+            "id":"t1","name":"Bash","input":{"command":"make"}}),
+        serde_json::json!({"seq":2,"ts":"2026-11-23T10:00:01Z","session":"6962a605","type":"tool_result",
+            "tool_use_id":"t1","is_error":true,"content":"built\nwarning: unused",
+            "output":{"kind":"bash","stdout":"built","stderr":"warning: unused","interrupted":false}}),
+    ] {
+        app.on_daemon(FromDaemon::Event(Box::new(serde_json::from_value(v).unwrap())));
+    }
+    let screen = text(&render(&mut app, 120, 30));
+    let at = |needle: &str| screen.lines().position(|l| l.contains(needle));
+    let (out, rule, err) = (at("built"), at("── stderr"), at("warning: unused"));
+    assert!(out.is_some() && rule.is_some() && err.is_some(), "{screen}");
+    assert!(out < rule && rule < err, "{screen}");
 }

@@ -230,6 +230,21 @@ impl ConversationView {
         }
     }
 
+    /// Bring item `i` into view after it changed size (expanded): its end when it fits,
+    /// else its start.
+    pub fn reveal(&mut self, t: &Transcript, i: usize, theme: &Theme) {
+        if i >= t.len() || (i >= self.top.item && self.shows_end_of(t, i, theme)) {
+            return;
+        }
+        if self.height_of(t, i, theme) >= self.height || i < self.top.item {
+            self.follow = false;
+            self.top = Anchor { item: i, line: 0 };
+        } else {
+            self.follow = i + 1 == t.len();
+            self.top = self.anchor_for_bottom(t, i, theme);
+        }
+    }
+
     /// Whether the viewport shows item `i` down to its last line.
     fn shows_end_of(&mut self, t: &Transcript, i: usize, theme: &Theme) -> bool {
         let mut rows = 0;

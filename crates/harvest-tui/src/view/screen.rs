@@ -42,6 +42,19 @@ pub fn layout(area: Rect, app: &App) -> Areas {
             Constraint::Length(1),
         ])
         .split(area);
+    // A conversation without tool calls (or a prompt) takes the whole width: a text-only
+    // answer is not squeezed beside an empty pane.
+    let tools = app.transcript.last_tool().is_some() || !app.transcript.permissions.is_empty();
+    if !tools {
+        return Areas {
+            header: rows[0],
+            conversation: rows[1],
+            tool: Rect::new(rows[1].x, rows[1].y, 0, 0),
+            queued: rows[2],
+            input: rows[3],
+            footer: rows[4],
+        };
+    }
     // Side by side when there is room; stacked on a narrow terminal.
     let body = if area.width >= 100 {
         Layout::default()
@@ -221,13 +234,15 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
             .block(pane(conv_title.into(), app.focus == Focus::Conversation)),
         a.conversation,
     );
-    f.render_widget(
-        Paragraph::new(app.frame.tool.clone()).block(pane(
-            app.frame.tool_title.clone(),
-            matches!(app.focus, Focus::Tool | Focus::Prompt),
-        )),
-        a.tool,
-    );
+    if a.tool.area() > 0 {
+        f.render_widget(
+            Paragraph::new(app.frame.tool.clone()).block(pane(
+                app.frame.tool_title.clone(),
+                matches!(app.focus, Focus::Tool | Focus::Prompt),
+            )),
+            a.tool,
+        );
+    }
 
     if a.queued.height > 0 {
         f.render_widget(

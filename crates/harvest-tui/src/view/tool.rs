@@ -208,18 +208,25 @@ fn bash_output(
     let Some(result) = &tool.result else {
         return vec![Line::styled("running…", theme.dim())];
     };
-    let text = match (&result.output, full) {
-        (_, Some(full)) => full.to_owned(),
-        (Some(ToolOutput::Bash { stdout, stderr, .. }), None) => {
-            if stderr.is_empty() {
-                stdout.clone()
-            } else {
-                format!("{stdout}\n{stderr}")
-            }
-        }
-        _ => result.content.clone(),
+    let (text, stderr) = match (&result.output, full) {
+        (_, Some(full)) => (full.to_owned(), ""),
+        (Some(ToolOutput::Bash { stdout, stderr, .. }), None) => (stdout.clone(), stderr.as_str()),
+        _ => (result.content.clone(), ""),
     };
-    let lines = ansi::to_lines(text.trim_end_matches('\n'), theme);
+    let mut lines = ansi::to_lines(text.trim_end_matches('\n'), theme);
+    if !stderr.is_empty() {
+        // Told apart from stdout: a rule, and its lines in the error colour (where the
+        // command gave them none of its own).
+        if text.trim().is_empty() {
+            lines.clear();
+        }
+        lines.push(Line::styled("── stderr", theme.warn()));
+        lines.extend(
+            ansi::to_lines(stderr.trim_end_matches('\n'), theme)
+                .into_iter()
+                .map(|l| l.patch_style(theme.error())),
+        );
+    }
     if show_all || lines.len() <= FOLD_OVER {
         return lines;
     }
