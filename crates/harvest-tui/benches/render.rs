@@ -104,7 +104,20 @@ fn main() {
         })
         .collect();
 
+    // Typing beside a Bash call that printed 200 000 coloured lines, against a tiny
+    // session: the keystroke-to-screen ratio is the tool pane's cost.
+    let big = typing(200_000);
+    let tiny = typing(10);
+    let ratio = median(&big).as_secs_f64() / median(&tiny).as_secs_f64().max(1e-9);
+
     println!("harvest-tui render benchmarks ({EVENTS}-event session, 200×50)");
+    report(
+        "keystroke to screen, a 200 000-line Bash output in the tool pane",
+        big.clone(),
+        "within 1.5× of a tiny session",
+    );
+    report("keystroke to screen, a 10-line Bash output", tiny, "");
+    println!("  ratio of the medians: {ratio:.2} (target ≤ 1.5)");
     report(
         "attach: first full frame (tail of 2 000 events decoded, folded, drawn)",
         attach,
@@ -140,6 +153,45 @@ fn main() {
         (rss_after.saturating_sub(rss_before)) as f64 / 1024.0,
         rss_after as f64 / 1024.0
     );
+}
+
+/// Keystrokes (type a character, draw) with one Bash call of `lines` coloured lines in
+/// the tool pane; the first frames, which build the pane once, are left out.
+fn typing(lines: usize) -> Vec<Duration> {
+    let mut app = new_app();
+    let output: String = (0..lines)
+        .map(|i| format!("\x1b[32mok\x1b[0m line {i} of the build output\n"))
+        .collect();
+    for (seq, v) in [
+        serde_json::json!({"seq":1,"ts":"2026-11-23T10:00:00Z","session":"bench","type":"tool_call",
+            "id":"big","name":"Bash","input":{"command":"make"}}),
+        serde_json::json!({"seq":2,"ts":"2026-11-23T10:00:01Z","session":"bench","type":"tool_result",
+            "tool_use_id":"big","is_error":false,"content":"",
+            "output":{"kind":"bash","stdout":output,"stderr":"","interrupted":false}}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let _ = seq;
+        app.on_daemon(FromDaemon::Event(Box::new(serde_json::from_value(v).unwrap())));
+    }
+    let mut term = Terminal::new(TestBackend::new(200, 50)).unwrap();
+    frame(&mut app, &mut term);
+    (0..300)
+        .map(|i| {
+            let t = Instant::now();
+            let c = if i % 2 == 0 { 'a' } else { 'b' };
+            app.on_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+            frame(&mut app, &mut term);
+            t.elapsed()
+        })
+        .collect()
+}
+
+fn median(v: &[Duration]) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v[v.len() / 2]
 }
 
 fn new_app() -> App {

@@ -196,10 +196,24 @@ pub struct App {
 pub struct Frame {
     pub conversation: Vec<Line<'static>>,
     pub tool: Vec<Line<'static>>,
+    /// The tool pane's whole wrapped content and what it was built from: built again
+    /// only when the call, its result, the width or the fold changes, never per frame
+    /// (a Bash call of 200 000 lines would cost every keystroke its ANSI parse).
+    pub tool_cache: Option<(ToolPaneKey, std::sync::Arc<Vec<Line<'static>>>)>,
     pub tool_title: String,
     pub tool_len: usize,
     /// Rows the tool pane shows, for a page of it.
     pub tool_rows: usize,
+}
+
+/// What the tool pane's lines depend on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolPaneKey {
+    pub item: usize,
+    pub rev: u64,
+    pub width: usize,
+    pub show_all: bool,
+    pub full_output: Option<usize>,
 }
 
 impl App {

@@ -56,7 +56,11 @@ fn app(level: ColorLevel) -> App {
 fn bare_app() -> App {
     let mut app = App::new(Theme::new(ColorLevel::None), Keymap::default());
     app.on_daemon(FromDaemon::Connected);
-    app.on_daemon(FromDaemon::Attached(info("6962a605", "bare", SessionState::Idle)));
+    app.on_daemon(FromDaemon::Attached(info(
+        "6962a605",
+        "bare",
+        SessionState::Idle,
+    )));
     app
 }
 
@@ -738,17 +742,25 @@ fn a_text_only_answer_takes_the_whole_width() {
         serde_json::json!({"seq":1,"ts":"2026-11-23T10:00:00Z","session":"6962a605","type":"user_message","text":"explain"}),
         serde_json::json!({"seq":2,"ts":"2026-11-23T10:00:00Z","session":"6962a605","type":"assistant_text","text": long}),
     ] {
-        app.on_daemon(FromDaemon::Event(Box::new(serde_json::from_value(v).unwrap())));
+        app.on_daemon(FromDaemon::Event(Box::new(
+            serde_json::from_value(v).unwrap(),
+        )));
     }
     let screen = text(&render(&mut app, 120, 30));
-    assert!(!screen.contains("Tools"), "an empty tool pane is shown: {screen}");
+    assert!(
+        !screen.contains("Tools"),
+        "an empty tool pane is shown: {screen}"
+    );
     let widest = screen
         .lines()
         .filter(|l| l.contains("word"))
         .map(|l| l.trim_end().chars().count())
         .max()
         .unwrap_or(0);
-    assert!(widest > 100, "the answer is squeezed ({widest} columns): {screen}");
+    assert!(
+        widest > 100,
+        "the answer is squeezed ({widest} columns): {screen}"
+    );
 }
 
 #[test]
@@ -761,7 +773,9 @@ fn stderr_is_told_apart_from_stdout_in_the_tool_pane() {
             "tool_use_id":"t1","is_error":true,"content":"built\nwarning: unused",
             "output":{"kind":"bash","stdout":"built","stderr":"warning: unused","interrupted":false}}),
     ] {
-        app.on_daemon(FromDaemon::Event(Box::new(serde_json::from_value(v).unwrap())));
+        app.on_daemon(FromDaemon::Event(Box::new(
+            serde_json::from_value(v).unwrap(),
+        )));
     }
     let screen = text(&render(&mut app, 120, 30));
     let at = |needle: &str| screen.lines().position(|l| l.contains(needle));

@@ -136,37 +136,66 @@ pub fn prepare(app: &mut App, area: Rect) {
         };
         return;
     }
-    let tool = app
+    let shown = app
         .tool_index()
-        .and_then(|i| match app.transcript.items().get(i) {
-            Some(Item::Tool(t)) => Some(t.clone()),
-            _ => None,
-        });
-    match tool {
-        Some(t) => {
-            load_full_output(app, &t);
-            let full = app
-                .full_output
+        .filter(|i| matches!(app.transcript.items().get(*i), Some(Item::Tool(_))));
+    match shown {
+        Some(i) => {
+            let key = crate::app::ToolPaneKey {
+                item: i,
+                rev: app.transcript.rev(i),
+                width: tw,
+                show_all: app.tool_show_all,
+                full_output: app.full_output.as_ref().map(|(_, text)| text.len()),
+            };
+            let fresh = app
+                .frame
+                .tool_cache
                 .as_ref()
-                .filter(|(id, _)| *id == t.id)
-                .map(|(_, text)| text.as_str());
-            let lines = crate::view::tool::pane_lines(&t, tw, app.tool_show_all, full, &theme);
-            let lines = wrap_lines(lines, tw, "  ");
+                .is_some_and(|(k, _)| *k == key);
+            let (name, lines) = if fresh {
+                let name = match app.transcript.items().get(i) {
+                    Some(Item::Tool(t)) => t.name.clone(),
+                    _ => String::new(),
+                };
+                let lines = app.frame.tool_cache.as_ref().map(|(_, l)| l.clone());
+                (name, lines.unwrap_or_default())
+            } else {
+                let Some(Item::Tool(t)) = app.transcript.items().get(i).cloned() else {
+                    return;
+                };
+                load_full_output(app, &t);
+                let full = app
+                    .full_output
+                    .as_ref()
+                    .filter(|(id, _)| *id == t.id)
+                    .map(|(_, text)| text.as_str());
+                let lines = crate::view::tool::pane_lines(&t, tw, app.tool_show_all, full, &theme);
+                let lines = std::sync::Arc::new(wrap_lines(lines, tw, "  "));
+                app.frame.tool_cache = Some((key, lines.clone()));
+                (t.name.clone(), lines)
+            };
+            let t_name = name;
             let total = lines.len();
             app.frame.tool_len = total.saturating_sub(th);
             app.tool_scroll = app.tool_scroll.min(app.frame.tool_len);
-            app.frame.tool = lines.into_iter().skip(app.tool_scroll).take(th).collect();
+            app.frame.tool = lines
+                .iter()
+                .skip(app.tool_scroll)
+                .take(th)
+                .cloned()
+                .collect();
             // Where the view is in a call longer than the pane.
             app.frame.tool_title = if total > th {
                 format!(
                     " {} · {}-{} of {} ",
-                    t.name,
+                    t_name,
                     app.tool_scroll + 1,
                     (app.tool_scroll + th).min(total),
                     total
                 )
             } else {
-                format!(" {} ", t.name)
+                format!(" {t_name} ")
             };
         }
         None => {
