@@ -74,7 +74,7 @@ text = "done"
 [[turn]]
 prompt = "plant traps"
 [[turn.step]]
-tool_use = { name = "Bash", input = { command = '''ln -s ROOT/home/secret.txt ~/leak; ln -s /proc/1/root/ROOT/home/secret.txt ~/leak2; mkfifo ~/fifo; echo inside > ~/plain.txt; echo planted''', description = "Plant" } }
+tool_use = { name = "Bash", input = { command = '''ln -s ROOT/home/secret.txt ~/leak; ln -s /proc/1/root/ROOT/home/secret.txt ~/leak2; mkfifo ~/fifo; echo inside > ~/plain.txt; echo "home=$HOME"; echo planted''', description = "Plant" } }
 [[turn.step]]
 text = "Planted."
 
@@ -123,6 +123,9 @@ fn harness(kind: &str) -> Harness {
         &[("HARVEST_TEST_PROVIDERS", "fake-remote")],
     );
     h.write_config(&format!("[sandbox]\ndefault = \"{kind}\"\n"));
+    if kind == "docker" {
+        harvest_e2e::docker::prepare(&h);
+    }
     h
 }
 
@@ -373,14 +376,27 @@ fn remove_leaves_nothing_behind(kind: &str) {
         !jail_running(&id),
         "a jail or supervisor of the removed session still runs"
     );
+    // No container and no volume of it is left (a provider without them has none).
+    let (containers, volumes) = harvest_e2e::docker::objects_of(&id);
+    assert!(
+        containers.is_empty() && volumes.is_empty(),
+        "left behind: containers {containers:?}, volumes {volumes:?}"
+    );
 }
 
+/// The session's jail (its bwrap, supervisor or stand-in on this machine, whose command
+/// lines name its state folder or container) or its container still runs.
 fn jail_running(id: &str) -> bool {
-    std::process::Command::new("pgrep")
-        .args(["-f", &format!("sessions/{id}/")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    let pgrep = |pattern: &str| {
+        std::process::Command::new("pgrep")
+            .args(["-f", pattern])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    pgrep(&format!("sessions/{id}/"))
+        || pgrep(&format!("harvest-[0-9a-f]{{8}}-{id}"))
+        || harvest_e2e::docker::running(id)
 }
 
 fn isolation_holds(kind: &str) {
@@ -540,10 +556,18 @@ fn reading_agent_files_never_leaves_the_sandbox(kind: &str) {
     let h = harness(kind);
     std::fs::write(h.path("home/secret.txt"), "REAL-HOME-SECRET").unwrap();
     let id = h.new_session("plant traps");
-    h.wait_events(&id, "the traps", LONG, |e| idle_after(e, 1));
-    let plain = h.ok(&["cat", &id, "/home/agent/plain.txt"]);
+    let evs = h.wait_events(&id, "the traps", LONG, |e| idle_after(e, 1));
+    // The agent's HOME, as the agent saw it (each provider has its own).
+    let home = tool_output(&evs)
+        .lines()
+        .find_map(|l| l.strip_prefix("home="))
+        .unwrap()
+        .to_owned();
+    let at = |name: &str| format!("{home}/{name}");
+    let plain = h.ok(&["cat", &id, &at("plain.txt")]);
     assert_eq!(plain, "inside\n");
-    for link in ["/home/agent/leak", "/home/agent/leak2"] {
+    for link in [at("leak"), at("leak2")] {
+        let link = link.as_str();
         let out = h.run(&["cat", &id, link]);
         let all = format!(
             "{}{}",
@@ -557,7 +581,7 @@ fn reading_agent_files_never_leaves_the_sandbox(kind: &str) {
         assert!(!out.status.success(), "{link}: {all}");
     }
     let t = Instant::now();
-    let out = h.run(&["cat", &id, "/home/agent/fifo"]);
+    let out = h.run(&["cat", &id, &at("fifo")]);
     assert!(!out.status.success());
     assert!(
         t.elapsed() < Duration::from_secs(10),
@@ -565,7 +589,7 @@ fn reading_agent_files_never_leaves_the_sandbox(kind: &str) {
         t.elapsed()
     );
     // The daemon still answers for that session.
-    h.ok(&["cat", &id, "/home/agent/plain.txt"]);
+    h.ok(&["cat", &id, &at("plain.txt")]);
 }
 
 /// The attack: escape sequences in the agent's text, a Bash command's description and
@@ -742,7 +766,15 @@ fn network_none_leaves_only_loopback_and_the_model_reachable(kind: &str) {
         "check connectivity",
     ]);
     let probe = tool_output(&parse_lines(&String::from_utf8_lossy(&out.stdout)));
-    assert!(probe.contains("REACHED-THE-HOST"), "{probe}");
+    assert!(
+        !probe.contains("ifaces=lo,\n"),
+        "an open network shows only loopback: {probe}"
+    );
+    // The local jail shares the host's network; a container's open network is its own
+    // bridge, from which the host's loopback is out of reach either way.
+    if kind != "docker" {
+        assert!(probe.contains("REACHED-THE-HOST"), "{probe}");
+    }
 }
 
 /// `--network allow=127.0.0.1`: the tools get out to the listed host only, through the
@@ -824,4 +856,5 @@ macro_rules! providers {
 providers! {
     local => "local",
     fake_remote => "fake-remote",
+    docker => "docker",
 }

@@ -3,6 +3,9 @@
 # (everything else runs the real CLI). It speaks just enough stream-json:
 #   "emit N GAP"  print N lines stamped with their write time (ns), GAP seconds apart,
 #                 then a turn result
+#   "mix N"       N events as the CLI writes a working session: markdown text, Bash
+#                 calls with 20 lines of output each, then a turn result; the last
+#                 text says "MIX-END"
 #   "freeze"      say so, then stop itself with SIGSTOP (as a tool in the jail can do
 #                 to the CLI), so that it never reads its input again
 #   "stubborn"    start a tool-like child in its own session (as the CLI's Bash tool
@@ -33,6 +36,18 @@ for line in sys.stdin:
             if gap > 0:
                 sys.stdout.flush()
                 time.sleep(gap)
+        result()
+    elif words[0] == "mix":
+        n = int(words[1])
+        for i in range(0, n, 3):
+            emit({"type": "assistant", "message": {"content": [{"type": "text", "text":
+                  f"Step {i}: looking at **the parser** and `tokenize` next.\n\n- one\n- two"}]}})
+            emit({"type": "assistant", "message": {"content": [{"type": "tool_use", "id": f"t{i}",
+                  "name": "Bash", "input": {"command": f"cargo test step_{i}", "description": "tests"}}]}})
+            out = "\n".join(f"test case_{i}_{k} ... ok" for k in range(20))
+            emit({"type": "user", "message": {"content": [{"type": "tool_result", "tool_use_id": f"t{i}",
+                  "content": out}]}, "tool_use_result": {"stdout": out, "stderr": "", "interrupted": False}})
+        emit({"type": "assistant", "message": {"content": [{"type": "text", "text": "All done: MIX-END"}]}})
         result()
     elif words[0] == "freeze":
         emit({"type": "system", "subtype": "frozen"})

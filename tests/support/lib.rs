@@ -5,6 +5,8 @@
 // A test harness: failing loudly, with what it saw, is its whole job.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod docker;
+
 use harvest_scripted_model::{ModelServer, RecordedRequest, Script};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
@@ -78,6 +80,17 @@ impl Harness {
         let dir = self.path("config/harvest");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("harvest.toml"), toml).unwrap();
+    }
+
+    /// The store's instance name, as the docker provider labels its containers.
+    pub fn instance(&self) -> String {
+        harvest_config::Paths {
+            socket: self.socket(),
+            data_dir: self.path("data/harvest"),
+            state_dir: self.path("state/harvest"),
+            config_dir: self.path("config/harvest"),
+        }
+        .instance()
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -230,6 +243,7 @@ impl Drop for Harness {
                 record.kill_jail();
             }
         }
+        docker::remove_leftovers(self);
     }
 }
 

@@ -20,8 +20,34 @@ pub enum ConfigError {
 pub struct Config {
     pub agent: AgentConfig,
     pub sandbox: SandboxConfig,
+    pub docker: DockerConfig,
     pub keys: KeysConfig,
     pub notify: NotifyConfig,
+}
+
+/// `[docker]`: the containers of `--sandbox docker`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerConfig {
+    /// The sandbox image (built by `sandbox-image/build.sh`).
+    pub image: String,
+    /// CPUs per container (0: no limit).
+    pub cpus: f64,
+    /// Memory per container in MiB (0: no limit).
+    pub memory_mb: u64,
+    /// Processes per container (0: no limit).
+    pub pids: i64,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            image: "harvest-sandbox:latest".into(),
+            cpus: 0.0,
+            memory_mb: 0,
+            pids: 4096,
+        }
+    }
 }
 
 /// `[notify]`: what happens when a session finishes a turn, fails or needs input.
@@ -78,7 +104,7 @@ pub struct AgentConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxConfig {
-    /// `local` (bubblewrap); `docker` and `daytona` come later.
+    /// `local` (bubblewrap) or `docker` (a container from the sandbox image).
     pub default: String,
     /// Give the agent the host's network (true) or none (false).
     pub network: bool,

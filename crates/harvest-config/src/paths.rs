@@ -71,6 +71,21 @@ impl Paths {
     pub fn sessions_dir(&self) -> PathBuf {
         self.state_dir.join("sessions")
     }
+    /// A short name for this store, carried by the docker provider's containers, so two
+    /// daemons (two users, or two tests) never take each other's containers for their own.
+    /// FNV-1a of the data folder's path: stable across runs and builds.
+    pub fn instance(&self) -> String {
+        use std::os::unix::ffi::OsStrExt;
+        let hash = self
+            .data_dir
+            .as_os_str()
+            .as_bytes()
+            .iter()
+            .fold(0x811c_9dc5_u32, |h, b| {
+                (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+            });
+        format!("{hash:08x}")
+    }
     pub fn session_state_dir(&self, id: &str) -> PathBuf {
         self.sessions_dir().join(id)
     }

@@ -15,6 +15,9 @@ pub fn build(paths: &Paths, config: &Config, store: &Arc<Store>) -> Providers {
     let mut providers = Providers::default();
     let local = Arc::new(LocalProvider::new(local_layout(paths, config, store)));
     providers.add(local.clone());
+    providers.add(Arc::new(harvest_docker::DockerProvider::new(
+        docker_layout(paths, config),
+    )));
     if std::env::var(TEST_PROVIDERS_ENV).is_ok_and(|v| v.split(',').any(|p| p == "fake-remote")) {
         providers.add(Arc::new(crate::fake_remote::FakeRemote::new(local)));
     }
@@ -33,5 +36,23 @@ fn local_layout(paths: &Paths, config: &Config, store: &Arc<Store>) -> LocalLayo
         hidden: Arc::new(move |workspace: &std::path::Path| {
             crate::policy::hidden_paths(&paths2, &store, workspace)
         }),
+    }
+}
+
+fn docker_layout(paths: &Paths, config: &Config) -> harvest_docker::DockerLayout {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "harvest".into());
+    let d = &config.docker;
+    harvest_docker::DockerLayout {
+        sessions_dir: paths.sessions_dir(),
+        workspaces_dir: paths.workspaces_dir(),
+        supervisor: (exe.clone(), vec!["supervise".into()]),
+        harvest: exe,
+        instance: paths.instance(),
+        options: harvest_docker::DockerOptions {
+            image: d.image.clone(),
+            cpus: d.cpus,
+            memory_mb: d.memory_mb,
+            pids: d.pids,
+        },
     }
 }

@@ -5,8 +5,15 @@
 //! SIGTERM on to the agent, and exits with the agent's status.
 //!
 //! `harvest forward --listen 127.0.0.1:PORT --to /path/model.sock [--listen … --to …]
-//! -- program args…` (one pair per relay: the model, and under an allow-list the egress
-//! proxy).
+//! [--stdio-sockets] -- program args…` (one pair per relay: the model, and under an
+//! allow-list the egress proxy).
+//!
+//! `--stdio-sockets`, for a sandbox whose engine hands the agent pipes (a container's
+//! exec): the agent gets socket pairs for its stdin, stdout and stderr, which cannot be
+//! reopened through `/proc/<pid>/fd` as pipes can, and this process relays between them
+//! and its own pipes after making itself non-dumpable, so that its `/proc` entries are
+//! closed to the agent's uid too. Without it a tool could write forged lines to the CLI's
+//! stdout or a forged prompt to its stdin.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
@@ -16,8 +23,10 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
     let mut tos = Vec::new();
     let mut it = args.into_iter();
     let mut command = Vec::new();
+    let mut stdio_sockets = false;
     while let Some(a) = it.next() {
         match a.to_str() {
+            Some("--stdio-sockets") => stdio_sockets = true,
             Some("--listen") => listens.extend(it.next().and_then(|v| v.into_string().ok())),
             Some("--to") => tos.extend(it.next().map(std::path::PathBuf::from)),
             Some("--") => {
@@ -42,12 +51,13 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    rt.block_on(run(pairs, command))
+    rt.block_on(run(pairs, command, stdio_sockets))
 }
 
 async fn run(
     pairs: Vec<(String, std::path::PathBuf)>,
     command: Vec<std::ffi::OsString>,
+    stdio_sockets: bool,
 ) -> ExitCode {
     let mut listeners = Vec::new();
     for (listen, to) in pairs {
@@ -59,11 +69,18 @@ async fn run(
             }
         }
     }
-    let mut child = match tokio::process::Command::new(&command[0])
-        .args(&command[1..])
-        .kill_on_drop(false)
-        .spawn()
-    {
+    let mut cmd = tokio::process::Command::new(&command[0]);
+    cmd.args(&command[1..]).kill_on_drop(false);
+    if stdio_sockets {
+        match socket_stdio(&mut cmd) {
+            Ok(()) => {}
+            Err(e) => {
+                eprintln!("harvest forward: cannot give the agent socket stdio: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("harvest forward: cannot start {:?}: {e}", command[0]);
@@ -112,4 +129,55 @@ async fn run(
         },
         Err(_) => ExitCode::from(1),
     }
+}
+
+/// Give the child socket pairs for its stdio and relay them to ours (threads: plain
+/// blocking copies), after closing our own `/proc` entries to the agent's uid.
+fn socket_stdio(cmd: &mut tokio::process::Command) -> std::io::Result<()> {
+    use std::os::unix::net::UnixStream;
+    // SAFETY: prctl(2) with PR_SET_DUMPABLE only changes this process's dumpable flag.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let (stdin_ours, stdin_theirs) = UnixStream::pair()?;
+    let (stdout_ours, stdout_theirs) = UnixStream::pair()?;
+    let (stderr_ours, stderr_theirs) = UnixStream::pair()?;
+    let _ = stdin_theirs.shutdown(std::net::Shutdown::Write);
+    let _ = stdout_theirs.shutdown(std::net::Shutdown::Read);
+    let _ = stderr_theirs.shutdown(std::net::Shutdown::Read);
+    cmd.stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+        stdin_theirs,
+    )))
+    .stdout(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+        stdout_theirs,
+    )))
+    .stderr(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+        stderr_theirs,
+    )));
+    std::thread::spawn(move || {
+        let mut to = stdin_ours;
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
+    std::thread::spawn(move || {
+        let mut from = stdout_ours;
+        let mut out = std::io::stdout().lock();
+        let mut buf = vec![0u8; 256 * 1024];
+        use std::io::{Read, Write};
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        let mut from = stderr_ours;
+        let _ = std::io::copy(&mut from, &mut std::io::stderr().lock());
+    });
+    Ok(())
 }

@@ -26,6 +26,8 @@ use std::sync::Arc;
 
 pub use check::redact_url;
 pub use log::FileLog;
+/// For other providers whose agents run under the same host-side supervisor.
+pub use process::{attach as attach_supervised, kill_record};
 
 /// The agent's HOME inside the state folder (bound at /home/agent): transcripts live
 /// here, so `claude --resume` finds them after any restart.
@@ -148,7 +150,7 @@ impl LocalProvider {
 /// still resolve to itself. Something with write access to a parent (another session's
 /// agent, if the folders nest) could otherwise swap a component for a link between two
 /// launches and have this session's jail bind whatever the link names.
-pub(crate) fn unchanged_folder(path: &Path) -> Result<PathBuf> {
+pub fn unchanged_folder(path: &Path) -> Result<PathBuf> {
     let canonical = existing_folder(path)?;
     if canonical != path {
         return Err(SandboxError::BadWorkspace {
@@ -164,7 +166,7 @@ pub(crate) fn unchanged_folder(path: &Path) -> Result<PathBuf> {
     Ok(canonical)
 }
 
-fn existing_folder(path: &Path) -> Result<PathBuf> {
+pub fn existing_folder(path: &Path) -> Result<PathBuf> {
     let bad = |reason: String| SandboxError::BadWorkspace {
         path: path.to_owned(),
         reason,
@@ -272,7 +274,7 @@ impl Provider for LocalProvider {
     }
 }
 
-fn remove_tree(path: &Path) -> Result<()> {
+pub fn remove_tree(path: &Path) -> Result<()> {
     match std::fs::remove_dir_all(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SandboxError::Io {
             path: path.to_owned(),

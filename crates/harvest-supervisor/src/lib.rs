@@ -85,6 +85,11 @@ pub struct LaunchSpec {
     /// hosts it lets through.
     #[serde(default)]
     pub egress: Option<Egress>,
+    /// The program is not a jail that forks the agent under an init of its own (bwrap)
+    /// but the agent's stand-in on this machine (`harvest docker-exec`, which runs it in
+    /// a container): signals go to the program itself, which passes them on.
+    #[serde(default)]
+    pub direct: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -75,6 +75,7 @@ fn answer(result: &Result<Record, String>) {
 
 async fn supervise(spec: LaunchSpec) -> i32 {
     let state_dir = spec.state_dir.clone();
+    let spec_direct = spec.direct;
     let started = match start(&spec).await {
         Ok(s) => s,
         Err(e) => {
@@ -119,7 +120,7 @@ async fn supervise(spec: LaunchSpec) -> i32 {
     let errs = tokio::spawn(pump_stderr(stderr, stderr_file));
     let input = Input::new(stdin.clone());
     let running = input.running.clone();
-    let server = tokio::spawn(serve(listener, input, init.clone()));
+    let server = tokio::spawn(serve(listener, input, init.clone(), spec_direct));
 
     let status = child.wait().await;
     let exit = match status {
@@ -219,6 +220,7 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
             let l = bound.map_err(|e| {
                 format!("cannot start the model proxy on {}: {e}", socket.display())
             })?;
+            open_to_the_sandbox(socket, spec.direct);
             env.retain(|(k, _)| k != harvest_proxy::BASE_URL_VAR);
             env.push((harvest_proxy::BASE_URL_VAR.into(), url.clone()));
             Some((ProxyListener::Unix(l), upstream))
@@ -238,6 +240,7 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
     let egress = match &spec.egress {
         Some(e) => {
             let l = bind(&e.socket)?;
+            open_to_the_sandbox(&e.socket, spec.direct);
             Some((l, e.allow.clone()))
         }
         None => None,
@@ -265,10 +268,14 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
         .id()
         .and_then(|p| i32::try_from(p).ok())
         .ok_or("the jail exited at once")?;
-    let init_pid = find_init(jail_pid).ok_or_else(|| {
-        let text = std::fs::read_to_string(stderr_path(dir, spec.log_id)).unwrap_or_default();
-        format!("the jail did not start: {}", text.trim())
-    })?;
+    let init_pid = if spec.direct {
+        jail_pid
+    } else {
+        find_init(jail_pid).ok_or_else(|| {
+            let text = std::fs::read_to_string(stderr_path(dir, spec.log_id)).unwrap_or_default();
+            format!("the jail did not start: {}", text.trim())
+        })?
+    };
     let init = PidFd::open(init_pid).map_err(|e| format!("pidfd_open: {e}"))?;
     let me = std::process::id() as i32;
     let record = Record {
@@ -315,6 +322,16 @@ fn bind(path: &Path) -> Result<UnixListener, String> {
     // SAFETY: as above.
     unsafe { libc::umask(old) };
     bound.map_err(|e| format!("cannot listen on {}: {e}", path.display()))
+}
+
+/// A container's user may have another uid than ours (uid 1000 when we are root): the
+/// proxy sockets, inside a folder only that container and our user reach, are opened to
+/// it. Without a container (`direct` false) they stay 0600.
+fn open_to_the_sandbox(socket: &Path, direct: bool) {
+    use std::os::unix::fs::PermissionsExt;
+    if direct {
+        let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666));
+    }
 }
 
 /// bwrap forks the namespace's init right after it starts; wait briefly for it.
@@ -425,7 +442,7 @@ async fn pump_stderr(mut stderr: UnixStream, mut file: std::fs::File) {
     }
 }
 
-async fn serve(listener: UnixListener, input: Input, init: Arc<PidFd>) {
+async fn serve(listener: UnixListener, input: Input, init: Arc<PidFd>, direct: bool) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -437,11 +454,11 @@ async fn serve(listener: UnixListener, input: Input, init: Arc<PidFd>) {
         if stream.peer_cred().map(|c| c.uid()).ok() != Some(me) {
             continue;
         }
-        tokio::spawn(connection(stream, input.clone(), init.clone()));
+        tokio::spawn(connection(stream, input.clone(), init.clone(), direct));
     }
 }
 
-async fn connection(stream: UnixStream, input: Input, init: Arc<PidFd>) {
+async fn connection(stream: UnixStream, input: Input, init: Arc<PidFd>, direct: bool) {
     let (read, mut write) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(read.take(u64::MAX));
     loop {
@@ -456,7 +473,7 @@ async fn connection(stream: UnixStream, input: Input, init: Arc<PidFd>) {
             Ok(_) => {}
         }
         let response = match serde_json::from_slice::<Request>(&line) {
-            Ok(req) => handle(req, &input, &init).await,
+            Ok(req) => handle(req, &input, &init, direct).await,
             Err(e) => error(&format!("bad request: {e}")),
         };
         if reply(&mut write, response).await.is_err() {
@@ -465,7 +482,7 @@ async fn connection(stream: UnixStream, input: Input, init: Arc<PidFd>) {
     }
 }
 
-async fn handle(req: Request, input: &Input, init: &PidFd) -> Response {
+async fn handle(req: Request, input: &Input, init: &PidFd, direct: bool) -> Response {
     match req {
         Request::Write { line, id } => match input.write(&line, id).await {
             Ok(()) => ok(),
@@ -476,8 +493,15 @@ async fn handle(req: Request, input: &Input, init: &PidFd) -> Response {
                 SignalKind::Interrupt => libc::SIGINT,
                 SignalKind::Terminate => libc::SIGTERM,
             };
-            // The CLI is the namespace init's child (the init is bwrap's reaper).
-            signal_children(init, sig);
+            if direct {
+                // The agent's stand-in passes the signal on to the agent.
+                if let Err(e) = init.signal(sig) {
+                    return error(&format!("cannot signal the agent: {e}"));
+                }
+            } else {
+                // The CLI is the namespace init's child (the init is bwrap's reaper).
+                signal_children(init, sig);
+            }
             ok()
         }
         Request::Kill => match init.signal(libc::SIGKILL) {

@@ -66,6 +66,12 @@ pub enum FromDaemon {
     Info(SessionInfo),
     /// Queued follow-ups taken back, oldest first: they go into the input box.
     Withdrawn(Vec<String>),
+    /// A session the daemon did not create: the form comes back filled in, with why.
+    CreateFailed {
+        workspace: String,
+        prompt: String,
+        error: String,
+    },
     /// A message the daemon did not take (no credentials, budget spent, …): the text
     /// comes back to the input and the reason stays on screen.
     SendFailed {
@@ -117,6 +123,8 @@ pub enum Overlay {
         workspace: Box<TextArea<'static>>,
         prompt: Box<TextArea<'static>>,
         on_prompt: bool,
+        /// Why the daemon refused the last try (the form stays filled in).
+        error: Option<String>,
     },
 }
 
@@ -329,6 +337,23 @@ impl App {
             FromDaemon::HistoryPending => self.history_pending = Some(Vec::new()),
             FromDaemon::History(older) => self.splice_history(*older),
             FromDaemon::Error(e) => self.toast(&e),
+            FromDaemon::CreateFailed {
+                workspace,
+                prompt,
+                error,
+            } => {
+                let mut ws = new_input(&self.theme);
+                ws.set_placeholder_text("");
+                ws.insert_str(&workspace);
+                let mut p = new_input(&self.theme);
+                p.insert_str(&prompt);
+                self.overlay = Overlay::NewSession {
+                    workspace: Box::new(ws),
+                    prompt: Box::new(p),
+                    on_prompt: true,
+                    error: Some(error),
+                };
+            }
             FromDaemon::SendFailed { text, error } => {
                 if self.draft().trim().is_empty() {
                     self.set_draft(&text);

@@ -180,6 +180,10 @@ async fn run(
                         Cmd::Send(text) => Some(text.clone()),
                         _ => None,
                     };
+                    let created = match &cmd {
+                        Cmd::Create { workspace, prompt } => Some((workspace.clone(), prompt.clone())),
+                        _ => None,
+                    };
                     match command(&client, &conn, attached.as_deref(), cmd).await {
                         Ok(Some(Switch(id))) => {
                             attached = Some(id);
@@ -190,9 +194,14 @@ async fn run(
                         Ok(None) => {}
                         Err(error) => {
                             let _ = ui
-                                .send(match sent {
-                                    Some(text) => FromDaemon::SendFailed { text, error },
-                                    None => FromDaemon::Error(error),
+                                .send(match (sent, created) {
+                                    (Some(text), _) => FromDaemon::SendFailed { text, error },
+                                    (_, Some((workspace, prompt))) => FromDaemon::CreateFailed {
+                                        workspace,
+                                        prompt,
+                                        error,
+                                    },
+                                    _ => FromDaemon::Error(error),
                                 })
                                 .await;
                         }

@@ -783,3 +783,17 @@ fn stderr_is_told_apart_from_stdout_in_the_tool_pane() {
     assert!(out.is_some() && rule.is_some() && err.is_some(), "{screen}");
     assert!(out < rule && rule < err, "{screen}");
 }
+
+#[test]
+fn a_refused_new_session_keeps_its_form_filled_with_the_whole_reason() {
+    let mut app = bare_app();
+    app.on_daemon(FromDaemon::CreateFailed {
+        workspace: "/home/me/app".into(),
+        prompt: "add a health endpoint".into(),
+        error: "no credentials for the agent: set ANTHROPIC_API_KEY in the environment of the client, then try again".into(),
+    });
+    let screen = text(&render(&mut app, 100, 30));
+    assert!(screen.contains("add a health endpoint"), "{screen}");
+    assert!(screen.contains("/home/me/app"), "{screen}");
+    assert!(screen.contains("then try again"), "{screen}");
+}

@@ -34,6 +34,15 @@ fn main() -> ExitCode {
         let code = harvest_supervisor::run::main();
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
+    // The agent's stand-in for a container session (the docker provider), run by its
+    // supervisor as bwrap is for a local one.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "docker-exec")
+    {
+        let code = harvest_docker::exec_helper::main(std::env::args_os().skip(2).collect());
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     // Inside a jail without a network: relay the agent's model traffic (harvest-proxy).
     if std::env::args_os().nth(1).is_some_and(|a| a == "forward") {
         return harvest_proxy::forward::main(std::env::args_os().skip(2).collect());

@@ -99,6 +99,7 @@ pub async fn spawn(
             .as_ref()
             .and_then(|l| l.egress.clone())
             .map(|(socket, allow)| harvest_supervisor::Egress { socket, allow }),
+        direct: false,
     };
     let (program, prog_args) = &sandbox.supervisor;
     let record = match harvest_supervisor::spawn(program, prog_args, &spec).await {

@@ -89,6 +89,7 @@ impl App {
                     workspace: Box::new(workspace),
                     prompt: Box::new(new_input(&self.theme)),
                     on_prompt: true,
+                    error: None,
                 };
             }
             KeyCode::Char('x') => {
@@ -133,6 +134,7 @@ impl App {
             workspace,
             prompt,
             on_prompt,
+            ..
         } = &mut self.overlay
         else {
             return Vec::new();

@@ -327,14 +327,27 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
             workspace,
             prompt,
             on_prompt,
+            error,
         } => {
-            let r = centered(f.area(), 70, 10);
+            // Why the last try was refused, wrapped in full inside the form.
+            let error_lines = error
+                .as_deref()
+                .map(|e| {
+                    wrap_lines(
+                        vec![Line::styled(format!("not created: {e}"), theme.error())],
+                        66,
+                        "  ",
+                    )
+                })
+                .unwrap_or_default();
+            let r = centered(f.area(), 70, 10 + error_lines.len() as u16);
             f.render_widget(Clear, r);
             let rows = Layout::default()
                 .direction(Direction::Vertical)
                 .constraints([
                     Constraint::Length(3),
                     Constraint::Min(3),
+                    Constraint::Length(error_lines.len() as u16),
                     Constraint::Length(1),
                 ])
                 .split(Rect {
@@ -355,9 +368,10 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
             let mut p = (**prompt).clone();
             p.set_block(pane(" prompt ".into(), *on_prompt));
             f.render_widget(&p, rows[1]);
+            f.render_widget(Paragraph::new(error_lines), rows[2]);
             f.render_widget(
                 Paragraph::new("Enter create · Tab switch field · Esc back").style(theme.dim()),
-                rows[2],
+                rows[3],
             );
         }
     }

@@ -1,0 +1,320 @@
+//! A session's container and its HOME volume: names and labels, how they are made, found,
+//! started again and removed.
+
+use crate::engine::{failed, is_not_found};
+use crate::{DockerOptions, HARVEST_IN_CONTAINER, HOME, IMAGE_UID, RUN_IN_CONTAINER, WORKSPACE};
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig, VolumeCreateOptions};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+};
+use harvest_sandbox::{Network, Result, SandboxError};
+use std::collections::HashMap;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+pub const LABEL_SESSION: &str = "dev.harvest.session";
+pub const LABEL_INSTANCE: &str = "dev.harvest.instance";
+
+/// What a session's Docker objects are called.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub container: String,
+    pub home_volume: String,
+    pub session: String,
+    pub instance: String,
+}
+
+impl Names {
+    pub fn new(instance: &str, session: &str) -> Names {
+        Names {
+            container: format!("harvest-{instance}-{session}"),
+            home_volume: format!("harvest-{instance}-{session}-home"),
+            session: session.to_owned(),
+            instance: instance.to_owned(),
+        }
+    }
+
+    fn labels(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (LABEL_SESSION.to_owned(), self.session.clone()),
+            (LABEL_INSTANCE.to_owned(), self.instance.clone()),
+        ])
+    }
+}
+
+/// The uid:gid the agent runs as: the user's own (so what it writes in a bound workspace
+/// is the user's), or the image's `harvest` (1000) when Harvest runs as root: never root.
+pub fn agent_user() -> String {
+    // SAFETY: getuid(2)/getgid(2) cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    if uid == 0 {
+        format!("{IMAGE_UID}:{IMAGE_UID}")
+    } else {
+        format!("{uid}:{gid}")
+    }
+}
+
+fn running_as_root() -> bool {
+    // SAFETY: getuid(2) cannot fail.
+    unsafe { libc::getuid() == 0 }
+}
+
+/// As root, the agent is uid 1000: the user's folder must let it write, or the session
+/// would fail at its first edit. Said at once, with the fix.
+pub fn check_writable(workspace: &Path) -> Result<()> {
+    if !running_as_root() {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(workspace).map_err(|source| SandboxError::Io {
+        path: workspace.to_owned(),
+        source,
+    })?;
+    let writable = meta.uid() == IMAGE_UID || meta.mode() & 0o002 != 0;
+    if writable {
+        return Ok(());
+    }
+    Err(SandboxError::BadWorkspace {
+        path: workspace.to_owned(),
+        reason: format!(
+            "Harvest runs as root, so the agent in the container runs as uid {IMAGE_UID} \
+             (never root), and this folder is not writable by it; run Harvest as your own \
+             user, or give uid {IMAGE_UID} the folder (`chown -R {IMAGE_UID}: {}`)",
+            workspace.display()
+        ),
+    })
+}
+
+/// A clone Harvest made as root belongs to the agent's uid (it is Harvest's, not a
+/// user's folder).
+pub fn give_to_agent(tree: &Path) -> Result<()> {
+    if !running_as_root() {
+        return Ok(());
+    }
+    fn walk(p: &Path) -> std::io::Result<()> {
+        std::os::unix::fs::lchown(p, Some(IMAGE_UID), Some(IMAGE_UID))?;
+        if std::fs::symlink_metadata(p)?.is_dir() {
+            for e in std::fs::read_dir(p)? {
+                walk(&e?.path())?;
+            }
+        }
+        Ok(())
+    }
+    walk(tree).map_err(|source| SandboxError::Io {
+        path: tree.to_owned(),
+        source,
+    })
+}
+
+/// The state folder (0700, as for local) and its `run/` for the proxy sockets, which the
+/// container sees (and only it: the state folder keeps everyone else out).
+pub fn make_state_dirs(state_dir: &Path) -> Result<()> {
+    let run = state_dir.join(crate::RUN_DIR);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&run)
+        .and_then(|()| std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)))
+        .map_err(|source| SandboxError::Io { path: run, source })
+}
+
+pub async fn check_image(docker: &Docker, image: &str) -> Result<()> {
+    match docker.inspect_image(image).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Err(SandboxError::Spawn(format!(
+            "the sandbox image {image} is not built; build it with `sandbox-image/build.sh` \
+             (or set docker.image in harvest.toml to one you have)"
+        ))),
+        Err(e) => Err(failed("cannot look up the sandbox image", e)),
+    }
+}
+
+/// How a session's container is made.
+pub struct Shape<'a> {
+    pub options: &'a DockerOptions,
+    pub workspace: &'a Path,
+    pub run_dir: &'a Path,
+    pub harvest: &'a Path,
+    pub network: &'a Network,
+}
+
+pub async fn create(docker: &Docker, names: &Names, shape: &Shape<'_>) -> Result<()> {
+    // A container of this name is left from a create cut short: it is this session's.
+    remove_container(docker, &names.container).await?;
+    docker
+        .create_volume(VolumeCreateOptions {
+            name: Some(names.home_volume.clone()),
+            labels: Some(names.labels()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| failed("cannot create the agent's HOME volume", e))?;
+    let o = shape.options;
+    let binds = vec![
+        format!("{}:{WORKSPACE}", shape.workspace.display()),
+        format!("{}:{HOME}", names.home_volume),
+        format!("{}:{RUN_IN_CONTAINER}", shape.run_dir.display()),
+        format!("{}:{HARVEST_IN_CONTAINER}:ro", shape.harvest.display()),
+    ];
+    let host = HostConfig {
+        binds: Some(binds),
+        // Open: the engine's default bridge. Otherwise no network at all: the agent
+        // reaches its model (and an allow-list's proxy) through the bound sockets.
+        network_mode: Some(match shape.network {
+            Network::Open => "bridge".into(),
+            _ => "none".into(),
+        }),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        nano_cpus: (o.cpus > 0.0).then_some((o.cpus * 1e9) as i64),
+        memory: (o.memory_mb > 0).then_some((o.memory_mb * 1024 * 1024) as i64),
+        pids_limit: (o.pids > 0).then_some(o.pids),
+        ..Default::default()
+    };
+    let body = ContainerCreateBody {
+        image: Some(o.image.clone()),
+        // The container's own init (tini, then a sleep) runs as root without any
+        // capability, so the agent's uid can neither signal it nor open its stdio
+        // through /proc; the agent itself is an exec as `shape.user`.
+        user: Some("0:0".into()),
+        env: Some(vec![format!("HOME={HOME}")]),
+        labels: Some(names.labels()),
+        working_dir: Some(WORKSPACE.into()),
+        host_config: Some(host),
+        ..Default::default()
+    };
+    docker
+        .create_container(
+            Some(
+                CreateContainerOptionsBuilder::new()
+                    .name(&names.container)
+                    .build(),
+            ),
+            body,
+        )
+        .await
+        .map_err(|e| failed("cannot create the session's container", e))?;
+    ensure_running(docker, &names.container).await
+}
+
+pub async fn exists(docker: &Docker, container: &str) -> Result<bool> {
+    match docker
+        .inspect_container(
+            container,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(failed("cannot look up the session's container", e)),
+    }
+}
+
+/// Start the container unless it runs (after a kill or a reboot it has stopped).
+pub async fn ensure_running(docker: &Docker, container: &str) -> Result<()> {
+    let info = docker
+        .inspect_container(
+            container,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .map_err(|e| failed("cannot look up the session's container", e))?;
+    if info.state.as_ref().and_then(|s| s.running) == Some(true) {
+        return Ok(());
+    }
+    docker
+        .start_container(
+            container,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .map_err(|e| {
+            let why = died(&info);
+            failed(&format!("cannot start the session's container{why}"), e)
+        })
+}
+
+/// How a container ended, for an error message.
+fn died(info: &bollard::models::ContainerInspectResponse) -> String {
+    match info.state.as_ref().and_then(|s| s.exit_code) {
+        Some(code) if code != 0 => format!(" (it exited with code {code})"),
+        _ => String::new(),
+    }
+}
+
+/// SIGKILL to everything in the container (its init first: the container stops).
+pub async fn kill(docker: &Docker, container: &str) -> Result<()> {
+    match docker
+        .kill_container(
+            container,
+            Some(KillContainerOptionsBuilder::new().signal("KILL").build()),
+        )
+        .await
+    {
+        Ok(()) => Ok(()),
+        // Not running (409) or gone (404): nothing is left to end.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404 | 409,
+            ..
+        }) => Ok(()),
+        Err(e) => Err(failed("cannot kill the session's container", e)),
+    }
+}
+
+async fn remove_container(docker: &Docker, container: &str) -> Result<()> {
+    match docker
+        .remove_container(
+            container,
+            Some(
+                RemoveContainerOptionsBuilder::new()
+                    .force(true)
+                    .v(true)
+                    .build(),
+            ),
+        )
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(failed("cannot remove the session's container", e)),
+    }
+}
+
+/// The container and its HOME volume, gone.
+pub async fn remove(docker: &Docker, names: &Names) -> Result<()> {
+    remove_container(docker, &names.container).await?;
+    match docker
+        .remove_volume(
+            &names.home_volume,
+            Some(RemoveVolumeOptionsBuilder::new().force(true).build()),
+        )
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(failed("cannot remove the agent's HOME volume", e)),
+    }
+}
+
+/// The sessions this daemon instance has containers for, by label.
+pub async fn sessions(docker: &Docker, instance: &str) -> Result<Vec<String>> {
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![format!("{LABEL_INSTANCE}={instance}")],
+    )]);
+    let list = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(|e| failed("cannot list the sandboxes' containers", e))?;
+    Ok(list
+        .into_iter()
+        .filter_map(|c| c.labels?.get(LABEL_SESSION).cloned())
+        .collect())
+}
