@@ -108,6 +108,13 @@ tool_use = { name = "Bash", input = { command = '''for host in 127.0.0.1 localho
 text = "Egress tried."
 
 [[turn]]
+prompt = "serve the site"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = "echo PREVIEW-PAGE-OK > index.html && python3 -m http.server PREVIEW_PORT --bind 0.0.0.0", description = "Serve the site", run_in_background = true } }
+[[turn.step]]
+text = "The site is being served."
+
+[[turn]]
 [[turn.step]]
 text = "Still the same conversation."
 "#;
@@ -119,6 +126,7 @@ fn harness(kind: &str) -> Harness {
                 .replace("MARKER", &root.display().to_string())
                 .replace("ROOT", &root.display().to_string())
                 .replace("MODEL_PORT", &host_port().to_string())
+                .replace("PREVIEW_PORT", &preview_port(kind).to_string())
         },
         &[("HARVEST_TEST_PROVIDERS", "fake-remote")],
     );
@@ -138,6 +146,24 @@ fn host_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A port free on this machine when the test starts: where the agent's dev server
+/// listens (inside a container, published on another port of the host's loopback).
+/// One per provider: the local ones' servers listen on the host itself, side by side.
+fn preview_port(kind: &str) -> u16 {
+    static PORTS: std::sync::Mutex<Vec<(String, u16)>> = std::sync::Mutex::new(Vec::new());
+    let mut ports = PORTS.lock().unwrap();
+    if let Some((_, p)) = ports.iter().find(|(k, _)| k == kind) {
+        return *p;
+    }
+    let p = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    ports.push((kind.to_owned(), p));
+    p
 }
 
 fn idle_after(evs: &[Value], turns: usize) -> bool {
@@ -831,6 +857,61 @@ fn network_allow_lets_only_listed_hosts_out_and_reports_the_rest(kind: &str) {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("needs hosts"));
 }
 
+/// `--port`: a dev server the agent starts in the background answers from this machine
+/// at the URL of the session's `preview` event, which `harvest ls` shows too.
+fn a_dev_server_answers_on_its_preview_url(kind: &str) {
+    let h = harness(kind);
+    let ws = h.workspace.to_str().unwrap();
+    let port = preview_port(kind).to_string();
+    let id = h.ok(&[
+        "new",
+        "--detach",
+        "--workspace",
+        ws,
+        "--port",
+        &port,
+        "serve the site",
+    ]);
+    let id = id.trim().to_owned();
+    let evs = h.wait_events(&id, "the preview URL", LONG, |e| {
+        !of_type(e, "preview").is_empty() && !of_type(e, "turn_result").is_empty()
+    });
+    let url = of_type(&evs, "preview")[0]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let hostport = url.trim_start_matches("http://").to_owned();
+    // The server may take a moment after the turn's end to bind.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let got = (|| -> std::io::Result<String> {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(&hostport)?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET /index.html HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })();
+        match got {
+            Ok(b) if b.contains("PREVIEW-PAGE-OK") => break b,
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "nothing answered at {url}: {other:?}\n{}",
+                    summarize(&h.events(&id))
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    assert!(body.contains("200"), "{body}");
+    let ls = h.ok(&["ls"]);
+    assert!(ls.contains(&url), "ls does not show the preview URL: {ls}");
+    h.ok(&["rm", &id]);
+}
+
 macro_rules! providers {
     ($($module:ident => $kind:literal),* $(,)?) => {$(
         mod $module {
@@ -849,6 +930,7 @@ macro_rules! providers {
             #[test] fn the_model_key_never_enters_the_sandbox() { super::the_model_key_never_enters_the_sandbox($kind) }
             #[test] fn network_none_leaves_only_loopback_and_the_model_reachable() { super::network_none_leaves_only_loopback_and_the_model_reachable($kind) }
             #[test] fn network_allow_lets_only_listed_hosts_out_and_reports_the_rest() { super::network_allow_lets_only_listed_hosts_out_and_reports_the_rest($kind) }
+            #[test] fn a_dev_server_answers_on_its_preview_url() { super::a_dev_server_answers_on_its_preview_url($kind) }
         }
     )*};
 }

@@ -83,6 +83,8 @@ pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo
         permissions,
         fork_from: None,
         network,
+        ports: p.ports.clone(),
+        image: p.image.clone(),
     };
     // Recorded before the sandbox exists: a crash from here on leaves a session whose
     // sandbox the next daemon finds (or removes), never an unknown one.
@@ -267,6 +269,8 @@ pub async fn fork(
         permissions: src_spec.permissions,
         fork_from: Some(conversation),
         network: src_spec.network.clone(),
+        ports: src_spec.ports.clone(),
+        image: src_spec.image.clone(),
     };
     let new = NewSession {
         id: id.clone(),

@@ -115,6 +115,9 @@ impl Sandbox for FakeSandbox {
     ) -> Result<harvest_sandbox::ExecOutput> {
         self.inner.exec(argv, limits).await
     }
+    async fn previews(&self, ports: &[u16]) -> Vec<(u16, String)> {
+        self.inner.previews(ports).await
+    }
     async fn destroy(&mut self) -> Result<()> {
         self.inner.destroy().await
     }

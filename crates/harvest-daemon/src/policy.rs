@@ -179,6 +179,8 @@ pub fn sandbox_spec(daemon: &Daemon, id: &str, spec: &SessionSpec) -> SandboxSpe
             None if daemon.config.sandbox.network => Network::Open,
             None => Network::None,
         },
+        ports: spec.ports.clone(),
+        image: spec.image.clone(),
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::engine::{failed, is_not_found};
 use crate::{DockerOptions, HARVEST_IN_CONTAINER, HOME, IMAGE_UID, RUN_IN_CONTAINER, WORKSPACE};
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig, VolumeCreateOptions};
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, VolumeCreateOptions};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
     RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
@@ -137,9 +137,19 @@ pub struct Shape<'a> {
     pub run_dir: &'a Path,
     pub harvest: &'a Path,
     pub network: &'a Network,
+    pub image: &'a str,
+    /// Published on a free port of 127.0.0.1 each.
+    pub ports: &'a [u16],
 }
 
 pub async fn create(docker: &Docker, names: &Names, shape: &Shape<'_>) -> Result<()> {
+    if !shape.ports.is_empty() && *shape.network != Network::Open {
+        return Err(SandboxError::Spawn(
+            "--port needs a network to publish the port on: use --network open with --port \
+             (a container without a network can only be reached from inside)"
+                .into(),
+        ));
+    }
     // A container of this name is left from a create cut short: it is this session's.
     remove_container(docker, &names.container).await?;
     docker
@@ -170,10 +180,34 @@ pub async fn create(docker: &Docker, names: &Names, shape: &Shape<'_>) -> Result
         nano_cpus: (o.cpus > 0.0).then_some((o.cpus * 1e9) as i64),
         memory: (o.memory_mb > 0).then_some((o.memory_mb * 1024 * 1024) as i64),
         pids_limit: (o.pids > 0).then_some(o.pids),
+        // Each on a free port of the host's loopback only: a preview is for this
+        // machine's user, not for the network.
+        port_bindings: (!shape.ports.is_empty()).then(|| {
+            shape
+                .ports
+                .iter()
+                .map(|p| {
+                    (
+                        format!("{p}/tcp"),
+                        Some(vec![PortBinding {
+                            host_ip: Some("127.0.0.1".into()),
+                            host_port: Some(String::new()),
+                        }]),
+                    )
+                })
+                .collect()
+        }),
         ..Default::default()
     };
     let body = ContainerCreateBody {
-        image: Some(o.image.clone()),
+        image: Some(shape.image.to_owned()),
+        exposed_ports: (!shape.ports.is_empty()).then(|| {
+            shape
+                .ports
+                .iter()
+                .map(|p| (format!("{p}/tcp"), HashMap::new()))
+                .collect()
+        }),
         // The container's own init (tini, then a sleep) runs as root without any
         // capability, so the agent's uid can neither signal it nor open its stdio
         // through /proc; the agent itself is an exec as `shape.user`.
@@ -317,4 +351,30 @@ pub async fn sessions(docker: &Docker, instance: &str) -> Result<Vec<String>> {
         .into_iter()
         .filter_map(|c| c.labels?.get(LABEL_SESSION).cloned())
         .collect())
+}
+
+/// Where this machine reaches the container's published ports now (a restarted container
+/// gets new host ports).
+pub async fn published(docker: &Docker, container: &str, ports: &[u16]) -> Vec<(u16, String)> {
+    let Ok(info) = docker
+        .inspect_container(
+            container,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+    else {
+        return Vec::new();
+    };
+    let map = info
+        .network_settings
+        .and_then(|n| n.ports)
+        .unwrap_or_default();
+    ports
+        .iter()
+        .filter_map(|p| {
+            let binding = map.get(&format!("{p}/tcp"))?.as_ref()?.first()?.clone();
+            let host_port = binding.host_port.filter(|h| !h.is_empty())?;
+            Some((*p, format!("http://127.0.0.1:{host_port}")))
+        })
+        .collect()
 }

@@ -172,7 +172,8 @@ impl Provider for DockerProvider {
 
     async fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>> {
         let docker = engine::connect().await?;
-        container::check_image(&docker, &self.layout.options.image).await?;
+        let image = spec.image.as_deref().unwrap_or(&self.layout.options.image);
+        container::check_image(&docker, image).await?;
         let Some((workspace, owned)) = self.host_workspace(spec, true).await? else {
             return Err(SandboxError::Spawn(
                 "the workspace could not be made".into(),
@@ -191,6 +192,8 @@ impl Provider for DockerProvider {
                 run_dir: &state_dir.join(RUN_DIR),
                 harvest: &self.layout.harvest,
                 network: &spec.network,
+                image: spec.image.as_deref().unwrap_or(&self.layout.options.image),
+                ports: &spec.ports,
             },
         )
         .await?;
@@ -370,6 +373,10 @@ impl Sandbox for DockerSandbox {
             limits,
         )
         .await
+    }
+
+    async fn previews(&self, ports: &[u16]) -> Vec<(u16, String)> {
+        container::published(&self.docker, &self.names.container, ports).await
     }
 
     async fn destroy(&mut self) -> Result<()> {

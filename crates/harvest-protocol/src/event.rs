@@ -174,6 +174,8 @@ pub enum EventBody {
     },
     /// Something about the sandbox itself (created, removed, the agent process exited).
     Sandbox { message: String },
+    /// A port the agent serves on (`--port`) reachable from this machine at `url`.
+    Preview { port: u16, url: String },
     /// Under `--network allow=…`, a connection the agent's tools tried to a host not on
     /// the list was refused.
     NetworkDenied { host: String, port: u16 },
@@ -211,6 +213,7 @@ impl EventBody {
             EventBody::PermissionRequest { .. } => "permission_request",
             EventBody::PermissionResolved { .. } => "permission_resolved",
             EventBody::Sandbox { .. } => "sandbox",
+            EventBody::Preview { .. } => "preview",
             EventBody::NetworkDenied { .. } => "network_denied",
             EventBody::TurnUsage { .. } => "turn_usage",
             EventBody::Error { .. } => "error",

@@ -155,6 +155,12 @@ pub struct CreateParams {
     pub permissions: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// Ports the agent will serve on, to reach from this machine (`preview` events).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// The docker provider's image for this session (default: the config's `docker.image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// Variables forwarded from the client's environment into the agent's environment
     /// only (API keys, base URL). Never stored, never logged.
     #[serde(default)]
@@ -187,6 +193,18 @@ pub struct SessionInfo {
     /// since when. Nothing is lost meanwhile (the agent's log keeps it); clients show it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stalled: Option<String>,
+    /// Where the ports the session serves (`--port`) are reached from this machine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previews: Vec<Preview>,
+    /// The provider's name for the sandbox (a docker container's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preview {
+    pub port: u16,
+    pub url: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

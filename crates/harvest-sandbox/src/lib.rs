@@ -101,6 +101,10 @@ pub struct SandboxSpec {
     pub workspace: WorkspaceSource,
     pub agent: AgentBinary,
     pub network: Network,
+    /// Ports the agent will serve on, to reach from this machine.
+    pub ports: Vec<u16>,
+    /// A provider's image for this sandbox (docker); `None`: the provider's default.
+    pub image: Option<String>,
 }
 
 /// How an agent process ended.
@@ -203,6 +207,13 @@ pub trait Sandbox: Send + Sync {
     /// Stop everything in the sandbox and delete what the provider made (not the
     /// workspace of a `--workspace` session, which is the user's folder).
     async fn destroy(&mut self) -> Result<()>;
+    /// Where this machine reaches the ports the agent serves on: `(port, url)` for each
+    /// that is reachable now (a container's published port; a local port once something
+    /// listens on it).
+    async fn previews(&self, ports: &[u16]) -> Vec<(u16, String)> {
+        let _ = ports;
+        Vec::new()
+    }
 }
 
 /// Bounds of a one-shot command.

@@ -332,6 +332,20 @@ impl Sandbox for LocalSandbox {
         process::exec_confined(&self.bwrap, &self.policy, argv, limits).await
     }
 
+    /// The jail shares the host's network (when it has one): a port the agent listens on
+    /// is this machine's, announced once something listens on it.
+    async fn previews(&self, ports: &[u16]) -> Vec<(u16, String)> {
+        if !self.policy.network {
+            return Vec::new();
+        }
+        let listening = listening_ports();
+        ports
+            .iter()
+            .filter(|p| listening.contains(p))
+            .map(|p| (*p, format!("http://127.0.0.1:{p}")))
+            .collect()
+    }
+
     async fn destroy(&mut self) -> Result<()> {
         if let Some(record) = harvest_supervisor::read_record(&self.state_dir) {
             process::kill_record(&self.state_dir, record).await;
@@ -341,5 +355,44 @@ impl Sandbox for LocalSandbox {
             remove_tree(&self.policy.workspace)?;
         }
         Ok(())
+    }
+}
+
+/// The TCP ports something listens on, on this machine (from /proc/net/tcp and tcp6:
+/// the local address's port, for sockets in state LISTEN, 0A).
+fn listening_ports() -> std::collections::BTreeSet<u16> {
+    let mut ports = std::collections::BTreeSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let mut fields = line.split_whitespace();
+            let (Some(local), Some(state)) = (fields.nth(1), fields.nth(1)) else {
+                continue;
+            };
+            if state != "0A" {
+                continue;
+            }
+            if let Some(port) = local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+            {
+                ports.insert(port);
+            }
+        }
+    }
+    ports
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_listening_port_of_this_machine_is_found() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(super::listening_ports().contains(&port));
+        drop(l);
+        assert!(!super::listening_ports().contains(&port));
     }
 }

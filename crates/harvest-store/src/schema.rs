@@ -53,6 +53,10 @@ UPDATE sessions SET
                  FROM events e WHERE e.session = sessions.id
                  AND e.type = 'user_message' ORDER BY e.seq LIMIT 1);
 "#,
+    // Preview URLs (`preview` events), newest per port, as a JSON array.
+    r#"
+ALTER TABLE sessions ADD COLUMN previews TEXT NOT NULL DEFAULT '[]';
+"#,
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -27,7 +27,7 @@ pub struct SessionRow {
 
 const COLUMNS: &str = "id, name, state, sandbox, workspace, created_at, updated_at, cost_usd,
     input_tokens, output_tokens, last_seq, agent_session_id, ingest, spec, sandbox_state,
-    last_line, first_prompt";
+    last_line, first_prompt, previews";
 
 /// Previews (`last_line`, `first_prompt`) keep at most this many characters, so a huge
 /// prompt never makes `session/list` huge.
@@ -163,6 +163,18 @@ pub(crate) fn apply_event(conn: &Connection, id: &SessionId, body: &EventBody) -
                 params![id.as_str(), preview(text)],
             )?;
         }
+        EventBody::Preview { port, url } => {
+            // One entry per port, the newest URL (a restarted container may get another).
+            conn.execute(
+                "UPDATE sessions SET previews = (
+                    SELECT json_group_array(json(v)) FROM (
+                        SELECT value AS v FROM json_each(sessions.previews)
+                        WHERE json_extract(value, '$.port') != ?2
+                        UNION ALL SELECT json_object('port', ?2, 'url', ?3)))
+                 WHERE id = ?1",
+                params![id.as_str(), port, url],
+            )?;
+        }
         EventBody::AgentInit {
             agent_session_id, ..
         } => {
@@ -197,6 +209,13 @@ fn row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
             last_line: r.get(15)?,
             first_prompt: r.get(16)?,
             stalled: None,
+            previews: {
+                let json: String = r.get(17)?;
+                serde_json::from_str(&json).unwrap_or_default()
+            },
+            sandbox_name: serde_json::from_str::<serde_json::Value>(&sandbox_state)
+                .ok()
+                .and_then(|v| v["container"].as_str().map(str::to_owned)),
         },
         ingest: serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default(),
         spec: serde_json::from_str(&spec).unwrap_or_default(),

@@ -199,6 +199,7 @@ pub fn event(body: &mut EventBody) {
         }
         EventBody::ApiRetry { error, .. } => fix_opt(error),
         EventBody::MessageDequeued { id, .. } => fix(id, Sgr::Drop),
+        EventBody::Preview { url, .. } => fix(url, Sgr::Drop),
         EventBody::AgentInit {
             agent_session_id,
             model,

@@ -212,6 +212,8 @@ fn new_app() -> App {
         last_line: None,
         first_prompt: None,
         stalled: None,
+        previews: Vec::new(),
+        sandbox_name: None,
     }));
     app
 }

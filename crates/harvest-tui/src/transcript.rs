@@ -97,6 +97,8 @@ pub struct Transcript {
     /// Follow-ups held behind the running turn (id, text), oldest first: shown as queued
     /// until the agent takes them, and withdrawable until then.
     pub queued: Vec<(String, String)>,
+    /// Ports the session serves and where this machine reaches them (port, url).
+    pub previews: Vec<(u16, String)>,
 }
 
 impl Transcript {
@@ -327,6 +329,14 @@ impl Transcript {
                 input_tokens,
                 output_tokens,
             } => self.turn_tokens += input_tokens + output_tokens,
+            EventBody::Preview { port, url } => {
+                self.previews.retain(|(p, _)| *p != port);
+                self.previews.push((port, url.clone()));
+                self.push(Item::Notice {
+                    level: Level::Info,
+                    text: format!("preview: port {port} is at {url}"),
+                });
+            }
             EventBody::Sandbox { .. } | EventBody::AgentRaw {} | EventBody::Unknown => {}
         }
     }

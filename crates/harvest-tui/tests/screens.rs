@@ -34,6 +34,8 @@ fn info(id: &str, name: &str, state: SessionState) -> SessionInfo {
         last_line: Some("All tests pass now.".into()),
         first_prompt: None,
         stalled: None,
+        previews: Vec::new(),
+        sandbox_name: None,
     }
 }
 

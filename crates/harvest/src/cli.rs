@@ -145,9 +145,17 @@ pub struct NewArgs {
     /// A git repository (https URL or local path) to clone into a fresh workspace.
     #[arg(long)]
     pub repo: Option<String>,
-    /// Sandbox provider (default: the config's `sandbox.default`, else `local`).
+    /// Sandbox provider: `local` (bubblewrap) or `docker` (a container from the sandbox
+    /// image). Default: the config's `sandbox.default`, else `local`.
     #[arg(long)]
     pub sandbox: Option<String>,
+    /// A port the agent will serve on (a dev server), to open from this machine; the
+    /// session shows its preview URL. Repeatable.
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+    /// With `--sandbox docker`: the image (default: the config's `docker.image`).
+    #[arg(long)]
+    pub image: Option<String>,
     /// What the agent's tools may reach: `open` (the host's network) or `none` (loopback
     /// only; the agent still reaches its model). Default from the config.
     #[arg(long)]

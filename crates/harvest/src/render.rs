@@ -212,6 +212,7 @@ pub fn describe(event: &Event) -> Vec<String> {
             }]
         }
         EventBody::Sandbox { message } => vec![format!("· {message}")],
+        EventBody::Preview { port, url } => vec![format!("· preview: port {port} is at {url}")],
         EventBody::Error { message } => vec![format!("✗ {message}")],
         EventBody::NetworkDenied { host, port } => vec![format!(
             "⊘ network: a connection to {host}:{port} was refused (not on the allow-list)"

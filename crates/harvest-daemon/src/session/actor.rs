@@ -73,6 +73,7 @@ enum Wake {
     Escalate,
     IdleTimeout,
     Slot(Option<tokio::sync::OwnedSemaphorePermit>),
+    Previews,
     Shutdown,
 }
 
@@ -121,6 +122,10 @@ pub struct Actor {
     deltas: redact::DeltaRedactor,
     /// Shared with the handle: why the store refuses our events right now.
     stalled: Arc<Mutex<Option<String>>>,
+    /// Preview URLs announced (`preview` events) for this agent process, by port.
+    previews: BTreeMap<u16, String>,
+    /// When to look for the session's ports again.
+    preview_check: Instant,
 }
 
 impl Actor {
@@ -170,6 +175,8 @@ impl Actor {
             cli_reports_state: false,
             deltas: Default::default(),
             stalled,
+            previews: BTreeMap::new(),
+            preview_check: Instant::now(),
         }
     }
 
@@ -208,6 +215,7 @@ impl Actor {
                 Wake::LogBroken(e) => self.reopen_log(e).await,
                 Wake::Escalate => self.escalate().await,
                 Wake::Slot(Some(permit)) => self.start_queued(permit).await,
+                Wake::Previews => self.announce_previews().await,
                 Wake::Slot(None) => {}
                 Wake::IdleTimeout => {
                     tracing::info!("idle timeout: stopping the agent");
@@ -237,8 +245,12 @@ impl Actor {
         let slots = self.daemon.running_slots.clone().filter(|_| {
             self.slot.is_none() && !self.undelivered.is_empty() && self.agent.is_some()
         });
+        let preview_at =
+            (!self.spec.ports.is_empty() && self.agent.is_some() && self.sandbox.is_some())
+                .then_some(self.preview_check);
         let agent = self.agent.as_mut();
         tokio::select! {
+            _ = sleep_until(preview_at) => Wake::Previews,
             cmd = commands.recv() => Wake::Command(cmd),
             permit = async {
                 match slots {
@@ -362,6 +374,32 @@ impl Actor {
             .read_file(path, limit)
             .await
             .map_err(|e| RpcError::new(codes::SESSION_STATE, e.to_string()))
+    }
+
+    /// Say where this machine reaches the session's ports once it can (a container's
+    /// published port at once; a local one when something listens), and again when that
+    /// changes (a restarted container gets new host ports).
+    async fn announce_previews(&mut self) {
+        let found = match self.sandbox.as_ref() {
+            Some(s) => s.previews(&self.spec.ports).await,
+            None => Vec::new(),
+        };
+        let mut fresh = Vec::new();
+        for (port, url) in found {
+            if self.previews.get(&port) != Some(&url) {
+                self.previews.insert(port, url.clone());
+                fresh.push(EventBody::Preview { port, url });
+            }
+        }
+        if !fresh.is_empty() {
+            self.emit(fresh).await;
+        }
+        let all = self
+            .spec
+            .ports
+            .iter()
+            .all(|p| self.previews.contains_key(p));
+        self.preview_check = Instant::now() + Duration::from_secs(if all { 10 } else { 1 });
     }
 
     fn persist_spec(&self) {

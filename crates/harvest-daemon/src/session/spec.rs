@@ -36,6 +36,12 @@ pub struct SessionSpec {
     /// `open` or `none`; absent: the config's `sandbox.network` (sessions made before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// Ports the agent serves on, reached from this machine (`preview` events).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// The docker provider's image for this session; absent: the config's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 impl SessionSpec {

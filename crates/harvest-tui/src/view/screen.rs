@@ -475,6 +475,16 @@ fn header(app: &App, width: usize) -> Line<'static> {
             // While a turn runs its tokens so far count too; the exact cost comes at its end.
             let tok = (s.input_tokens + s.output_tokens).max(t.tokens) + t.turn_tokens;
             spans.push(Span::raw(format!(" · ${cost:.3} · {} tok", tokens(tok))));
+            // Where the agent's dev server is reached (the newest URL of each port).
+            let urls: Vec<&str> = if t.previews.is_empty() {
+                // Announced before the part of the history this client folded.
+                s.previews.iter().map(|p| p.url.as_str()).collect()
+            } else {
+                t.previews.iter().map(|(_, u)| u.as_str()).collect()
+            };
+            for url in urls {
+                spans.push(Span::styled(format!(" · ⇢ {url}"), theme.key()));
+            }
         }
     }
     let conn = match &app.conn {

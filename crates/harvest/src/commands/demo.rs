@@ -73,6 +73,8 @@ pub async fn demo(paths: &Paths, json: bool) -> Result<ExitCode> {
             workspace: Some(workspace.clone()),
             repo: None,
             sandbox: Some("local".into()),
+            ports: Vec::new(),
+            image: None,
             network: None,
             name: Some("demo: fix the failing test".into()),
             model: None,

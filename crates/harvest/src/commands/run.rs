@@ -68,6 +68,8 @@ pub async fn create(
             network: args.network,
             permissions: args.permissions,
             model: args.model,
+            ports: args.ports,
+            image: args.image,
             env,
         })
         .await?)

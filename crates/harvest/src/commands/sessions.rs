@@ -49,6 +49,12 @@ pub async fn ls(paths: &Paths, json: bool) -> Result<ExitCode> {
         if let Some(why) = &s.stalled {
             println!("          ! {}", safe(why));
         }
+        if let Some(name) = &s.sandbox_name {
+            println!("          ▣ {} {}", s.sandbox, safe(name));
+        }
+        for p in &s.previews {
+            println!("          ⇢ port {} at {}", p.port, safe(&p.url));
+        }
         if let Some(p) = &s.first_prompt {
             println!(
                 "          › {}",

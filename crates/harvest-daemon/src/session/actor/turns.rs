@@ -268,6 +268,10 @@ impl Actor {
             .map_err(|e| RpcError::new(codes::AGENT_UNAVAILABLE, e.to_string()))?;
         let persisted = sandbox.persisted();
         self.pending_turns = 0;
+        // A new agent process: its sandbox's ports are announced again (a container
+        // started again has new host ports).
+        self.previews.clear();
+        self.preview_check = Instant::now();
         self.attach(process, super::super::spec::Checkpoint::default(), false)
             .await
             .map_err(|e| RpcError::new(codes::AGENT_UNAVAILABLE, e.to_string()))?;
