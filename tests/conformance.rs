@@ -912,6 +912,56 @@ fn a_dev_server_answers_on_its_preview_url(kind: &str) {
     h.ok(&["rm", &id]);
 }
 
+/// `harvest fork`: a new session with a copy of the workspace and of the conversation,
+/// which then goes its own way (its own turns, its own files) and later resumes its own
+/// conversation, not the original's.
+fn a_fork_copies_workspace_and_conversation_then_goes_its_own_way(kind: &str) {
+    let h = harness(kind);
+    std::fs::write(h.workspace.join("greeting.txt"), "helo world\n").unwrap();
+    if kind == "docker" {
+        harvest_e2e::docker::prepare(&h);
+    }
+    let id = h.new_session("fix the greeting");
+    h.wait_events(&id, "the first turn", LONG, |e| idle_after(e, 1));
+    let fork = h.ok(&["fork", &id]).trim().to_owned();
+    let fork_ws = h.path(&format!("data/harvest/workspaces/{fork}"));
+    assert_eq!(
+        std::fs::read_to_string(fork_ws.join("greeting.txt")).unwrap(),
+        "hello world\n",
+        "the fork's workspace is not a copy"
+    );
+    h.ok(&["send", &fork, "fork step one"]);
+    h.wait_events(&fork, "the fork's first turn", LONG, |e| {
+        !of_type(e, "turn_result").is_empty()
+    });
+    // The fork's agent started from the original conversation.
+    let req = h.last_request_for("fork step one");
+    assert!(
+        req.all_text().contains("Fixed the greeting."),
+        "{}",
+        req.all_text()
+    );
+    // The original went on without the fork's turn.
+    assert_eq!(of_type(&h.events(&id), "turn_result").len(), 1);
+    // Later the fork resumes its own conversation.
+    h.ok(&["stop", &fork]);
+    h.ok(&["send", &fork, "fork step two"]);
+    h.wait_events(&fork, "the fork's resumed turn", LONG, |e| {
+        of_type(e, "turn_result").len() >= 2
+    });
+    let resumed = h.last_request_for("fork step two");
+    assert!(
+        resumed.all_text().contains("fork step one"),
+        "the fork lost its own turn: {}",
+        resumed.all_text()
+    );
+    std::fs::write(fork_ws.join("only-in-fork.txt"), "x").unwrap();
+    assert!(
+        !h.workspace.join("only-in-fork.txt").exists(),
+        "the workspaces are separate"
+    );
+}
+
 macro_rules! providers {
     ($($module:ident => $kind:literal),* $(,)?) => {$(
         mod $module {
@@ -931,6 +981,7 @@ macro_rules! providers {
             #[test] fn network_none_leaves_only_loopback_and_the_model_reachable() { super::network_none_leaves_only_loopback_and_the_model_reachable($kind) }
             #[test] fn network_allow_lets_only_listed_hosts_out_and_reports_the_rest() { super::network_allow_lets_only_listed_hosts_out_and_reports_the_rest($kind) }
             #[test] fn a_dev_server_answers_on_its_preview_url() { super::a_dev_server_answers_on_its_preview_url($kind) }
+            #[test] fn a_fork_copies_workspace_and_conversation_then_goes_its_own_way() { super::a_fork_copies_workspace_and_conversation_then_goes_its_own_way($kind) }
         }
     )*};
 }

@@ -77,6 +77,9 @@ impl Provider for FakeRemote {
     async fn remove_orphan(&self, session: &str) -> Result<()> {
         self.local.remove_orphan(session).await
     }
+    async fn fork(&self, from: &SandboxSpec, to: &str) -> Result<harvest_sandbox::WorkspaceSource> {
+        self.local.fork(from, to).await
+    }
 }
 
 struct FakeSandbox {

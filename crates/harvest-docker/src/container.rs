@@ -267,7 +267,24 @@ pub async fn ensure_running(docker: &Docker, container: &str) -> Result<()> {
         .map_err(|e| {
             let why = died(&info);
             failed(&format!("cannot start the session's container{why}"), e)
-        })
+        })?;
+    // It must still run a moment later: a container that dies at once says why.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let now = docker
+        .inspect_container(
+            container,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .map_err(|e| failed("cannot look up the session's container", e))?;
+    if now.state.as_ref().and_then(|s| s.running) != Some(true) {
+        return Err(SandboxError::Spawn(format!(
+            "the session's container stopped at once{}; it printed: {}",
+            died(&now),
+            last_lines(docker, container).await
+        )));
+    }
+    Ok(())
 }
 
 /// How a container ended, for an error message.
@@ -377,4 +394,112 @@ pub async fn published(docker: &Docker, container: &str, ports: &[u16]) -> Vec<(
             Some((*p, format!("http://127.0.0.1:{host_port}")))
         })
         .collect()
+}
+
+/// Copy a session's workspace and HOME volume into another's, inside a throwaway
+/// container that sees only those four trees: links the agent planted resolve in there
+/// (and `cp -a` copies them as links), never on this machine.
+pub async fn copy_session(
+    docker: &Docker,
+    image: &str,
+    from: (&Path, &Names),
+    to: (&Path, &Names),
+) -> Result<()> {
+    use futures_util::StreamExt;
+    docker
+        .create_volume(VolumeCreateOptions {
+            name: Some(to.1.home_volume.clone()),
+            labels: Some(to.1.labels()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| failed("cannot create the fork's HOME volume", e))?;
+    let name = format!("{}-fork", to.1.container);
+    remove_container(docker, &name).await?;
+    let host = HostConfig {
+        binds: Some(vec![
+            format!("{}:/from/ws:ro", from.0.display()),
+            format!("{}:/from/home:ro", from.1.home_volume),
+            format!("{}:/to/ws", to.0.display()),
+            // At the image's HOME, so the new volume starts as the image's (writable by
+            // the agent's uid) before the copy lands in it.
+            format!("{}:{HOME}", to.1.home_volume),
+        ]),
+        network_mode: Some("none".into()),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        ..Default::default()
+    };
+    let body = ContainerCreateBody {
+        image: Some(image.to_owned()),
+        user: Some(agent_user()),
+        entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
+        cmd: Some(vec![format!(
+            "cp -a /from/ws/. /to/ws/ && cp -a /from/home/. {HOME}/"
+        )]),
+        labels: Some(to.1.labels()),
+        host_config: Some(host),
+        ..Default::default()
+    };
+    docker
+        .create_container(
+            Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+            body,
+        )
+        .await
+        .map_err(|e| failed("cannot create the fork's copying container", e))?;
+    let started = docker
+        .start_container(
+            &name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .map_err(|e| failed("cannot start the fork's copy", e));
+    let code = if started.is_ok() {
+        let mut wait = docker.wait_container(
+            &name,
+            None::<bollard::query_parameters::WaitContainerOptions>,
+        );
+        match wait.next().await {
+            Some(Ok(r)) => r.status_code,
+            // A non-zero exit comes as an error carrying the code.
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+            _ => -1,
+        }
+    } else {
+        -1
+    };
+    let said = if code != 0 {
+        last_lines(docker, &name).await
+    } else {
+        String::new()
+    };
+    remove_container(docker, &name).await?;
+    started?;
+    if code != 0 {
+        return Err(SandboxError::Spawn(format!(
+            "the copy of the session's workspace and HOME failed (exit code {code}): {said}"
+        )));
+    }
+    Ok(())
+}
+
+/// The last lines a container printed, for an error that says why it died.
+pub async fn last_lines(docker: &Docker, container: &str) -> String {
+    use futures_util::StreamExt;
+    let mut logs = docker.logs(
+        container,
+        Some(
+            bollard::query_parameters::LogsOptionsBuilder::new()
+                .stdout(true)
+                .stderr(true)
+                .tail("10")
+                .build(),
+        ),
+    );
+    let mut text = String::new();
+    while let Some(Ok(chunk)) = logs.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+    }
+    text.trim().to_owned()
 }

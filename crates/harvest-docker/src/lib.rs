@@ -31,6 +31,7 @@ use harvest_sandbox::{
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// Where the agent works, inside the container.
@@ -228,6 +229,35 @@ impl Provider for DockerProvider {
             sandbox: Box::new(sandbox),
             process,
         }))
+    }
+
+    async fn fork(&self, from: &SandboxSpec, to: &str) -> Result<WorkspaceSource> {
+        let docker = engine::connect().await?;
+        let Some((source, _)) = self.host_workspace(from, false).await? else {
+            return Err(SandboxError::BadWorkspace {
+                path: self.layout.workspaces_dir.join(&from.session),
+                reason: "the source session's workspace is gone".into(),
+            });
+        };
+        let workspace = self.layout.workspaces_dir.join(to);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&workspace)
+            .map_err(|source| SandboxError::Io {
+                path: workspace.clone(),
+                source,
+            })?;
+        container::give_to_agent(&workspace)?;
+        let image = from.image.as_deref().unwrap_or(&self.layout.options.image);
+        container::copy_session(
+            &docker,
+            image,
+            (&source, &self.names(&from.session)),
+            (&workspace, &self.names(to)),
+        )
+        .await?;
+        Ok(WorkspaceSource::Owned { path: workspace })
     }
 
     async fn list(&self) -> Result<Vec<String>> {
