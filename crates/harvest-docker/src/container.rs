@@ -268,8 +268,7 @@ pub async fn ensure_running(docker: &Docker, container: &str) -> Result<()> {
             let why = died(&info);
             failed(&format!("cannot start the session's container{why}"), e)
         })?;
-    // It must still run a moment later: a container that dies at once says why.
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // A container that died at once (a broken image) says why.
     let now = docker
         .inspect_container(
             container,

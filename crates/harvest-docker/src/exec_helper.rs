@@ -62,13 +62,17 @@ pub fn main(args: Vec<OsString>) -> i32 {
             return 2;
         }
     };
-    match rt.block_on(run(args)) {
+    let code = match rt.block_on(run(args)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("harvest docker-exec: {e}");
             125
         }
-    }
+    };
+    // The stdin relay sits in a blocking read of our stdin (the supervisor keeps it open):
+    // leave it behind rather than waiting for it, or the agent's end would never be ours.
+    rt.shutdown_background();
+    code
 }
 
 async fn run(args: Args) -> Result<i32, String> {
@@ -113,18 +117,11 @@ async fn run(args: Args) -> Result<i32, String> {
     else {
         return Err("the engine started the agent detached".into());
     };
-    // The agent's host pid, for passing signals on (a pidfd: never a reused pid).
-    let pidfd = match docker.inspect_exec(&exec.id).await {
-        Ok(i) => i
-            .pid
-            .and_then(|p| i32::try_from(p).ok())
-            .filter(|p| *p > 0)
-            .and_then(|p| harvest_supervisor::PidFd::open(p).ok()),
-        Err(_) => None,
-    };
-    let pidfd = std::sync::Arc::new(pidfd);
+    // Signals are passed on to the agent by its host pid (through a pidfd: never a reused
+    // pid), which the engine reports once the process runs, a moment after the attach:
+    // looked up on the side, so nothing waits for it.
     {
-        let pidfd = pidfd.clone();
+        let (docker, exec_id) = (docker.clone(), exec.id.clone());
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
             let (Ok(mut int), Ok(mut term)) = (
@@ -133,13 +130,35 @@ async fn run(args: Args) -> Result<i32, String> {
             ) else {
                 return;
             };
+            let mut pidfd = None;
+            for _ in 0..500 {
+                let pid = docker
+                    .inspect_exec(&exec_id)
+                    .await
+                    .ok()
+                    .and_then(|i| i.pid)
+                    .and_then(|p| i32::try_from(p).ok())
+                    .filter(|p| *p > 0);
+                if let Some(p) = pid {
+                    pidfd = harvest_supervisor::PidFd::open(p).ok();
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            if pidfd.is_none() {
+                eprintln!(
+                    "harvest docker-exec: the agent's pid is unknown; signals will not reach it"
+                );
+            }
             loop {
                 let sig = tokio::select! {
                     _ = int.recv() => libc::SIGINT,
                     _ = term.recv() => libc::SIGTERM,
                 };
-                if let Some(fd) = pidfd.as_ref() {
-                    let _ = fd.signal(sig);
+                if let Some(fd) = pidfd.as_ref()
+                    && let Err(e) = fd.signal(sig)
+                {
+                    eprintln!("harvest docker-exec: cannot signal the agent: {e}");
                 }
             }
         });
@@ -183,13 +202,13 @@ async fn run(args: Args) -> Result<i32, String> {
             }
         }
     }
-    // The exit code, once the engine has it.
-    for _ in 0..50 {
+    // The exit code, once the engine has it (a moment after the stream ends).
+    for _ in 0..250 {
         match docker.inspect_exec(&exec.id).await {
             Ok(i) if i.running != Some(true) => {
                 return Ok(i.exit_code.and_then(|c| i32::try_from(c).ok()).unwrap_or(1));
             }
-            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
             Err(e) => return Err(format!("cannot learn how the agent ended: {e}")),
         }
     }
