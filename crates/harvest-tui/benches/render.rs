@@ -23,6 +23,13 @@ use std::time::{Duration, Instant};
 const EVENTS: usize = 100_000;
 
 fn main() {
+    // HARVEST_RENDER_ONLY=typing: only the keystroke comparison (for profiling it).
+    if std::env::var("HARVEST_RENDER_ONLY").is_ok_and(|v| v == "typing") {
+        for n in [10, 2_000, 20_000, 200_000] {
+            report(&format!("keystroke, {n}-line output"), typing(n), "");
+        }
+        return;
+    }
     let lines: Vec<String> = (1..=EVENTS as u64)
         .map(|s| serde_json::to_string(&event(s)).unwrap())
         .collect();
