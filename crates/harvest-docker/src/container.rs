@@ -229,7 +229,7 @@ pub async fn create(docker: &Docker, names: &Names, shape: &Shape<'_>) -> Result
         )
         .await
         .map_err(|e| failed("cannot create the session's container", e))?;
-    ensure_running(docker, &names.container).await
+    start(docker, &names.container).await
 }
 
 pub async fn exists(docker: &Docker, container: &str) -> Result<bool> {
@@ -258,16 +258,21 @@ pub async fn ensure_running(docker: &Docker, container: &str) -> Result<()> {
     if info.state.as_ref().and_then(|s| s.running) == Some(true) {
         return Ok(());
     }
+    start(docker, container).await.map_err(|e| match e {
+        SandboxError::Spawn(m) => SandboxError::Spawn(format!("{m}{}", died(&info))),
+        other => other,
+    })
+}
+
+/// Start a container known not to run, and learn at once if it died.
+async fn start(docker: &Docker, container: &str) -> Result<()> {
     docker
         .start_container(
             container,
             None::<bollard::query_parameters::StartContainerOptions>,
         )
         .await
-        .map_err(|e| {
-            let why = died(&info);
-            failed(&format!("cannot start the session's container{why}"), e)
-        })?;
+        .map_err(|e| failed("cannot start the session's container", e))?;
     // A container that died at once (a broken image) says why.
     let now = docker
         .inspect_container(

@@ -90,11 +90,22 @@ pub struct DockerLayout {
 
 pub struct DockerProvider {
     layout: DockerLayout,
+    /// The engine, once it answered (its API version agreed); kept for every later call.
+    docker: tokio::sync::OnceCell<Docker>,
 }
 
 impl DockerProvider {
     pub fn new(layout: DockerLayout) -> Self {
-        DockerProvider { layout }
+        DockerProvider {
+            layout,
+            docker: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The engine: connected once, then shared (a failed connection is tried again on the
+    /// next call, so an engine started later is found).
+    async fn engine(&self) -> Result<Docker> {
+        self.docker.get_or_try_init(engine::connect).await.cloned()
     }
 
     fn state_dir(&self, session: &str) -> PathBuf {
@@ -167,12 +178,12 @@ impl Provider for DockerProvider {
     }
 
     async fn check(&self) -> Result<()> {
-        let docker = engine::connect().await?;
+        let docker = self.engine().await?;
         container::check_image(&docker, &self.layout.options.image).await
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>> {
-        let docker = engine::connect().await?;
+        let docker = self.engine().await?;
         let image = spec.image.as_deref().unwrap_or(&self.layout.options.image);
         container::check_image(&docker, image).await?;
         let Some((workspace, owned)) = self.host_workspace(spec, true).await? else {
@@ -207,7 +218,7 @@ impl Provider for DockerProvider {
         _persisted: &serde_json::Value,
         at: LogPosition,
     ) -> Result<Option<Adopted>> {
-        let docker = engine::connect().await?;
+        let docker = self.engine().await?;
         let names = self.names(&spec.session);
         if !container::exists(&docker, &names.container).await? {
             return Ok(None);
@@ -232,7 +243,7 @@ impl Provider for DockerProvider {
     }
 
     async fn fork(&self, from: &SandboxSpec, to: &str) -> Result<WorkspaceSource> {
-        let docker = engine::connect().await?;
+        let docker = self.engine().await?;
         let Some((source, _)) = self.host_workspace(from, false).await? else {
             return Err(SandboxError::BadWorkspace {
                 path: self.layout.workspaces_dir.join(&from.session),
@@ -261,12 +272,12 @@ impl Provider for DockerProvider {
     }
 
     async fn list(&self) -> Result<Vec<String>> {
-        let docker = engine::connect().await?;
+        let docker = self.engine().await?;
         container::sessions(&docker, &self.layout.instance).await
     }
 
     async fn remove_orphan(&self, session: &str) -> Result<()> {
-        let docker = engine::connect().await?;
+        let docker = self.engine().await?;
         let state_dir = self.state_dir(session);
         if let Some(record) = harvest_supervisor::read_record(&state_dir) {
             harvest_sandbox::local::kill_record(&state_dir, record).await;
