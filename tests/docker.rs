@@ -101,3 +101,86 @@ fn ls_shows_the_container_and_rm_leaves_none() {
         "{containers:?} {volumes:?}"
     );
 }
+
+/// The attack: one session's agent reaches for another session's container over the
+/// network they share. Containers with an open network join a bridge with
+/// inter-container traffic off, so it cannot — while this machine itself can (the probe
+/// could succeed).
+#[test]
+fn one_session_cannot_reach_another_sessions_container() {
+    let h = Harness::new(
+        r#"
+[[turn]]
+prompt = "serve"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = "echo OTHER-SESSION-PAGE > index.html && python3 -m http.server 8000 --bind 0.0.0.0", description = "Serve", run_in_background = true } }
+[[turn.step]]
+text = "Serving."
+
+[[turn]]
+prompt = "probe the other"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = "python3 -c \"import socket; h,p=open('target.txt').read().split(':'); socket.create_connection((h,int(p)),3); print('REACHED-OTHER')\" 2>/dev/null || echo other-unreachable", description = "Probe" } }
+[[turn.step]]
+text = "Probed."
+"#,
+    );
+    h.write_config("[sandbox]\ndefault = \"docker\"\n");
+    harvest_e2e::docker::prepare(&h);
+    let a = h.new_session("serve");
+    h.wait_events(&a, "the server", Duration::from_secs(60), |e| {
+        !of_type(e, "turn_result").is_empty()
+    });
+    let container = format!("harvest-{}-{a}", h.instance());
+    let ip = String::from_utf8(
+        std::process::Command::new("docker")
+            .args([
+                "inspect",
+                "-f",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                &container,
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    assert!(!ip.is_empty(), "session A's container has no address");
+    // From this machine the server answers: the probe below could succeed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect((ip.as_str(), 8000)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A's server never answered"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let other = h.path("other-ws");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("target.txt"), format!("{ip}:8000")).unwrap();
+    let _ = std::process::Command::new("chown")
+        .args(["-R", "1000:1000"])
+        .arg(&other)
+        .status();
+    let b = h.ok(&[
+        "new",
+        "--detach",
+        "--workspace",
+        other.to_str().unwrap(),
+        "probe the other",
+    ]);
+    let evs = h.wait_events(b.trim(), "the probe", Duration::from_secs(60), |e| {
+        !of_type(e, "turn_result").is_empty()
+    });
+    let out: String = of_type(&evs, "tool_result")
+        .iter()
+        .map(|r| r["content"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(out.contains("other-unreachable"), "{out}");
+    assert!(
+        !out.contains("REACHED-OTHER"),
+        "one session reached another's container"
+    );
+}

@@ -33,5 +33,11 @@ if ! docker info >/dev/null 2>&1; then
   }
 fi
 
+# The bridge that open-network sandboxes share, without inter-container traffic (the
+# daemon makes it too when missing; made here once so parallel tests never race for it).
+docker network inspect harvest-open >/dev/null 2>&1 \
+  || docker network create -o com.docker.network.bridge.enable_icc=false \
+       --label dev.harvest.network=open harvest-open >/dev/null
+
 bash sandbox-image/build.sh
 bash sandbox-image/check.sh

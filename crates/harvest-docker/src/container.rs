@@ -15,6 +15,10 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 pub const LABEL_SESSION: &str = "dev.harvest.session";
+/// The bridge every `--network open` container joins: inter-container traffic is off on
+/// it, so one session's agent cannot reach another's container (the engine's default
+/// bridge lets them talk). One for the engine, made when first needed.
+pub const OPEN_NETWORK: &str = "harvest-open";
 pub const LABEL_INSTANCE: &str = "dev.harvest.instance";
 
 /// What a session's Docker objects are called.
@@ -142,7 +146,48 @@ pub struct Shape<'a> {
     pub ports: &'a [u16],
 }
 
+/// The open network, made if the engine has none of that name yet.
+async fn ensure_open_network(docker: &Docker) -> Result<()> {
+    match docker
+        .inspect_network(
+            OPEN_NETWORK,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(failed("cannot look up the sandboxes' network", e)),
+    }
+    let made = docker
+        .create_network(bollard::models::NetworkCreateRequest {
+            name: OPEN_NETWORK.into(),
+            driver: Some("bridge".into()),
+            options: Some(HashMap::from([(
+                "com.docker.network.bridge.enable_icc".to_owned(),
+                "false".to_owned(),
+            )])),
+            labels: Some(HashMap::from([(
+                "dev.harvest.network".to_owned(),
+                "open".to_owned(),
+            )])),
+            ..Default::default()
+        })
+        .await;
+    match made {
+        Ok(_) => Ok(()),
+        // Another daemon made it just now.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => Ok(()),
+        Err(e) => Err(failed("cannot create the sandboxes' network", e)),
+    }
+}
+
 pub async fn create(docker: &Docker, names: &Names, shape: &Shape<'_>) -> Result<()> {
+    if *shape.network == Network::Open {
+        ensure_open_network(docker).await?;
+    }
     if !shape.ports.is_empty() && *shape.network != Network::Open {
         return Err(SandboxError::Spawn(
             "--port needs a network to publish the port on: use --network open with --port \
@@ -172,7 +217,7 @@ pub async fn create(docker: &Docker, names: &Names, shape: &Shape<'_>) -> Result
         // Open: the engine's default bridge. Otherwise no network at all: the agent
         // reaches its model (and an allow-list's proxy) through the bound sockets.
         network_mode: Some(match shape.network {
-            Network::Open => "bridge".into(),
+            Network::Open => OPEN_NETWORK.into(),
             _ => "none".into(),
         }),
         cap_drop: Some(vec!["ALL".into()]),
