@@ -421,7 +421,7 @@ fn jail_running(id: &str) -> bool {
             .unwrap_or(false)
     };
     pgrep(&format!("sessions/{id}/"))
-        || pgrep(&format!("harvest-[0-9a-f]{{8}}-{id}"))
+        || pgrep(&format!("harvest-[0-9a-f]+-{id}"))
         || harvest_e2e::docker::running(id)
 }
 

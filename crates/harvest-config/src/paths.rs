@@ -72,19 +72,34 @@ impl Paths {
         self.state_dir.join("sessions")
     }
     /// A short name for this store, carried by the docker provider's containers, so two
-    /// daemons (two users, or two tests) never take each other's containers for their own.
-    /// FNV-1a of the data folder's path: stable across runs and builds.
+    /// daemons (two users, two tests, two machines sharing an engine) never take each
+    /// other's containers for their own: random, made once and kept in the data folder
+    /// (`instance`), so it is the same across restarts and upgrades.
     pub fn instance(&self) -> String {
-        use std::os::unix::ffi::OsStrExt;
-        let hash = self
-            .data_dir
-            .as_os_str()
-            .as_bytes()
-            .iter()
-            .fold(0x811c_9dc5_u32, |h, b| {
-                (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
-            });
-        format!("{hash:08x}")
+        let path = self.data_dir.join("instance");
+        let valid = |s: &str| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && valid(text.trim())
+        {
+            return text.trim().to_owned();
+        }
+        let mut bytes = [0u8; 8];
+        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+            use std::io::Read;
+            let _ = f.read_exact(&mut bytes);
+        }
+        let made: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let _ = std::fs::create_dir_all(&self.data_dir);
+        // Only the first writer's id counts: a second reads it back.
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, made.as_bytes()));
+        match (created, std::fs::read_to_string(&path)) {
+            (_, Ok(text)) if valid(text.trim()) => text.trim().to_owned(),
+            _ => made,
+        }
     }
     pub fn session_state_dir(&self, id: &str) -> PathBuf {
         self.sessions_dir().join(id)

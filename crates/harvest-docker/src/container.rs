@@ -209,7 +209,8 @@ pub async fn create(docker: &Docker, names: &Names, shape: &Shape<'_>) -> Result
     let binds = vec![
         format!("{}:{WORKSPACE}", shape.workspace.display()),
         format!("{}:{HOME}", names.home_volume),
-        format!("{}:{RUN_IN_CONTAINER}", shape.run_dir.display()),
+        // Read-only: the agent can connect to the sockets, never replace or remove them.
+        format!("{}:{RUN_IN_CONTAINER}:ro", shape.run_dir.display()),
         format!("{}:{HARVEST_IN_CONTAINER}:ro", shape.harvest.display()),
     ];
     let host = HostConfig {
@@ -382,9 +383,10 @@ async fn remove_container(docker: &Docker, container: &str) -> Result<()> {
     }
 }
 
-/// The container and its HOME volume, gone.
+/// The container and its HOME volume, gone (and a fork's copier a crash left behind).
 pub async fn remove(docker: &Docker, names: &Names) -> Result<()> {
     remove_container(docker, &names.container).await?;
+    remove_container(docker, &format!("{}-fork", names.container)).await?;
     match docker
         .remove_volume(
             &names.home_volume,
@@ -413,9 +415,11 @@ pub async fn sessions(docker: &Docker, instance: &str) -> Result<Vec<String>> {
         ))
         .await
         .map_err(|e| failed("cannot list the sandboxes' containers", e))?;
+    // A label is only trusted as a session id (it names folders to remove) if it is one.
     Ok(list
         .into_iter()
         .filter_map(|c| c.labels?.get(LABEL_SESSION).cloned())
+        .filter(|s| !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))
         .collect())
 }
 
@@ -551,4 +555,20 @@ pub async fn last_lines(docker: &Docker, container: &str) -> String {
         text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
     }
     text.trim().to_owned()
+}
+
+/// SIGKILL to every process of the agent's uid in the container (`kill -9 -1` as that
+/// uid: PID 1 is root's and stays). Best effort: a container that is not running has none.
+pub async fn end_agent_processes(docker: &Docker, container: &str, user: &str) {
+    let _ = crate::oneshot::run(
+        docker,
+        container,
+        user,
+        &["kill".into(), "-9".into(), "-1".into()],
+        harvest_sandbox::ExecLimits {
+            output_bytes: 4096,
+            timeout: std::time::Duration::from_secs(5),
+        },
+    )
+    .await;
 }

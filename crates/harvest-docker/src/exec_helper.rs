@@ -122,6 +122,7 @@ async fn run(args: Args) -> Result<i32, String> {
     // looked up on the side, so nothing waits for it.
     {
         let (docker, exec_id) = (docker.clone(), exec.id.clone());
+        let container = args.container.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
             let (Ok(mut int), Ok(mut term)) = (
@@ -129,6 +130,23 @@ async fn run(args: Args) -> Result<i32, String> {
                 signal(SignalKind::terminate()),
             ) else {
                 return;
+            };
+            // The engine's pid means a process here only if the engine shares our pid
+            // namespace (not so for a remote DOCKER_HOST or a VM's engine): the process
+            // must be in the container's cgroup, or nothing is signalled.
+            let id = docker
+                .inspect_container(
+                    &container,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                )
+                .await
+                .ok()
+                .and_then(|c| c.id)
+                .unwrap_or_default();
+            let ours = |pid: i32| {
+                !id.is_empty()
+                    && std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                        .is_ok_and(|c| c.contains(&id))
             };
             let mut pidfd = None;
             for _ in 0..500 {
@@ -140,7 +158,8 @@ async fn run(args: Args) -> Result<i32, String> {
                     .and_then(|p| i32::try_from(p).ok())
                     .filter(|p| *p > 0);
                 if let Some(p) = pid {
-                    pidfd = harvest_supervisor::PidFd::open(p).ok();
+                    // Opened before the check, so the checked pid is the one signalled.
+                    pidfd = harvest_supervisor::PidFd::open(p).ok().filter(|_| ours(p));
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -206,6 +225,8 @@ async fn run(args: Args) -> Result<i32, String> {
     for _ in 0..250 {
         match docker.inspect_exec(&exec.id).await {
             Ok(i) if i.running != Some(true) => {
+                // What the agent left running ends with it, as in a local jail.
+                crate::container::end_agent_processes(&docker, &args.container, &args.user).await;
                 return Ok(i.exit_code.and_then(|c| i32::try_from(c).ok()).unwrap_or(1));
             }
             Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,

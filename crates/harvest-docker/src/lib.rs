@@ -112,6 +112,42 @@ impl DockerProvider {
         self.layout.sessions_dir.join(session)
     }
 
+    /// The copy of this harvest binary that containers run `harvest forward` from: mode
+    /// 0111, so the process is non-dumpable from its first instruction (an unreadable
+    /// executable makes the kernel close its `/proc` entries) and nothing of the agent's
+    /// uid can reopen its stdio in the moment before it interposes sockets; bound
+    /// read-only, so it cannot be made readable again. One per binary version, kept (a
+    /// container made by an older one still binds its copy).
+    fn forwarder(&self) -> Result<PathBuf> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let io = |path: &Path, source| SandboxError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let exe = &self.layout.harvest;
+        let meta = std::fs::metadata(exe).map_err(|e| io(exe, e))?;
+        let dir = self
+            .layout
+            .sessions_dir
+            .parent()
+            .unwrap_or(&self.layout.sessions_dir)
+            .join("docker");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&dir)
+            .map_err(|e| io(&dir, e))?;
+        let copy = dir.join(format!("harvest-{}-{}", meta.size(), meta.mtime()));
+        if !copy.exists() {
+            let tmp = copy.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::copy(exe, &tmp).map_err(|e| io(&tmp, e))?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o111))
+                .map_err(|e| io(&tmp, e))?;
+            std::fs::rename(&tmp, &copy).map_err(|e| io(&copy, e))?;
+        }
+        Ok(copy)
+    }
+
     fn names(&self, session: &str) -> container::Names {
         container::Names::new(&self.layout.instance, session)
     }
@@ -202,7 +238,7 @@ impl Provider for DockerProvider {
                 options: &self.layout.options,
                 workspace: &workspace,
                 run_dir: &state_dir.join(RUN_DIR),
-                harvest: &self.layout.harvest,
+                harvest: &self.forwarder()?,
                 network: &spec.network,
                 image: spec.image.as_deref().unwrap_or(&self.layout.options.image),
                 ports: &spec.ports,
@@ -353,6 +389,10 @@ impl Sandbox for DockerSandbox {
         }
         // A container ended by a kill (or a reboot) is started again for the next agent.
         container::ensure_running(&self.docker, &self.names.container).await?;
+        // Nothing of an earlier agent may still run here (a tool it left in the
+        // background could otherwise lie in wait for the new agent's stdio), as nothing
+        // outlives a local jail.
+        container::end_agent_processes(&self.docker, &self.names.container, &self.user).await;
         let log_id = harvest_supervisor::last_log_id(&self.state_dir) + 1;
         let spec = self.launch_spec(cmd, secrets, log_id);
         let (program, args) = &self.supervisor;

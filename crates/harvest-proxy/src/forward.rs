@@ -71,9 +71,10 @@ async fn run(
     }
     let mut cmd = tokio::process::Command::new(&command[0]);
     cmd.args(&command[1..]).kill_on_drop(false);
+    let mut relayed = None;
     if stdio_sockets {
         match socket_stdio(&mut cmd) {
-            Ok(()) => {}
+            Ok(done) => relayed = Some(done),
             Err(e) => {
                 eprintln!("harvest forward: cannot give the agent socket stdio: {e}");
                 return ExitCode::from(2);
@@ -121,7 +122,15 @@ async fn run(
             }
         }
     }
-    match child.wait().await {
+    let status = child.wait().await;
+    // The agent's last lines (its `result`) are still in the relay: out before we go.
+    if let Some(done) = relayed {
+        let _ = tokio::task::spawn_blocking(move || {
+            done.recv_timeout(std::time::Duration::from_secs(5))
+        })
+        .await;
+    }
+    match status {
         Ok(status) => match (status.code(), status.signal()) {
             (Some(c), _) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
             (None, Some(sig)) => ExitCode::from(u8::try_from(128 + sig).unwrap_or(1)),
@@ -132,8 +141,11 @@ async fn run(
 }
 
 /// Give the child socket pairs for its stdio and relay them to ours (threads: plain
-/// blocking copies), after closing our own `/proc` entries to the agent's uid.
-fn socket_stdio(cmd: &mut tokio::process::Command) -> std::io::Result<()> {
+/// blocking copies), after closing our own `/proc` entries to the agent's uid. The
+/// receiver hears when the child's stdout has been relayed to its end.
+fn socket_stdio(
+    cmd: &mut tokio::process::Command,
+) -> std::io::Result<std::sync::mpsc::Receiver<()>> {
     use std::os::unix::net::UnixStream;
     // SAFETY: prctl(2) with PR_SET_DUMPABLE only changes this process's dumpable flag.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
@@ -159,6 +171,7 @@ fn socket_stdio(cmd: &mut tokio::process::Command) -> std::io::Result<()> {
         let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to);
         let _ = to.shutdown(std::net::Shutdown::Write);
     });
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut from = stdout_ours;
         let mut out = std::io::stdout().lock();
@@ -174,10 +187,11 @@ fn socket_stdio(cmd: &mut tokio::process::Command) -> std::io::Result<()> {
                 }
             }
         }
+        let _ = done_tx.send(());
     });
     std::thread::spawn(move || {
         let mut from = stderr_ours;
         let _ = std::io::copy(&mut from, &mut std::io::stderr().lock());
     });
-    Ok(())
+    Ok(done_rx)
 }

@@ -211,16 +211,16 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
     let proxy = match (spec.proxy.clone(), &spec.proxy_socket, &spec.proxy_url) {
         (Some(upstream), Some(socket), Some(url)) => {
             let _ = std::fs::remove_file(socket);
-            // SAFETY: umask(2) only changes this process's creation mask; the socket is
-            // made 0600.
-            let old = unsafe { libc::umask(0o177) };
+            // SAFETY: umask(2) only changes this process's creation mask: the socket is
+            // made 0600, or 0666 for a container whose user may have another uid (set at
+            // creation: a chmod afterwards would follow whatever the path then names).
+            let old = unsafe { libc::umask(socket_umask(spec.direct)) };
             let bound = tokio::net::UnixListener::bind(socket);
             // SAFETY: as above.
             unsafe { libc::umask(old) };
             let l = bound.map_err(|e| {
                 format!("cannot start the model proxy on {}: {e}", socket.display())
             })?;
-            open_to_the_sandbox(socket, spec.direct);
             env.retain(|(k, _)| k != harvest_proxy::BASE_URL_VAR);
             env.push((harvest_proxy::BASE_URL_VAR.into(), url.clone()));
             Some((ProxyListener::Unix(l), upstream))
@@ -239,8 +239,7 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
     };
     let egress = match &spec.egress {
         Some(e) => {
-            let l = bind(&e.socket)?;
-            open_to_the_sandbox(&e.socket, spec.direct);
+            let l = bind_with(&e.socket, socket_umask(spec.direct))?;
             Some((l, e.allow.clone()))
         }
         None => None,
@@ -312,12 +311,16 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
 /// Bind the control socket 0600. A socket file left by a supervisor that died is stale
 /// and removed; one that answers means a supervisor is alive here, which is refused.
 fn bind(path: &Path) -> Result<UnixListener, String> {
+    bind_with(path, 0o177)
+}
+
+fn bind_with(path: &Path, umask: libc::mode_t) -> Result<UnixListener, String> {
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
         return Err(format!("a supervisor already runs at {}", path.display()));
     }
     let _ = std::fs::remove_file(path);
-    // SAFETY: umask(2) only changes this process's creation mask; the socket is made 0600.
-    let old = unsafe { libc::umask(0o177) };
+    // SAFETY: umask(2) only changes this process's creation mask (0600 by default).
+    let old = unsafe { libc::umask(umask) };
     let bound = UnixListener::bind(path);
     // SAFETY: as above.
     unsafe { libc::umask(old) };
@@ -325,13 +328,10 @@ fn bind(path: &Path) -> Result<UnixListener, String> {
 }
 
 /// A container's user may have another uid than ours (uid 1000 when we are root): the
-/// proxy sockets, inside a folder only that container and our user reach, are opened to
-/// it. Without a container (`direct` false) they stay 0600.
-fn open_to_the_sandbox(socket: &Path, direct: bool) {
-    use std::os::unix::fs::PermissionsExt;
-    if direct {
-        let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666));
-    }
+/// proxy sockets, in a folder only that container (read-only) and our user reach, are
+/// open to it. Without a container (`direct` false) they are 0600.
+fn socket_umask(direct: bool) -> libc::mode_t {
+    if direct { 0o111 } else { 0o177 }
 }
 
 /// bwrap forks the namespace's init right after it starts; wait briefly for it.

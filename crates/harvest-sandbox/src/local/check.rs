@@ -69,7 +69,9 @@ pub async fn clone(url: &str, parent: &Path, target: &Path) -> Result<()> {
     std::fs::create_dir_all(parent)
         .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
     let out = tokio::process::Command::new("git")
-        .args(["clone", "--quiet", "--", url])
+        // A local source is copied, never hardlinked: shared object files would let the
+        // agent rewrite the source repository's history from inside its clone.
+        .args(["clone", "--quiet", "--no-hardlinks", "--", url])
         .arg(target)
         .env("GIT_TERMINAL_PROMPT", "0")
         .output()
