@@ -215,7 +215,7 @@ while time.time() < end:
                 pass
     time.sleep(0.0005)
 PY
-nohup python3 /tmp/linger.py >/dev/null 2>&1 &
+( setsid python3 /tmp/linger.py >/dev/null 2>&1 < /dev/null & )
 echo lingerer-started''', description = "Linger", run_in_background = true } }
 [[turn.step]]
 text = "Left it."
@@ -232,8 +232,30 @@ text = "A plain answer."
         !of_type(e, "turn_result").is_empty()
     });
     std::thread::sleep(Duration::from_millis(500));
+    let container = format!("harvest-{}-{id}", h.instance());
+    let top = || {
+        String::from_utf8_lossy(
+            &std::process::Command::new("docker")
+                .args(["top", &container, "-eo", "pid,user,args"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .into_owned()
+    };
+    assert!(
+        top().contains("linger.py"),
+        "the lingerer did not start: {}",
+        top()
+    );
     // A new agent process: the lingerer would wait for exactly this.
     h.ok(&["stop", &id]);
+    // What the agent left running ended with it.
+    assert!(
+        !top().contains("linger.py"),
+        "the lingerer outlived its agent: {}",
+        top()
+    );
     // (The CLI may have run a turn of its own when the background command ended.)
     let before = of_type(&h.events(&id), "turn_result").len();
     h.ok(&["send", &id, "hello again"]);
@@ -257,5 +279,18 @@ text = "A plain answer."
         all.contains("A plain answer."),
         "the second turn did not run: {}",
         harvest_e2e::summarize(&evs)
+    );
+    // The stand-in inside is an unreadable executable (so non-dumpable from its first
+    // instruction), bound read-only: the agent can neither read it nor make it readable.
+    let probe = std::process::Command::new("docker")
+        .args(["exec", "-u", "1000:1000", &container, "sh", "-c"])
+        .arg("stat -c %a /opt/harvest/bin/harvest; head -c1 /opt/harvest/bin/harvest >/dev/null 2>&1 && echo READABLE; chmod 755 /opt/harvest/bin/harvest 2>/dev/null && echo CHMODDED; true")
+        .output()
+        .unwrap();
+    let probe = String::from_utf8_lossy(&probe.stdout);
+    assert!(probe.starts_with("111"), "{probe}");
+    assert!(
+        !probe.contains("READABLE") && !probe.contains("CHMODDED"),
+        "{probe}"
     );
 }
