@@ -51,8 +51,34 @@ pub async fn run(
         return Err(SandboxError::Spawn("the command started detached".into()));
     };
     let (mut stdout, mut stderr, mut truncated) = (Vec::new(), Vec::new(), false);
+    let exec_id = exec.id.clone();
     let collect = async {
-        while let Some(chunk) = output.next().await {
+        // The stream ends when every holder of the command's output has closed it, and a
+        // process of the agent's could hold it open: the command's own end (watched)
+        // ends the read too, a moment later.
+        let mut watch = tokio::time::interval(std::time::Duration::from_millis(100));
+        let mut ended: Option<tokio::time::Instant> = None;
+        loop {
+            let chunk = tokio::select! {
+                c = output.next() => c,
+                _ = watch.tick() => {
+                    match ended {
+                        Some(at) if at.elapsed() >= std::time::Duration::from_millis(200) => break,
+                        Some(_) => {}
+                        None => {
+                            if docker
+                                .inspect_exec(&exec_id)
+                                .await
+                                .is_ok_and(|i| i.running == Some(false) && i.exit_code.is_some())
+                            {
+                                ended = Some(tokio::time::Instant::now());
+                            }
+                        }
+                    }
+                    continue;
+                }
+            };
+            let Some(chunk) = chunk else { break };
             let (buf, bytes) = match chunk {
                 Ok(bollard::container::LogOutput::StdOut { message }) => (&mut stdout, message),
                 Ok(bollard::container::LogOutput::StdErr { message }) => (&mut stderr, message),
