@@ -294,3 +294,30 @@ text = "A plain answer."
         "{probe}"
     );
 }
+
+/// A folder whose path holds a `:` (the separator of the engine's bind strings) is bound
+/// as the one folder it is.
+#[test]
+fn a_workspace_path_with_a_colon_is_bound_whole() {
+    let h = docker_harness(&[]);
+    let ws = h.path("my:project");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("marker.txt"), "here\n").unwrap();
+    let _ = std::process::Command::new("chown")
+        .args(["-R", "1000:1000"])
+        .arg(&ws)
+        .status();
+    let id = h.ok(&[
+        "new",
+        "--detach",
+        "--workspace",
+        ws.to_str().unwrap(),
+        "hello",
+    ]);
+    let id = id.trim();
+    h.wait_events(id, "the answer", Duration::from_secs(60), |e| {
+        !of_type(e, "turn_result").is_empty()
+    });
+    let seen = h.ok(&["cat", id, "/workspace/marker.txt"]);
+    assert_eq!(seen, "here\n");
+}

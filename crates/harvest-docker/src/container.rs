@@ -4,7 +4,9 @@
 use crate::engine::{failed, is_not_found};
 use crate::{DockerOptions, HARVEST_IN_CONTAINER, HOME, IMAGE_UID, RUN_IN_CONTAINER, WORKSPACE};
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, VolumeCreateOptions};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount, MountTypeEnum, PortBinding, VolumeCreateOptions,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
     RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
@@ -206,16 +208,39 @@ pub async fn create(docker: &Docker, names: &Names, shape: &Shape<'_>) -> Result
         .await
         .map_err(|e| failed("cannot create the agent's HOME volume", e))?;
     let o = shape.options;
-    let binds = vec![
-        format!("{}:{WORKSPACE}", shape.workspace.display()),
-        format!("{}:{HOME}", names.home_volume),
+    // Typed mounts, not `Binds` strings: a path with a `:` in it stays one path, and a
+    // source that does not exist is an error instead of a folder the engine makes as root.
+    let mount = bind_mount;
+    let mounts = vec![
+        mount(
+            MountTypeEnum::BIND,
+            shape.workspace.display().to_string(),
+            WORKSPACE,
+            false,
+        ),
+        mount(
+            MountTypeEnum::VOLUME,
+            names.home_volume.clone(),
+            HOME,
+            false,
+        ),
         // Read-only: the agent can connect to the sockets, never replace or remove them.
-        format!("{}:{RUN_IN_CONTAINER}:ro", shape.run_dir.display()),
-        format!("{}:{HARVEST_IN_CONTAINER}:ro", shape.harvest.display()),
+        mount(
+            MountTypeEnum::BIND,
+            shape.run_dir.display().to_string(),
+            RUN_IN_CONTAINER,
+            true,
+        ),
+        mount(
+            MountTypeEnum::BIND,
+            shape.harvest.display().to_string(),
+            HARVEST_IN_CONTAINER,
+            true,
+        ),
     ];
     let host = HostConfig {
-        binds: Some(binds),
-        // Open: the engine's default bridge. Otherwise no network at all: the agent
+        mounts: Some(mounts),
+        // Open: Harvest's own bridge (no inter-container traffic). Otherwise no network at all: the agent
         // reaches its model (and an allow-list's proxy) through the bound sockets.
         network_mode: Some(match shape.network {
             Network::Open => OPEN_NETWORK.into(),
@@ -470,13 +495,28 @@ pub async fn copy_session(
     let name = format!("{}-fork", to.1.container);
     remove_container(docker, &name).await?;
     let host = HostConfig {
-        binds: Some(vec![
-            format!("{}:/from/ws:ro", from.0.display()),
-            format!("{}:/from/home:ro", from.1.home_volume),
-            format!("{}:/to/ws", to.0.display()),
+        mounts: Some(vec![
+            bind_mount(
+                MountTypeEnum::BIND,
+                from.0.display().to_string(),
+                "/from/ws",
+                true,
+            ),
+            bind_mount(
+                MountTypeEnum::VOLUME,
+                from.1.home_volume.clone(),
+                "/from/home",
+                true,
+            ),
+            bind_mount(
+                MountTypeEnum::BIND,
+                to.0.display().to_string(),
+                "/to/ws",
+                false,
+            ),
             // At the image's HOME, so the new volume starts as the image's (writable by
             // the agent's uid) before the copy lands in it.
-            format!("{}:{HOME}", to.1.home_volume),
+            bind_mount(MountTypeEnum::VOLUME, to.1.home_volume.clone(), HOME, false),
         ]),
         network_mode: Some("none".into()),
         cap_drop: Some(vec!["ALL".into()]),
@@ -571,4 +611,14 @@ pub async fn end_agent_processes(docker: &Docker, container: &str, user: &str) {
         },
     )
     .await;
+}
+
+fn bind_mount(typ: MountTypeEnum, source: String, target: &str, read_only: bool) -> Mount {
+    Mount {
+        typ: Some(typ),
+        source: Some(source),
+        target: Some(target.to_owned()),
+        read_only: Some(read_only),
+        ..Default::default()
+    }
 }
