@@ -86,6 +86,13 @@ pub async fn serve(
     }
 }
 
+/// How long a client may take to send its request head (short in tests).
+const HEAD_TIMEOUT: std::time::Duration = if cfg!(test) {
+    std::time::Duration::from_millis(300)
+} else {
+    std::time::Duration::from_secs(30)
+};
+
 async fn handle(
     mut conn: tokio::net::UnixStream,
     allow: &[String],
@@ -93,8 +100,14 @@ async fn handle(
 ) -> std::io::Result<()> {
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
+    // A client that never finishes its request head is dropped, not served forever
+    // (each held connection is a task and a descriptor of this supervisor's).
+    let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = conn.read(&mut buf).await?;
+        let n = match tokio::time::timeout_at(deadline, conn.read(&mut buf)).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(()),
+        };
         if n == 0 || head.len() + n > MAX_HEAD {
             return Ok(());
         }
@@ -249,6 +262,31 @@ mod tests {
         }
         assert!(reachable(ip("93.184.216.34"), Listed::ByWildcard));
         assert!(!reachable(ip("93.184.216.34"), Listed::No));
+    }
+
+    /// The attack: connections that never finish their request head, to pile up tasks
+    /// and descriptors in the supervisor. Each is dropped after the head timeout.
+    #[tokio::test]
+    async fn a_request_head_that_never_ends_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("egress.sock");
+        let log = Arc::new(Mutex::new(
+            std::fs::File::create(dir.path().join("log")).unwrap(),
+        ));
+        tokio::spawn(serve(
+            UnixListener::bind(&sock).unwrap(),
+            Arc::new(vec!["example.org".to_owned()]),
+            log,
+        ));
+        let mut c = tokio::net::UnixStream::connect(&sock).await.unwrap();
+        c.write_all(b"CONNECT example.org:443 HTTP/1.1\r\nX-Slow: ")
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(std::time::Duration::from_secs(5), c.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "a half-sent head held the connection open");
+        assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
     }
 
     #[tokio::test]
