@@ -56,6 +56,16 @@ envs="$(docker image inspect --format '{{range .Config.Env}}{{println .}}{{end}}
 hist="$(docker history --no-trunc --format '{{.CreatedBy}}' "$image" | grep -E "$tokens|ANTHROPIC_API_KEY=|GH_TOKEN=|GITHUB_TOKEN=" || true)"
 [ -z "$hist" ] && echo "check: no credential in the build history" || bad "credentials in the history: $hist"
 
+# No file anyone may write (the sticky, world-writable folders are /workspace, HOME and
+# /tmp, by design), and the setuid programs listed: with no-new-privileges and every
+# capability dropped in Harvest's containers they cannot raise privileges.
+writable="$(docker run --rm --network none --user 0 --entrypoint /bin/sh "$image" -c \
+  'find / -xdev -type f -perm -0002 2>/dev/null | head -5')"
+[ -z "$writable" ] && echo "check: no world-writable file" || bad "world-writable files: $writable"
+setuid="$(docker run --rm --network none --user 0 --entrypoint /bin/sh "$image" -c \
+  'find / -xdev -type f -perm -4000 2>/dev/null | tr "\n" " "')"
+echo "check: setuid programs (inert under no-new-privileges): ${setuid:-none}"
+
 size="$(docker image inspect --format '{{.Size}}' "$image")"
 echo "check: image size $((size / 1000000)) MB"
 [ "$fail" = 0 ] && echo "check: $image is good" || { echo "check: $image has problems (above)" >&2; exit 1; }

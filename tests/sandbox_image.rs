@@ -78,6 +78,19 @@ fn a_credential_in_the_environment_fails_the_check() {
 }
 
 #[test]
+fn a_world_writable_file_fails_the_check() {
+    let tag = "harvest-sandbox-test:world-writable";
+    derived(
+        tag,
+        "USER 0\nRUN touch /etc/anyone-writes && chmod 0666 /etc/anyone-writes\nUSER 1000",
+    );
+    let (ok, out) = check(tag);
+    remove(tag);
+    assert!(!ok, "a world-writable file passed the check:\n{out}");
+    assert!(out.contains("/etc/anyone-writes"), "{out}");
+}
+
+#[test]
 fn the_built_image_passes_the_check() {
     let (ok, out) = check("harvest-sandbox:latest");
     assert!(ok, "{out}");
