@@ -108,6 +108,13 @@ tool_use = { name = "Bash", input = { command = '''for host in 127.0.0.1 localho
 text = "Egress tried."
 
 [[turn]]
+prompt = "ask to touch"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = "touch allowed-by-user.txt && echo touched", description = "Touch a file" } }
+[[turn.step]]
+text = "Touched it."
+
+[[turn]]
 prompt = "serve the site"
 [[turn.step]]
 tool_use = { name = "Bash", input = { command = "echo PREVIEW-PAGE-OK > index.html && python3 -m http.server PREVIEW_PORT --bind 0.0.0.0", description = "Serve the site", run_in_background = true } }
@@ -962,6 +969,46 @@ fn a_fork_copies_workspace_and_conversation_then_goes_its_own_way(kind: &str) {
     );
 }
 
+/// `--permissions ask`: a tool call waits for an answer (the session needs input, the call
+/// has not run), and runs once allowed.
+fn ask_mode_waits_for_an_answer_and_runs_what_was_allowed(kind: &str) {
+    let h = harness(kind);
+    let ws = h.workspace.to_str().unwrap();
+    let id = h.ok(&[
+        "new",
+        "--detach",
+        "--permissions",
+        "ask",
+        "--workspace",
+        ws,
+        "ask to touch",
+    ]);
+    let id = id.trim().to_owned();
+    let evs = h.wait_events(&id, "the permission request", LONG, |e| {
+        !of_type(e, "permission_request").is_empty()
+    });
+    let req = of_type(&evs, "permission_request")[0].clone();
+    assert_eq!(req["tool"], "Bash", "{req}");
+    assert!(
+        !h.workspace.join("allowed-by-user.txt").exists(),
+        "the call ran before it was allowed"
+    );
+    assert!(h.ok(&["ls", "--json"]).contains("\"needs_input\""));
+    h.ok(&[
+        "approve",
+        &id,
+        req["request_id"].as_str().unwrap(),
+        "--allow",
+    ]);
+    let evs = h.wait_events(&id, "the turn", LONG, |e| idle_after(e, 1));
+    assert!(
+        h.workspace.join("allowed-by-user.txt").exists(),
+        "the allowed call did not run: {}",
+        summarize(&evs)
+    );
+    assert!(serde_json::to_string(&evs).unwrap().contains("Touched it."));
+}
+
 macro_rules! providers {
     ($($module:ident => $kind:literal),* $(,)?) => {$(
         mod $module {
@@ -982,6 +1029,7 @@ macro_rules! providers {
             #[test] fn network_allow_lets_only_listed_hosts_out_and_reports_the_rest() { super::network_allow_lets_only_listed_hosts_out_and_reports_the_rest($kind) }
             #[test] fn a_dev_server_answers_on_its_preview_url() { super::a_dev_server_answers_on_its_preview_url($kind) }
             #[test] fn a_fork_copies_workspace_and_conversation_then_goes_its_own_way() { super::a_fork_copies_workspace_and_conversation_then_goes_its_own_way($kind) }
+            #[test] fn ask_mode_waits_for_an_answer_and_runs_what_was_allowed() { super::ask_mode_waits_for_an_answer_and_runs_what_was_allowed($kind) }
         }
     )*};
 }
