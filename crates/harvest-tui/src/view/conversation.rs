@@ -370,6 +370,64 @@ mod tests {
     }
 
     #[test]
+    fn an_item_expanded_out_of_view_is_scrolled_into_it() {
+        let theme = Theme::new(ColorLevel::None);
+        let mut t = transcript(30);
+        let output: String = (0..40).map(|i| format!("out-line-{i}\n")).collect();
+        for (seq, body) in [
+            (
+                31,
+                EventBody::ToolCall {
+                    id: "t".into(),
+                    name: "Bash".into(),
+                    input: serde_json::json!({"command": "make"}),
+                },
+            ),
+            (
+                32,
+                EventBody::ToolResult {
+                    tool_use_id: "t".into(),
+                    is_error: false,
+                    content: output.clone(),
+                    output: Some(harvest_protocol::event::ToolOutput::Bash {
+                        stdout: output,
+                        stderr: String::new(),
+                        interrupted: false,
+                        exit_code: Some(0),
+                        persisted_output_path: None,
+                    }),
+                },
+            ),
+        ] {
+            t.apply(Event {
+                seq: Seq(seq),
+                ts: "2026-11-23T10:00:00Z".into(),
+                session: SessionId::from("s"),
+                body,
+                raw: None,
+            });
+        }
+        let last = t.len() - 1;
+        let mut v = ConversationView::new();
+        v.prepare(&t, 60, 10, &theme);
+        // Scrolled away to the top, the last item selected and expanded there.
+        v.go_top();
+        v.follow = false;
+        v.prepare(&t, 60, 10, &theme);
+        v.selected = Some(last);
+        v.toggle_expanded(last);
+        v.reveal(&t, last, &theme);
+        v.prepare(&t, 60, 10, &theme);
+        let shown: String = v
+            .visible(&t, &theme)
+            .iter()
+            .map(|l| l.to_string() + "\n")
+            .collect();
+        assert!(shown.contains("out-line-0"), "{shown}");
+        assert!(!shown.contains("message 0\n"), "{shown}");
+    }
+
+    #[test]
     fn scrolling_up_leaves_follow_and_scrolling_back_down_resumes_it() {
         let theme = Theme::new(ColorLevel::None);
         let t = transcript(50);
