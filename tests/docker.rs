@@ -160,10 +160,7 @@ text = "Probed."
     let other = h.path("other-ws");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::write(other.join("target.txt"), format!("{ip}:8000")).unwrap();
-    let _ = std::process::Command::new("chown")
-        .args(["-R", "1000:1000"])
-        .arg(&other)
-        .status();
+    harvest_e2e::docker::give_to_agent(&other);
     let b = h.ok(&[
         "new",
         "--detach",
@@ -303,10 +300,7 @@ fn a_workspace_path_with_a_colon_is_bound_whole() {
     let ws = h.path("my:project");
     std::fs::create_dir_all(&ws).unwrap();
     std::fs::write(ws.join("marker.txt"), "here\n").unwrap();
-    let _ = std::process::Command::new("chown")
-        .args(["-R", "1000:1000"])
-        .arg(&ws)
-        .status();
+    harvest_e2e::docker::give_to_agent(&ws);
     let id = h.ok(&[
         "new",
         "--detach",

@@ -1,5 +1,5 @@
 //! What the docker provider's tests need of this machine: an engine that answers and the
-//! sandbox image (`bash tests/setup.sh` starts the one and builds the other).
+//! sandbox image (`bash tests/setup-docker.sh` starts the one and builds the other).
 
 use crate::Harness;
 
@@ -14,13 +14,33 @@ pub fn prepare(h: &Harness) {
     assert!(
         ok,
         "the docker tests need a running Docker engine and the sandbox image: \
-         `bash tests/setup.sh` starts dockerd and runs sandbox-image/build.sh"
+         `bash tests/setup-docker.sh` starts dockerd and runs sandbox-image/build.sh"
     );
+    give_to_agent(&h.workspace);
+}
+
+/// The lines a `docker` command prints (none when it fails).
+fn docker_lines(args: &[&str]) -> Vec<String> {
+    std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Give a folder to the container agent's uid when the tests run as root (as a user
+/// would be told to).
+pub fn give_to_agent(path: &std::path::Path) {
     // SAFETY: getuid(2) cannot fail.
     if unsafe { libc::getuid() } == 0 {
         let status = std::process::Command::new("chown")
             .args(["-R", "1000:1000"])
-            .arg(&h.workspace)
+            .arg(path)
             .status()
             .expect("chown runs");
         assert!(status.success());
@@ -30,26 +50,14 @@ pub fn prepare(h: &Harness) {
 /// The containers and volumes of a test's daemon, whatever its sessions left.
 pub fn remove_leftovers(h: &Harness) {
     let label = format!("label=dev.harvest.instance={}", h.instance());
-    let ids = |args: &[&str]| -> Vec<String> {
-        std::process::Command::new("docker")
-            .args(args)
-            .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let containers = ids(&["ps", "-aq", "--filter", &label]);
+    let containers = docker_lines(&["ps", "-aq", "--filter", &label]);
     if !containers.is_empty() {
         let _ = std::process::Command::new("docker")
             .args(["rm", "-f", "-v"])
             .args(&containers)
             .output();
     }
-    let volumes = ids(&["volume", "ls", "-q", "--filter", &label]);
+    let volumes = docker_lines(&["volume", "ls", "-q", "--filter", &label]);
     if !volumes.is_empty() {
         let _ = std::process::Command::new("docker")
             .args(["volume", "rm", "-f"])
@@ -61,21 +69,9 @@ pub fn remove_leftovers(h: &Harness) {
 /// The containers of a session (running or not), and its volumes.
 pub fn objects_of(session: &str) -> (Vec<String>, Vec<String>) {
     let label = format!("label=dev.harvest.session={session}");
-    let list = |args: &[&str]| -> Vec<String> {
-        std::process::Command::new("docker")
-            .args(args)
-            .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     (
-        list(&["ps", "-aq", "--filter", &label]),
-        list(&["volume", "ls", "-q", "--filter", &label]),
+        docker_lines(&["ps", "-aq", "--filter", &label]),
+        docker_lines(&["volume", "ls", "-q", "--filter", &label]),
     )
 }
 

@@ -210,28 +210,27 @@ pub async fn create(docker: &Docker, names: &Names, shape: &Shape<'_>) -> Result
     let o = shape.options;
     // Typed mounts, not `Binds` strings: a path with a `:` in it stays one path, and a
     // source that does not exist is an error instead of a folder the engine makes as root.
-    let mount = bind_mount;
     let mounts = vec![
-        mount(
+        bind_mount(
             MountTypeEnum::BIND,
             shape.workspace.display().to_string(),
             WORKSPACE,
             false,
         ),
-        mount(
+        bind_mount(
             MountTypeEnum::VOLUME,
             names.home_volume.clone(),
             HOME,
             false,
         ),
         // Read-only: the agent can connect to the sockets, never replace or remove them.
-        mount(
+        bind_mount(
             MountTypeEnum::BIND,
             shape.run_dir.display().to_string(),
             RUN_IN_CONTAINER,
             true,
         ),
-        mount(
+        bind_mount(
             MountTypeEnum::BIND,
             shape.harvest.display().to_string(),
             HARVEST_IN_CONTAINER,
