@@ -3,7 +3,7 @@
 //! `../shared/reference/daytona-api.md` §2 and §4.
 
 use crate::error::{DaytonaError, Result};
-use crate::http::{Body, Call, Http};
+use crate::http::{Body, Call, Http, join};
 use reqwest::{Method, Url};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -74,33 +74,14 @@ impl Api {
     }
 
     fn url(&self, segments: &[&str]) -> Url {
-        let mut u = self.base.clone();
-        if let Ok(mut s) = u.path_segments_mut() {
-            s.extend(segments);
-        }
-        u
-    }
-
-    async fn call<T: for<'de> Deserialize<'de>>(&self, call: Call) -> Result<T> {
-        let body = self.http.send(call).await?;
-        serde_json::from_slice(&body).map_err(|e| DaytonaError::Protocol(e.to_string()))
-    }
-
-    fn plain(method: Method, url: Url) -> Call {
-        Call {
-            method,
-            url,
-            body: None,
-            once_unless_refused: false,
-            timeout: Some(Duration::from_secs(60)),
-        }
+        join(&self.base, segments)
     }
 
     /// A cheap authenticated call: is the key good? (Before anything is created.)
     pub async fn check_key(&self) -> Result<()> {
         let mut url = self.url(&["sandbox"]);
         url.query_pairs_mut().append_pair("limit", "1");
-        let _: serde_json::Value = self.call(Self::plain(Method::GET, url)).await?;
+        let _: serde_json::Value = self.http.json(Call::new(Method::GET, url)).await?;
         Ok(())
     }
 
@@ -124,18 +105,20 @@ impl Api {
         if let Some(d) = &req.domain_allow_list {
             body["domainAllowList"] = d.clone().into();
         }
-        self.call(Call {
-            body: Some(Body::Json(body)),
-            once_unless_refused: true,
-            ..Self::plain(Method::POST, self.url(&["sandbox"]))
-        })
-        .await
+        self.http
+            .json(Call {
+                body: Some(Body::Json(body)),
+                once_unless_refused: true,
+                ..Call::new(Method::POST, self.url(&["sandbox"]))
+            })
+            .await
     }
 
     /// `Ok(None)`: no such sandbox (deleted outside Harvest, or never made).
     pub async fn get(&self, id: &str) -> Result<Option<Sandbox>> {
         match self
-            .call(Self::plain(Method::GET, self.url(&["sandbox", id])))
+            .http
+            .json(Call::new(Method::GET, self.url(&["sandbox", id])))
             .await
         {
             Ok(s) => Ok(Some(s)),
@@ -165,7 +148,7 @@ impl Api {
                     q.append_pair("cursor", c);
                 }
             }
-            let page: Page = self.call(Self::plain(Method::GET, url)).await?;
+            let page: Page = self.http.json(Call::new(Method::GET, url)).await?;
             // The filter is the server's; checked again, as a wrong match would be deleted.
             out.extend(
                 page.items
@@ -200,7 +183,11 @@ impl Api {
     async fn lifecycle(&self, method: Method, path: &[&str]) -> Result<Sandbox> {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            match self.call(Self::plain(method.clone(), self.url(path))).await {
+            match self
+                .http
+                .json(Call::new(method.clone(), self.url(path)))
+                .await
+            {
                 Err(DaytonaError::Conflict(m)) if Instant::now() < deadline => {
                     tracing::debug!(message = %m, "daytona transition in progress; waiting");
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -254,10 +241,11 @@ impl Api {
 
     pub async fn preview_link(&self, id: &str, port: u16) -> Result<PreviewLink> {
         let port = port.to_string();
-        self.call(Self::plain(
-            Method::GET,
-            self.url(&["sandbox", id, "ports", &port, "preview-url"]),
-        ))
-        .await
+        self.http
+            .json(Call::new(
+                Method::GET,
+                self.url(&["sandbox", id, "ports", &port, "preview-url"]),
+            ))
+            .await
     }
 }

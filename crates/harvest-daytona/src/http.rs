@@ -36,6 +36,28 @@ pub struct Call {
     pub timeout: Option<Duration>,
 }
 
+impl Call {
+    /// A call without a body, with the SDKs' 60 s lifecycle timeout.
+    pub fn new(method: Method, url: Url) -> Call {
+        Call {
+            method,
+            url,
+            body: None,
+            once_unless_refused: false,
+            timeout: Some(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// `base` with these path segments appended (each escaped).
+pub fn join(base: &Url, segments: &[&str]) -> Url {
+    let mut u = base.clone();
+    if let Ok(mut s) = u.path_segments_mut() {
+        s.extend(segments);
+    }
+    u
+}
+
 pub enum Body {
     Json(serde_json::Value),
     /// A multipart form, built afresh for each attempt.
@@ -103,6 +125,12 @@ impl Http {
             waited += pause;
             tokio::time::sleep(pause).await;
         }
+    }
+
+    /// Send, and read the answer as JSON.
+    pub async fn json<T: for<'de> serde::Deserialize<'de>>(&self, call: Call) -> Result<T> {
+        let body = self.send(call).await?;
+        serde_json::from_slice(&body).map_err(|e| DaytonaError::Protocol(e.to_string()))
     }
 
     /// One attempt: the body, or the error with the server's retry hint.

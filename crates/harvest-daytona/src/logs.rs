@@ -91,7 +91,7 @@ impl WsLog {
                 if resp.status().as_u16() == 404 =>
             {
                 // The command is gone: its session was deleted, or the sandbox restarted.
-                self.finish_gone();
+                self.ended = true;
                 Ok(())
             }
             Err(e) => {
@@ -99,10 +99,6 @@ impl WsLog {
                 Err(SandboxError::Disconnected(format!("log stream: {e}")))
             }
         }
-    }
-
-    fn finish_gone(&mut self) {
-        self.ended = true;
     }
 
     fn take_stdout(&mut self, mut bytes: Vec<u8>) {
@@ -196,14 +192,9 @@ impl AgentLog for WsLog {
                 Ok(f) => f,
             };
             match frame {
-                Some(Ok(Message::Binary(b))) => {
+                Some(Ok(m @ (Message::Binary(_) | Message::Text(_)))) => {
                     self.failures = 0;
-                    let split = self.demux.push(&b);
-                    self.take_stdout(split.stdout);
-                    self.take_stderr(&split.stderr);
-                }
-                Some(Ok(Message::Text(t))) => {
-                    let split = self.demux.push(t.as_bytes());
+                    let split = self.demux.push(&m.into_data());
                     self.take_stdout(split.stdout);
                     self.take_stderr(&split.stderr);
                 }

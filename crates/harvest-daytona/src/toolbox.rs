@@ -2,7 +2,7 @@
 //! reference): one-shot commands, session commands and their input, files, git.
 
 use crate::error::{DaytonaError, Result};
-use crate::http::{Body, Call, Http};
+use crate::http::{Body, Call, Http, join};
 use reqwest::{Method, Url};
 use serde::Deserialize;
 use std::time::Duration;
@@ -52,11 +52,7 @@ impl Toolbox {
     }
 
     pub fn url(&self, segments: &[&str]) -> Url {
-        let mut u = self.base.clone();
-        if let Ok(mut s) = u.path_segments_mut() {
-            s.extend(segments);
-        }
-        u
+        join(&self.base, segments)
     }
 
     /// The log WebSocket's URL: the same path, `ws`/`wss`.
@@ -69,17 +65,9 @@ impl Toolbox {
 
     fn call(method: Method, url: Url, body: Option<serde_json::Value>) -> Call {
         Call {
-            method,
-            url,
             body: body.map(Body::Json),
-            once_unless_refused: false,
-            timeout: Some(Duration::from_secs(60)),
+            ..Call::new(method, url)
         }
-    }
-
-    async fn json<T: for<'de> Deserialize<'de>>(&self, call: Call) -> Result<T> {
-        let body = self.http.send(call).await?;
-        serde_json::from_slice(&body).map_err(|e| DaytonaError::Protocol(e.to_string()))
     }
 
     /// `process/execute`: the command text goes to the sandbox's shell; stdout and stderr
@@ -97,7 +85,7 @@ impl Toolbox {
             Some(serde_json::json!({ "command": command, "cwd": cwd, "timeout": secs })),
         );
         call.timeout = Some(timeout + Duration::from_secs(15));
-        self.json(call).await
+        self.http.json(call).await
     }
 
     pub async fn create_session(&self, session: &str) -> Result<()> {
@@ -112,12 +100,13 @@ impl Toolbox {
     }
 
     pub async fn sessions(&self) -> Result<Vec<Session>> {
-        self.json(Self::call(
-            Method::GET,
-            self.url(&["process", "session"]),
-            None,
-        ))
-        .await
+        self.http
+            .json(Self::call(
+                Method::GET,
+                self.url(&["process", "session"]),
+                None,
+            ))
+            .await
     }
 
     /// Start a command in a session, asynchronously, its input not echoed into the log.
@@ -128,6 +117,7 @@ impl Toolbox {
             cmd_id: String,
         }
         let s: Started = self
+            .http
             .json(Self::call(
                 Method::POST,
                 self.url(&["process", "session", session, "exec"]),
@@ -144,6 +134,7 @@ impl Toolbox {
     /// `Ok(None)`: the session or command is gone (deleted, or the sandbox restarted).
     pub async fn command(&self, session: &str, cmd: &str) -> Result<Option<Command>> {
         match self
+            .http
             .json(Self::call(
                 Method::GET,
                 self.url(&["process", "session", session, "command", cmd]),
