@@ -14,5 +14,7 @@ export HARVEST_CLAUDE="$PWD/.tools/bin/claude"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo build --workspace --bins --quiet
+# The fake Daytona's faithfulness, checked with the official Python SDK (pinned).
+bash tests/daytona_sdk/run.sh
 # Two test threads: the integration tests each run a daemon and a real agent.
 cargo test --workspace -- --test-threads=2

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything Harvest needs on a fresh Debian/Ubuntu machine, idempotently:
 #   - apt packages: bubblewrap (the local sandbox), git (--repo), python3 (the demo
-#     project's tests), tmux (end-to-end tests)
+#     project's tests), tmux (end-to-end tests), curl and python3-venv (the fake
+#     Daytona's tests and its check with the official SDK)
 #   - the pinned Claude Code CLI from the npm registry, into .tools/ (no global install)
 #   - a release build of harvest, linked as .tools/bin/harvest
 # Afterwards `PATH="$PWD/.tools/bin:$PATH" harvest demo` works.
@@ -14,9 +15,11 @@ TOOLS="$PWD/.tools"
 sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 need_apt=()
-for pkg_bin in bubblewrap:bwrap git:git python3:python3 tmux:tmux; do
+for pkg_bin in bubblewrap:bwrap git:git python3:python3 tmux:tmux curl:curl; do
   command -v "${pkg_bin#*:}" >/dev/null 2>&1 || need_apt+=("${pkg_bin%%:*}")
 done
+# The official Daytona SDK's check of the fake runs in a virtualenv.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} (apt)"
   sudo_if_needed apt-get update -qq

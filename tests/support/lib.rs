@@ -5,6 +5,7 @@
 // A test harness: failing loudly, with what it saw, is its whole job.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod daytona;
 pub mod docker;
 
 use harvest_scripted_model::{ModelServer, RecordedRequest, Script};
@@ -21,7 +22,7 @@ pub struct Harness {
     pub model: ModelServer,
     /// A workspace folder, created empty.
     pub workspace: PathBuf,
-    extra_env: Vec<(String, String)>,
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Harness {

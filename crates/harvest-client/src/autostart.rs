@@ -100,8 +100,10 @@ pub async fn connect_or_start(
 }
 
 /// The variables an auto-started daemon keeps: where things are, how to log, locale and
-/// time, the display a notification hook may use, and network proxy settings for the
-/// model proxy. Never credentials.
+/// time, the display a notification hook may use, network proxy settings for the model
+/// proxy, and the Daytona provider's own settings (the daemon, not an agent, talks to
+/// Daytona, and must reach its sandboxes again after a restart). Never an agent's
+/// credentials.
 fn daemon_needs(name: &str) -> bool {
     const EXACT: &[&str] = &[
         "PATH",
@@ -127,6 +129,9 @@ fn daemon_needs(name: &str) -> bool {
         "DOCKER_HOST",
         "NO_COLOR",
         "RUST_BACKTRACE",
+        "DAYTONA_API_KEY",
+        "DAYTONA_API_URL",
+        "DAYTONA_TARGET",
     ];
     EXACT.contains(&name)
         || name.starts_with("LC_")

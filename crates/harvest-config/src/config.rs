@@ -21,6 +21,7 @@ pub struct Config {
     pub agent: AgentConfig,
     pub sandbox: SandboxConfig,
     pub docker: DockerConfig,
+    pub daytona: DaytonaConfig,
     pub keys: KeysConfig,
     pub notify: NotifyConfig,
 }
@@ -46,6 +47,41 @@ impl Default for DockerConfig {
             cpus: 0.0,
             memory_mb: 0,
             pids: 4096,
+        }
+    }
+}
+
+/// `[daytona]`: the remote sandboxes of `--sandbox daytona`. DAYTONA_API_URL and
+/// DAYTONA_TARGET in the client's environment win over `api_url` and `target`; the key is
+/// only ever taken from DAYTONA_API_KEY, never from a file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaytonaConfig {
+    pub api_url: Option<String>,
+    pub target: Option<String>,
+    /// The snapshot sandboxes are made from (the image of sandbox-image/, pushed to Daytona).
+    pub snapshot: String,
+    /// Minutes without activity before Daytona stops a sandbox (0: never).
+    pub auto_stop_minutes: u32,
+    /// Minutes stopped before Daytona archives it.
+    pub auto_archive_minutes: u32,
+    /// Seconds to wait for a sandbox to start.
+    pub create_timeout_secs: u64,
+    /// Milliseconds between the activity calls an open turn makes so auto-stop does not
+    /// stop it mid-turn (0: a third of `auto_stop_minutes`).
+    pub keepalive_ms: u64,
+}
+
+impl Default for DaytonaConfig {
+    fn default() -> Self {
+        DaytonaConfig {
+            api_url: None,
+            target: None,
+            snapshot: "harvest-sandbox".into(),
+            auto_stop_minutes: 15,
+            auto_archive_minutes: 10080,
+            create_timeout_secs: 60,
+            keepalive_ms: 0,
         }
     }
 }
@@ -104,7 +140,8 @@ pub struct AgentConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxConfig {
-    /// `local` (bubblewrap) or `docker` (a container from the sandbox image).
+    /// `local` (bubblewrap), `docker` (a container from the sandbox image) or `daytona`
+    /// (a remote Daytona sandbox).
     pub default: String,
     /// Give the agent the host's network (true) or none (false).
     pub network: bool,

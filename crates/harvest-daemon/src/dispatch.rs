@@ -130,7 +130,7 @@ pub async fn call(s: &mut Session, call: Call) -> Result<Value, RpcError> {
         },
         Call::SessionSend(p) => {
             let (_, h) = sessions.resolve(&p.session)?;
-            let queued = h.send(p.text, p.env).await?;
+            let queued = h.send(p.text, crate::policy::forwarded(d, p.env)).await?;
             answer::<m::SessionSend>(m::SendResult { queued })
         }
         Call::SessionWithdraw(p) => {
@@ -146,7 +146,11 @@ pub async fn call(s: &mut Session, call: Call) -> Result<Value, RpcError> {
             answer::<m::SessionStop>(m::Empty {})
         }
         Call::SessionResume(p) => {
-            sessions.resolve(&p.session)?.1.resume(p.env).await?;
+            sessions
+                .resolve(&p.session)?
+                .1
+                .resume(crate::policy::forwarded(d, p.env))
+                .await?;
             answer::<m::SessionResume>(m::Empty {})
         }
         Call::SessionFork(p) => answer::<m::SessionFork>(create::fork(d, p).await?),

@@ -5,6 +5,7 @@ use crate::context::Daemon;
 use crate::session::spec::SessionSpec;
 use harvest_agent::command::FORWARDED_ENV;
 use harvest_agent::locate_claude;
+use harvest_daytona::provider::CREDENTIAL_ENV as PROVIDER_ENV;
 use harvest_protocol::Secret;
 use harvest_protocol::rpc::{RpcError, codes};
 use harvest_sandbox::{AgentBinary, Network, SandboxSpec, WorkspaceSource};
@@ -12,10 +13,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Keep only the variables meant for the agent: the credential set and the config's list.
+/// The providers take their own credentials (a remote service's key) first; those never
+/// reach an agent, even when the config's list names them.
 pub fn forwarded(daemon: &Daemon, env: BTreeMap<String, Secret>) -> BTreeMap<String, Secret> {
+    for provider in daemon.providers.all() {
+        provider.credentials(&env);
+    }
     env.into_iter()
         .filter(|(k, v)| {
             !v.expose().is_empty()
+                && !PROVIDER_ENV.contains(&k.as_str())
                 && (FORWARDED_ENV.contains(&k.as_str())
                     || daemon.config.agent.forward_env.iter().any(|f| f == k))
         })

@@ -18,6 +18,9 @@ pub fn build(paths: &Paths, config: &Config, store: &Arc<Store>) -> Providers {
     providers.add(Arc::new(harvest_docker::DockerProvider::new(
         docker_layout(paths, config),
     )));
+    providers.add(Arc::new(harvest_daytona::DaytonaProvider::new(
+        daytona_options(paths, config),
+    )));
     if std::env::var(TEST_PROVIDERS_ENV).is_ok_and(|v| v.split(',').any(|p| p == "fake-remote")) {
         providers.add(Arc::new(crate::fake_remote::FakeRemote::new(local)));
     }
@@ -54,5 +57,20 @@ fn docker_layout(paths: &Paths, config: &Config) -> harvest_docker::DockerLayout
             memory_mb: d.memory_mb,
             pids: d.pids,
         },
+    }
+}
+
+fn daytona_options(paths: &Paths, config: &Config) -> harvest_daytona::DaytonaOptions {
+    let d = &config.daytona;
+    harvest_daytona::DaytonaOptions {
+        api_url: d.api_url.clone(),
+        target: d.target.clone(),
+        snapshot: d.snapshot.clone(),
+        auto_stop_minutes: d.auto_stop_minutes,
+        auto_archive_minutes: d.auto_archive_minutes,
+        create_timeout: std::time::Duration::from_secs(d.create_timeout_secs.max(1)),
+        keepalive: (d.keepalive_ms > 0).then(|| std::time::Duration::from_millis(d.keepalive_ms)),
+        instance: paths.instance(),
+        sessions_dir: paths.sessions_dir(),
     }
 }

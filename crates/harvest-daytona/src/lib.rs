@@ -10,7 +10,12 @@ pub mod api;
 pub mod demux;
 pub mod error;
 pub mod http;
+pub mod keepalive;
 pub mod logs;
+pub mod provider;
+pub mod remote;
 pub mod toolbox;
+pub mod workspace;
 
 pub use error::DaytonaError;
+pub use provider::{DaytonaOptions, DaytonaProvider};

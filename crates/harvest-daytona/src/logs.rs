@@ -30,6 +30,8 @@ pub struct CommandRef {
     pub toolbox: Toolbox,
     pub session: String,
     pub cmd: String,
+    /// Whether a turn is open (see `keepalive`).
+    pub turn: crate::keepalive::Shared,
 }
 
 pub struct WsLog {
@@ -178,6 +180,7 @@ impl AgentLog for WsLog {
                 let n = CHUNK.min(self.pending.len());
                 let chunk: Vec<u8> = self.pending.drain(..n).collect();
                 self.offset += chunk.len() as u64;
+                self.command.turn.saw(&chunk);
                 return Ok(LogRead::Data(chunk));
             }
             if self.ended {

@@ -142,6 +142,11 @@ pub trait Provider: Send + Sync {
     fn brings_agent(&self) -> bool {
         false
     }
+    /// The provider's own credentials from a client's environment (a remote service's
+    /// key), taken before anything is filtered for the agent. Kept in memory only.
+    fn credentials(&self, env: &BTreeMap<String, Secret>) {
+        let _ = env;
+    }
     /// Check that the provider can work here, with an error that names the fix.
     async fn check(&self) -> Result<()>;
     /// Make the sandbox. The session is already stored, so a crash from here on leaves
@@ -279,6 +284,11 @@ pub trait AgentControl: Send + Sync {
     async fn exit_status(&self) -> Option<AgentExit>;
     /// The end of what the agent printed on stderr, to explain an unexpected exit.
     async fn diagnostics(&self) -> String;
+    /// Why the provider itself ended the process, when it did (a remote sandbox stopped
+    /// after its idle interval): not a failure, the next message starts it again.
+    async fn ended_by_provider(&self) -> Option<String> {
+        None
+    }
     /// Every byte of the log before `committed` is in the store: the provider may free
     /// them (offsets stay as they are; reading below `committed` is never asked again).
     async fn compact(&self, committed: u64) -> Result<()> {

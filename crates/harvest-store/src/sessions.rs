@@ -215,7 +215,13 @@ fn row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
             },
             sandbox_name: serde_json::from_str::<serde_json::Value>(&sandbox_state)
                 .ok()
-                .and_then(|v| v["container"].as_str().map(str::to_owned)),
+                .and_then(|v| {
+                    // A container's name, or a remote sandbox's id.
+                    v["container"]
+                        .as_str()
+                        .or(v["sandbox"].as_str())
+                        .map(str::to_owned)
+                }),
         },
         ingest: serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default(),
         spec: serde_json::from_str(&spec).unwrap_or_default(),

@@ -86,10 +86,12 @@ pub fn load_config(paths: &Paths) -> Result<Config> {
     Ok(Config::load(&paths.config_file())?)
 }
 
-/// The variables this client forwards to a new agent: credentials and the config's list.
+/// The variables this client sends with a session: the agent's credentials, the config's
+/// list, and a remote provider's own (DAYTONA_*, which the daemon keeps from the agent).
 pub fn forwarded_env(config: &Config) -> BTreeMap<String, Secret> {
     FORWARDED_ENV
         .iter()
+        .chain(harvest_daytona::provider::CREDENTIAL_ENV)
         .map(|s| s.to_string())
         .chain(config.agent.forward_env.iter().cloned())
         .filter_map(|k| {

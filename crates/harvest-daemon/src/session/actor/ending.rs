@@ -9,7 +9,7 @@ use std::time::Duration;
 impl Actor {
     /// The agent's log has ended: every line it wrote is stored. Record how it ended.
     pub(super) async fn on_exit(&mut self) {
-        let (exit, diagnostics, ended_unseen) = match self.agent.as_ref() {
+        let (exit, diagnostics, ended_unseen, by_provider) = match self.agent.as_ref() {
             Some(a) => (
                 a.control.exit_status().await.unwrap_or(AgentExit {
                     code: None,
@@ -17,6 +17,11 @@ impl Actor {
                 }),
                 a.control.diagnostics().await,
                 a.ended_unseen,
+                if a.control.exit_status().await.and_then(|e| e.code) == Some(0) {
+                    None
+                } else {
+                    a.control.ended_by_provider().await
+                },
             ),
             None => return,
         };
@@ -72,6 +77,15 @@ impl Actor {
                 events.push(status(
                     SessionState::Idle,
                     Some("the next message resumes the conversation".into()),
+                ));
+            }
+            None if by_provider.is_some() && !was_cancelling => {
+                let why = by_provider.unwrap_or_default();
+                events.push(status(
+                    SessionState::Exited,
+                    Some(format!(
+                        "{why}; send a message to start it again and resume the conversation"
+                    )),
                 ));
             }
             None if exit.code == Some(0) => {

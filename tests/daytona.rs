@@ -1,0 +1,396 @@
+//! The daytona provider end to end: the real daemon and `claude` CLI, the scripted model,
+//! and the FAKE Daytona (crates/harvest-fake-daytona), whose sandboxes run in bubblewrap.
+//! Each test starts its own fake and asserts what a user (or the service's bill) would
+//! notice: files in the remote workspace, events without gaps or doubles, keys where
+//! they belong, nothing left running.
+
+// Integration tests: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use harvest_e2e::daytona::{FakeDaytona, KEY};
+use harvest_e2e::{TEST_KEY, of_type, parse_lines, summarize};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const LONG: Duration = Duration::from_secs(90);
+
+const SCRIPT: &str = r#"
+[[turn]]
+prompt = "fix the greeting"
+[[turn.step]]
+text = "Reading the greeting first."
+tool_use = { name = "Read", input = { file_path = "{cwd}/greeting.txt" } }
+[[turn.step]]
+tool_use = { name = "Edit", input = { file_path = "{cwd}/greeting.txt", old_string = "helo", new_string = "hello" } }
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = "cat greeting.txt && echo ran-ok; ls -a", description = "Show the file" } }
+[[turn.step]]
+text = "Fixed the greeting."
+
+[[turn]]
+prompt = "stream a story"
+[[turn.step]]
+text = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty twenty-one twenty-two twenty-three twenty-four"
+chunk_delay_ms = 120
+
+[[turn]]
+prompt = "run the short job"
+[[turn.step]]
+text = "Running the job."
+tool_use = { name = "Bash", input = { command = "python3 -c 'import time; time.sleep(3)' && echo finished > marker.txt && echo job-done", description = "Short job" } }
+[[turn.step]]
+text = "The job is done."
+
+[[turn]]
+prompt = "show me your environment"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = '''env; echo env-probe-done''', description = "Print the environment" } }
+[[turn.step]]
+text = "That is all I can see."
+
+[[turn]]
+[[turn.step]]
+text = "Still the same conversation."
+"#;
+
+fn idle_after(evs: &[Value], turns: usize) -> bool {
+    of_type(evs, "turn_result").len() >= turns
+        && evs
+            .last()
+            .is_some_and(|e| e["type"] == "status" && e["state"] == "idle")
+}
+
+fn assert_gapless(evs: &[Value]) {
+    let seqs: Vec<u64> = evs.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "gap or duplicate: {}",
+        summarize(evs)
+    );
+}
+
+fn tool_output(evs: &[Value]) -> String {
+    of_type(evs, "tool_result")
+        .iter()
+        .map(|r| {
+            format!(
+                "{}\n{}",
+                r["content"].as_str().unwrap_or(""),
+                r["output"]["stdout"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+fn session_ids(h: &harvest_e2e::Harness) -> Vec<String> {
+    let ls: Vec<Value> = parse_lines(&h.ok(&["ls", "--json"]));
+    let list = match ls.first() {
+        Some(Value::Array(a)) => a.clone(),
+        _ => ls,
+    };
+    list.iter()
+        .filter_map(|s| s["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_folder_goes_up_the_agent_edits_it_remotely_and_every_step_streams() {
+    let fake = FakeDaytona::start(&[]);
+    let h = fake.harness(|_| SCRIPT.to_owned());
+    std::fs::write(h.workspace.join("greeting.txt"), "helo world\n").unwrap();
+    std::fs::write(h.workspace.join(".gitignore"), "ignored.env\n").unwrap();
+    std::fs::write(h.workspace.join("ignored.env"), "NOT=uploaded\n").unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", h.workspace.join("link")).unwrap();
+    let ws = h.workspace.to_str().unwrap();
+    let out = h.run(&["run", "--json", "--workspace", ws, "fix the greeting"]);
+    let live = parse_lines(&String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}\n{}\n{}",
+        summarize(&live),
+        String::from_utf8_lossy(&out.stderr),
+        h.daemon_log_tail()
+    );
+    assert_gapless(&live);
+    let calls: Vec<&str> = of_type(&live, "tool_call")
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(calls, ["Read", "Edit", "Bash"], "{}", summarize(&live));
+    assert!(
+        tool_output(&live).contains("ran-ok"),
+        "{}",
+        summarize(&live)
+    );
+    let id = session_ids(&h).pop().expect("the session is listed");
+    // The edit happened in the remote workspace; the user's folder is as it was.
+    assert_eq!(
+        fake.workspace_file(&id, "greeting.txt").as_deref(),
+        Some("hello world\n")
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.workspace.join("greeting.txt")).unwrap(),
+        "helo world\n"
+    );
+    // What git would ignore, and links, stayed on this machine.
+    assert_eq!(fake.workspace_file(&id, "ignored.env"), None);
+    assert_eq!(fake.workspace_file(&id, "link"), None);
+    assert_eq!(
+        fake.workspace_file(&id, ".gitignore").as_deref(),
+        Some("ignored.env\n")
+    );
+    // `harvest ls` names the remote sandbox.
+    let sandbox = fake.sandbox_of(&id);
+    let ls = h.ok(&["ls"]);
+    assert!(
+        ls.contains(sandbox["id"].as_str().unwrap()),
+        "ls does not show the sandbox id:\n{ls}"
+    );
+}
+
+/// The logs WebSocket dropped mid-stream, then the daemon killed twice (while the model
+/// streams and while a tool runs): the agent is found again by its labels and session,
+/// the turns complete, and every event is there exactly once.
+#[test]
+fn dropped_streams_and_a_killed_daemon_lose_and_double_nothing() {
+    let fake = FakeDaytona::start(&[]);
+    let h = fake.harness(|_| SCRIPT.to_owned());
+    // The next two log connections break after 2 KB (no close frame).
+    fake.fault(json!({"fault": "drop_ws", "count": 2, "after_bytes": 2048}));
+    let id = h.new_session("stream a story");
+    h.wait_events(&id, "text to start streaming", LONG, |e| {
+        of_type(e, "assistant_delta").len() >= 2
+    });
+    h.kill_daemon();
+    h.wait_events(&id, "the first turn", LONG, |e| idle_after(e, 1));
+    h.ok(&["send", &id, "run the short job"]);
+    h.wait_events(&id, "the tool to start", LONG, |e| {
+        of_type(e, "tool_call").len() == 1
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    h.kill_daemon();
+    let evs = h.wait_events(&id, "the second turn", LONG, |e| idle_after(e, 2));
+    assert_gapless(&evs);
+    assert_eq!(
+        fake.workspace_file(&id, "marker.txt").as_deref(),
+        Some("finished\n")
+    );
+    assert!(tool_output(&evs).contains("job-done"));
+    let texts: Vec<&str> = of_type(&evs, "assistant_text")
+        .iter()
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts.len(),
+        3,
+        "each text exactly once: {}",
+        summarize(&evs)
+    );
+    assert_eq!(of_type(&evs, "turn_result").len(), 2, "{}", summarize(&evs));
+    assert!(
+        !evs.iter().any(|e| e["type"] == "sandbox"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("restarted"))),
+        "the agent was restarted instead of re-adopted: {}",
+        summarize(&evs)
+    );
+    assert_eq!(fake.sandboxes().len(), 1, "one sandbox, never a second");
+}
+
+#[test]
+fn a_missing_or_refused_key_is_reported_before_anything_is_created() {
+    let fake = FakeDaytona::start(&[]);
+    let mut h = fake.harness(|_| SCRIPT.to_owned());
+    for (key, expect) in [
+        (Some("dtn-wrong-key"), "refused the API key"),
+        (None, "DAYTONA_API_KEY"),
+    ] {
+        h.extra_env.retain(|(k, _)| k != "DAYTONA_API_KEY");
+        if let Some(k) = key {
+            h.extra_env.push(("DAYTONA_API_KEY".into(), k.into()));
+        }
+        let _ = h.run(&["daemon", "stop"]);
+        let ws = h.workspace.to_str().unwrap();
+        let out = h.run(&["new", "--workspace", ws, "fix the greeting"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "a session was made with key {key:?}");
+        assert!(
+            err.contains(expect),
+            "key {key:?}: the error should say {expect:?}: {err}"
+        );
+    }
+    assert!(fake.sandboxes().is_empty(), "{:?}", fake.sandboxes());
+    assert!(
+        !fake
+            .requests()
+            .iter()
+            .any(|r| r["method"] == "POST" && r["uri"] == "/api/sandbox"),
+        "a create was sent"
+    );
+}
+
+#[test]
+fn rate_limits_and_server_errors_are_waited_out() {
+    let fake = FakeDaytona::start(&[]);
+    let h = fake.harness(|_| SCRIPT.to_owned());
+    fake.fault(
+        json!({"fault": "rate_limit", "throttler": "sandbox-create", "count": 1, "retry_after": 1}),
+    );
+    fake.fault(json!({"fault": "server_error", "path": "/api/sandbox", "count": 2, "status": 503}));
+    let t = Instant::now();
+    let id = h.new_session("stream a story");
+    h.wait_events(&id, "the first turn", LONG, |e| idle_after(e, 1));
+    assert!(
+        t.elapsed() >= Duration::from_secs(1),
+        "the retry hint was not waited for"
+    );
+    let creates = fake
+        .requests()
+        .iter()
+        .filter(|r| r["method"] == "POST" && r["uri"] == "/api/sandbox")
+        .count();
+    assert_eq!(creates, 2, "one create refused with 429, then one made");
+    assert_eq!(fake.sandboxes().len(), 1);
+}
+
+/// The Daytona key goes only in Authorization headers; the model key only in the agent's
+/// input (its process environment): never in labels, the sandbox's env, the command text a
+/// session listing shows, the sandbox's files, or anything Harvest writes.
+#[test]
+fn keys_stay_where_they_belong() {
+    let fake = FakeDaytona::start(&[]);
+    let h = fake.harness(|_| SCRIPT.to_owned());
+    let id = h.new_session("show me your environment");
+    let evs = h.wait_events(&id, "the probe", LONG, |e| idle_after(e, 1));
+    assert!(
+        tool_output(&evs).contains("env-probe-done"),
+        "{}",
+        summarize(&evs)
+    );
+    for r in fake.requests() {
+        let headers = r["headers"].as_object().unwrap();
+        for (name, value) in headers {
+            if value.as_str().unwrap().contains(KEY) {
+                assert_eq!(name, "authorization", "the Daytona key in header {name}");
+            }
+        }
+        let body = r["body"].as_str().unwrap();
+        assert!(!body.contains(KEY), "the Daytona key in a body: {r}");
+        assert!(
+            !r["uri"].as_str().unwrap().contains(TEST_KEY),
+            "model key in a URL"
+        );
+        if body.contains(TEST_KEY) {
+            assert!(
+                r["method"] == "POST" && r["uri"].as_str().unwrap().ends_with("/input"),
+                "the model key outside the agent's input: {r}"
+            );
+        }
+    }
+    let sandbox = fake.sandbox_of(&id);
+    let sid = sandbox["id"].as_str().unwrap();
+    for listing in [
+        fake.get(&format!("/api/sandbox/{sid}")),
+        fake.get("/api/sandbox"),
+        fake.get(&format!("/toolbox/{sid}/process/session")),
+    ] {
+        assert!(
+            !listing.contains(TEST_KEY),
+            "the model key is listed: {listing}"
+        );
+    }
+    // Nothing Harvest wrote holds either key (the event log redacts what the agent printed).
+    for dir in ["data", "state", "config", "run"] {
+        let out = std::process::Command::new("grep")
+            .args(["-rlaF", "-e", KEY, "-e", TEST_KEY])
+            .arg(h.path(dir))
+            .output()
+            .unwrap();
+        let hits = String::from_utf8_lossy(&out.stdout);
+        assert!(hits.trim().is_empty(), "a key was written to: {hits}");
+    }
+    // Nor do the sandbox's own files, but for the agent's transcripts: a remote agent's
+    // process holds its model key (there is no proxy on this machine it could reach),
+    // and the transcript records what its `env` printed.
+    let out = std::process::Command::new("grep")
+        .args(["-rlaF", "--exclude-dir=projects", "-e", KEY, "-e", TEST_KEY])
+        .arg(sandbox["dir"].as_str().unwrap())
+        .output()
+        .unwrap();
+    let hits = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        hits.trim().is_empty(),
+        "a key is in the sandbox's files: {hits}"
+    );
+}
+
+#[test]
+fn rm_deletes_the_remote_sandbox() {
+    let fake = FakeDaytona::start(&[]);
+    let h = fake.harness(|_| SCRIPT.to_owned());
+    let id = h.new_session("stream a story");
+    h.wait_events(&id, "the first turn", LONG, |e| idle_after(e, 1));
+    assert_eq!(fake.sandboxes().len(), 1);
+    h.ok(&["rm", &id]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fake.sandboxes().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        fake.sandboxes().is_empty(),
+        "left behind: {:?}",
+        fake.sandboxes()
+    );
+    let ls = h.ok(&["ls", "--json"]);
+    assert!(!ls.contains(&id), "{ls}");
+}
+
+/// An idle sandbox stops after its auto-stop interval (a "minute" is 1 s here); the next
+/// message starts it again and the conversation resumes, since HOME lives in the sandbox.
+#[test]
+fn an_idle_sandbox_stops_and_the_next_message_starts_it_again() {
+    let fake = FakeDaytona::start(&["--minute-ms", "1500"]);
+    let h = fake.harness(|_| SCRIPT.to_owned());
+    // A turn streams for about 3 s, longer than the interval: its keep-alive calls (every
+    // 0.5 s) must keep the sandbox up until the turn ends.
+    h.write_config(
+        "[sandbox]\ndefault = \"daytona\"\n[daytona]\nauto_stop_minutes = 1\nkeepalive_ms = 500\n",
+    );
+    let id = h.new_session("stream a story");
+    h.wait_events(&id, "the first turn", LONG, |e| idle_after(e, 1));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.sandbox_of(&id)["state"] != "stopped" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let recent: Vec<String> = fake
+        .requests()
+        .iter()
+        .rev()
+        .take(8)
+        .map(|r| format!("{} {}", r["method"], r["uri"]))
+        .collect();
+    assert_eq!(
+        fake.sandbox_of(&id)["state"],
+        "stopped",
+        "never auto-stopped; the last requests: {recent:#?}"
+    );
+    let evs = h.wait_events(&id, "the stop to be reported", LONG, |e| {
+        e.last()
+            .is_some_and(|e| e["type"] == "status" && e["state"] == "exited")
+    });
+    assert!(
+        !evs.iter().any(|e| e["type"] == "error"),
+        "an idle stop is not a failure: {}",
+        summarize(&evs)
+    );
+    h.ok(&["send", &id, "what came before?"]);
+    h.wait_events(&id, "the resumed turn", LONG, |e| idle_after(e, 2));
+    assert_eq!(fake.sandbox_of(&id)["state"], "started");
+    let history = h.last_request_for("what came before?").all_text();
+    assert!(
+        history.contains("stream a story"),
+        "the resumed agent lost the conversation: {history}"
+    );
+}

@@ -1,0 +1,148 @@
+//! The FAKE Daytona (`harvest-fake-daytona`, crates/harvest-fake-daytona) as the daytona
+//! provider's tests use it: started on a free loopback port with its own sandbox root,
+//! its control routes (`/_fake/…`) driven with curl.
+
+use crate::{Harness, claude_bin};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub const KEY: &str = "dtn-test-key-7f3a9c2e41b8";
+
+pub struct FakeDaytona {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    pub root: tempfile::TempDir,
+}
+
+pub fn fake_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("harvest-fake-daytona"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build --workspace --bins`",
+        bin.display()
+    );
+    bin
+}
+
+impl FakeDaytona {
+    pub fn start(extra: &[&str]) -> FakeDaytona {
+        let root = tempfile::Builder::new()
+            .prefix("fd")
+            .tempdir()
+            .expect("temp dir");
+        let mut child = Command::new(fake_bin())
+            .args(["--listen", "127.0.0.1:0", "--api-key", KEY])
+            .arg("--root")
+            .arg(root.path())
+            .arg("--claude")
+            .arg(claude_bin())
+            .args(["--transition-ms", "150", "--close-ms", "300"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the fake Daytona starts");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("its first line");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("listening on …")
+            .to_owned();
+        FakeDaytona { child, url, root }
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("{}/api", self.url)
+    }
+
+    /// A harness whose harvest commands use this fake, `daytona` the default sandbox.
+    pub fn harness(&self, script: impl FnOnce(&Path) -> String) -> Harness {
+        let url = self.api_url();
+        let h = Harness::with_env_for(
+            script,
+            &[("DAYTONA_API_KEY", KEY), ("DAYTONA_API_URL", url.as_str())],
+        );
+        h.write_config("[sandbox]\ndefault = \"daytona\"\n");
+        h
+    }
+
+    fn curl(&self, args: &[&str]) -> String {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "30"])
+            .args(args)
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn fault(&self, fault: Value) {
+        self.curl(&[
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &fault.to_string(),
+            &format!("{}/_fake/faults", self.url),
+        ]);
+    }
+
+    /// Every sandbox that is not destroyed, each with its `dir` on this machine.
+    pub fn sandboxes(&self) -> Vec<Value> {
+        serde_json::from_str(&self.curl(&[&format!("{}/_fake/sandboxes", self.url)]))
+            .unwrap_or_default()
+    }
+
+    pub fn requests(&self) -> Vec<Value> {
+        serde_json::from_str(&self.curl(&[&format!("{}/_fake/requests", self.url)]))
+            .unwrap_or_default()
+    }
+
+    /// An authenticated GET of the API or toolbox, as a client of the service would.
+    pub fn get(&self, path: &str) -> String {
+        self.curl(&[
+            "-H",
+            &format!("Authorization: Bearer {KEY}"),
+            "-H",
+            "X-Daytona-SDK-Version: 0.190.0",
+            &format!("{}{path}", self.url),
+        ])
+    }
+
+    /// The one sandbox of a session.
+    pub fn sandbox_of(&self, session: &str) -> Value {
+        let all = self.sandboxes();
+        let mine: Vec<&Value> = all
+            .iter()
+            .filter(|s| s["labels"]["harvest.session"] == session)
+            .collect();
+        assert_eq!(mine.len(), 1, "sandboxes of {session}: {all:?}");
+        mine[0].clone()
+    }
+
+    /// A file of a session's workspace, read on this machine from the fake's root.
+    pub fn workspace_file(&self, session: &str, rel: &str) -> Option<String> {
+        let s = self.sandbox_of(session);
+        let dir = PathBuf::from(s["dir"].as_str()?);
+        std::fs::read_to_string(dir.join("home/workspace").join(rel)).ok()
+    }
+}
+
+impl Drop for FakeDaytona {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
