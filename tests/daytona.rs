@@ -394,3 +394,42 @@ fn an_idle_sandbox_stops_and_the_next_message_starts_it_again() {
         "the resumed agent lost the conversation: {history}"
     );
 }
+
+/// Egress is Daytona's to enforce: `--network none` asks for an allow list holding only
+/// the model's host, `--network allow=…` for those hosts and the model's; an open network
+/// asks for no list.
+#[test]
+fn network_choices_become_the_sandboxes_egress_settings() {
+    let fake = FakeDaytona::start(&[]);
+    let h = fake.harness(|_| SCRIPT.to_owned());
+    let ws = h.workspace.to_str().unwrap().to_owned();
+    for (network, want) in [
+        ("none", Some("127.0.0.1")),
+        (
+            "allow=pypi.org,*.github.com",
+            Some("pypi.org,*.github.com,127.0.0.1"),
+        ),
+        ("open", None),
+    ] {
+        let id = h.ok(&[
+            "new",
+            "--detach",
+            "--network",
+            network,
+            "--workspace",
+            &ws,
+            "stream a story",
+        ]);
+        let s = fake.sandbox_of(id.trim());
+        assert_eq!(
+            s["domainAllowList"].as_str(),
+            want,
+            "--network {network}: {s}"
+        );
+        assert_eq!(
+            s["networkBlockAll"], false,
+            "the model must stay reachable: {s}"
+        );
+        h.ok(&["rm", id.trim()]);
+    }
+}

@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 
 pub const KEY: &str = "dtn-test-key-7f3a9c2e41b8";
 
+static SHARED: std::sync::OnceLock<FakeDaytona> = std::sync::OnceLock::new();
+
 pub struct FakeDaytona {
     child: Child,
     /// `http://127.0.0.1:PORT`
@@ -44,8 +46,15 @@ impl FakeDaytona {
             .arg(root.path())
             .arg("--claude")
             .arg(claude_bin())
-            .args(["--transition-ms", "150", "--close-ms", "300"])
+            .args([
+                "--transition-ms",
+                "150",
+                "--close-ms",
+                "300",
+                "--exit-with-stdin",
+            ])
             .args(extra)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -61,6 +70,32 @@ impl FakeDaytona {
             .expect("listening on …")
             .to_owned();
         FakeDaytona { child, url, root }
+    }
+
+    /// One fake for a whole test binary (sessions are told apart by their labels); it
+    /// ends with the binary, as its stdin closes.
+    pub fn shared() -> &'static FakeDaytona {
+        SHARED.get_or_init(|| FakeDaytona::start(&[]))
+    }
+
+    /// The shared fake, if a test of this binary started it.
+    pub fn if_started() -> Option<&'static FakeDaytona> {
+        SHARED.get()
+    }
+
+    /// A sandbox labelled for a session, whatever its state.
+    pub fn sandbox_labelled(&self, session: &str) -> Option<Value> {
+        self.sandboxes()
+            .into_iter()
+            .find(|s| s["labels"]["harvest.session"] == session)
+    }
+
+    /// The sandbox of the one session of a harness.
+    pub fn sandbox_of_harness(&self, h: &Harness) -> Option<Value> {
+        let instance = h.instance();
+        self.sandboxes()
+            .into_iter()
+            .find(|s| s["labels"]["harvest.instance"] == instance.as_str())
     }
 
     pub fn api_url(&self) -> String {

@@ -56,6 +56,9 @@ struct Credentials {
     key: Option<Secret>,
     api_url: Option<String>,
     target: Option<String>,
+    /// The agent's model host (from the client's ANTHROPIC_BASE_URL): what an allow list
+    /// must always let through.
+    model_host: Option<String>,
 }
 
 pub struct DaytonaProvider {
@@ -79,6 +82,7 @@ impl DaytonaProvider {
                 key: var("DAYTONA_API_KEY").map(Secret::new),
                 api_url: var("DAYTONA_API_URL"),
                 target: var("DAYTONA_TARGET"),
+                model_host: var("ANTHROPIC_BASE_URL").as_deref().and_then(host_of),
             }),
             api: Mutex::new(None),
         }
@@ -130,14 +134,22 @@ impl DaytonaProvider {
         ])
     }
 
+    fn model_host(&self) -> String {
+        lock(&self.creds)
+            .model_host
+            .clone()
+            .unwrap_or_else(|| "api.anthropic.com".to_owned())
+    }
+
     fn request(&self, spec: &SandboxSpec) -> CreateRequest {
+        let model_host = self.model_host();
         let (network_block_all, domain_allow_list) = match &spec.network {
             Network::Open => (false, None),
             // The agent must still reach its model; Daytona has allow lists, no block list.
-            Network::None => (false, Some(model_host())),
+            Network::None => (false, Some(model_host)),
             Network::Allow(hosts) => {
                 let mut all = hosts.clone();
-                all.push(model_host());
+                all.push(model_host);
                 (false, Some(all.join(",")))
             }
         };
@@ -202,13 +214,10 @@ impl DaytonaProvider {
     }
 }
 
-/// The model's host, from ANTHROPIC_BASE_URL when the daemon has one.
-fn model_host() -> String {
-    std::env::var("ANTHROPIC_BASE_URL")
+fn host_of(url: &str) -> Option<String> {
+    reqwest::Url::parse(url)
         .ok()
-        .and_then(|u| reqwest::Url::parse(&u).ok())
         .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_else(|| "api.anthropic.com".to_owned())
 }
 
 #[async_trait]
@@ -224,6 +233,9 @@ impl Provider for DaytonaProvider {
     fn credentials(&self, env: &BTreeMap<String, Secret>) {
         let get = |k: &str| env.get(k).filter(|v| !v.expose().is_empty());
         let mut c = lock(&self.creds);
+        if let Some(url) = get("ANTHROPIC_BASE_URL") {
+            c.model_host = host_of(url.expose());
+        }
         if let Some(k) = get("DAYTONA_API_KEY") {
             c.key = Some(k.clone());
             // A client's key comes with its URL and target (or their absence).
@@ -323,15 +335,42 @@ impl Provider for DaytonaProvider {
         for s in api.list(&self.labels(session)).await? {
             api.delete(&s.id).await?;
         }
+        // What this provider keeps on this machine for the session (the upload manifest).
+        let dir = self.opts.sessions_dir.join(session);
+        let _ = std::fs::remove_file(dir.join(crate::workspace::MANIFEST));
+        let _ = std::fs::remove_dir(&dir);
         Ok(())
     }
 
+    /// The source sandbox's HOME (its workspace and the agent's transcripts) as a tarball
+    /// kept with the new session on this machine; `create` unpacks it in the new sandbox.
+    /// Its contents are the source agent's (hostile) but only ever unpacked remotely.
     async fn fork(&self, from: &SandboxSpec, to: &str) -> Result<WorkspaceSource> {
-        let _ = (from, to);
-        Err(SandboxError::Unsupported {
-            kind: "daytona",
-            what: "fork (yet)".into(),
-        })
+        let api = self.api()?;
+        let Some(src) = api
+            .list(&self.labels(&from.session))
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Err(SandboxError::BadWorkspace {
+                path: PathBuf::from(crate::remote::WORKSPACE),
+                reason: format!("the Daytona sandbox of session {} is gone", from.session),
+            });
+        };
+        let sandbox = self.sandbox_for(&api, &src)?;
+        let tarball = sandbox.export_home().await?;
+        let dir = self.opts.sessions_dir.join(to);
+        let io = |source| SandboxError::Io {
+            path: dir.clone(),
+            source,
+        };
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&dir)
+            .map_err(io)?;
+        let path = dir.join(crate::workspace::FORK_TARBALL);
+        std::fs::write(&path, tarball).map_err(io)?;
+        Ok(WorkspaceSource::Owned { path })
     }
 }
 

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 pub const WORKSPACE: &str = "/home/daytona/workspace";
 pub const CLAUDE: &str = "/usr/local/bin/claude";
+pub const HOME: &str = "/home/daytona";
 const SESSION_PREFIX: &str = "harvest-agent-";
 
 pub struct DaytonaSandbox {
@@ -83,7 +84,7 @@ impl DaytonaSandbox {
 
     /// Started, starting it if it stopped (auto-stop) or was archived; a clear error if it
     /// was deleted outside Harvest or failed.
-    async fn ensure_started(&self) -> Result<()> {
+    pub(crate) async fn ensure_started(&self) -> Result<()> {
         let Some(s) = self.api.get(&self.id).await? else {
             return Err(SandboxError::Spawn(format!(
                 "the Daytona sandbox {} was deleted outside Harvest; `harvest rm` this session \
@@ -131,12 +132,23 @@ impl DaytonaSandbox {
         text
     }
 
+    /// A one-shot command in the workspace.
     pub(crate) async fn execute(
         &self,
         script: &str,
         timeout: Duration,
     ) -> Result<(Option<i32>, String)> {
-        let r = self.toolbox.execute(script, WORKSPACE, timeout).await?;
+        self.execute_at(WORKSPACE, script, timeout).await
+    }
+
+    /// A one-shot command in `cwd` (HOME, before the workspace exists).
+    pub(crate) async fn execute_at(
+        &self,
+        cwd: &str,
+        script: &str,
+        timeout: Duration,
+    ) -> Result<(Option<i32>, String)> {
+        let r = self.toolbox.execute(script, cwd, timeout).await?;
         Ok((r.exit_code.and_then(|c| i32::try_from(c).ok()), r.result))
     }
 }

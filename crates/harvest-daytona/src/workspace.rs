@@ -4,13 +4,16 @@
 //! a marker in the sandbox says so, because `create` runs again for a sandbox found again
 //! and must never overwrite the agent's work with the user's folder.
 
-use crate::remote::{DaytonaSandbox, WORKSPACE, quote};
+use crate::remote::{DaytonaSandbox, HOME, WORKSPACE, quote};
 use harvest_sandbox::{Result, SandboxError, WorkspaceSource};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Where the list of uploaded files is kept on this machine (per session), for `pull`.
 pub const MANIFEST: &str = "daytona-upload.json";
+/// A fork's copy of its source's HOME, kept with the fork's session on this machine.
+pub const FORK_TARBALL: &str = "daytona-fork.tgz";
+const REMOTE_TARBALL: &str = "/tmp/.harvest-fork.tgz";
 const READY: &str = "/home/daytona/.harvest-workspace-ready";
 /// Bytes per bulk upload.
 const BATCH: usize = 8 << 20;
@@ -89,7 +92,8 @@ impl DaytonaSandbox {
         manifest: &Path,
     ) -> Result<()> {
         let (ready, _) = self
-            .execute(
+            .execute_at(
+                HOME,
                 &format!("test -e {}", quote(READY)),
                 Duration::from_secs(30),
             )
@@ -101,6 +105,26 @@ impl DaytonaSandbox {
             WorkspaceSource::Clone { url } => {
                 self.toolbox().git_clone(url, WORKSPACE).await?;
             }
+            WorkspaceSource::Owned { path } if path.ends_with(FORK_TARBALL) => {
+                let bytes = std::fs::read(path).map_err(|e| SandboxError::Io {
+                    path: path.clone(),
+                    source: e,
+                })?;
+                self.toolbox()
+                    .upload(vec![(REMOTE_TARBALL.to_owned(), bytes)])
+                    .await?;
+                let script =
+                    format!("tar xzf {REMOTE_TARBALL} -C /home/daytona && rm -f {REMOTE_TARBALL}");
+                let (code, out) = self
+                    .execute_at(HOME, &script, Duration::from_secs(600))
+                    .await?;
+                if code != Some(0) {
+                    return Err(SandboxError::Spawn(format!(
+                        "cannot unpack the fork's copy: {}",
+                        out.trim()
+                    )));
+                }
+            }
             WorkspaceSource::Folder { path } | WorkspaceSource::Owned { path } => {
                 self.toolbox().make_folder(WORKSPACE).await?;
                 self.upload_folder(path, manifest).await?;
@@ -110,6 +134,36 @@ impl DaytonaSandbox {
             .upload(vec![(READY.to_owned(), Vec::new())])
             .await?;
         Ok(())
+    }
+
+    /// HOME (the workspace and the agent's transcripts) as a gzipped tarball.
+    pub async fn export_home(&self) -> Result<Vec<u8>> {
+        self.ensure_started().await?;
+        let script = format!(
+            "tar czf {REMOTE_TARBALL} -C /home/daytona --exclude=./.harvest-workspace-ready ."
+        );
+        let (code, out) = self
+            .execute_at(HOME, &script, Duration::from_secs(600))
+            .await?;
+        if code != Some(0) {
+            return Err(SandboxError::Spawn(format!(
+                "cannot copy the sandbox's HOME: {}",
+                out.trim()
+            )));
+        }
+        let bytes = self
+            .toolbox()
+            .download(REMOTE_TARBALL)
+            .await?
+            .unwrap_or_default();
+        let _ = self
+            .execute_at(
+                HOME,
+                &format!("rm -f {REMOTE_TARBALL}"),
+                Duration::from_secs(30),
+            )
+            .await;
+        Ok(bytes)
     }
 
     async fn upload_folder(&self, root: &Path, manifest: &Path) -> Result<()> {

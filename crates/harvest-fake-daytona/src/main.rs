@@ -34,6 +34,9 @@ struct Args {
     /// Milliseconds one minute of auto-stop lasts.
     #[arg(long, default_value_t = 60_000)]
     minute_ms: u64,
+    /// Exit when stdin closes (a test that started it has ended, however it ended).
+    #[arg(long)]
+    exit_with_stdin: bool,
 }
 
 #[tokio::main]
@@ -43,6 +46,12 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args = Args::parse();
+    if args.exit_with_stdin {
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            std::process::exit(0);
+        });
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
