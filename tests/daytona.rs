@@ -49,6 +49,13 @@ tool_use = { name = "Bash", input = { command = '''env; echo env-probe-done''', 
 text = "That is all I can see."
 
 [[turn]]
+prompt = "change files"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = "echo agent-version > notes.txt && echo brand-new > added.txt && rm gone.txt && mkdir -p out && echo planted > out/evil.txt && echo changed", description = "Change files" } }
+[[turn.step]]
+text = "Changed them."
+
+[[turn]]
 [[turn.step]]
 text = "Still the same conversation."
 "#;
@@ -432,4 +439,95 @@ fn network_choices_become_the_sandboxes_egress_settings() {
         );
         h.ok(&["rm", id.trim()]);
     }
+}
+
+/// `pull` brings the agent's edits, additions and deletions into the folder they were
+/// uploaded from; a file changed here since the upload stops it with nothing written; a
+/// link here is never written through (the attack: the agent makes `out/evil.txt` where
+/// the user's `out` is a link to a folder outside); `--patch` writes what applies.
+#[test]
+fn pull_brings_changes_back_and_never_overwrites_or_follows_a_link() {
+    let fake = FakeDaytona::start(&[]);
+    let h = fake.harness(|_| SCRIPT.to_owned());
+    let w = &h.workspace;
+    std::fs::write(w.join("notes.txt"), "user-version\n").unwrap();
+    std::fs::write(w.join("gone.txt"), "to be deleted\n").unwrap();
+    std::fs::write(w.join("keep.txt"), "untouched\n").unwrap();
+    let id = h.new_session("change files");
+    h.wait_events(&id, "the changes", LONG, |e| idle_after(e, 1));
+
+    // A local edit since the upload: refused, nothing written.
+    std::fs::write(w.join("notes.txt"), "edited-here\n").unwrap();
+    let out = h.run(&["pull", &id]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a pull overwrote a local edit");
+    assert!(
+        err.contains("notes.txt") && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.join("notes.txt")).unwrap(),
+        "edited-here\n"
+    );
+    assert!(!w.join("added.txt").exists() && w.join("gone.txt").exists());
+
+    // A link where the agent wrote a folder: refused, the outside untouched.
+    std::fs::write(w.join("notes.txt"), "user-version\n").unwrap();
+    let outside = h.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, w.join("out")).unwrap();
+    let out = h.run(&["pull", &id]);
+    assert!(!out.status.success(), "a pull wrote through a link");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("link"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !outside.join("evil.txt").exists(),
+        "written outside the workspace"
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.join("notes.txt")).unwrap(),
+        "user-version\n",
+        "a refused pull wrote part of the changes"
+    );
+
+    // As a patch: what `git apply` takes.
+    std::fs::remove_file(w.join("out")).unwrap();
+    let patch = h.path("agent.patch");
+    h.ok(&["pull", &id, "--patch", patch.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&patch).unwrap();
+    assert!(
+        text.contains("+agent-version") && text.contains("-user-version"),
+        "{text}"
+    );
+    assert!(
+        text.contains("added.txt") && text.contains("gone.txt"),
+        "{text}"
+    );
+
+    // Into the folder.
+    let pulled = h.ok(&["pull", &id]);
+    assert_eq!(
+        std::fs::read_to_string(w.join("notes.txt")).unwrap(),
+        "agent-version\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.join("added.txt")).unwrap(),
+        "brand-new\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.join("out/evil.txt")).unwrap(),
+        "planted\n"
+    );
+    assert!(!w.join("gone.txt").exists(), "{pulled}");
+    assert_eq!(
+        std::fs::read_to_string(w.join("keep.txt")).unwrap(),
+        "untouched\n"
+    );
+    assert!(
+        pulled.contains("notes.txt") && !pulled.contains("keep.txt"),
+        "{pulled}"
+    );
 }

@@ -474,3 +474,50 @@ async fn store_call<T: Send + 'static>(
         .map_err(|e| RpcError::new(codes::INTERNAL, e.to_string()))?
         .map_err(|e| RpcError::new(codes::STORE_FAILED, e.to_string()))
 }
+
+/// `session/changes`: the agent's changes with the folder they came from, bounded.
+pub async fn changes_result(
+    daemon: &Arc<Daemon>,
+    id: &SessionId,
+    changes: Vec<harvest_sandbox::WorkspaceChange>,
+) -> Result<harvest_protocol::methods::ChangesResult, RpcError> {
+    use base64::Engine;
+    use harvest_protocol::methods::{CHANGES_MAX, ChangesResult, FileChange};
+    let record = {
+        let id = id.clone();
+        store_call(daemon, move |store| store.session(&id)).await?
+    }
+    .ok_or_else(|| RpcError::new(codes::SESSION_NOT_FOUND, format!("no session {id}")))?;
+    let spec: SessionSpec = serde_json::from_value(record.spec)
+        .map_err(|e| RpcError::new(codes::INTERNAL, format!("session {id}: {e}")))?;
+    let local_workspace = match spec.workspace_source() {
+        WorkspaceSource::Folder { path } => Some(path.display().to_string()),
+        _ => None,
+    };
+    let total: usize = changes
+        .iter()
+        .map(|c| c.content.as_ref().map_or(0, Vec::len))
+        .sum();
+    if total > CHANGES_MAX / 4 * 3 {
+        return Err(RpcError::new(
+            codes::INVALID_PARAMS,
+            format!(
+                "the agent's changes are {total} bytes, more than one answer carries ({} bytes); \
+                 bring them with git from inside the session instead",
+                CHANGES_MAX / 4 * 3
+            ),
+        ));
+    }
+    let engine = base64::engine::general_purpose::STANDARD;
+    Ok(ChangesResult {
+        local_workspace,
+        changes: changes
+            .into_iter()
+            .map(|c| FileChange {
+                path: c.path,
+                base: c.base,
+                content_b64: c.content.map(|b| engine.encode(b)),
+            })
+            .collect(),
+    })
+}

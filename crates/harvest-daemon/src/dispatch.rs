@@ -188,6 +188,11 @@ pub async fn call(s: &mut Session, call: Call) -> Result<Value, RpcError> {
                 truncated,
             })
         }
+        Call::SessionChanges(p) => {
+            let (id, h) = sessions.resolve(&p.session)?;
+            let changes = h.changes().await?;
+            answer::<m::SessionChanges>(crate::create::changes_result(d, &id, changes).await?)
+        }
         Call::DaemonStatus(_) => answer::<m::DaemonStatus>(create::status(d).await?),
         Call::DaemonStop(_) => {
             d.shutdown.cancel();

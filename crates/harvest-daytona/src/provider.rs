@@ -203,14 +203,22 @@ impl DaytonaProvider {
         &self,
         api: &Api,
         s: &crate::api::Sandbox,
+        session: &str,
     ) -> std::result::Result<DaytonaSandbox, DaytonaError> {
         Ok(DaytonaSandbox::new(
             api.clone(),
             Self::toolbox(api, s)?,
             s.id.clone(),
-            self.opts.create_timeout,
-            self.keepalive(),
+            (self.opts.create_timeout, self.keepalive()),
+            self.manifest(session),
         ))
+    }
+
+    fn manifest(&self, session: &str) -> PathBuf {
+        self.opts
+            .sessions_dir
+            .join(session)
+            .join(crate::workspace::MANIFEST)
     }
 }
 
@@ -268,7 +276,7 @@ impl Provider for DaytonaProvider {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut sandbox = self.sandbox_for(&api, &started)?;
+        let mut sandbox = self.sandbox_for(&api, &started, &spec.session)?;
         let manifest = self
             .opts
             .sessions_dir
@@ -302,7 +310,7 @@ impl Provider for DaytonaProvider {
         let Some(found) = found else {
             return Ok(None);
         };
-        let sandbox = self.sandbox_for(&api, &found)?;
+        let sandbox = self.sandbox_for(&api, &found, &spec.session)?;
         let mut process = None;
         if found.state() == "started"
             && let Some((log_id, session)) = newest_agent_session(sandbox.toolbox()).await?
@@ -358,7 +366,7 @@ impl Provider for DaytonaProvider {
                 reason: format!("the Daytona sandbox of session {} is gone", from.session),
             });
         };
-        let sandbox = self.sandbox_for(&api, &src)?;
+        let sandbox = self.sandbox_for(&api, &src, &from.session)?;
         let tarball = sandbox.export_home().await?;
         let dir = self.opts.sessions_dir.join(to);
         let io = |source| SandboxError::Io {

@@ -34,6 +34,8 @@ pub struct DaytonaSandbox {
     id: String,
     timeout: Duration,
     keepalive: Duration,
+    /// What was uploaded, on this machine (for `pull`).
+    manifest: PathBuf,
     workspace: PathBuf,
     program: PathBuf,
     /// Preview links by port, valid until the sandbox is started again (the token rotates).
@@ -50,8 +52,8 @@ impl DaytonaSandbox {
         api: Api,
         toolbox: Toolbox,
         id: String,
-        timeout: Duration,
-        keepalive: Duration,
+        (timeout, keepalive): (Duration, Duration),
+        manifest: PathBuf,
     ) -> Self {
         DaytonaSandbox {
             api,
@@ -59,6 +61,7 @@ impl DaytonaSandbox {
             id,
             timeout,
             keepalive,
+            manifest,
             workspace: PathBuf::from(WORKSPACE),
             program: PathBuf::from(CLAUDE),
             previews: tokio::sync::Mutex::new(BTreeMap::new()),
@@ -258,6 +261,11 @@ impl Sandbox for DaytonaSandbox {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         Ok(())
+    }
+
+    async fn changes(&self) -> Result<Vec<harvest_sandbox::WorkspaceChange>> {
+        self.ensure_started().await?;
+        self.changes_since_upload(&self.manifest).await
     }
 
     /// A port's preview link once something answers behind it (the token is part of the

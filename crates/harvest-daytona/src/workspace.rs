@@ -5,7 +5,8 @@
 //! and must never overwrite the agent's work with the user's folder.
 
 use crate::remote::{DaytonaSandbox, HOME, WORKSPACE, quote};
-use harvest_sandbox::{Result, SandboxError, WorkspaceSource};
+use harvest_sandbox::{Result, SandboxError, WorkspaceChange, WorkspaceSource};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,6 +18,54 @@ const REMOTE_TARBALL: &str = "/tmp/.harvest-fork.tgz";
 const READY: &str = "/home/daytona/.harvest-workspace-ready";
 /// Bytes per bulk upload.
 const BATCH: usize = 8 << 20;
+
+/// In the workspace: its files as git would list them (regular files only), each with its
+/// git blob hash, `HASH<TAB>PATH` per line.
+const LIST_AND_HASH: &str = r#"set -e
+t=$(mktemp -d)
+git init -q --bare "$t/g"
+if [ -d .git ]; then git ls-files -co --exclude-standard; else git --git-dir="$t/g" --work-tree=. ls-files -o --exclude-standard; fi > "$t/all"
+while IFS= read -r f; do case "$f" in .git/*|*/.git/*) continue;; esac; if [ -f "$f" ] && [ ! -L "$f" ]; then printf '%s\n' "$f"; fi; done < "$t/all" > "$t/files"
+git hash-object --no-filters --stdin-paths < "$t/files" > "$t/hashes"
+paste "$t/hashes" "$t/files"
+rm -rf "$t""#;
+
+/// Git blob hashes of files under `root` (what `git hash-object` gives on both sides).
+pub fn blob_hashes(root: &Path, files: &[String]) -> Result<BTreeMap<String, String>> {
+    use std::io::Write;
+    let io = |e: std::io::Error| SandboxError::Io {
+        path: root.to_owned(),
+        source: e,
+    };
+    let mut child = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["hash-object", "--no-filters", "--stdin-paths"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(io)?;
+    let list: String = files
+        .iter()
+        .filter(|f| !f.contains('\n'))
+        .map(|f| format!("{f}\n"))
+        .collect();
+    let mut stdin = child.stdin.take();
+    let writer = std::thread::spawn(move || {
+        if let Some(s) = stdin.as_mut() {
+            let _ = s.write_all(list.as_bytes());
+        }
+    });
+    let out = child.wait_with_output().map_err(io)?;
+    let _ = writer.join();
+    let hashes = String::from_utf8_lossy(&out.stdout);
+    Ok(files
+        .iter()
+        .filter(|f| !f.contains('\n'))
+        .cloned()
+        .zip(hashes.lines().map(str::to_owned))
+        .collect())
+}
 
 /// The files of a folder to upload, relative, as git would list them.
 pub fn files_of(root: &Path) -> Result<Vec<PathBuf>> {
@@ -199,10 +248,61 @@ impl DaytonaSandbox {
             self.toolbox().upload(batch).await?;
         }
         tracing::info!(sent, total, "workspace uploaded");
+        let hashes = blob_hashes(root, &listed)?;
         if let Some(dir) = manifest.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let _ = std::fs::write(manifest, serde_json::to_vec(&listed).unwrap_or_default());
+        let _ = std::fs::write(manifest, serde_json::to_vec(&hashes).unwrap_or_default());
         Ok(())
+    }
+
+    /// What the agent changed, against the manifest of what was uploaded.
+    pub async fn changes_since_upload(&self, manifest: &Path) -> Result<Vec<WorkspaceChange>> {
+        let uploaded: BTreeMap<String, String> = std::fs::read(manifest)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let (code, out) = self
+            .execute(LIST_AND_HASH, Duration::from_secs(300))
+            .await?;
+        if code != Some(0) {
+            return Err(SandboxError::Spawn(format!(
+                "cannot list the sandbox's workspace: {}",
+                out.trim()
+            )));
+        }
+        let now: BTreeMap<String, String> = out
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .filter(|(h, _)| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(|(h, p)| (p.trim_start_matches("./").to_owned(), h.to_owned()))
+            .collect();
+        let mut changes = Vec::new();
+        for (path, hash) in &now {
+            let base = uploaded.get(path);
+            if base == Some(hash) {
+                continue;
+            }
+            let content = self
+                .toolbox()
+                .download(&format!("{WORKSPACE}/{path}"))
+                .await?
+                .unwrap_or_default();
+            changes.push(WorkspaceChange {
+                path: path.clone(),
+                base: base.cloned(),
+                content: Some(content),
+            });
+        }
+        for (path, base) in &uploaded {
+            if !now.contains_key(path) {
+                changes.push(WorkspaceChange {
+                    path: path.clone(),
+                    base: Some(base.clone()),
+                    content: None,
+                });
+            }
+        }
+        Ok(changes)
     }
 }

@@ -96,6 +96,7 @@ methods! {
     SessionFork => "session/fork", ForkParams, SessionInfo;
     SessionRemove => "session/remove", SessionRef, Empty;
     SessionReadFile => "session/read_file", ReadFileParams, ReadFileResult;
+    SessionChanges => "session/changes", SessionRef, ChangesResult;
     DaemonStatus => "daemon/status", Empty, DaemonStatusResult;
     DaemonStop => "daemon/stop", Empty, Empty;
 }
@@ -353,6 +354,29 @@ pub struct ReadFileResult {
     /// The file was longer than what was returned.
     pub truncated: bool,
 }
+
+/// `session/changes`: what the agent changed in a workspace that is not on this machine
+/// (a remote sandbox's), against what was uploaded, for `harvest pull`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangesResult {
+    /// The user's folder the workspace was uploaded from, if it was.
+    pub local_workspace: Option<String>,
+    pub changes: Vec<FileChange>,
+}
+
+/// One changed file. Its path is the sandbox's report: the client checks it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileChange {
+    /// Relative to the workspace.
+    pub path: String,
+    /// The git blob hash of the uploaded version; absent: the agent made the file.
+    pub base: Option<String>,
+    /// The agent's version, base64; absent: the agent deleted the file.
+    pub content_b64: Option<String>,
+}
+
+/// The most a `session/changes` answer carries (under the frame limit, base64 included).
+pub const CHANGES_MAX: usize = 10 * 1024 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RenameParams {

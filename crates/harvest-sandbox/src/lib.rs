@@ -212,6 +212,15 @@ pub trait Sandbox: Send + Sync {
     /// Stop everything in the sandbox and delete what the provider made (not the
     /// workspace of a `--workspace` session, which is the user's folder).
     async fn destroy(&mut self) -> Result<()>;
+    /// What the agent changed in a workspace that is not on this machine, against what was
+    /// put there (for `harvest pull`). Providers whose workspace is a folder here have
+    /// nothing to pull.
+    async fn changes(&self) -> Result<Vec<WorkspaceChange>> {
+        Err(SandboxError::Unsupported {
+            kind: "this",
+            what: "pull (the workspace is already this machine's folder)".into(),
+        })
+    }
     /// Where this machine reaches the ports the agent serves on: `(port, url)` for each
     /// that is reachable now (a container's published port; a local port once something
     /// listens on it).
@@ -219,6 +228,17 @@ pub trait Sandbox: Send + Sync {
         let _ = ports;
         Vec::new()
     }
+}
+
+/// A file the agent changed in a remote workspace. Paths are relative, as the sandbox
+/// reported them: hostile until checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceChange {
+    pub path: String,
+    /// Its git blob hash when it was put in the sandbox; `None`: the agent made it.
+    pub base: Option<String>,
+    /// The agent's version; `None`: the agent deleted it.
+    pub content: Option<Vec<u8>>,
 }
 
 /// Bounds of a one-shot command.

@@ -102,6 +102,14 @@ pub enum Command {
     Resume { session: String },
     /// Stop the agent, remove the sandbox and the session's stored history.
     Rm { session: String },
+    /// Bring a remote sandbox's changes (daytona) back into the folder its workspace was
+    /// uploaded from; files changed here since the upload are never overwritten.
+    Pull {
+        session: String,
+        /// Write the changes as a patch (git's format) instead of into the folder.
+        #[arg(long, value_name = "FILE")]
+        patch: Option<std::path::PathBuf>,
+    },
     /// Run the daemon, or control it.
     Daemon {
         #[command(subcommand)]

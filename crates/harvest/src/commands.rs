@@ -2,6 +2,7 @@
 
 mod daemon;
 mod demo;
+mod pull;
 mod run;
 mod sessions;
 mod tui;
@@ -51,6 +52,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Cancel { session } => sessions::cancel(&paths, &session).await,
         Command::Stop { session } => sessions::stop(&paths, &session).await,
         Command::Rm { session } => sessions::rm(&paths, &session).await,
+        Command::Pull { session, patch } => pull::pull(&paths, &session, patch).await,
         Command::Resume { session } => sessions::resume(&paths, &session).await,
         Command::Wait { session } => sessions::wait(&paths, &session).await,
         Command::Rename { session, name } => sessions::rename(&paths, &session, name).await,

@@ -302,6 +302,10 @@ impl Actor {
                 let r = self.read_file(&path, limit).await;
                 let _ = reply.send(r);
             }
+            Command::Changes { reply } => {
+                let r = self.changes().await;
+                let _ = reply.send(r);
+            }
             Command::Remove { reply } => {
                 self.remove().await;
                 let _ = reply.send(Ok(()));
@@ -354,6 +358,33 @@ impl Actor {
                 tokio::time::sleep(IDLE_POLL).await;
             }
         }
+    }
+
+    async fn changes(&mut self) -> Result<Vec<harvest_sandbox::WorkspaceChange>, RpcError> {
+        use harvest_protocol::rpc::codes;
+        self.ensure_sandbox().await?;
+        let Some(sandbox) = self.sandbox.as_ref() else {
+            return Err(RpcError::new(codes::SANDBOX_UNAVAILABLE, "no sandbox"));
+        };
+        sandbox
+            .changes()
+            .await
+            .map_err(|e| RpcError::new(codes::SESSION_STATE, e.to_string()))
+    }
+
+    /// The session's sandbox, found again (or made) if this daemon has none loaded.
+    async fn ensure_sandbox(&mut self) -> Result<(), RpcError> {
+        use harvest_protocol::rpc::codes;
+        if self.sandbox.is_none() {
+            let spec = crate::policy::sandbox_spec(&self.daemon, self.id.as_str(), &self.spec);
+            let sandbox = self
+                .provider
+                .create(&spec)
+                .await
+                .map_err(|e| RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()))?;
+            self.sandbox = Some(sandbox);
+        }
+        Ok(())
     }
 
     async fn read_file(&mut self, path: &std::path::Path, limit: u64) -> Result<Vec<u8>, RpcError> {

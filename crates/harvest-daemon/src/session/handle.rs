@@ -42,6 +42,9 @@ pub enum Command {
     Remove {
         reply: oneshot::Sender<Result<(), RpcError>>,
     },
+    Changes {
+        reply: oneshot::Sender<Result<Vec<harvest_sandbox::WorkspaceChange>, RpcError>>,
+    },
 }
 
 #[derive(Clone)]
@@ -105,6 +108,10 @@ impl SessionHandle {
     }
     pub async fn remove(&self) -> Result<(), RpcError> {
         self.call(|reply| Command::Remove { reply }).await
+    }
+    /// What the agent changed in a remote workspace, against what was uploaded.
+    pub async fn changes(&self) -> Result<Vec<harvest_sandbox::WorkspaceChange>, RpcError> {
+        self.call(|reply| Command::Changes { reply }).await
     }
     /// A file as the agent sees it, read inside its sandbox (never from host paths).
     pub async fn read_file(&self, path: PathBuf, limit: u64) -> Result<Vec<u8>, RpcError> {
