@@ -531,3 +531,38 @@ fn pull_brings_changes_back_and_never_overwrites_or_follows_a_link() {
         "{pulled}"
     );
 }
+
+/// The service out of reach for 6 s in the middle of a streaming turn (every call 503, the
+/// log WebSocket cut): the session waits it out with backoff, says it is reconnecting,
+/// and the turn completes with every event exactly once.
+#[test]
+fn an_outage_mid_turn_is_waited_out_and_loses_nothing() {
+    let fake = FakeDaytona::start(&[]);
+    let h = fake.harness(|_| SCRIPT.to_owned());
+    let id = h.new_session("stream a story");
+    h.wait_events(&id, "text to start streaming", LONG, |e| {
+        of_type(e, "assistant_delta").len() >= 2
+    });
+    fake.fault(json!({"fault": "outage", "ms": 6000}));
+    let evs = h.wait_events(&id, "the turn", LONG, |e| idle_after(e, 1));
+    assert_gapless(&evs);
+    assert_eq!(
+        of_type(&evs, "assistant_text").len(),
+        1,
+        "{}",
+        summarize(&evs)
+    );
+    let notices: Vec<&str> = of_type(&evs, "sandbox")
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(
+        notices.iter().any(|m| m.starts_with("reconnecting")),
+        "the outage was not shown: {notices:?}"
+    );
+    assert!(
+        notices.iter().any(|m| m.starts_with("reconnected")),
+        "{notices:?}"
+    );
+    assert_eq!(h.events(&id).last().unwrap()["state"], "idle");
+}

@@ -114,6 +114,9 @@ async fn gate(Ext(fake): Ext<Shared>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let is_api = path.starts_with("/api/");
+    if fake.out() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream").into_response();
+    }
     let key = fake.opts().api_key;
     let authorized = req
         .headers()
@@ -272,6 +275,10 @@ async fn add_fault(Ext(fake): Ext<Shared>, axum::Json(fault): axum::Json<Fault>)
         }
         Fault::Transition { ms } => {
             lock(&fake.opts).transition = std::time::Duration::from_millis(ms)
+        }
+        Fault::Outage { ms } => {
+            lock(&fake.faults).outage_until =
+                Some(Instant::now() + std::time::Duration::from_millis(ms));
         }
         other => lock(&fake.faults).list.push(other),
     }

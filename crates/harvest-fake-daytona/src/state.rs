@@ -176,6 +176,9 @@ pub enum Fault {
     },
     /// Lifecycle transitions take this long from now on.
     Transition { ms: u64 },
+    /// For `ms` from now the service is out of reach: every call answers 503 and open log
+    /// WebSockets are cut (a network or proxy outage).
+    Outage { ms: u64 },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -190,6 +193,7 @@ pub struct Recorded {
 pub struct Faults {
     pub list: Vec<Fault>,
     pub error_next_create: Option<String>,
+    pub outage_until: Option<Instant>,
 }
 
 pub struct Fake {
@@ -228,6 +232,13 @@ impl Fake {
             .get(id_or_name)
             .or_else(|| all.values().find(|s| s.name == id_or_name))?;
         (found.life().stored != State::Destroyed).then(|| found.clone())
+    }
+
+    /// Whether an outage is on.
+    pub fn out(&self) -> bool {
+        lock(&self.faults)
+            .outage_until
+            .is_some_and(|t| Instant::now() < t)
     }
 
     /// Take one use of a matching fault.

@@ -246,14 +246,15 @@ pub async fn logs(
                 _ => None,
             });
         let opts = fake.opts();
+        let f = fake.clone();
         return ws
             .on_upgrade(move |socket| {
                 follow(
+                    f,
                     socket,
                     sess,
                     cmd,
-                    opts.frame_bytes,
-                    opts.close_after,
+                    (opts.frame_bytes, opts.close_after),
                     drop_after,
                 )
             })
@@ -280,17 +281,21 @@ pub async fn logs(
 /// they come (polled every 20 ms); once the command has ended and nothing came for
 /// `close_after`, Close 1000. A drop fault cuts the connection without a close frame.
 async fn follow(
+    fake: Shared,
     mut socket: WebSocket,
     sess: Arc<Session>,
     cmd: Arc<Command>,
-    frame: usize,
-    close_after: Duration,
+    (frame, close_after): (usize, Duration),
     drop_after: Option<usize>,
 ) {
     let mut sent = 0usize;
     let mut quiet = Duration::ZERO;
     let tick = Duration::from_millis(20);
     loop {
+        if fake.out() {
+            tracing::info!("fault: an outage cuts a log WebSocket");
+            return;
+        }
         let mut chunk = cmd.log_from(sent, frame.max(1));
         if let Some(limit) = drop_after {
             if sent >= limit {

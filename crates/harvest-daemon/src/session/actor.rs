@@ -105,6 +105,10 @@ pub struct Actor {
     spent_usd: f64,
     /// Since when the session has been idle with its agent running (for the idle timeout).
     idle_since: Option<Instant>,
+    /// Consecutive failures to read the agent's log (a remote sandbox out of reach), and
+    /// when to try again: the retries back off, and a long outage is announced.
+    log_failures: u32,
+    log_retry_at: Option<Instant>,
     /// The running slot this session holds while it has turns (with a daemon-wide limit).
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
     /// Messages stored and not yet written to the agent (waiting for a slot, or for an
@@ -168,6 +172,8 @@ impl Actor {
             always_allowed: Default::default(),
             spent_usd,
             idle_since: None,
+            log_failures: 0,
+            log_retry_at: None,
             slot: None,
             undelivered: Default::default(),
             held: Default::default(),
@@ -209,8 +215,11 @@ impl Actor {
                         return;
                     }
                 }
-                Wake::Log(chunk) => self.ingest(&chunk).await,
-                Wake::LogIdle => {}
+                Wake::Log(chunk) => {
+                    self.log_reached().await;
+                    self.ingest(&chunk).await
+                }
+                Wake::LogIdle => self.log_reached().await,
                 Wake::LogEnded => self.on_exit().await,
                 Wake::LogBroken(e) => self.reopen_log(e).await,
                 Wake::Escalate => self.escalate().await,
@@ -249,6 +258,7 @@ impl Actor {
             (!self.spec.ports.is_empty() && self.agent.is_some() && self.sandbox.is_some())
                 .then_some(self.preview_check);
         let agent = self.agent.as_mut();
+        let retry_at = self.log_retry_at;
         tokio::select! {
             _ = sleep_until(preview_at) => Wake::Previews,
             cmd = commands.recv() => Wake::Command(cmd),
@@ -258,7 +268,12 @@ impl Actor {
                     None => std::future::pending().await,
                 }
             } => Wake::Slot(permit),
-            wake = agent_wake(agent) => wake,
+            wake = async {
+                if let Some(at) = retry_at {
+                    tokio::time::sleep_until(at).await;
+                }
+                agent_wake(agent).await
+            } => wake,
             _ = sleep_until(deadline) => Wake::Escalate,
             _ = sleep_until(idle_deadline) => Wake::IdleTimeout,
             _ = self.daemon.shutdown.cancelled(), if !shutting_down => Wake::Shutdown,
@@ -350,13 +365,38 @@ impl Actor {
             return;
         };
         tracing::warn!(error = %why, "agent log unreadable; reopening");
+        // A dropped stream is tried again at once; then after 0.5 s, doubling to 8 s.
+        self.log_failures += 1;
+        let n = self.log_failures;
+        self.log_retry_at = (n > 1)
+            .then(|| Instant::now() + (Duration::from_millis(500) * 2u32.pow((n - 2).min(4))));
         let offset = agent.log.offset();
         match agent.control.open_log(offset).await {
             Ok(log) => agent.log = log,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot reopen the agent log yet");
-                tokio::time::sleep(IDLE_POLL).await;
+                self.log_retry_at
+                    .get_or_insert_with(|| Instant::now() + IDLE_POLL);
             }
+        }
+        if n == RECONNECTING_AFTER {
+            self.emit(vec![EventBody::Sandbox {
+                message: format!("reconnecting to the sandbox ({why}); retrying with backoff"),
+            }])
+            .await;
+        }
+    }
+
+    /// The log answered again. A routine drop (one retry) goes unannounced; a longer
+    /// outage was announced as reconnecting, and its end is announced too.
+    async fn log_reached(&mut self) {
+        let was = std::mem::take(&mut self.log_failures);
+        self.log_retry_at = None;
+        if was >= RECONNECTING_AFTER {
+            self.emit(vec![EventBody::Sandbox {
+                message: "reconnected to the sandbox; nothing was lost".into(),
+            }])
+            .await;
         }
     }
 
@@ -462,6 +502,9 @@ impl Actor {
         let _ = tokio::task::spawn_blocking(move || store.set_sandbox_state(&id, &persisted)).await;
     }
 }
+
+/// Failed log reads in a row before the session says it is reconnecting.
+const RECONNECTING_AFTER: u32 = 3;
 
 fn status(state: SessionState, reason: Option<String>) -> EventBody {
     EventBody::Status { state, reason }
