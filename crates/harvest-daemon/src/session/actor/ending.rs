@@ -9,21 +9,19 @@ use std::time::Duration;
 impl Actor {
     /// The agent's log has ended: every line it wrote is stored. Record how it ended.
     pub(super) async fn on_exit(&mut self) {
-        let (exit, diagnostics, ended_unseen, by_provider) = match self.agent.as_ref() {
-            Some(a) => (
-                a.control.exit_status().await.unwrap_or(AgentExit {
-                    code: None,
-                    signal: None,
-                }),
-                a.control.diagnostics().await,
-                a.ended_unseen,
-                if a.control.exit_status().await.and_then(|e| e.code) == Some(0) {
-                    None
-                } else {
-                    a.control.ended_by_provider().await
-                },
-            ),
-            None => return,
+        let Some(a) = self.agent.as_ref() else {
+            return;
+        };
+        let exit = a.control.exit_status().await.unwrap_or(AgentExit {
+            code: None,
+            signal: None,
+        });
+        let diagnostics = a.control.diagnostics().await;
+        let ended_unseen = a.ended_unseen;
+        // Only an unclean end may have been the provider's doing (an idle stop).
+        let by_provider = match exit.code {
+            Some(0) => None,
+            _ => a.control.ended_by_provider().await,
         };
         // The ending is committed with the final checkpoint (`ended`), so a restarted
         // daemon never handles this process's end twice.
