@@ -496,7 +496,9 @@ pub async fn changes_result(
     };
     let total: usize = changes
         .iter()
-        .map(|c| c.content.as_ref().map_or(0, Vec::len))
+        .map(|c| {
+            c.content.as_ref().map_or(0, Vec::len) + c.base_content.as_ref().map_or(0, Vec::len)
+        })
         .sum();
     if total > CHANGES_MAX / 4 * 3 {
         return Err(RpcError::new(
@@ -517,6 +519,7 @@ pub async fn changes_result(
                 path: c.path,
                 base: c.base,
                 content_b64: c.content.map(|b| engine.encode(b)),
+                base_b64: c.base_content.map(|b| engine.encode(b)),
             })
             .collect(),
     })

@@ -153,6 +153,9 @@ impl DaytonaSandbox {
         match source {
             WorkspaceSource::Clone { url } => {
                 self.toolbox().git_clone(url, WORKSPACE).await?;
+                // The clone as it came is what a pull or patch is measured against.
+                let hashes = self.remote_hashes().await?;
+                write_manifest(&manifest, &hashes);
             }
             WorkspaceSource::Owned { path } if path.ends_with(FORK_TARBALL) => {
                 let bytes = std::fs::read(path).map_err(|e| SandboxError::Io {
@@ -249,19 +252,12 @@ impl DaytonaSandbox {
         }
         tracing::info!(sent, total, "workspace uploaded");
         let hashes = blob_hashes(root, &listed)?;
-        if let Some(dir) = manifest.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = std::fs::write(manifest, serde_json::to_vec(&hashes).unwrap_or_default());
+        write_manifest(manifest, &hashes);
         Ok(())
     }
 
-    /// What the agent changed, against the manifest of what was uploaded.
-    pub async fn changes_since_upload(&self, manifest: &Path) -> Result<Vec<WorkspaceChange>> {
-        let uploaded: BTreeMap<String, String> = std::fs::read(manifest)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+    /// The workspace's files in the sandbox with their git blob hashes.
+    async fn remote_hashes(&self) -> Result<BTreeMap<String, String>> {
         let (code, out) = self
             .execute(LIST_AND_HASH, Duration::from_secs(300))
             .await?;
@@ -271,12 +267,41 @@ impl DaytonaSandbox {
                 out.trim()
             )));
         }
-        let now: BTreeMap<String, String> = out
+        Ok(out
             .lines()
             .filter_map(|l| l.split_once('\t'))
             .filter(|(h, _)| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
             .map(|(h, p)| (p.trim_start_matches("./").to_owned(), h.to_owned()))
-            .collect();
+            .collect())
+    }
+
+    /// The blob `hash` from the workspace's own repository: a clone's starting version of
+    /// a file, which only the sandbox holds. `None` for an uploaded folder (no `.git`
+    /// goes up; the base is the user's file) or when the agent removed the object.
+    async fn cloned_blob(&self, hash: &str) -> Result<Option<Vec<u8>>> {
+        if hash.len() != 40 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let script = format!(
+            "test -d .git && git cat-file -e {hash} && git cat-file blob {hash} | base64 -w0"
+        );
+        let (code, out) = self.execute(&script, Duration::from_secs(120)).await?;
+        if code != Some(0) {
+            return Ok(None);
+        }
+        use base64::Engine;
+        Ok(base64::engine::general_purpose::STANDARD
+            .decode(out.trim())
+            .ok())
+    }
+
+    /// What the agent changed, against the manifest of what was uploaded.
+    pub async fn changes_since_upload(&self, manifest: &Path) -> Result<Vec<WorkspaceChange>> {
+        let uploaded: BTreeMap<String, String> = std::fs::read(manifest)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let now = self.remote_hashes().await?;
         let mut changes = Vec::new();
         for (path, hash) in &now {
             let base = uploaded.get(path);
@@ -288,10 +313,15 @@ impl DaytonaSandbox {
                 .download(&format!("{WORKSPACE}/{path}"))
                 .await?
                 .unwrap_or_default();
+            let base_content = match base {
+                Some(hash) => self.cloned_blob(hash).await?,
+                None => None,
+            };
             changes.push(WorkspaceChange {
                 path: path.clone(),
                 base: base.cloned(),
                 content: Some(content),
+                base_content,
             });
         }
         for (path, base) in &uploaded {
@@ -300,9 +330,17 @@ impl DaytonaSandbox {
                     path: path.clone(),
                     base: Some(base.clone()),
                     content: None,
+                    base_content: self.cloned_blob(base).await?,
                 });
             }
         }
         Ok(changes)
     }
+}
+
+fn write_manifest(manifest: &Path, hashes: &BTreeMap<String, String>) {
+    if let Some(dir) = manifest.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = std::fs::write(manifest, serde_json::to_vec(hashes).unwrap_or_default());
 }

@@ -373,6 +373,10 @@ pub struct FileChange {
     pub base: Option<String>,
     /// The agent's version, base64; absent: the agent deleted the file.
     pub content_b64: Option<String>,
+    /// The version it started from, base64, when only the sandbox holds it (a clone
+    /// made inside the sandbox); absent for an uploaded folder, whose base is local.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_b64: Option<String>,
 }
 
 /// The most a `session/changes` answer carries (under the frame limit, base64 included).

@@ -239,6 +239,9 @@ pub struct WorkspaceChange {
     pub base: Option<String>,
     /// The agent's version; `None`: the agent deleted it.
     pub content: Option<Vec<u8>>,
+    /// The version it started from, when the sandbox holds it and the user's machine
+    /// does not (a repository cloned inside the sandbox).
+    pub base_content: Option<Vec<u8>>,
 }
 
 /// Bounds of a one-shot command.

@@ -19,6 +19,8 @@ struct Change {
     path: String,
     base: Option<String>,
     content: Option<Vec<u8>>,
+    /// The starting version as the sandbox holds it (a clone made there).
+    base_content: Option<Vec<u8>>,
 }
 
 pub async fn pull(paths: &Paths, session: &str, patch: Option<PathBuf>) -> Result<ExitCode> {
@@ -56,14 +58,19 @@ fn decode(changes: Vec<FileChange>) -> Result<Vec<Change>> {
                     shown(&c.path)
                 );
             }
-            let content = match c.content_b64 {
-                Some(b) => Some(engine.decode(b).context("the daemon sent a bad file")?),
-                None => None,
+            let bytes = |b: Option<String>| -> Result<Option<Vec<u8>>> {
+                match b {
+                    Some(b) => Ok(Some(
+                        engine.decode(b).context("the daemon sent a bad file")?,
+                    )),
+                    None => Ok(None),
+                }
             };
             Ok(Change {
                 path: c.path,
                 base: c.base,
-                content,
+                content: bytes(c.content_b64)?,
+                base_content: bytes(c.base_b64)?,
             })
         })
         .collect()
@@ -192,9 +199,13 @@ fn write_patch(changes: &[Change], local: Option<&Path>, file: &Path) -> Result<
         None => BTreeMap::new(),
     };
     for c in changes {
-        // The old side is the uploaded version: the local file while it is unchanged.
+        // The old side is the starting version: the sandbox's copy of a clone, else the
+        // local file the upload came from while it is unchanged.
         if c.base.is_some() {
             match local {
+                _ if c.base_content.is_some() => {
+                    put(&a, &c.path, c.base_content.as_deref().unwrap_or_default())?;
+                }
                 Some(root) if hashes.get(&c.path) == c.base.as_ref() => {
                     let old = std::fs::read(root.join(&c.path))?;
                     put(&a, &c.path, &old)?;
