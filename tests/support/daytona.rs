@@ -20,18 +20,7 @@ pub struct FakeDaytona {
 }
 
 pub fn fake_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("harvest-fake-daytona"))
-        .expect("target dir");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first with `cargo build --workspace --bins`",
-        bin.display()
-    );
-    bin
+    crate::target_bin("harvest-fake-daytona")
 }
 
 impl FakeDaytona {

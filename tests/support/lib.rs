@@ -287,12 +287,16 @@ pub fn harvest_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("HARVEST_BIN") {
         return PathBuf::from(p);
     }
-    // target/debug/deps/<test> → target/debug/harvest
+    target_bin("harvest")
+}
+
+/// A binary of this workspace beside the tests: target/debug/deps/<test> → target/debug/NAME.
+pub fn target_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test exe path");
     let bin = exe
         .parent()
         .and_then(Path::parent)
-        .map(|d| d.join("harvest"))
+        .map(|d| d.join(name))
         .expect("target dir");
     assert!(
         bin.exists(),

@@ -43,7 +43,6 @@ pub struct WsLog {
     offset: u64,
     pending: Vec<u8>,
     ended: bool,
-    failures: u32,
     stderr: Arc<Mutex<Vec<u8>>>,
 }
 
@@ -57,17 +56,13 @@ impl WsLog {
             offset,
             pending: Vec::new(),
             ended: false,
-            failures: 0,
             stderr,
         }
     }
 
     async fn connect(&mut self) -> Result<()> {
-        if self.failures > 0 {
-            // Back off while the service or the network is down: 0.5 s doubling to 8 s.
-            let pause = Duration::from_millis(500) * 2u32.saturating_pow(self.failures.min(4) - 1);
-            tokio::time::sleep(pause).await;
-        }
+        // No backoff here: a failed read ends this log, and the daemon opens a new one
+        // on its own backoff (one place decides how long an outage is waited out).
         let c = &self.command;
         let mut url = c
             .toolbox
@@ -96,10 +91,7 @@ impl WsLog {
                 self.ended = true;
                 Ok(())
             }
-            Err(e) => {
-                self.failures += 1;
-                Err(SandboxError::Disconnected(format!("log stream: {e}")))
-            }
+            Err(e) => Err(SandboxError::Disconnected(format!("log stream: {e}"))),
         }
     }
 
@@ -158,16 +150,10 @@ impl WsLog {
                 self.ended = true;
                 Ok(())
             }
-            Ok(Some(_)) => {
-                self.failures += 1;
-                Err(SandboxError::Disconnected(
-                    "the log stream closed while the agent runs".into(),
-                ))
-            }
-            Err(e) => {
-                self.failures += 1;
-                Err(SandboxError::Disconnected(e.to_string()))
-            }
+            Ok(Some(_)) => Err(SandboxError::Disconnected(
+                "the log stream closed while the agent runs".into(),
+            )),
+            Err(e) => Err(SandboxError::Disconnected(e.to_string())),
         }
     }
 }
@@ -196,7 +182,6 @@ impl AgentLog for WsLog {
             };
             match frame {
                 Some(Ok(m @ (Message::Binary(_) | Message::Text(_)))) => {
-                    self.failures = 0;
                     let split = self.demux.push(&m.into_data());
                     self.take_stdout(split.stdout);
                     self.take_stderr(&split.stderr);
@@ -206,7 +191,6 @@ impl AgentLog for WsLog {
                 Some(Err(e)) => {
                     tracing::info!(error = %e, "daytona log stream dropped");
                     self.ws = None;
-                    self.failures += 1;
                     return Err(SandboxError::Disconnected(format!("log stream: {e}")));
                 }
             }

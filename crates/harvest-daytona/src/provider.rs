@@ -13,7 +13,7 @@
 use crate::api::{Api, CreateRequest};
 use crate::error::DaytonaError;
 use crate::http::Http;
-use crate::remote::{DaytonaSandbox, agent_process_named, newest_agent_session};
+use crate::remote::{DaytonaSandbox, newest_agent};
 use crate::toolbox::Toolbox;
 use async_trait::async_trait;
 use harvest_protocol::Secret;
@@ -313,10 +313,10 @@ impl Provider for DaytonaProvider {
         let sandbox = self.sandbox_for(&api, &found, &spec.session)?;
         let mut process = None;
         if found.state() == "started"
-            && let Some((log_id, session)) = newest_agent_session(sandbox.toolbox()).await?
-            && (log_id > at.log_id || (log_id == at.log_id && !at.ended))
+            && let Some(found) = newest_agent(sandbox.toolbox()).await?
+            && (found.log_id > at.log_id || (found.log_id == at.log_id && !at.ended))
         {
-            process = agent_process_named(&sandbox.remote(), log_id, &session).await?;
+            process = found.process(&sandbox.remote());
         }
         Ok(Some(Adopted {
             sandbox: Box::new(sandbox),

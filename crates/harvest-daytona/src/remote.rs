@@ -301,11 +301,16 @@ impl Sandbox for DaytonaSandbox {
 
 /// Something serves behind a preview link (the proxy answers 502 while nothing listens).
 async fn answers(url: &str) -> bool {
-    let Ok(client) = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    else {
+    // One client for every probe: its connection pool and TLS setup are reused.
+    static PROBE: std::sync::OnceLock<Option<reqwest::Client>> = std::sync::OnceLock::new();
+    let client = PROBE.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .ok()
+    });
+    let Some(client) = client else {
         return false;
     };
     match client.get(url).send().await {
@@ -314,8 +319,23 @@ async fn answers(url: &str) -> bool {
     }
 }
 
-/// The newest agent session in the sandbox: `(log id, session name)`.
-pub async fn newest_agent_session(toolbox: &Toolbox) -> Result<Option<(u64, String)>> {
+/// The newest agent session in the sandbox, from one listing: its log id, and its one
+/// command (`None` once the command is gone).
+pub struct FoundAgent {
+    pub log_id: u64,
+    session: String,
+    command: Option<String>,
+}
+
+impl FoundAgent {
+    /// The agent process found again, when its command is still there.
+    pub fn process(self, remote: &Remote) -> Option<AgentProcess> {
+        let cmd = self.command?;
+        Some(process(remote, self.log_id, self.session, cmd))
+    }
+}
+
+pub async fn newest_agent(toolbox: &Toolbox) -> Result<Option<FoundAgent>> {
     let sessions = toolbox.sessions().await?;
     Ok(sessions
         .into_iter()
@@ -325,23 +345,19 @@ pub async fn newest_agent_session(toolbox: &Toolbox) -> Result<Option<(u64, Stri
                 .strip_prefix(SESSION_PREFIX)?
                 .parse::<u64>()
                 .ok()?;
-            Some((n, s.session_id))
+            Some((n, s))
         })
-        .max())
-}
-
-/// The agent process of a session found again (its one command).
-pub async fn agent_process_named(
-    remote: &Remote,
-    log_id: u64,
-    session: &str,
-) -> Result<Option<AgentProcess>> {
-    let sessions = remote.toolbox.sessions().await?;
-    let cmd = sessions
-        .into_iter()
-        .find(|s| s.session_id == session)
-        .and_then(|s| s.commands.unwrap_or_default().into_iter().next());
-    Ok(cmd.map(|c| process(remote, log_id, session.to_owned(), c.id)))
+        .max_by_key(|(n, _)| *n)
+        .map(|(log_id, s)| FoundAgent {
+            log_id,
+            command: s
+                .commands
+                .unwrap_or_default()
+                .into_iter()
+                .next()
+                .map(|c| c.id),
+            session: s.session_id,
+        }))
 }
 
 /// What the agent's handles need of the sandbox.

@@ -73,7 +73,8 @@ pub fn files_of(root: &Path) -> Result<Vec<PathBuf>> {
         path: root.to_owned(),
         source: e,
     };
-    let tmp = tempdir_for_git().map_err(io)?;
+    let tmp = tempfile::tempdir().map_err(io)?;
+    let tmp = tmp.path();
     let mut cmd = std::process::Command::new("git");
     if root.join(".git").exists() {
         cmd.arg("-C").arg(root).args([
@@ -86,7 +87,7 @@ pub fn files_of(root: &Path) -> Result<Vec<PathBuf>> {
     } else {
         // Not a repository: an empty git dir over the folder still applies its .gitignore.
         cmd.arg("--git-dir")
-            .arg(&tmp)
+            .arg(tmp)
             .arg("--work-tree")
             .arg(root)
             .arg("-C")
@@ -96,11 +97,10 @@ pub fn files_of(root: &Path) -> Result<Vec<PathBuf>> {
             .arg("init")
             .arg("-q")
             .arg("--bare")
-            .arg(&tmp)
+            .arg(tmp)
             .output();
     }
     let out = cmd.output().map_err(io)?;
-    let _ = std::fs::remove_dir_all(&tmp);
     if !out.status.success() {
         return Err(SandboxError::BadWorkspace {
             path: root.to_owned(),
@@ -120,19 +120,6 @@ pub fn files_of(root: &Path) -> Result<Vec<PathBuf>> {
 }
 
 use std::os::unix::ffi::OsStrExt;
-
-fn tempdir_for_git() -> std::io::Result<PathBuf> {
-    let p = std::env::temp_dir().join(format!("harvest-ls-{}-{}", std::process::id(), uuid_like()));
-    std::fs::create_dir_all(&p)?;
-    Ok(p)
-}
-
-fn uuid_like() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-}
 
 impl DaytonaSandbox {
     pub async fn prepare_workspace(
