@@ -142,7 +142,7 @@ impl DaytonaSandbox {
                 self.toolbox().git_clone(url, WORKSPACE).await?;
                 // The clone as it came is what a pull or patch is measured against.
                 let hashes = self.remote_hashes().await?;
-                write_manifest(&manifest, &hashes);
+                write_manifest(manifest, &hashes);
             }
             WorkspaceSource::Owned { path } if path.ends_with(FORK_TARBALL) => {
                 let bytes = std::fs::read(path).map_err(|e| SandboxError::Io {
