@@ -1059,6 +1059,49 @@ fn ask_mode_waits_for_an_answer_and_runs_what_was_allowed(kind: &str) {
     assert!(serde_json::to_string(&evs).unwrap().contains("Touched it."));
 }
 
+/// `--repo URL`: the clone is the session's, on its own branch; `diff` shows exactly the
+/// agent's change against where it started, and `apply` brings it into the user's
+/// checkout. Every git command of Harvest's runs in the sandbox.
+fn a_repo_session_works_on_its_own_branch_and_its_diff_applies(kind: &str) {
+    let h = harness(kind);
+    let server =
+        harvest_e2e::git::GitServer::start(&h.path("git"), &[("greeting.txt", "helo world\n")]);
+    let events = parse_lines(&h.ok(&["run", "--json", "--repo", &server.url, "fix the greeting"]));
+    let id = events[0]["session"].as_str().unwrap().to_owned();
+    let branch = format!("harvest/fix-the-greeting-{id}");
+    let ops = of_type(&events, "git_operation");
+    assert!(
+        ops.iter().any(|e| e["operation"] == "branch"
+            && e["ok"] == true
+            && e["detail"].as_str().unwrap().contains(&branch)),
+        "{}",
+        summarize(&events)
+    );
+    assert!(h.ok(&["ls"]).contains(&branch));
+    let patch = h.ok(&["diff", &id]);
+    assert_eq!(patch.matches("diff --git").count(), 1, "{patch}");
+    assert!(
+        patch.contains("diff --git a/greeting.txt b/greeting.txt")
+            && patch.contains("-helo world")
+            && patch.contains("+hello world"),
+        "{patch}"
+    );
+    let stat = h.ok(&["diff", &id, "--stat"]);
+    assert!(
+        stat.contains("greeting.txt") && stat.contains("1 file changed"),
+        "{stat}"
+    );
+    // The user's checkout is untouched until they apply.
+    let greeting = server.work.join("greeting.txt");
+    assert_eq!(std::fs::read_to_string(&greeting).unwrap(), "helo world\n");
+    h.ok(&["apply", &id, "--into", server.work.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&greeting).unwrap(), "hello world\n");
+    assert_eq!(
+        harvest_e2e::git::git(&server.work, &["status", "--porcelain"]).trim(),
+        "M greeting.txt"
+    );
+}
+
 macro_rules! providers {
     ($($module:ident => $kind:literal),* $(,)?) => {$(
         mod $module {
@@ -1076,6 +1119,7 @@ macro_rules! providers {
             #[test] fn a_dev_server_answers_on_its_preview_url() { super::a_dev_server_answers_on_its_preview_url($kind) }
             #[test] fn a_fork_copies_workspace_and_conversation_then_goes_its_own_way() { super::a_fork_copies_workspace_and_conversation_then_goes_its_own_way($kind) }
             #[test] fn ask_mode_waits_for_an_answer_and_runs_what_was_allowed() { super::ask_mode_waits_for_an_answer_and_runs_what_was_allowed($kind) }
+            #[test] fn a_repo_session_works_on_its_own_branch_and_its_diff_applies() { super::a_repo_session_works_on_its_own_branch_and_its_diff_applies($kind) }
         }
     )*};
 }

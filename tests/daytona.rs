@@ -567,77 +567,14 @@ fn an_outage_mid_turn_is_waited_out_and_loses_nothing() {
     assert_eq!(h.events(&id).last().unwrap()["state"], "idle");
 }
 
-/// A git daemon on loopback serving one repository (the fake's sandboxes share this
-/// machine's network, as a Daytona sandbox reaches a forge).
-struct GitServer {
-    child: std::process::Child,
-    url: String,
-}
-
-impl GitServer {
-    fn start(base: &std::path::Path, files: &[(&str, &str)]) -> GitServer {
-        let work = base.join("origin-work");
-        std::fs::create_dir_all(&work).unwrap();
-        for (name, text) in files {
-            std::fs::write(work.join(name), text).unwrap();
-        }
-        let git = |args: &[&str], dir: &std::path::Path| {
-            let st = std::process::Command::new("git")
-                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-                .args(args)
-                .current_dir(dir)
-                .status()
-                .unwrap();
-            assert!(st.success(), "git {args:?}");
-        };
-        git(&["init", "-q", "-b", "main"], &work);
-        git(&["add", "."], &work);
-        git(&["commit", "-qm", "init"], &work);
-        git(&["clone", "-q", "--bare", ".", "../origin.git"], &work);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("git")
-            .args([
-                "daemon",
-                "--export-all",
-                "--reuseaddr",
-                "--listen=127.0.0.1",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(base)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "git daemon did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        GitServer {
-            child,
-            url: format!("git://127.0.0.1:{port}/origin.git"),
-        }
-    }
-}
-
-impl Drop for GitServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `--repo URL`: the sandbox clones it through the git endpoint; the agent's work is
 /// there, not on this machine, and comes back as a patch against the clone.
 #[test]
 fn a_repo_is_cloned_inside_the_sandbox_and_its_changes_come_back_as_a_patch() {
     let fake = FakeDaytona::start(&[]);
     let h = fake.harness(|_| SCRIPT.to_owned());
-    let git = GitServer::start(&h.path("git"), &[("greeting.txt", "helo world\n")]);
+    let git =
+        harvest_e2e::git::GitServer::start(&h.path("git"), &[("greeting.txt", "helo world\n")]);
     let out = h.ok(&["run", "--json", "--repo", &git.url, "fix the greeting"]);
     let events = parse_lines(&out);
     let id = events[0]["session"].as_str().unwrap().to_owned();

@@ -35,13 +35,12 @@ impl FakeDaytona {
             .arg(root.path())
             .arg("--claude")
             .arg(claude_bin())
-            .args([
-                "--transition-ms",
-                "150",
-                "--close-ms",
-                "300",
-                "--exit-with-stdin",
-            ])
+            .args(if extra.contains(&"--transition-ms") {
+                &[][..]
+            } else {
+                &["--transition-ms", "150"][..]
+            })
+            .args(["--close-ms", "300", "--exit-with-stdin"])
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -7,6 +7,7 @@
 
 pub mod daytona;
 pub mod docker;
+pub mod git;
 
 use harvest_scripted_model::{ModelServer, RecordedRequest, Script};
 use serde_json::Value;

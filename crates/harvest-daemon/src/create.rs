@@ -85,6 +85,10 @@ pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo
         network,
         ports: p.ports.clone(),
         image: p.image.clone(),
+        branch: matches!(source, WorkspaceSource::Clone { .. })
+            .then(|| crate::review::branch_name(id.as_str(), p.prompt.as_deref())),
+        base: None,
+        pr_url: None,
     };
     // Recorded before the sandbox exists: a crash from here on leaves a session whose
     // sandbox the next daemon finds (or removes), never an unknown one.
@@ -136,6 +140,13 @@ async fn start(
         .create(&sandbox_spec)
         .await
         .map_err(|e| RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()))?;
+    let mut spec = spec.clone();
+    let git_events = if spec.base.is_none() {
+        git_start(&mut spec, sandbox.as_ref()).await
+    } else {
+        Vec::new()
+    };
+    let spec = &spec;
     let opts = policy::claude_options(daemon, spec, false, 0.0);
     let cmd = AgentCommand::claude(sandbox.agent_program(), &opts);
     let process = match sandbox.spawn_agent(&cmd, secrets).await {
@@ -152,19 +163,18 @@ async fn start(
         .unwrap_or(sandbox.workspace())
         .display()
         .to_string();
-    let mut events = vec![
-        NewEvent::new(EventBody::Sandbox {
-            message: format!(
-                "{} sandbox ready; workspace {}",
-                provider.kind(),
-                sandbox.workspace().display()
-            ),
-        }),
-        NewEvent::new(EventBody::Status {
-            state: SessionState::Idle,
-            reason: None,
-        }),
-    ];
+    let mut events = vec![NewEvent::new(EventBody::Sandbox {
+        message: format!(
+            "{} sandbox ready; workspace {}",
+            provider.kind(),
+            sandbox.workspace().display()
+        ),
+    })];
+    events.extend(git_events.into_iter().map(NewEvent::new));
+    events.extend([NewEvent::new(EventBody::Status {
+        state: SessionState::Idle,
+        reason: None,
+    })]);
     // The first message is stored in the same transaction that makes the session live,
     // as undelivered: the actor delivers it (once a running slot allows), and a daemon
     // that dies before it does delivers it after its restart.
@@ -192,7 +202,9 @@ async fn start(
     let checkpoint = serde_json::to_value(&initial).ok();
     store_call(daemon, {
         let id = id.clone();
+        let spec_json = serde_json::to_value(spec).unwrap_or_default();
         move |store| {
+            store.set_spec(&id, &spec_json)?;
             store.set_sandbox_state(&id, &persisted)?;
             store.set_workspace(&id, &shown_workspace)?;
             store.append(&id, events, checkpoint.as_ref())
@@ -218,6 +230,46 @@ async fn start(
         }),
     );
     Ok(())
+}
+
+/// The session's repository at its start: a clone put on its own branch, the commit it
+/// starts from recorded (in `spec`); what happened, as events.
+async fn git_start(
+    spec: &mut SessionSpec,
+    sandbox: &dyn harvest_sandbox::Sandbox,
+) -> Vec<EventBody> {
+    let mut events = Vec::new();
+    if let (Some(WorkspaceSource::Clone { url }), Some(_)) = (&spec.source, &spec.branch) {
+        events.push(EventBody::GitOperation {
+            operation: "clone".into(),
+            ok: true,
+            detail: format!("cloned {url}"),
+        });
+    }
+    match crate::review::start(sandbox, spec.branch.as_deref()).await {
+        Ok(Some(started)) => {
+            if let Some(branch) = &spec.branch {
+                events.push(EventBody::GitOperation {
+                    operation: "branch".into(),
+                    ok: true,
+                    detail: format!("working on {branch}, from {}", &started.base[..12]),
+                });
+            }
+            spec.base = Some(started.base);
+        }
+        // Not a repository (or one without a commit): nothing to branch or diff.
+        Ok(None) => spec.branch = None,
+        Err(e) => {
+            tracing::warn!(error = %e, "the session's branch was not made");
+            events.push(EventBody::GitOperation {
+                operation: "branch".into(),
+                ok: false,
+                detail: e,
+            });
+            spec.branch = None;
+        }
+    }
+    events
 }
 
 /// `session/fork`: a new session with a copy of the workspace and of the agent's HOME (its
@@ -271,6 +323,10 @@ pub async fn fork(
         network: src_spec.network.clone(),
         ports: src_spec.ports.clone(),
         image: src_spec.image.clone(),
+        // The copy carries the source's repository, its branch included.
+        branch: src_spec.branch.clone(),
+        base: src_spec.base.clone(),
+        pr_url: None,
     };
     let new = NewSession {
         id: id.clone(),

@@ -193,6 +193,10 @@ pub async fn call(s: &mut Session, call: Call) -> Result<Value, RpcError> {
             let changes = h.changes().await?;
             answer::<m::SessionChanges>(crate::create::changes_result(d, &id, changes).await?)
         }
+        Call::SessionDiff(p) => {
+            let (_, h) = sessions.resolve(&p.session)?;
+            answer::<m::SessionDiff>(h.diff(p.stat).await?)
+        }
         Call::DaemonStatus(_) => answer::<m::DaemonStatus>(create::status(d).await?),
         Call::DaemonStop(_) => {
             d.shutdown.cancel();

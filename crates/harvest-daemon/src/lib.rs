@@ -18,6 +18,7 @@ mod policy;
 mod providers;
 mod redact;
 mod registry;
+mod review;
 mod session;
 mod subscription;
 

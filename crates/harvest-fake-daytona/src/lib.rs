@@ -85,7 +85,11 @@ async fn record(Ext(fake): Ext<Shared>, req: Request, next: Next) -> Response {
             )
         })
         .collect();
+    let at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     lock(&fake.requests).push(Recorded {
+        at_ms,
         method: parts.method.to_string(),
         uri: parts.uri.to_string(),
         headers,

@@ -183,6 +183,9 @@ pub enum Fault {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Recorded {
+    /// When it arrived, in milliseconds since the Unix epoch (a benchmark lines requests
+    /// up with what it saw happen).
+    pub at_ms: u64,
     pub method: String,
     pub uri: String,
     pub headers: BTreeMap<String, String>,

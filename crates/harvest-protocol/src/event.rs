@@ -185,6 +185,20 @@ pub enum EventBody {
         input_tokens: u64,
         output_tokens: u64,
     },
+    /// Harvest's own git work on the session's repository (not the agent's): `clone`,
+    /// `branch`, `commit`, `push`, with its outcome and what it was about (the branch,
+    /// the base commit, the error).
+    GitOperation {
+        operation: String,
+        ok: bool,
+        detail: String,
+    },
+    /// A pull request was opened for the session's branch (or found open already).
+    PrCreated {
+        url: String,
+        number: u64,
+        branch: String,
+    },
     /// An error worth the user's attention, with what to do about it.
     Error { message: String },
     /// An agent line this model does not know: stored and passed on, never dropped.
@@ -216,6 +230,8 @@ impl EventBody {
             EventBody::Preview { .. } => "preview",
             EventBody::NetworkDenied { .. } => "network_denied",
             EventBody::TurnUsage { .. } => "turn_usage",
+            EventBody::GitOperation { .. } => "git_operation",
+            EventBody::PrCreated { .. } => "pr_created",
             EventBody::Error { .. } => "error",
             EventBody::AgentRaw {} => "agent_raw",
             EventBody::Unknown => "unknown",

@@ -97,6 +97,7 @@ methods! {
     SessionRemove => "session/remove", SessionRef, Empty;
     SessionReadFile => "session/read_file", ReadFileParams, ReadFileResult;
     SessionChanges => "session/changes", SessionRef, ChangesResult;
+    SessionDiff => "session/diff", DiffParams, DiffResult;
     DaemonStatus => "daemon/status", Empty, DaemonStatusResult;
     DaemonStop => "daemon/stop", Empty, Empty;
 }
@@ -200,6 +201,12 @@ pub struct SessionInfo {
     /// The provider's name for the sandbox (a docker container's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox_name: Option<String>,
+    /// The session's own git branch (`harvest/<slug>-<id>`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// The pull request opened for it, once there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -363,6 +370,38 @@ pub struct ChangesResult {
     pub local_workspace: Option<String>,
     pub changes: Vec<FileChange>,
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiffParams {
+    pub session: String,
+    /// A summary of the changed files (`git diff --stat`) instead of the patch.
+    #[serde(default)]
+    pub stat: bool,
+}
+
+/// The session's changes against the commit it started from, as the sandbox's git makes
+/// them: every file the agent changed, made or deleted (committed or not; ignored files
+/// left out), in git's binary-safe patch format.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiffResult {
+    /// The commit the session started from.
+    pub base: String,
+    /// The session's branch, when it has one of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// The repository on this machine the session was made from (`--repo PATH`), if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_repo: Option<String>,
+    /// The session works in the user's folder itself (`--workspace`, `--in-place`): its
+    /// changes are there already.
+    #[serde(default)]
+    pub in_place: bool,
+    /// Produced by the sandbox: hostile until checked (paths, escapes).
+    pub patch: String,
+}
+
+/// The most a `session/diff` patch carries.
+pub const DIFF_MAX: usize = 8 * 1024 * 1024;
 
 /// One changed file. Its path is the sandbox's report: the client checks it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -192,6 +192,8 @@ fn row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
     let state: String = r.get(2)?;
     let spec: String = r.get(13)?;
     let sandbox_state: String = r.get(14)?;
+    let spec_json = serde_json::from_str::<serde_json::Value>(&spec).unwrap_or_default();
+    let spec_text = |k: &str| spec_json[k].as_str().map(str::to_owned);
     Ok(SessionRow {
         info: SessionInfo {
             id: SessionId(r.get(0)?),
@@ -222,9 +224,11 @@ fn row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
                         .or(v["sandbox"].as_str())
                         .map(str::to_owned)
                 }),
+            branch: spec_text("branch"),
+            pr_url: spec_text("pr_url"),
         },
         ingest: serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default(),
-        spec: serde_json::from_str(&spec).unwrap_or_default(),
+        spec: spec_json,
         sandbox_state: serde_json::from_str(&sandbox_state).unwrap_or_default(),
     })
 }

@@ -239,6 +239,16 @@ pub fn event(body: &mut EventBody) {
         }
         EventBody::Sandbox { message } | EventBody::Error { message } => fix(message, Sgr::Drop),
         EventBody::NetworkDenied { host, .. } => fix(host, Sgr::Drop),
+        EventBody::GitOperation {
+            operation, detail, ..
+        } => {
+            fix(operation, Sgr::Drop);
+            fix(detail, Sgr::Drop);
+        }
+        EventBody::PrCreated { url, branch, .. } => {
+            fix(url, Sgr::Drop);
+            fix(branch, Sgr::Drop);
+        }
         EventBody::AgentRaw {} | EventBody::Unknown | EventBody::TurnUsage { .. } => {}
     }
 }

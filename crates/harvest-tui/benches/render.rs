@@ -221,6 +221,8 @@ fn new_app() -> App {
         stalled: None,
         previews: Vec::new(),
         sandbox_name: None,
+        branch: None,
+        pr_url: None,
     }));
     app
 }

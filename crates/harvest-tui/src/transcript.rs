@@ -269,6 +269,18 @@ impl Transcript {
                 level: Level::Error,
                 text: message,
             }),
+            EventBody::GitOperation {
+                operation,
+                ok,
+                detail,
+            } => self.push(Item::Notice {
+                level: if ok { Level::Info } else { Level::Error },
+                text: format!("git {operation}: {detail}"),
+            }),
+            EventBody::PrCreated { url, number, .. } => self.push(Item::Notice {
+                level: Level::Info,
+                text: format!("pull request #{number}: {url}"),
+            }),
             EventBody::PermissionRequest {
                 request_id,
                 tool,

@@ -36,6 +36,8 @@ fn info(id: &str, name: &str, state: SessionState) -> SessionInfo {
         stalled: None,
         previews: Vec::new(),
         sandbox_name: None,
+        branch: None,
+        pr_url: None,
     }
 }
 

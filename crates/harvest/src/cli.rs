@@ -110,6 +110,21 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         patch: Option<std::path::PathBuf>,
     },
+    /// The session's changes against the commit it started from (committed or not), as
+    /// a patch for `git apply`, or a summary with --stat.
+    Diff {
+        session: String,
+        #[arg(long)]
+        stat: bool,
+    },
+    /// Bring the session's changes into your checkout (the repository it was cloned
+    /// from, or --into DIR): all or nothing, conflicts with your own changes reported.
+    Apply {
+        session: String,
+        /// The checkout to apply to (default: the local repository given to --repo).
+        #[arg(long, value_name = "DIR")]
+        into: Option<PathBuf>,
+    },
     /// Run the daemon, or control it.
     Daemon {
         #[command(subcommand)]
@@ -150,9 +165,15 @@ pub struct NewArgs {
     /// The folder the agent works in, used as it is.
     #[arg(long, short = 'w', conflicts_with = "repo")]
     pub workspace: Option<PathBuf>,
-    /// A git repository (https URL or local path) to clone into a fresh workspace.
+    /// A git repository (https URL or local path) to clone into a fresh workspace, where
+    /// the session works on its own branch, `harvest/<slug>-<id>`; your checkout is never
+    /// touched.
     #[arg(long)]
     pub repo: Option<String>,
+    /// With --repo PATH: work in that folder itself, on its current branch, instead of
+    /// a clone (what --workspace does).
+    #[arg(long, requires = "repo")]
+    pub in_place: bool,
     /// Sandbox provider: `local` (bubblewrap) or `docker` (a container from the sandbox
     /// image). Default: the config's `sandbox.default`, else `local`.
     #[arg(long)]

@@ -3,6 +3,7 @@
 mod daemon;
 mod demo;
 mod pull;
+mod review;
 mod run;
 mod sessions;
 mod tui;
@@ -53,6 +54,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Stop { session } => sessions::stop(&paths, &session).await,
         Command::Rm { session } => sessions::rm(&paths, &session).await,
         Command::Pull { session, patch } => pull::pull(&paths, &session, patch).await,
+        Command::Diff { session, stat } => review::diff(&paths, &session, stat).await,
+        Command::Apply { session, into } => review::apply(&paths, &session, into).await,
         Command::Resume { session } => sessions::resume(&paths, &session).await,
         Command::Wait { session } => sessions::wait(&paths, &session).await,
         Command::Rename { session, name } => sessions::rename(&paths, &session, name).await,

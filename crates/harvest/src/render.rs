@@ -214,6 +214,17 @@ pub fn describe(event: &Event) -> Vec<String> {
         EventBody::Sandbox { message } => vec![format!("· {message}")],
         EventBody::Preview { port, url } => vec![format!("· preview: port {port} is at {url}")],
         EventBody::Error { message } => vec![format!("✗ {message}")],
+        EventBody::GitOperation {
+            operation,
+            ok,
+            detail,
+        } => vec![format!(
+            "{} git {operation}: {detail}",
+            if *ok { "·" } else { "✗" }
+        )],
+        EventBody::PrCreated { url, number, .. } => {
+            vec![format!("· pull request #{number}: {url}")]
+        }
         EventBody::NetworkDenied { host, port } => vec![format!(
             "⊘ network: a connection to {host}:{port} was refused (not on the allow-list)"
         )],

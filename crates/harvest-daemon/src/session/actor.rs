@@ -321,6 +321,10 @@ impl Actor {
                 let r = self.changes().await;
                 let _ = reply.send(r);
             }
+            Command::Diff { stat, reply } => {
+                let r = self.diff(stat).await;
+                let _ = reply.send(r);
+            }
             Command::Remove { reply } => {
                 self.remove().await;
                 let _ = reply.send(Ok(()));
@@ -410,6 +414,40 @@ impl Actor {
             .changes()
             .await
             .map_err(|e| RpcError::new(codes::SESSION_STATE, e.to_string()))
+    }
+
+    async fn diff(
+        &mut self,
+        stat: bool,
+    ) -> Result<harvest_protocol::methods::DiffResult, RpcError> {
+        use harvest_protocol::rpc::codes;
+        let Some(base) = self.spec.base.clone() else {
+            return Err(RpcError::new(
+                codes::SESSION_STATE,
+                "this session's workspace was not a git repository with a commit when it \
+                 started, so there is nothing to diff against; for a remote sandbox's \
+                 uploaded folder use `harvest pull ID --patch FILE`",
+            ));
+        };
+        self.ensure_sandbox().await?;
+        let Some(sandbox) = self.sandbox.as_ref() else {
+            return Err(RpcError::new(codes::SANDBOX_UNAVAILABLE, "no sandbox"));
+        };
+        let patch = crate::review::diff(sandbox.as_ref(), &base, stat).await?;
+        let source = self.spec.workspace_source();
+        let local_repo = match &source {
+            harvest_sandbox::WorkspaceSource::Clone { url } if url.starts_with('/') => {
+                Some(url.clone())
+            }
+            _ => None,
+        };
+        Ok(harvest_protocol::methods::DiffResult {
+            base,
+            branch: self.spec.branch.clone(),
+            local_repo,
+            in_place: matches!(source, harvest_sandbox::WorkspaceSource::Folder { .. }),
+            patch,
+        })
     }
 
     /// The session's sandbox, found again (or made) if this daemon has none loaded.

@@ -45,6 +45,10 @@ pub enum Command {
     Changes {
         reply: oneshot::Sender<Result<Vec<harvest_sandbox::WorkspaceChange>, RpcError>>,
     },
+    Diff {
+        stat: bool,
+        reply: oneshot::Sender<Result<harvest_protocol::methods::DiffResult, RpcError>>,
+    },
 }
 
 #[derive(Clone)]
@@ -112,6 +116,13 @@ impl SessionHandle {
     /// What the agent changed in a remote workspace, against what was uploaded.
     pub async fn changes(&self) -> Result<Vec<harvest_sandbox::WorkspaceChange>, RpcError> {
         self.call(|reply| Command::Changes { reply }).await
+    }
+    /// The session's changes against the commit it started from.
+    pub async fn diff(
+        &self,
+        stat: bool,
+    ) -> Result<harvest_protocol::methods::DiffResult, RpcError> {
+        self.call(|reply| Command::Diff { stat, reply }).await
     }
     /// A file as the agent sees it, read inside its sandbox (never from host paths).
     pub async fn read_file(&self, path: PathBuf, limit: u64) -> Result<Vec<u8>, RpcError> {

@@ -42,6 +42,16 @@ pub struct SessionSpec {
     /// The docker provider's image for this session; absent: the config's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The session's own branch (a clone's `harvest/<slug>-<id>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// The commit the session started from, when its workspace is a git repository:
+    /// what `harvest diff` and `harvest apply` measure against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// The pull request opened for the branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr_url: Option<String>,
 }
 
 impl SessionSpec {

@@ -72,6 +72,7 @@ pub async fn demo(paths: &Paths, json: bool) -> Result<ExitCode> {
         NewArgs {
             workspace: Some(workspace.clone()),
             repo: None,
+            in_place: false,
             sandbox: Some("local".into()),
             ports: Vec::new(),
             image: None,

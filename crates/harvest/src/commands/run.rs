@@ -9,6 +9,7 @@ use harvest_config::Paths;
 use harvest_protocol::methods::{self as m, CreateParams, SessionInfo};
 use harvest_protocol::{Event, EventBody, Secret, Seq, SessionState};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub async fn new(paths: &Paths, args: NewArgs) -> Result<ExitCode> {
@@ -39,7 +40,15 @@ pub async fn create(
     args: NewArgs,
     env: BTreeMap<String, Secret>,
 ) -> Result<SessionInfo> {
-    let workspace = match &args.workspace {
+    let (workspace, repo) = match (args.in_place, &args.repo) {
+        (true, Some(r)) if std::path::Path::new(r).is_dir() => (Some(PathBuf::from(r)), None),
+        (true, Some(r)) => anyhow::bail!(
+            "--in-place works in a folder of this machine; {r} is not one (drop --in-place to \
+             clone it)"
+        ),
+        _ => (args.workspace.clone(), args.repo.clone()),
+    };
+    let workspace = match &workspace {
         Some(w) => Some(
             std::fs::canonicalize(w)
                 .with_context(|| format!("workspace {}", w.display()))?
@@ -48,7 +57,7 @@ pub async fn create(
         ),
         None => None,
     };
-    let repo = match &args.repo {
+    let repo = match &repo {
         // A local path is cloned by the daemon, which may not share our cwd.
         Some(r) if std::path::Path::new(r).exists() => Some(
             std::fs::canonicalize(r)

@@ -55,6 +55,12 @@ pub async fn ls(paths: &Paths, json: bool) -> Result<ExitCode> {
         for p in &s.previews {
             println!("          ⇢ port {} at {}", p.port, safe(&p.url));
         }
+        if let Some(branch) = &s.branch {
+            match &s.pr_url {
+                Some(pr) => println!("          ⎇ {} · {}", safe(branch), safe(pr)),
+                None => println!("          ⎇ {}", safe(branch)),
+            }
+        }
         if let Some(p) = &s.first_prompt {
             println!(
                 "          › {}",
