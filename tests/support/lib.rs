@@ -7,6 +7,7 @@
 
 pub mod daytona;
 pub mod docker;
+pub mod forge;
 pub mod git;
 
 use harvest_scripted_model::{ModelServer, RecordedRequest, Script};

@@ -24,6 +24,18 @@ pub struct Config {
     pub daytona: DaytonaConfig,
     pub keys: KeysConfig,
     pub notify: NotifyConfig,
+    pub github: GitHubConfig,
+}
+
+/// `[github]`: where `harvest pr` opens pull requests. GITHUB_API_URL in the client's
+/// environment wins; the token is only ever taken from GH_TOKEN, GITHUB_TOKEN or
+/// `gh auth token`, never from a file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GitHubConfig {
+    /// GitHub's REST API (`https://HOST/api/v3` for an Enterprise server); empty: the one
+    /// for the remote's host (api.github.com for github.com).
+    pub api_url: Option<String>,
 }
 
 /// `[docker]`: the containers of `--sandbox docker`.

@@ -197,6 +197,10 @@ pub async fn call(s: &mut Session, call: Call) -> Result<Value, RpcError> {
             let (_, h) = sessions.resolve(&p.session)?;
             answer::<m::SessionDiff>(h.diff(p.stat).await?)
         }
+        Call::SessionPr(p) => {
+            let (_, h) = sessions.resolve(&p.session)?;
+            answer::<m::SessionPr>(h.pull_request(p).await?)
+        }
         Call::DaemonStatus(_) => answer::<m::DaemonStatus>(create::status(d).await?),
         Call::DaemonStop(_) => {
             d.shutdown.cancel();

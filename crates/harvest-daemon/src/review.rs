@@ -75,13 +75,15 @@ if [ -n "$1" ]; then {GIT} checkout -q -b "$1" || exit 4; fi
 /// The workspace against `base`: every file changed, made or deleted since, committed or
 /// not (ignored files left out), as a binary-safe patch, or its `--stat` summary.
 pub async fn diff(sandbox: &dyn Sandbox, base: &str, stat: bool) -> Result<String, RpcError> {
-    // A throwaway index, so the agent's own staging is left as it is.
+    // A throwaway index, so the agent's own staging is left as it is. Prefixes and paths
+    // are spelled out: the repository's config (the agent's) could change them, and
+    // `git apply` on the user's side strips exactly one `a/`.
     let script = format!(
         r#"tmp=$(mktemp -d) || exit 5
 trap 'rm -rf "$tmp"' EXIT
 export GIT_INDEX_FILE="$tmp/index"
 {GIT} add -A . || exit 6
-{GIT} -c core.quotepath=off diff --cached --no-ext-diff --no-textconv {} "$1""#,
+{GIT} -c core.quotepath=off diff --cached --no-ext-diff --no-textconv --no-relative --src-prefix=a/ --dst-prefix=b/ {} "$1""#,
         if stat { "--stat=100" } else { "--binary" }
     );
     let out = run(sandbox, &script, base, DIFF_MAX)
@@ -107,6 +109,87 @@ export GIT_INDEX_FILE="$tmp/index"
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The session's work as commits: what is not committed yet is committed (as `author`,
+/// with `message`, the agent's hooks skipped), then everything since `base` leaves the
+/// sandbox as a git bundle. `(the commit, the bundle)`.
+pub async fn commit_and_bundle(
+    sandbox: &dyn Sandbox,
+    base: &str,
+    message: &str,
+    author: (&str, &str),
+) -> Result<(String, Vec<u8>), String> {
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::STANDARD;
+    // The message and the author travel base64-encoded: no quoting of sandbox-bound text.
+    let script = format!(
+        r#"set -e
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+printf %s "$2" | base64 -d > "$tmp/msg"
+name=$(printf %s "$3" | base64 -d); email=$(printf %s "$4" | base64 -d)
+{GIT} add -A .
+if ! {GIT} diff --cached --quiet; then
+  {GIT} -c user.name="$name" -c user.email="$email" -c core.hooksPath=/dev/null commit -q --no-verify -F "$tmp/msg"
+fi
+test "$({GIT} rev-list --count "$1..HEAD")" -gt 0 || exit 7
+{GIT} bundle create -q "$tmp/b" "$1..HEAD" 2>/dev/null
+{GIT} rev-parse HEAD
+base64 -w0 < "$tmp/b""#
+    );
+    let argv = [
+        "sh".to_owned(),
+        "-c".to_owned(),
+        script,
+        "harvest-git".to_owned(),
+        base.to_owned(),
+        engine.encode(message),
+        engine.encode(author.0),
+        engine.encode(author.1),
+    ];
+    let out = sandbox
+        .exec(
+            &argv,
+            ExecLimits {
+                output_bytes: DIFF_MAX,
+                timeout: Duration::from_secs(300),
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    match out.code {
+        Some(0) if !out.truncated => {}
+        Some(0) => {
+            return Err(format!(
+                "the session's commits are more than {} MiB; push them with git from inside the session",
+                DIFF_MAX >> 20
+            ));
+        }
+        Some(7) => {
+            return Err(
+                "the session changed nothing since it started: there is nothing to push".into(),
+            );
+        }
+        _ => {
+            return Err(format!(
+                "cannot commit in the sandbox: {}",
+                tail(&out.stdout, &out.stderr)
+            ));
+        }
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The last two lines (a provider may mix git's warnings into the output before them).
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty()).rev();
+    let encoded = lines.next().unwrap_or_default().trim();
+    let commit = lines.next().unwrap_or_default().trim().to_owned();
+    let bundle = engine
+        .decode(encoded)
+        .map_err(|_| "the sandbox's bundle is not base64".to_owned())?;
+    if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) || bundle.is_empty() {
+        return Err("the sandbox gave no commit to push".into());
+    }
+    Ok((commit, bundle))
 }
 
 async fn run(

@@ -98,6 +98,7 @@ methods! {
     SessionReadFile => "session/read_file", ReadFileParams, ReadFileResult;
     SessionChanges => "session/changes", SessionRef, ChangesResult;
     SessionDiff => "session/diff", DiffParams, DiffResult;
+    SessionPr => "session/pr", PrParams, PrResult;
     DaemonStatus => "daemon/status", Empty, DaemonStatusResult;
     DaemonStop => "daemon/stop", Empty, Empty;
 }
@@ -398,6 +399,39 @@ pub struct DiffResult {
     pub in_place: bool,
     /// Produced by the sandbox: hostile until checked (paths, escapes).
     pub patch: String,
+}
+
+/// `session/pr`: Harvest commits the session's work in the sandbox, pushes its branch from
+/// this machine and opens the pull request (or finds the one open for the branch).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrParams {
+    pub session: String,
+    /// The forge token, from the client's environment: used for this call, never stored,
+    /// never given to the sandbox.
+    pub token: crate::Secret,
+    /// GitHub's API (`GITHUB_API_URL`); absent: the one for the remote's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// The branch to merge into; absent: the repository's default branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub draft: bool,
+    /// The commit's author (`Name <email>`), from the user's git config; absent: Harvest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrResult {
+    pub url: String,
+    pub number: u64,
+    pub branch: String,
+    /// It was open already (nothing new was opened).
+    #[serde(default)]
+    pub existing: bool,
 }
 
 /// The most a `session/diff` patch carries.

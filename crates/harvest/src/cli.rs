@@ -24,6 +24,10 @@ pub enum Command {
         /// One JSON event per line instead of the human-readable stream.
         #[arg(long)]
         json: bool,
+        /// When the turn ends well, open a pull request of its work (needs --repo URL of
+        /// a GitHub repository and GH_TOKEN or GITHUB_TOKEN); its URL is printed last.
+        #[arg(long, requires = "repo")]
+        pr: bool,
     },
     /// Start a session and attach to it (in a terminal), or print its id (--detach, or
     /// when the output is not a terminal).
@@ -124,6 +128,20 @@ pub enum Command {
         /// The checkout to apply to (default: the local repository given to --repo).
         #[arg(long, value_name = "DIR")]
         into: Option<PathBuf>,
+    },
+    /// Commit the session's work, push its branch and open a pull request (Harvest does
+    /// this from here with GH_TOKEN or GITHUB_TOKEN: the token never enters the sandbox).
+    Pr {
+        session: String,
+        /// Open it as a draft.
+        #[arg(long)]
+        draft: bool,
+        /// The branch to merge into (default: the repository's default branch).
+        #[arg(long)]
+        base: Option<String>,
+        /// Its title (default: the session's first prompt).
+        #[arg(long)]
+        title: Option<String>,
     },
     /// Run the daemon, or control it.
     Daemon {

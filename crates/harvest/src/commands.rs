@@ -25,7 +25,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match command {
         Command::Daemon { action, foreground } => daemon::run(&paths, action, foreground).await,
         Command::ScriptedModel { script, port } => demo::serve_script(&script, port).await,
-        Command::Run { new, json } => run::run(&paths, new, json).await,
+        Command::Run { new, json, pr } => run::run(&paths, new, json, pr).await,
         Command::New { new, detach } => {
             use std::io::IsTerminal;
             if detach || !std::io::stdout().is_terminal() {
@@ -56,6 +56,18 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Pull { session, patch } => pull::pull(&paths, &session, patch).await,
         Command::Diff { session, stat } => review::diff(&paths, &session, stat).await,
         Command::Apply { session, into } => review::apply(&paths, &session, into).await,
+        Command::Pr {
+            session,
+            draft,
+            base,
+            title,
+        } => {
+            let client = connect(&paths).await?;
+            let options = review::PrOptions { draft, base, title };
+            let pr = review::pull_request(&paths, &client, &session, options).await?;
+            review::print_pr(&pr);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Resume { session } => sessions::resume(&paths, &session).await,
         Command::Wait { session } => sessions::wait(&paths, &session).await,
         Command::Rename { session, name } => sessions::rename(&paths, &session, name).await,

@@ -6,6 +6,7 @@
 mod ending;
 mod ingest;
 mod permissions;
+mod pr;
 mod restore;
 mod turns;
 
@@ -323,6 +324,10 @@ impl Actor {
             }
             Command::Diff { stat, reply } => {
                 let r = self.diff(stat).await;
+                let _ = reply.send(r);
+            }
+            Command::Pr { params, reply } => {
+                let r = self.pull_request(*params).await;
                 let _ = reply.send(r);
             }
             Command::Remove { reply } => {

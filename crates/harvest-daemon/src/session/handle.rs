@@ -45,6 +45,10 @@ pub enum Command {
     Changes {
         reply: oneshot::Sender<Result<Vec<harvest_sandbox::WorkspaceChange>, RpcError>>,
     },
+    Pr {
+        params: Box<harvest_protocol::methods::PrParams>,
+        reply: oneshot::Sender<Result<harvest_protocol::methods::PrResult, RpcError>>,
+    },
     Diff {
         stat: bool,
         reply: oneshot::Sender<Result<harvest_protocol::methods::DiffResult, RpcError>>,
@@ -116,6 +120,14 @@ impl SessionHandle {
     /// What the agent changed in a remote workspace, against what was uploaded.
     pub async fn changes(&self) -> Result<Vec<harvest_sandbox::WorkspaceChange>, RpcError> {
         self.call(|reply| Command::Changes { reply }).await
+    }
+    /// Commit, push the branch and open its pull request.
+    pub async fn pull_request(
+        &self,
+        params: harvest_protocol::methods::PrParams,
+    ) -> Result<harvest_protocol::methods::PrResult, RpcError> {
+        let params = Box::new(params);
+        self.call(|reply| Command::Pr { params, reply }).await
     }
     /// The session's changes against the commit it started from.
     pub async fn diff(

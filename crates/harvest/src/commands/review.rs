@@ -116,6 +116,96 @@ pub async fn apply(paths: &Paths, session: &str, into: Option<PathBuf>) -> Resul
     Ok(ExitCode::from(1))
 }
 
+pub struct PrOptions {
+    pub draft: bool,
+    pub base: Option<String>,
+    pub title: Option<String>,
+}
+
+/// The forge token, from the user's environment (GH_TOKEN, GITHUB_TOKEN) or the GitHub
+/// CLI's login; it goes to the daemon for the one call that pushes and opens the pull
+/// request, never into the sandbox or a file.
+pub fn forge_token() -> Result<harvest_protocol::Secret> {
+    for name in ["GH_TOKEN", "GITHUB_TOKEN"] {
+        if let Ok(v) = std::env::var(name)
+            && !v.trim().is_empty()
+        {
+            return Ok(harvest_protocol::Secret::new(v.trim()));
+        }
+    }
+    if let Ok(out) = Command::new("gh").args(["auth", "token"]).output()
+        && out.status.success()
+    {
+        let t = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !t.is_empty() {
+            return Ok(harvest_protocol::Secret::new(t));
+        }
+    }
+    bail!(
+        "no GitHub token: set GH_TOKEN or GITHUB_TOKEN (a token that may push and open pull \
+         requests), or log in with `gh auth login`"
+    )
+}
+
+pub async fn pull_request(
+    paths: &Paths,
+    client: &harvest_client::Client,
+    session: &str,
+    o: PrOptions,
+) -> Result<m::PrResult> {
+    let token = forge_token()?;
+    let api_url = std::env::var("GITHUB_API_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| {
+            super::load_config(paths)
+                .ok()
+                .and_then(|c| c.github.api_url)
+        });
+    let git_config = |key: &str| {
+        Command::new("git")
+            .args(["config", key])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let author = match (git_config("user.name"), git_config("user.email")) {
+        (Some(n), Some(e)) => Some(format!("{n} <{e}>")),
+        _ => None,
+    };
+    Ok(client
+        .call::<m::SessionPr>(m::PrParams {
+            session: session.to_owned(),
+            token,
+            api_url,
+            base: o.base,
+            title: o.title,
+            draft: o.draft,
+            author,
+        })
+        .await?)
+}
+
+pub fn print_pr(pr: &m::PrResult) {
+    if pr.existing {
+        println!(
+            "a pull request is open already for {}: #{} {}",
+            shown(&pr.branch),
+            pr.number,
+            shown(&pr.url)
+        );
+    } else {
+        println!(
+            "opened pull request #{} for {}: {}",
+            pr.number,
+            shown(&pr.branch),
+            shown(&pr.url)
+        );
+    }
+}
+
 async fn fetch(paths: &Paths, session: &str, stat: bool) -> Result<DiffResult> {
     let client = connect(paths).await?;
     Ok(client
@@ -262,7 +352,40 @@ fn shown(p: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::plain_relative;
+    use super::{check_patch, plain_relative};
+
+    /// A sandbox that is wholly the agent's can answer with any patch at all: the check
+    /// stands between it and the user's checkout.
+    #[test]
+    fn a_forged_patch_is_refused_before_git_applies_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("git")
+            .args(["init", "-q"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let new_file = |path: &str, mode: &str| {
+            format!(
+                "diff --git a/{path} b/{path}\nnew file mode {mode}\nindex 0000000..e69de29\n--- /dev/null\n+++ b/{path}\n@@ -0,0 +1 @@\n+x\n"
+            )
+        };
+        let fine = check_patch(dir.path(), &new_file("src/a.txt", "100644")).unwrap();
+        assert_eq!(fine, ["src/a.txt"]);
+        for (patch, why) in [
+            (
+                new_file(".git/hooks/post-checkout", "100755"),
+                "plain relative",
+            ),
+            (new_file("sub/.git/config", "100644"), "plain relative"),
+            (new_file("link", "120000"), "symbolic link"),
+        ] {
+            let err = check_patch(dir.path(), &patch).unwrap_err().to_string();
+            assert!(err.contains(why), "{patch}: {err}");
+        }
+        // git itself refuses a path that climbs out; that too stops it.
+        assert!(check_patch(dir.path(), &new_file("../escape.txt", "100644")).is_err());
+    }
 
     #[test]
     fn only_plain_paths_outside_git_are_written() {

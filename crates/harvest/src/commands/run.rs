@@ -28,11 +28,33 @@ pub async fn create_quiet(paths: &Paths, args: NewArgs) -> Result<String> {
     Ok(create(&client, args, env).await?.id.to_string())
 }
 
-pub async fn run(paths: &Paths, args: NewArgs, json: bool) -> Result<ExitCode> {
+pub async fn run(paths: &Paths, args: NewArgs, json: bool, pr: bool) -> Result<ExitCode> {
     let env = forwarded_env(&load_config(paths)?);
+    // Before anything is made: a --pr run without a token would do the work for nothing.
+    if pr {
+        super::review::forge_token()?;
+    }
     let mut client = connect(paths).await?;
     let info = create(&client, args, env).await?;
-    run_session(&mut client, &info, json).await
+    let code = run_session(&mut client, &info, json).await?;
+    if !pr || code != ExitCode::SUCCESS {
+        return Ok(code);
+    }
+    let options = super::review::PrOptions {
+        draft: false,
+        base: None,
+        title: None,
+    };
+    let opened = super::review::pull_request(paths, &client, info.id.as_str(), options).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"type": "pr", "url": opened.url, "number": opened.number, "branch": opened.branch})
+        );
+    } else {
+        super::review::print_pr(&opened);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn create(
