@@ -1102,6 +1102,39 @@ fn a_repo_session_works_on_its_own_branch_and_its_diff_applies(kind: &str) {
     );
 }
 
+/// `run --pr`: Harvest commits in the sandbox, pushes the branch from this machine and
+/// opens the pull request (against the FAKE forge: real git http-backend, GitHub's API).
+fn run_pr_pushes_the_branch_and_opens_a_pull_request(kind: &str) {
+    use harvest_e2e::forge::{FakeForge, TOKEN};
+    let forge = FakeForge::start(TOKEN);
+    let url = forge.repo("org", "app", &[("greeting.txt", "helo world\n")]);
+    let h = harness(kind);
+    let mut cmd = h.cmd(&["run", "--json", "--pr", "--repo", &url, "fix the greeting"]);
+    cmd.env("GH_TOKEN", TOKEN)
+        .env("GITHUB_API_URL", forge.api_url());
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = parse_lines(&stdout);
+    let id = lines[0]["session"].as_str().unwrap();
+    let branch = format!("harvest/fix-the-greeting-{id}");
+    assert_eq!(
+        lines.last().unwrap()["url"],
+        format!("{}/org/app/pull/1", forge.url)
+    );
+    let bare = forge.bare("org", "app");
+    let tree = harvest_e2e::git::git(&bare, &["show", &format!("{branch}:greeting.txt")]);
+    assert_eq!(tree, "hello world\n");
+    let pulls = forge.pulls();
+    assert_eq!(pulls.len(), 1);
+    assert_eq!(pulls[0]["head"]["ref"], branch.as_str());
+    assert_eq!(pulls[0]["base"]["ref"], "main");
+}
+
 macro_rules! providers {
     ($($module:ident => $kind:literal),* $(,)?) => {$(
         mod $module {
@@ -1120,6 +1153,7 @@ macro_rules! providers {
             #[test] fn a_fork_copies_workspace_and_conversation_then_goes_its_own_way() { super::a_fork_copies_workspace_and_conversation_then_goes_its_own_way($kind) }
             #[test] fn ask_mode_waits_for_an_answer_and_runs_what_was_allowed() { super::ask_mode_waits_for_an_answer_and_runs_what_was_allowed($kind) }
             #[test] fn a_repo_session_works_on_its_own_branch_and_its_diff_applies() { super::a_repo_session_works_on_its_own_branch_and_its_diff_applies($kind) }
+            #[test] fn run_pr_pushes_the_branch_and_opens_a_pull_request() { super::run_pr_pushes_the_branch_and_opens_a_pull_request($kind) }
         }
     )*};
 }

@@ -416,6 +416,7 @@ impl Sandbox for DockerSandbox {
         // its own filesystem, and anything but a regular file is refused (a FIFO would
         // block; `timeout` ends whatever still hangs).
         let p = String::from_utf8_lossy(path.as_os_str().as_bytes()).into_owned();
+        container::ensure_running(&self.docker, &self.names.container).await?;
         let out = oneshot::run(
             &self.docker,
             &self.names.container,
@@ -446,6 +447,9 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn exec(&self, argv: &[String], limits: ExecLimits) -> Result<ExecOutput> {
+        // A one-shot needs the container up: after `stop` (or a `run` that ended) a
+        // `harvest diff` or `pr` still reads and commits in it.
+        container::ensure_running(&self.docker, &self.names.container).await?;
         oneshot::run(
             &self.docker,
             &self.names.container,
