@@ -15,6 +15,7 @@ use tui_textarea::TextArea;
 
 mod overlays;
 mod permissions;
+pub mod review;
 mod search;
 
 /// What the UI asks of the connection task.
@@ -44,6 +45,12 @@ pub enum Cmd {
         tool_id: String,
         path: String,
     },
+    /// The attached session's changes against its base, for the review view.
+    Diff,
+    /// Bring them into the checkout the session was cloned from.
+    Apply,
+    /// Commit, push and open the pull request (the token from this client's environment).
+    Pr,
 }
 
 /// What the connection task tells the UI.
@@ -83,6 +90,10 @@ pub enum FromDaemon {
         tool_id: String,
         text: Result<String, String>,
     },
+    /// The session's changes for the review view, or why there are none to show.
+    Diff(Result<Box<harvest_protocol::methods::DiffResult>, String>),
+    /// How an apply or a pull request from the review view went: (ok, what to say).
+    ReviewDone(bool, String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +130,8 @@ pub enum Overlay {
         id: String,
         name: String,
     },
+    /// The review view: the session's changed files and their diffs against its base.
+    Review(Box<crate::app::review::Review>),
     NewSession {
         workspace: Box<TextArea<'static>>,
         prompt: Box<TextArea<'static>>,
@@ -388,6 +401,8 @@ impl App {
                 Ok(text) => self.full_output = Some((tool_id, text)),
                 Err(e) => tracing::info!(error = %e, "the saved tool output could not be read"),
             },
+            FromDaemon::Diff(result) => self.review_loaded(result),
+            FromDaemon::ReviewDone(ok, message) => self.review_done(ok, message),
         }
     }
 
@@ -516,6 +531,7 @@ impl App {
             Overlay::Picker { .. } => return self.picker_key(key),
             Overlay::ConfirmRemove { .. } => return self.confirm_key(key),
             Overlay::NewSession { .. } => return self.new_session_key(ev),
+            Overlay::Review(_) => return self.review_key(key),
         }
         if self.prefix_armed {
             self.prefix_armed = false;
@@ -659,6 +675,12 @@ impl App {
                 }
             }
             Action::Detach => self.exit = Some(Exit::Detach),
+            Action::Review => {
+                if self.session.is_some() {
+                    self.overlay = Overlay::Review(Box::default());
+                    return vec![Cmd::Diff];
+                }
+            }
             Action::Sessions => {
                 self.overlay = Overlay::picker();
                 return vec![Cmd::ListSessions];

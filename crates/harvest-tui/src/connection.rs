@@ -156,6 +156,13 @@ async fn run(
                         let _ = ui.send(FromDaemon::FullOutput { tool_id, text }).await;
                         continue;
                     }
+                    if matches!(cmd, Cmd::Diff | Cmd::Apply | Cmd::Pr) {
+                        // Answered on the side, as a tool's saved output is: a push or a
+                        // large diff never holds up the session's events.
+                        let reply = review(&client, attached.as_deref(), cmd).await;
+                        let _ = ui.send(reply).await;
+                        continue;
+                    }
                     if let Cmd::Withdraw(message) = cmd {
                         let taken = match attached.as_deref() {
                             Some(session) => client
@@ -358,7 +365,12 @@ async fn command(
                 .await
                 .map_err(r)?;
         }
-        Cmd::ListSessions | Cmd::ReadOutput { .. } | Cmd::Withdraw(_) => {}
+        Cmd::ListSessions
+        | Cmd::ReadOutput { .. }
+        | Cmd::Withdraw(_)
+        | Cmd::Diff
+        | Cmd::Apply
+        | Cmd::Pr => {}
         Cmd::Remove(id) => {
             client
                 .call::<m::SessionRemove>(m::SessionRef { session: id })
@@ -379,4 +391,100 @@ async fn command(
         }
     }
     Ok(None)
+}
+
+/// The review view's calls: the diff, an apply to the user's checkout (checked by
+/// `harvest-review`, as `harvest apply` does), a pull request with this client's token.
+async fn review(client: &Client, attached: Option<&str>, cmd: Cmd) -> FromDaemon {
+    let Some(session) = attached.map(str::to_owned) else {
+        return FromDaemon::ReviewDone(false, "no session attached".into());
+    };
+    let diff = |session: String| async move {
+        client
+            .call::<m::SessionDiff>(m::DiffParams {
+                session,
+                stat: false,
+            })
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match cmd {
+        Cmd::Diff => FromDaemon::Diff(diff(session).await.map(Box::new)),
+        Cmd::Apply => {
+            let d = match diff(session.clone()).await {
+                Ok(d) => d,
+                Err(e) => return FromDaemon::ReviewDone(false, e),
+            };
+            let applied =
+                tokio::task::spawn_blocking(move || harvest_review::apply(&d, None)).await;
+            use harvest_review::{Applied, ApplyError};
+            match applied {
+                Ok(Ok(Applied::Clean { root, files })) => FromDaemon::ReviewDone(
+                    true,
+                    format!(
+                        "applied {files} file(s) to {}; commit when ready",
+                        root.display()
+                    ),
+                ),
+                Ok(Ok(Applied::Merged { root, files })) => FromDaemon::ReviewDone(
+                    true,
+                    format!(
+                        "applied {files} file(s) to {} with a 3-way merge (staged)",
+                        root.display()
+                    ),
+                ),
+                Ok(Ok(Applied::InPlace)) => FromDaemon::ReviewDone(
+                    true,
+                    "this session works in your folder itself: its changes are there already"
+                        .into(),
+                ),
+                Ok(Ok(Applied::Nothing)) => FromDaemon::ReviewDone(true, "nothing to apply".into()),
+                Ok(Err(ApplyError::Conflict { files, .. })) => FromDaemon::ReviewDone(
+                    false,
+                    format!(
+                        "nothing was written: your changes conflict in {}; commit or stash them and apply again",
+                        files.join(", ")
+                    ),
+                ),
+                Ok(Err(ApplyError::NoTarget)) => FromDaemon::ReviewDone(
+                    false,
+                    format!(
+                        "cloned from a URL: apply it from a shell with `harvest apply {session} --into DIR`"
+                    ),
+                ),
+                Ok(Err(e)) => FromDaemon::ReviewDone(false, e.to_string()),
+                Err(e) => FromDaemon::ReviewDone(false, e.to_string()),
+            }
+        }
+        Cmd::Pr => {
+            let token = match harvest_review::forge_token() {
+                Ok(t) => t,
+                Err(e) => return FromDaemon::ReviewDone(false, e),
+            };
+            let opened = client
+                .call::<m::SessionPr>(m::PrParams {
+                    session,
+                    token,
+                    api_url: std::env::var("GITHUB_API_URL")
+                        .ok()
+                        .filter(|v| !v.is_empty()),
+                    base: None,
+                    title: None,
+                    draft: false,
+                    author: harvest_review::git_author(),
+                })
+                .await;
+            match opened {
+                Ok(pr) if pr.existing => {
+                    FromDaemon::ReviewDone(true, format!("open already: #{} {}", pr.number, pr.url))
+                }
+                Ok(pr) => FromDaemon::ReviewDone(
+                    true,
+                    format!("opened pull request #{}: {}", pr.number, pr.url),
+                ),
+                Err(e) => FromDaemon::ReviewDone(false, e.to_string()),
+            }
+        }
+        _ => FromDaemon::ReviewDone(false, "not a review command".into()),
+    }
 }

@@ -32,6 +32,7 @@ pub enum Action {
     PrevTool,
     NextError,
     PrevError,
+    Review,
 }
 
 impl Action {
@@ -60,6 +61,7 @@ impl Action {
         Action::PrevTool,
         Action::NextError,
         Action::PrevError,
+        Action::Review,
     ];
 
     pub fn name(self) -> &'static str {
@@ -88,6 +90,7 @@ impl Action {
             Action::PrevTool => "prev_tool",
             Action::NextError => "next_error",
             Action::PrevError => "prev_error",
+            Action::Review => "review",
         }
     }
 
@@ -117,6 +120,7 @@ impl Action {
             Action::PrevTool => "previous tool call",
             Action::NextError => "next error",
             Action::PrevError => "previous error",
+            Action::Review => "review the session's changes (apply, pull request)",
         }
     }
 
@@ -280,6 +284,7 @@ const DEFAULTS: &[(Action, &[&str])] = &[
     (Action::PrevTool, &["["]),
     (Action::NextError, &["}"]),
     (Action::PrevError, &["{"]),
+    (Action::Review, &["prefix v"]),
 ];
 
 impl Default for Keymap {

@@ -5,5 +5,6 @@
 pub mod conversation;
 pub mod diff;
 pub mod items;
+pub mod review;
 pub mod screen;
 pub mod tool;

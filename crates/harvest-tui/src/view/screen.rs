@@ -303,6 +303,7 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
             f.render_widget(Paragraph::new(line), a.footer);
         }
         Overlay::Picker { selected, filter } => picker(f, app, *selected, filter.as_deref()),
+        Overlay::Review(r) => super::review::draw(f, app, r),
         Overlay::ConfirmRemove { id, name } => {
             let r = centered(f.area(), 50, 5);
             f.render_widget(Clear, r);
@@ -484,6 +485,13 @@ fn header(app: &App, width: usize) -> Line<'static> {
             };
             for url in urls {
                 spans.push(Span::styled(format!(" · ⇢ {url}"), theme.key()));
+            }
+            // The session's own branch, and its pull request once there is one.
+            if let Some(branch) = &s.branch {
+                spans.push(Span::styled(format!(" · ⎇ {branch}"), theme.dim()));
+            }
+            if let Some(pr) = &s.pr_url {
+                spans.push(Span::styled(format!(" · {pr}"), theme.key()));
             }
         }
     }
@@ -714,7 +722,7 @@ fn cut(s: &str, n: usize) -> String {
     truncate_line(Line::from(s.to_owned()), n).to_string()
 }
 
-fn centered(area: Rect, width: u16, height: u16) -> Rect {
+pub(super) fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let w = width.min(area.width);
     let h = height.min(area.height);
     Rect {
