@@ -323,3 +323,58 @@ fn a_queued_follow_up_is_shown_edited_and_taken_back_by_esc() {
             .any(|r| r.all_text().contains("then check the logs twice"))
     );
 }
+
+/// The review view, as a person reaches it: prefix v lists the changed files of a
+/// `--repo` session and shows each one's diff; `a` brings them into the checkout it was
+/// cloned from, and a second `a`, over the now changed files, writes nothing and says why.
+#[test]
+fn the_review_view_shows_the_changes_and_applies_them() {
+    let h = Harness::new(SCRIPT);
+    let repo = h.path("app");
+    harvest_e2e::git::repo_with(&repo, &[("greeting.txt", "helo world\n")]);
+    let out = h.ok(&[
+        "run",
+        "--json",
+        "--repo",
+        repo.to_str().unwrap(),
+        "fix the greeting",
+    ]);
+    let id = harvest_e2e::parse_lines(&out)[0]["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let t = Tmux::start(&h);
+    t.type_text("main", &t.harvest_line(&format!("attach {id}")));
+    t.keys("main", &["Enter"]);
+    t.wait_for("main", "the session, its branch in the status line", |s| {
+        s.contains("Fixed the greeting.") && s.contains(&format!("harvest/fix-the-greeting-{id}"))
+    });
+    t.keys("main", &["C-g", "v"]);
+    let s = t.wait_for("main", "the review view", |s| {
+        s.contains("Review") && s.contains("+hello world")
+    });
+    assert!(
+        s.contains("greeting.txt") && s.contains("-helo world"),
+        "{s}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join("greeting.txt")).unwrap(),
+        "helo world\n"
+    );
+    t.keys("main", &["a"]);
+    t.wait_for("main", "the apply", |s| s.contains("applied 1 file(s)"));
+    assert_eq!(
+        std::fs::read_to_string(repo.join("greeting.txt")).unwrap(),
+        "hello world\n"
+    );
+    t.keys("main", &["a"]);
+    t.wait_for("main", "the refusal", |s| s.contains("nothing was written"));
+    assert_eq!(
+        std::fs::read_to_string(repo.join("greeting.txt")).unwrap(),
+        "hello world\n"
+    );
+    t.keys("main", &["Escape"]);
+    t.wait_for("main", "the conversation again", |s| {
+        !s.contains("Review ·")
+    });
+}
