@@ -151,8 +151,8 @@ fn a_folder_goes_up_the_agent_edits_it_remotely_and_every_step_streams() {
     let sandbox = fake.sandbox_of(&id);
     let ls = h.ok(&["ls"]);
     assert!(
-        ls.contains(sandbox["id"].as_str().unwrap()),
-        "ls does not show the sandbox id:\n{ls}"
+        ls.contains(&format!("{} (started)", sandbox["id"].as_str().unwrap())),
+        "ls does not show the sandbox id and Daytona's state:\n{ls}"
     );
 }
 
@@ -392,6 +392,9 @@ fn an_idle_sandbox_stops_and_the_next_message_starts_it_again() {
         "an idle stop is not a failure: {}",
         summarize(&evs)
     );
+    // `ls` has it from Daytona itself.
+    let ls = h.ok(&["ls"]);
+    assert!(ls.contains("(stopped)"), "{ls}");
     h.ok(&["send", &id, "what came before?"]);
     h.wait_events(&id, "the resumed turn", LONG, |e| idle_after(e, 2));
     assert_eq!(fake.sandbox_of(&id)["state"], "started");

@@ -419,9 +419,24 @@ fn default_name(workspace: &Path, repo: Option<&str>, prompt: Option<&str>) -> S
 
 pub async fn list(daemon: &Arc<Daemon>) -> Result<Vec<SessionInfo>, RpcError> {
     let rows = store_call(daemon, |store| store.sessions()).await?;
+    // The providers' own word on their sandboxes (one call each, for providers that have
+    // sessions here), bounded: a provider out of reach never holds up a listing.
+    let mut states = BTreeMap::new();
+    for provider in daemon.providers.all() {
+        if rows.iter().any(|r| r.info.sandbox == provider.kind()) {
+            let asked = tokio::time::timeout(std::time::Duration::from_secs(3), provider.states());
+            if let Ok(found) = asked.await {
+                states.extend(found);
+            }
+        }
+    }
     Ok(rows
         .into_iter()
-        .map(|r| with_stall(daemon, r.info))
+        .map(|r| {
+            let mut info = with_stall(daemon, r.info);
+            info.sandbox_state = states.remove(info.id.as_str());
+            info
+        })
         .collect())
 }
 

@@ -324,6 +324,23 @@ impl Provider for DaytonaProvider {
         }))
     }
 
+    async fn states(&self) -> BTreeMap<String, String> {
+        let Ok(api) = self.api() else {
+            return BTreeMap::new();
+        };
+        let labels = BTreeMap::from([(LABEL_INSTANCE.to_owned(), self.opts.instance.clone())]);
+        match api.list(&labels).await {
+            Ok(found) => found
+                .into_iter()
+                .filter_map(|s| Some((s.labels.get(LABEL_SESSION)?.clone(), s.state().to_owned())))
+                .collect(),
+            Err(e) => {
+                tracing::info!(error = %e, "cannot list the Daytona sandboxes' states");
+                BTreeMap::new()
+            }
+        }
+    }
+
     async fn list(&self) -> Result<Vec<String>> {
         let Ok(api) = self.api() else {
             // Without a key there is nothing this provider can see.

@@ -202,6 +202,10 @@ pub struct SessionInfo {
     /// The provider's name for the sandbox (a docker container's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox_name: Option<String>,
+    /// The provider's word on the sandbox's state (a Daytona sandbox: `started`,
+    /// `stopped`, `archived`…), in listings, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_state: Option<String>,
     /// The session's own git branch (`harvest/<slug>-<id>`), when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<String>,

@@ -166,6 +166,11 @@ pub trait Provider: Send + Sync {
     async fn list(&self) -> Result<Vec<String>>;
     /// Remove the sandbox of a session the store does not know.
     async fn remove_orphan(&self, session: &str) -> Result<()>;
+    /// The provider's own word on its sandboxes' states, by session (a remote sandbox:
+    /// `started`, `stopped`, `archived`…), for listings. Empty when it has none to give.
+    async fn states(&self) -> std::collections::BTreeMap<String, String> {
+        std::collections::BTreeMap::new()
+    }
     /// Make the sandbox of session `to` start as a copy of `from`'s: its workspace and the
     /// agent's HOME (transcripts). The copy treats `from`'s trees as hostile. Returns the
     /// new session's workspace source.

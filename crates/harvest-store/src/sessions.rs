@@ -224,6 +224,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
                         .or(v["sandbox"].as_str())
                         .map(str::to_owned)
                 }),
+            sandbox_state: None,
             branch: spec_text("branch"),
             pr_url: spec_text("pr_url"),
         },

@@ -221,6 +221,7 @@ fn new_app() -> App {
         stalled: None,
         previews: Vec::new(),
         sandbox_name: None,
+        sandbox_state: None,
         branch: None,
         pr_url: None,
     }));

@@ -36,6 +36,7 @@ fn info(id: &str, name: &str, state: SessionState) -> SessionInfo {
         stalled: None,
         previews: Vec::new(),
         sandbox_name: None,
+        sandbox_state: None,
         branch: None,
         pr_url: None,
     }

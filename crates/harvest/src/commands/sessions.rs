@@ -50,7 +50,12 @@ pub async fn ls(paths: &Paths, json: bool) -> Result<ExitCode> {
             println!("          ! {}", safe(why));
         }
         if let Some(name) = &s.sandbox_name {
-            println!("          ▣ {} {}", s.sandbox, safe(name));
+            match &s.sandbox_state {
+                Some(state) => {
+                    println!("          ▣ {} {} ({})", s.sandbox, safe(name), safe(state))
+                }
+                None => println!("          ▣ {} {}", s.sandbox, safe(name)),
+            }
         }
         for p in &s.previews {
             println!("          ⇢ port {} at {}", p.port, safe(&p.url));
