@@ -86,6 +86,10 @@ fn run_pr_ends_with_a_pushed_branch_and_a_pull_request() {
         message.starts_with("Harvest <harvest@localhost>\nFix the greeting\n"),
         "{message}"
     );
+    assert!(
+        message.contains("> Fix the greeting") && message.contains("Made by Harvest"),
+        "{message}"
+    );
 
     // The pull request: head, base, title and a body that tells the session.
     let pulls = forge.pulls();
@@ -232,4 +236,31 @@ fn pr_without_a_token_or_a_branch_is_a_clear_error() {
     let out = h.run(&["pr", &id]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no branch of its own"));
+}
+
+/// A branch of that name on the remote with other commits is never overwritten.
+#[test]
+fn a_branch_that_exists_on_the_remote_is_not_overwritten() {
+    let forge = FakeForge::start(TOKEN);
+    let url = forge.repo("org", "app", &[("greeting.txt", "helo world\n")]);
+    let h = harness(&forge);
+    let out = h.ok(&["run", "--json", "--repo", &url, "Fix the greeting"]);
+    let id = parse_lines(&out)[0]["session"].as_str().unwrap().to_owned();
+    let branch = format!("harvest/fix-the-greeting-{id}");
+    // Someone pushed a branch of that name meanwhile.
+    let bare = forge.bare("org", "app");
+    let theirs = git(&bare, &["commit-tree", "-m", "theirs", "main^{tree}"]);
+    git(
+        &bare,
+        &["update-ref", &format!("refs/heads/{branch}"), theirs.trim()],
+    );
+    let failed = h.run(&["pr", &id]);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(
+        stderr.contains(&format!("the branch {branch} already exists")),
+        "{stderr}"
+    );
+    assert_eq!(git(&bare, &["rev-parse", &branch]).trim(), theirs.trim());
+    assert!(forge.pulls().is_empty());
 }

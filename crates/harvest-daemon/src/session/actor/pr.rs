@@ -33,7 +33,7 @@ impl Actor {
         };
         let summary = self.summary(&base).await;
         let title = p.title.clone().unwrap_or_else(|| summary.title.clone());
-        let message = format!("{title}\n\n{}", summary.body);
+        let message = format!("{title}\n\n{}\n{}", summary.body, summary.footer);
         let author = p
             .author
             .clone()
