@@ -616,3 +616,39 @@ fn a_repo_is_cloned_inside_the_sandbox_and_its_changes_come_back_as_a_patch() {
         "hello world\n"
     );
 }
+
+/// A large tree goes up in batches, and the user waiting on `harvest new` is told how far
+/// it is as it goes (not only the daemon's log).
+#[test]
+fn a_large_upload_reports_its_progress_to_the_waiting_client() {
+    let fake = FakeDaytona::shared();
+    let h = fake.harness(|_| SCRIPT.to_owned());
+    std::fs::write(h.workspace.join("greeting.txt"), "helo world\n").unwrap();
+    let many = h.workspace.join("many");
+    std::fs::create_dir_all(&many).unwrap();
+    for i in 0..1100 {
+        std::fs::write(many.join(format!("f{i}.txt")), format!("file {i}\n")).unwrap();
+    }
+    let ws = h.workspace.to_str().unwrap().to_owned();
+    let out = h.run(&["new", "--detach", "--workspace", &ws, "fix the greeting"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("uploading the workspace: 500 of 1101 files"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("uploading the workspace: 1000 of 1101 files"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("uploaded the workspace: 1101 files"),
+        "{stderr}"
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(
+        fake.workspace_file(&id, "many/f1099.txt").as_deref(),
+        Some("file 1099\n")
+    );
+    h.ok(&["rm", &id]);
+}

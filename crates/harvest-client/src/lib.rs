@@ -182,6 +182,11 @@ impl Client {
     pub fn take_notifications(&mut self) -> Option<mpsc::Receiver<Notification>> {
         self.notifications.take()
     }
+
+    /// Give back a queue taken with [`Client::take_notifications`].
+    pub fn restore_notifications(&mut self, queue: mpsc::Receiver<Notification>) {
+        self.notifications = Some(queue);
+    }
 }
 
 /// A notification as front ends use it: typed, so no front end parses the wire.

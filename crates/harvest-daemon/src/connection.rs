@@ -276,5 +276,14 @@ fn frame(d: &Delivery) -> String {
             },
         })
         .to_string(),
+        Delivery::Progress { session, message } => serde_json::json!({
+            "jsonrpc": "2.0",
+            "method": harvest_protocol::methods::NOTIFY_PROGRESS,
+            "params": harvest_protocol::methods::ProgressNotification {
+                session: session.clone(),
+                message: message.clone(),
+            },
+        })
+        .to_string(),
     }
 }

@@ -15,7 +15,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo, RpcError> {
+pub async fn create(
+    daemon: &Arc<Daemon>,
+    p: CreateParams,
+    progress: &(dyn Fn(&str) -> harvest_sandbox::Progress + Send + Sync),
+) -> Result<SessionInfo, RpcError> {
     let sandbox_kind = p
         .sandbox
         .clone()
@@ -111,7 +115,10 @@ pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo
         &spec,
         &secrets,
         p.prompt.as_deref(),
-        Some(source),
+        Making {
+            source: Some(source),
+            progress: progress(id.as_str()),
+        },
     )
     .await
     {
@@ -123,6 +130,14 @@ pub async fn create(daemon: &Arc<Daemon>, p: CreateParams) -> Result<SessionInfo
     }
 }
 
+/// How a fresh sandbox is made: from this source (else the spec's), its long steps told
+/// to the waiting client.
+#[derive(Default)]
+struct Making {
+    source: Option<WorkspaceSource>,
+    progress: harvest_sandbox::Progress,
+}
+
 async fn start(
     daemon: &Arc<Daemon>,
     provider: Arc<dyn Provider>,
@@ -130,10 +145,11 @@ async fn start(
     spec: &SessionSpec,
     secrets: &BTreeMap<String, Secret>,
     prompt: Option<&str>,
-    source: Option<WorkspaceSource>,
+    making: Making,
 ) -> Result<(), RpcError> {
     let mut sandbox_spec = policy::sandbox_spec(daemon, id.as_str(), spec);
-    if let Some(source) = source {
+    sandbox_spec.progress = making.progress;
+    if let Some(source) = making.source {
         sandbox_spec.workspace = source;
     }
     let mut sandbox = provider
@@ -348,7 +364,17 @@ pub async fn fork(
             return Err(RpcError::new(codes::SANDBOX_UNAVAILABLE, e.to_string()));
         }
     }
-    if let Err(e) = start(daemon, provider.clone(), &id, &spec, &secrets, None, None).await {
+    if let Err(e) = start(
+        daemon,
+        provider.clone(),
+        &id,
+        &spec,
+        &secrets,
+        None,
+        Making::default(),
+    )
+    .await
+    {
         discard(daemon, &provider, &id).await;
         return Err(e);
     }

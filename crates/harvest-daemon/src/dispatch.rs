@@ -99,7 +99,22 @@ pub async fn call(s: &mut Session, call: Call) -> Result<Value, RpcError> {
     let sessions = &d.sessions;
     match call {
         Call::Hello(_) => unreachable_hello(),
-        Call::SessionCreate(p) => answer::<m::SessionCreate>(create::create(d, p).await?),
+        Call::SessionCreate(p) => {
+            // Progress of a long sandbox step goes to this connection only, as it waits;
+            // dropped rather than waited for when the client reads nothing.
+            let sink = s.deliveries.clone();
+            let progress = move |session: &str| {
+                let sink = sink.clone();
+                let session = session.to_owned();
+                harvest_sandbox::Progress::new(move |message: &str| {
+                    let _ = sink.try_send(Delivery::Progress {
+                        session: session.clone(),
+                        message: message.to_owned(),
+                    });
+                })
+            };
+            answer::<m::SessionCreate>(create::create(d, p, &progress).await?)
+        }
         Call::SessionList(_) => answer::<m::SessionList>(m::SessionListResult {
             sessions: create::list(d).await?,
         }),

@@ -188,6 +188,7 @@ pub fn sandbox_spec(daemon: &Daemon, id: &str, spec: &SessionSpec) -> SandboxSpe
         },
         ports: spec.ports.clone(),
         image: spec.image.clone(),
+        progress: Default::default(),
     }
 }
 

@@ -31,6 +31,8 @@ pub enum Delivery {
     },
     /// The subscriber fell behind; the events from `next_seq` follow from the store.
     Lagged { subscription: u64, next_seq: Seq },
+    /// How far the making of a sandbox this connection asked for is.
+    Progress { session: String, message: String },
 }
 
 /// Where deliveries go; bounded, so a client that stops reading holds back only itself.

@@ -283,7 +283,7 @@ impl Provider for DaytonaProvider {
             .join(&spec.session)
             .join(crate::workspace::MANIFEST);
         sandbox
-            .prepare_workspace(&spec.workspace, &manifest)
+            .prepare_workspace(&spec.workspace, &manifest, &spec.progress)
             .await?;
         Ok(Box::new(sandbox))
     }

@@ -126,6 +126,7 @@ impl DaytonaSandbox {
         &mut self,
         source: &WorkspaceSource,
         manifest: &Path,
+        progress: &harvest_sandbox::Progress,
     ) -> Result<()> {
         let (ready, _) = self
             .execute_at(
@@ -139,6 +140,8 @@ impl DaytonaSandbox {
         }
         match source {
             WorkspaceSource::Clone { url } => {
+                let shown = harvest_sandbox::local::redact_url(url);
+                progress.say(&format!("cloning {shown} in the sandbox"));
                 self.toolbox().git_clone(url, WORKSPACE).await?;
                 // The clone as it came is what a pull or patch is measured against.
                 let hashes = self.remote_hashes().await?;
@@ -166,7 +169,7 @@ impl DaytonaSandbox {
             }
             WorkspaceSource::Folder { path } | WorkspaceSource::Owned { path } => {
                 self.toolbox().make_folder(WORKSPACE).await?;
-                self.upload_folder(path, manifest).await?;
+                self.upload_folder(path, manifest, progress).await?;
             }
         }
         self.toolbox()
@@ -205,9 +208,15 @@ impl DaytonaSandbox {
         Ok(bytes)
     }
 
-    async fn upload_folder(&self, root: &Path, manifest: &Path) -> Result<()> {
+    async fn upload_folder(
+        &self,
+        root: &Path,
+        manifest: &Path,
+        progress: &harvest_sandbox::Progress,
+    ) -> Result<()> {
         let files = files_of(root)?;
         let total = files.len();
+        let (mut bytes_sent, started) = (0usize, std::time::Instant::now());
         let (mut batch, mut size, mut sent, mut listed) = (Vec::new(), 0usize, 0usize, Vec::new());
         for rel in files {
             let full = root.join(&rel);
@@ -228,16 +237,28 @@ impl DaytonaSandbox {
             batch.push((dest, bytes));
             if size >= BATCH || batch.len() >= 500 {
                 sent += batch.len();
+                bytes_sent += size;
                 self.toolbox().upload(std::mem::take(&mut batch)).await?;
                 tracing::info!(sent, total, "uploading the workspace");
+                progress.say(&format!(
+                    "uploading the workspace: {sent} of {total} files ({:.1} MiB, {:.0} s)",
+                    bytes_sent as f64 / 1048576.0,
+                    started.elapsed().as_secs_f64()
+                ));
                 size = 0;
             }
         }
         if !batch.is_empty() {
             sent += batch.len();
+            bytes_sent += size;
             self.toolbox().upload(batch).await?;
         }
         tracing::info!(sent, total, "workspace uploaded");
+        progress.say(&format!(
+            "uploaded the workspace: {sent} files ({:.1} MiB) in {:.1} s",
+            bytes_sent as f64 / 1048576.0,
+            started.elapsed().as_secs_f64()
+        ));
         let hashes = blob_hashes(root, &listed)?;
         write_manifest(manifest, &hashes);
         Ok(())

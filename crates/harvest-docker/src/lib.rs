@@ -172,6 +172,10 @@ impl DockerProvider {
                     if !clone {
                         return Ok(None);
                     }
+                    spec.progress.say(&format!(
+                        "cloning {}",
+                        harvest_sandbox::local::redact_url(url)
+                    ));
                     harvest_sandbox::local::check::clone(url, &self.layout.workspaces_dir, &target)
                         .await?;
                     container::give_to_agent(&target)?;

@@ -108,6 +108,9 @@ pub const NOTIFY_EVENT: &str = "event/appended";
 /// Notification: the subscriber fell behind; the daemon re-sends from `next_seq` out of
 /// the store, so nothing is lost, but the client learns that it was slow.
 pub const NOTIFY_LAGGED: &str = "subscription/lagged";
+/// Notification to the client whose `session/create` is under way: how far a long step
+/// of making the sandbox is (a large upload).
+pub const NOTIFY_PROGRESS: &str = "session/progress";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Empty {}
@@ -492,6 +495,13 @@ pub struct DaemonStatusResult {
 pub struct EventNotification {
     pub subscription: u64,
     pub event: Event,
+}
+
+/// Params of [`NOTIFY_PROGRESS`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProgressNotification {
+    pub session: String,
+    pub message: String,
 }
 
 /// Params of [`NOTIFY_LAGGED`].

@@ -105,6 +105,37 @@ pub struct SandboxSpec {
     pub ports: Vec<u16>,
     /// A provider's image for this sandbox (docker); `None`: the provider's default.
     pub image: Option<String>,
+    /// Where a long step of making it (a large upload) reports how far it is.
+    pub progress: Progress,
+}
+
+/// Where a provider tells the user how far a long step is ("uploading: 1200 of 5000
+/// files"); the daemon passes it on to the client that is waiting. Silent by default.
+#[derive(Clone, Default)]
+pub struct Progress(Option<std::sync::Arc<SayProgress>>);
+
+type SayProgress = dyn Fn(&str) + Send + Sync;
+
+impl Progress {
+    pub fn new(say: impl Fn(&str) + Send + Sync + 'static) -> Progress {
+        Progress(Some(std::sync::Arc::new(say)))
+    }
+
+    pub fn say(&self, text: &str) {
+        if let Some(f) = &self.0 {
+            f(text);
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Progress(on)"
+        } else {
+            "Progress(off)"
+        })
+    }
 }
 
 /// How an agent process ended.

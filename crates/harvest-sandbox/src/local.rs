@@ -104,6 +104,7 @@ impl LocalProvider {
                     if !clone {
                         return Ok(None);
                     }
+                    spec.progress.say(&format!("cloning {}", redact_url(url)));
                     check::clone(url, &self.layout.workspaces_dir, &target).await?;
                 }
                 (existing_folder(&target)?, true)

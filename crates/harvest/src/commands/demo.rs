@@ -68,7 +68,7 @@ pub async fn demo(paths: &Paths, json: bool) -> Result<ExitCode> {
     );
     let mut client = super::connect(paths).await?;
     let info = super::run::create(
-        &client,
+        &mut client,
         NewArgs {
             workspace: Some(workspace.clone()),
             repo: None,

@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub async fn new(paths: &Paths, args: NewArgs) -> Result<ExitCode> {
-    let client = connect(paths).await?;
+    let mut client = connect(paths).await?;
     let env = forwarded_env(&load_config(paths)?);
-    let info = create(&client, args, env).await?;
+    let info = create(&mut client, args, env).await?;
     paths.remember_session(info.id.as_str());
     println!("{}", info.id);
     Ok(ExitCode::SUCCESS)
@@ -23,9 +23,9 @@ pub async fn new(paths: &Paths, args: NewArgs) -> Result<ExitCode> {
 
 /// Create a session and return its id (for `new` that then attaches).
 pub async fn create_quiet(paths: &Paths, args: NewArgs) -> Result<String> {
-    let client = connect(paths).await?;
+    let mut client = connect(paths).await?;
     let env = forwarded_env(&load_config(paths)?);
-    Ok(create(&client, args, env).await?.id.to_string())
+    Ok(create(&mut client, args, env).await?.id.to_string())
 }
 
 pub async fn run(paths: &Paths, args: NewArgs, json: bool, pr: bool) -> Result<ExitCode> {
@@ -35,7 +35,7 @@ pub async fn run(paths: &Paths, args: NewArgs, json: bool, pr: bool) -> Result<E
         super::review::forge_token()?;
     }
     let mut client = connect(paths).await?;
-    let info = create(&client, args, env).await?;
+    let info = create(&mut client, args, env).await?;
     let code = run_session(&mut client, &info, json).await?;
     if !pr || code != ExitCode::SUCCESS {
         return Ok(code);
@@ -58,6 +58,43 @@ pub async fn run(paths: &Paths, args: NewArgs, json: bool, pr: bool) -> Result<E
 }
 
 pub async fn create(
+    client: &mut Client,
+    args: NewArgs,
+    env: BTreeMap<String, Secret>,
+) -> Result<SessionInfo> {
+    // While the sandbox is made, its long steps (a large upload, a clone) are told here.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shower = client.take_notifications().map(|mut notes| {
+        tokio::spawn(async move {
+            let mut stopped = stopped;
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    n = notes.recv() => match n {
+                        Some(n) if n.method == m::NOTIFY_PROGRESS => {
+                            if let Ok(p) = serde_json::from_value::<m::ProgressNotification>(n.params) {
+                                eprintln!("· {}", harvest_review::shown(&p.message));
+                            }
+                        }
+                        Some(_) => {}
+                        None => break,
+                    },
+                }
+            }
+            notes
+        })
+    });
+    let made = create_call(client, args, env).await;
+    let _ = stop.send(());
+    if let Some(task) = shower
+        && let Ok(notes) = task.await
+    {
+        client.restore_notifications(notes);
+    }
+    made
+}
+
+async fn create_call(
     client: &Client,
     args: NewArgs,
     env: BTreeMap<String, Secret>,
