@@ -24,6 +24,13 @@ tool_use = { name = "Bash", input = { command = "sleep 2; echo '*.log' > .gitign
 text = "Fixed the greeting."
 
 [[turn]]
+prompt = "write latin1"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = "printf 'caf\\351\\n' > latin1.txt && echo written", description = "Latin-1" } }
+[[turn.step]]
+text = "Written."
+
+[[turn]]
 prompt = "plant a link"
 [[turn.step]]
 tool_use = { name = "Bash", input = { command = "ln -s /etc/passwd passwd-link && echo linked", description = "Link" } }
@@ -249,4 +256,16 @@ fn a_workspace_session_has_nothing_to_apply_and_a_non_repo_nothing_to_diff() {
     let diff = r.h.run(&["diff", &id]);
     assert!(!diff.status.success());
     assert!(String::from_utf8_lossy(&diff.stderr).contains("not a git repository"));
+}
+
+/// A file that is not UTF-8 comes through byte for byte.
+#[test]
+fn a_file_that_is_not_utf8_is_applied_byte_for_byte() {
+    let r = setup();
+    let (id, _) = session(&r, "write latin1");
+    r.h.ok(&["apply", &id]);
+    assert_eq!(
+        std::fs::read(r.repo.join("latin1.txt")).unwrap(),
+        b"caf\xe9\n"
+    );
 }

@@ -73,8 +73,10 @@ if [ -n "$1" ]; then {GIT} checkout -q -b "$1" || exit 4; fi
 }
 
 /// The workspace against `base`: every file changed, made or deleted since, committed or
-/// not (ignored files left out), as a binary-safe patch, or its `--stat` summary.
-pub async fn diff(sandbox: &dyn Sandbox, base: &str, stat: bool) -> Result<String, RpcError> {
+/// not (ignored files left out), as a binary-safe patch, or its `--stat` summary; the
+/// bytes as git made them (they travel base64 from the sandbox, so no provider's text
+/// handling can change them).
+pub async fn diff(sandbox: &dyn Sandbox, base: &str, stat: bool) -> Result<Vec<u8>, RpcError> {
     // A throwaway index, so the agent's own staging is left as it is. Prefixes and paths
     // are spelled out: the repository's config (the agent's) could change them, and
     // `git apply` on the user's side strips exactly one `a/`.
@@ -83,10 +85,11 @@ pub async fn diff(sandbox: &dyn Sandbox, base: &str, stat: bool) -> Result<Strin
 trap 'rm -rf "$tmp"' EXIT
 export GIT_INDEX_FILE="$tmp/index"
 {GIT} add -A . || exit 6
-{GIT} -c core.quotepath=off diff --cached --no-ext-diff --no-textconv --no-relative --src-prefix=a/ --dst-prefix=b/ {} "$1""#,
+{GIT} -c core.quotepath=off diff --cached --no-ext-diff --no-textconv --no-relative --src-prefix=a/ --dst-prefix=b/ {} "$1" > "$tmp/out" || exit 8
+base64 -w0 < "$tmp/out""#,
         if stat { "--stat=100" } else { "--binary" }
     );
-    let out = run(sandbox, &script, base, DIFF_MAX)
+    let out = run(sandbox, &script, base, DIFF_MAX / 3 * 4 + 4)
         .await
         .map_err(|e| RpcError::new(codes::SANDBOX_UNAVAILABLE, e))?;
     if out.truncated {
@@ -108,7 +111,10 @@ export GIT_INDEX_FILE="$tmp/index"
             ),
         ));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(String::from_utf8_lossy(&out.stdout).trim())
+        .map_err(|_| RpcError::new(codes::SESSION_STATE, "the sandbox's diff is not base64"))
 }
 
 /// The session's work as commits: what is not committed yet is committed (as `author`,

@@ -30,10 +30,29 @@ impl RepoName {
             return None;
         };
         let (authority, path) = rest.split_once('/')?;
-        Self::from_parts(scheme, authority, path)
+        let ssh = url.starts_with("ssh://");
+        let named = Self::from_parts(scheme, authority, path)?;
+        // The token travels in the clear over http: only to this machine.
+        if named.scheme == "http" && !is_loopback(&named.host) {
+            return None;
+        }
+        // An ssh URL's port is ssh's, not the https one a token pushes to.
+        Some(if ssh {
+            RepoName {
+                host: named.host.split(':').next().unwrap_or_default().to_owned(),
+                ..named
+            }
+        } else {
+            named
+        })
     }
 
     fn from_parts(scheme: &'static str, authority: &str, path: &str) -> Option<RepoName> {
+        // What URL parsers split on differently (a fragment, a query, a backslash): a
+        // URL that reads as two hosts is no forge's.
+        if authority.contains(['#', '?', '\\']) || path.contains(['#', '?', '\\']) {
+            return None;
+        }
         let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
         let mut parts = path.trim_matches('/').split('/');
         let owner = parts.next()?;
@@ -45,7 +64,18 @@ impl RepoName {
                 && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         };
-        if parts.next().is_some() || !plain(owner) || !plain(name) || host.is_empty() {
+        // A host name and an optional port: nothing that could make git or an HTTP client
+        // read the URL as another host than the one named here.
+        let host_ok = {
+            let (name, port) = host.split_once(':').unwrap_or((host, "0"));
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+                && !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+        };
+        if parts.next().is_some() || !plain(owner) || !plain(name) || !host_ok {
             return None;
         }
         Some(RepoName {
@@ -74,6 +104,14 @@ impl RepoName {
             format!("{}://{}/api/v3", self.scheme, self.host)
         }
     }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let name = host.split(':').next().unwrap_or_default();
+    name == "localhost"
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback())
 }
 
 impl std::fmt::Display for RepoName {
@@ -106,12 +144,18 @@ mod tests {
         }
         let local = RepoName::parse("http://127.0.0.1:8123/org/app.git").unwrap();
         assert_eq!(local.push_url(), "http://127.0.0.1:8123/org/app.git");
+        let ssh = RepoName::parse("ssh://git@git.example.com:7999/org/app.git").unwrap();
+        assert_eq!(ssh.push_url(), "https://git.example.com/org/app.git");
         for bad in [
             "/home/me/app",
             "https://github.com/org",
             "https://github.com/org/app/extra",
             "https://github.com/../app",
             "file:///x/y",
+            // The token would cross the network in the clear.
+            "http://github.com/org/app",
+            "https://evil.example#@github.com/org/app",
+            "https://github.com\\@evil.example/org/app",
         ] {
             assert!(RepoName::parse(bad).is_none(), "{bad}");
         }

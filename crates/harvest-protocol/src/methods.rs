@@ -390,7 +390,7 @@ pub struct DiffParams {
 /// The session's changes against the commit it started from, as the sandbox's git makes
 /// them: every file the agent changed, made or deleted (committed or not; ignored files
 /// left out), in git's binary-safe patch format.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DiffResult {
     /// The commit the session started from.
     pub base: String,
@@ -404,8 +404,10 @@ pub struct DiffResult {
     /// changes are there already.
     #[serde(default)]
     pub in_place: bool,
-    /// Produced by the sandbox: hostile until checked (paths, escapes).
-    pub patch: String,
+    /// The patch (or the `--stat` summary), base64: the bytes exactly as git made them,
+    /// which a file not in UTF-8 needs. Produced by the sandbox: hostile until checked
+    /// (paths, modes, escapes).
+    pub patch_b64: String,
 }
 
 /// `session/pr`: Harvest commits the session's work in the sandbox, pushes its branch from

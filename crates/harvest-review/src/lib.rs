@@ -57,10 +57,10 @@ pub fn apply(diff: &DiffResult, into: Option<&Path>) -> Result<Applied, ApplyErr
         (None, Some(repo)) => PathBuf::from(repo),
         (None, None) => return Err(ApplyError::NoTarget),
     };
-    if diff.patch.is_empty() {
+    let patch = &patch_bytes(diff)?;
+    if patch.is_empty() {
         return Ok(Applied::Nothing);
     }
-    let patch = &diff.patch;
     let root = toplevel(&target)?;
     let touched = check_patch(&root, patch)?;
     if git_apply(&root, patch, &["--check"])?.0 {
@@ -104,6 +104,14 @@ pub fn apply(diff: &DiffResult, into: Option<&Path>) -> Result<Applied, ApplyErr
         )));
     }
     Err(ApplyError::Merge { files })
+}
+
+/// The patch's bytes as git made them in the sandbox.
+pub fn patch_bytes(diff: &DiffResult) -> Result<Vec<u8>, ApplyError> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(&diff.patch_b64)
+        .map_err(|_| ApplyError::Refused("the daemon sent a patch that is not base64".into()))
 }
 
 /// The forge token, from the user's environment (GH_TOKEN, GITHUB_TOKEN) or the GitHub
@@ -166,7 +174,7 @@ fn toplevel(dir: &Path) -> Result<PathBuf, ApplyError> {
 
 /// The paths a patch touches, once each is known to be safe to write: plain, relative,
 /// outside `.git`, and no link or submodule made or changed.
-pub fn check_patch(root: &Path, patch: &str) -> Result<Vec<String>, ApplyError> {
+pub fn check_patch(root: &Path, patch: &[u8]) -> Result<Vec<String>, ApplyError> {
     let numstat = git_apply_output(root, patch, &["--numstat", "-z"])?;
     let mut touched = Vec::new();
     // `added\tdeleted\tpath\0`, or for a rename `added\tdeleted\t\0from\0to\0`.
@@ -185,18 +193,72 @@ pub fn check_patch(root: &Path, patch: &str) -> Result<Vec<String>, ApplyError> 
             shown(p)
         )));
     }
-    let summary = git_apply_output(root, patch, &["--summary"])?;
-    if let Some(line) = summary
+    // Modes are read from the patch itself, not from git's summary (older git shows a
+    // mode like 120644 as it came, and still makes a link of it): only plain files.
+    if let Some(line) = String::from_utf8_lossy(patch)
         .lines()
-        .find(|l| l.contains(" 120000") || l.contains(" 160000"))
+        .find(|l| !plain_mode(l))
     {
         return Err(ApplyError::Refused(format!(
-            "the session's patch makes a symbolic link or a submodule ({}); nothing was \
-             written: review it with `harvest diff` and apply what you trust by hand",
+            "the session's patch makes a symbolic link, a submodule or an odd file mode ({}); \
+             nothing was written: review it with `harvest diff` and apply what you trust by hand",
             shown(line.trim())
         )));
     }
+    if let Some(dir) = plants_a_repository(root, &touched) {
+        return Err(ApplyError::Refused(format!(
+            "the session's patch makes {} a git repository (HEAD beside objects/ and refs/), \
+             which would run its config wherever git runs there; nothing was written",
+            shown(&dir)
+        )));
+    }
     Ok(touched)
+}
+
+/// A header line of the patch that sets a mode sets a regular file's (`100644`,
+/// `100755`); every other line passes. Content lines start with `+`, `-`, ` `, `@` or
+/// `\\`, and binary data (base85) has no spaces, so neither can pose as a header.
+fn plain_mode(line: &str) -> bool {
+    let mode = if let Some(m) = line
+        .strip_prefix("new file mode ")
+        .or_else(|| line.strip_prefix("new mode "))
+        .or_else(|| line.strip_prefix("old mode "))
+        .or_else(|| line.strip_prefix("deleted file mode "))
+    {
+        m
+    } else if let Some(rest) = line.strip_prefix("index ") {
+        match rest.split_whitespace().nth(1) {
+            Some(m) => m,
+            None => return true,
+        }
+    } else {
+        return true;
+    };
+    matches!(mode.trim(), "100644" | "100755")
+}
+
+/// A folder the patch would turn into a (bare) git repository: a `HEAD` it writes beside
+/// `objects` and `refs` (written by the patch too, or there already).
+fn plants_a_repository(root: &Path, touched: &[String]) -> Option<String> {
+    for head in touched {
+        let dir = match head.rsplit_once('/') {
+            Some((dir, "HEAD")) => dir.to_owned(),
+            None if head == "HEAD" => String::new(),
+            _ => continue,
+        };
+        let has = |name: &str| {
+            let prefix = if dir.is_empty() {
+                format!("{name}/")
+            } else {
+                format!("{dir}/{name}/")
+            };
+            touched.iter().any(|p| p.starts_with(&prefix)) || root.join(&dir).join(name).is_dir()
+        };
+        if has("objects") && has("refs") {
+            return Some(if dir.is_empty() { ".".into() } else { dir });
+        }
+    }
+    None
 }
 
 /// `a/b.txt`: no root, no `..`, no `.`, no `.git` part, no NUL or newline.
@@ -214,7 +276,14 @@ fn dirty_files(root: &Path, touched: &[String]) -> Result<Vec<String>, ApplyErro
     let out = Command::new("git")
         .arg("-C")
         .arg(root)
-        .args(["status", "--porcelain", "-z", "--untracked-files=all", "--"])
+        .args([
+            "--literal-pathspecs",
+            "status",
+            "--porcelain",
+            "-z",
+            "--untracked-files=all",
+            "--",
+        ])
         .args(touched)
         .output()
         .map_err(|e| ApplyError::Refused(format!("cannot run git status: {e}")))?;
@@ -225,7 +294,7 @@ fn dirty_files(root: &Path, touched: &[String]) -> Result<Vec<String>, ApplyErro
         .collect())
 }
 
-fn git_apply(root: &Path, patch: &str, args: &[&str]) -> Result<(bool, String), ApplyError> {
+fn git_apply(root: &Path, patch: &[u8], args: &[&str]) -> Result<(bool, String), ApplyError> {
     let out = run_apply(root, patch, args)?;
     Ok((
         out.status.success(),
@@ -233,7 +302,7 @@ fn git_apply(root: &Path, patch: &str, args: &[&str]) -> Result<(bool, String), 
     ))
 }
 
-fn git_apply_output(root: &Path, patch: &str, args: &[&str]) -> Result<String, ApplyError> {
+fn git_apply_output(root: &Path, patch: &[u8], args: &[&str]) -> Result<String, ApplyError> {
     let out = run_apply(root, patch, args)?;
     if !out.status.success() {
         return Err(ApplyError::Refused(format!(
@@ -244,7 +313,7 @@ fn git_apply_output(root: &Path, patch: &str, args: &[&str]) -> Result<String, A
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn run_apply(root: &Path, patch: &str, args: &[&str]) -> Result<std::process::Output, ApplyError> {
+fn run_apply(root: &Path, patch: &[u8], args: &[&str]) -> Result<std::process::Output, ApplyError> {
     let failed = |e: std::io::Error| ApplyError::Refused(format!("cannot run git apply: {e}"));
     let mut child = Command::new("git")
         .arg("-C")
@@ -260,7 +329,7 @@ fn run_apply(root: &Path, patch: &str, args: &[&str]) -> Result<std::process::Ou
         .stdin
         .take()
         .ok_or_else(|| ApplyError::Refused("git apply's input".into()))?;
-    let bytes = patch.as_bytes().to_vec();
+    let bytes = patch.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&bytes));
     let out = child.wait_with_output().map_err(failed)?;
     let _ = writer.join();
@@ -310,7 +379,7 @@ mod tests {
                 "diff --git a/{path} b/{path}\nnew file mode {mode}\nindex 0000000..e69de29\n--- /dev/null\n+++ b/{path}\n@@ -0,0 +1 @@\n+x\n"
             )
         };
-        let fine = check_patch(dir.path(), &new_file("src/a.txt", "100644")).unwrap();
+        let fine = check_patch(dir.path(), new_file("src/a.txt", "100644").as_bytes()).unwrap();
         assert_eq!(fine, ["src/a.txt"]);
         for (patch, why) in [
             (
@@ -319,11 +388,25 @@ mod tests {
             ),
             (new_file("sub/.git/config", "100644"), "plain relative"),
             (new_file("link", "120000"), "symbolic link"),
+            (new_file("odd", "120644"), "symbolic link"),
+            (new_file("sub", "160000"), "submodule"),
         ] {
-            let err = check_patch(dir.path(), &patch).unwrap_err().to_string();
+            let err = check_patch(dir.path(), patch.as_bytes())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(why), "{patch}: {err}");
         }
+        let bare = [
+            new_file("x/HEAD", "100644"),
+            new_file("x/objects/k", "100644"),
+            new_file("x/refs/k", "100644"),
+        ]
+        .concat();
+        let err = check_patch(dir.path(), bare.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("git repository"), "{err}");
         // git itself refuses a path that climbs out; that too stops it.
-        assert!(check_patch(dir.path(), &new_file("../escape.txt", "100644")).is_err());
+        assert!(check_patch(dir.path(), new_file("../escape.txt", "100644").as_bytes()).is_err());
     }
 }

@@ -47,8 +47,9 @@ pub enum Cmd {
     },
     /// The attached session's changes against its base, for the review view.
     Diff,
-    /// Bring them into the checkout the session was cloned from.
-    Apply,
+    /// Bring them into the checkout the session was cloned from: exactly the changes
+    /// the review view shows (not a newer diff the agent may have made meanwhile).
+    Apply(Box<harvest_protocol::methods::DiffResult>),
     /// Commit, push and open the pull request (the token from this client's environment).
     Pr,
 }

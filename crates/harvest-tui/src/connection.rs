@@ -156,7 +156,7 @@ async fn run(
                         let _ = ui.send(FromDaemon::FullOutput { tool_id, text }).await;
                         continue;
                     }
-                    if matches!(cmd, Cmd::Diff | Cmd::Apply | Cmd::Pr) {
+                    if matches!(cmd, Cmd::Diff | Cmd::Apply(_) | Cmd::Pr) {
                         // Answered on the side, as a tool's saved output is: a push or a
                         // large diff never holds up the session's events.
                         let reply = review(&client, attached.as_deref(), cmd).await;
@@ -369,7 +369,7 @@ async fn command(
         | Cmd::ReadOutput { .. }
         | Cmd::Withdraw(_)
         | Cmd::Diff
-        | Cmd::Apply
+        | Cmd::Apply(_)
         | Cmd::Pr => {}
         Cmd::Remove(id) => {
             client
@@ -410,11 +410,7 @@ async fn review(client: &Client, attached: Option<&str>, cmd: Cmd) -> FromDaemon
     };
     match cmd {
         Cmd::Diff => FromDaemon::Diff(diff(session).await.map(Box::new)),
-        Cmd::Apply => {
-            let d = match diff(session.clone()).await {
-                Ok(d) => d,
-                Err(e) => return FromDaemon::ReviewDone(false, e),
-            };
+        Cmd::Apply(d) => {
             let applied =
                 tokio::task::spawn_blocking(move || harvest_review::apply(&d, None)).await;
             use harvest_review::{Applied, ApplyError};

@@ -62,7 +62,11 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("harvest: {e:#}");
+            // An error may carry text from a sandbox or a remote (a path, git's `remote:`
+            // lines): it cannot drive the terminal.
+            let text = format!("{e:#}");
+            let shown = harvest_termsafe::text(&text, harvest_termsafe::Sgr::Drop);
+            eprintln!("harvest: {shown}");
             ExitCode::FAILURE
         }
     }

@@ -451,7 +451,10 @@ impl Actor {
             branch: self.spec.branch.clone(),
             local_repo,
             in_place: matches!(source, harvest_sandbox::WorkspaceSource::Folder { .. }),
-            patch,
+            patch_b64: {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.encode(patch)
+            },
         })
     }
 

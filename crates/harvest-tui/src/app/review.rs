@@ -23,6 +23,8 @@ pub struct Review {
     pub status: Option<(bool, String)>,
     /// An apply or pull request is under way.
     pub busy: bool,
+    /// The diff as shown: what `a` applies.
+    pub shown: Option<Box<DiffResult>>,
 }
 
 impl App {
@@ -56,9 +58,11 @@ impl App {
                 return vec![Cmd::Diff];
             }
             KeyCode::Char('a') if !r.busy && !r.files.is_empty() => {
-                r.busy = true;
-                r.status = Some((true, "applying to your checkout…".into()));
-                return vec![Cmd::Apply];
+                if let Some(shown) = r.shown.clone() {
+                    r.busy = true;
+                    r.status = Some((true, "applying to your checkout…".into()));
+                    return vec![Cmd::Apply(shown)];
+                }
             }
             KeyCode::Char('p') if !r.busy && r.branch.is_some() => {
                 r.busy = true;
@@ -80,7 +84,9 @@ impl App {
         r.loading = false;
         match result {
             Ok(d) => {
-                r.files = harvest_review::split_patch(&d.patch);
+                let bytes = harvest_review::patch_bytes(&d).unwrap_or_default();
+                r.files = harvest_review::split_patch(&String::from_utf8_lossy(&bytes));
+                r.shown = Some(d.clone());
                 r.selected = r.selected.min(r.files.len().saturating_sub(1));
                 r.scroll = 0;
                 r.base = d.base.get(..12).unwrap_or(&d.base).to_owned();

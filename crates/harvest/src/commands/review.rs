@@ -13,7 +13,8 @@ use std::process::ExitCode;
 
 pub async fn diff(paths: &Paths, session: &str, stat: bool) -> Result<ExitCode> {
     let r = fetch(paths, session, stat).await?;
-    if r.patch.is_empty() {
+    let patch = harvest_review::patch_bytes(&r)?;
+    if patch.is_empty() {
         eprintln!(
             "no changes since {} (the commit the session started from)",
             short(&r.base)
@@ -23,11 +24,12 @@ pub async fn diff(paths: &Paths, session: &str, stat: bool) -> Result<ExitCode> 
     let mut out = std::io::stdout().lock();
     if stat || out.is_terminal() {
         // For a person: what the sandbox wrote cannot drive their terminal.
-        let shown = harvest_termsafe::text(&r.patch, harvest_termsafe::Sgr::Drop);
+        let text = String::from_utf8_lossy(&patch);
+        let shown = harvest_termsafe::text(&text, harvest_termsafe::Sgr::Drop);
         out.write_all(shown.as_bytes())?;
     } else {
         // For `git apply` (a pipe or a file): the bytes as git made them.
-        out.write_all(r.patch.as_bytes())?;
+        out.write_all(&patch)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -31,6 +31,8 @@ impl Actor {
             Some(b) => b.clone(),
             None => github.default_branch(&repo).await.map_err(forge)?,
         };
+        // The sandbox first: the summary's diffstat is made in it.
+        self.ensure_sandbox().await?;
         let summary = self.summary(&base).await;
         let title = p.title.clone().unwrap_or_else(|| summary.title.clone());
         let message = format!("{title}\n\n{}\n{}", summary.body, summary.footer);
@@ -40,7 +42,6 @@ impl Actor {
             .unwrap_or_else(|| "Harvest <harvest@localhost>".into());
         let (name, email) = split_author(&author);
 
-        self.ensure_sandbox().await?;
         let Some(sandbox) = self.sandbox.as_ref() else {
             return Err(RpcError::new(codes::SANDBOX_UNAVAILABLE, "no sandbox"));
         };
@@ -56,8 +57,13 @@ impl Actor {
         };
         self.git_event("commit", true, format!("{} on {branch}", &commit[..12]))
             .await;
+        let commits = harvest_forge::push::SessionCommits {
+            bundle: &bundle,
+            base: &base,
+            tip: &commit,
+        };
         if let Err(e) =
-            harvest_forge::push::push_bundle(&bundle, &repo, &into, &branch, &p.token).await
+            harvest_forge::push::push_bundle(commits, &repo, &into, &branch, &p.token).await
         {
             let e = forge(e);
             self.git_event("push", false, e.message.clone()).await;
@@ -182,6 +188,7 @@ impl Actor {
         let stat = match self.sandbox.as_ref() {
             Some(s) => crate::review::diff(s.as_ref(), base, true)
                 .await
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default(),
             None => String::new(),
         };
@@ -197,12 +204,17 @@ impl Actor {
         } else {
             title
         };
-        let mut body = format!("Prompt:\n\n> {}\n", prompt.replace('\n', "\n> "));
+        let mut body = format!("Prompt:\n\n> {}\n", quoted(&prompt, 4000));
         if let Some(s) = said {
-            body.push_str(&format!("\nThe agent's summary:\n\n{s}\n"));
+            // The agent's words, quoted and bounded: they go out under the user's name.
+            body.push_str(&format!(
+                "\nThe agent's summary:\n\n> {}\n",
+                quoted(&s, 8000)
+            ));
         }
         if !stat.trim().is_empty() {
-            body.push_str(&format!("\n```\n{}\n```\n", stat.trim_end()));
+            let stat = cut(stat.trim_end(), 20_000).replace("```", "'''");
+            body.push_str(&format!("\n```\n{stat}\n```\n"));
         }
         body.push_str(&format!("\n{turns} turn(s), ${cost:.4}.\n"));
         Summary {
@@ -220,6 +232,18 @@ struct Summary {
     title: String,
     body: String,
     footer: String,
+}
+
+/// At most `max` characters of `text`, each line quoted.
+fn quoted(text: &str, max: usize) -> String {
+    cut(text, max).replace('\n', "\n> ")
+}
+
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
 }
 
 /// `Name <email>` → (name, email).
