@@ -256,11 +256,24 @@ fn bare_harvest_opens_the_last_session_sent_to_and_the_input_edits_like_a_shell(
     t.wait_for("main", "C-u to kill the line", |s| {
         !s.contains("some words to kill") && s.contains("message…")
     });
-    t.keys("main", &["Up"]);
-    t.wait_for("main", "the last prompt recalled", |s| {
+    // Up, again if a loaded machine lost the key (seen once in CI, never reproduced):
+    // a client that cannot recall fails all three.
+    let recalled = |s: &str| {
         s.lines()
             .any(|l| l.contains("│ remember me") || l.contains("│remember me"))
-    });
+    };
+    for _ in 0..2 {
+        t.keys("main", &["Up"]);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) && !recalled(&t.screen("main")) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if recalled(&t.screen("main")) {
+            return;
+        }
+    }
+    t.keys("main", &["Up"]);
+    t.wait_for("main", "the last prompt recalled", recalled);
 }
 
 /// A follow-up typed while a turn runs shows as queued above the input; Up on the empty
