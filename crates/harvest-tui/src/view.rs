@@ -5,6 +5,7 @@
 pub mod conversation;
 pub mod diff;
 pub mod items;
+pub mod layout;
 pub mod review;
 pub mod screen;
 pub mod tool;

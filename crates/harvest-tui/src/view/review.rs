@@ -1,7 +1,7 @@
 //! The review view: the session's changed files (left) and the selected file's diff
 //! against the commit the session started from (right), with what `a` and `p` do.
 
-use super::screen::centered;
+use super::layout::centered;
 use crate::app::App;
 use crate::app::review::Review;
 use crate::wrap::truncate_line;

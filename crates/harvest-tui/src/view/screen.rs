@@ -1,6 +1,7 @@
 //! The screen: layout, `prepare` (settles the viewport and builds the visible lines; the
 //! only place where lines are built) and `draw` (reads state and puts it on the buffer).
 
+use super::layout::centered;
 use crate::app::{App, Conn, Focus, Overlay};
 use crate::format::{age, tokens};
 use crate::keymap::Action;
@@ -720,15 +721,4 @@ fn picker(f: &mut Frame<'_>, app: &App, selected: usize, filter: Option<&str>) {
 
 fn cut(s: &str, n: usize) -> String {
     truncate_line(Line::from(s.to_owned()), n).to_string()
-}
-
-pub(super) fn centered(area: Rect, width: u16, height: u16) -> Rect {
-    let w = width.min(area.width);
-    let h = height.min(area.height);
-    Rect {
-        x: area.x + (area.width - w) / 2,
-        y: area.y + (area.height - h) / 2,
-        width: w,
-        height: h,
-    }
 }
