@@ -10,6 +10,7 @@ pub mod api;
 pub mod errors;
 pub mod files;
 pub mod jail;
+mod locking;
 mod preview;
 pub mod session;
 pub mod state;

@@ -4,7 +4,7 @@
 //! what runs and forgets it.
 
 use crate::jail::Jail;
-use crate::state::lock;
+use crate::locking::lock;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
