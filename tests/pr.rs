@@ -264,3 +264,16 @@ fn a_branch_that_exists_on_the_remote_is_not_overwritten() {
     assert_eq!(git(&bare, &["rev-parse", &branch]).trim(), theirs.trim());
     assert!(forge.pulls().is_empty());
 }
+
+/// `[github] api_url` in the config serves where GITHUB_API_URL is not set (an Enterprise
+/// server named once).
+#[test]
+fn the_config_names_the_api_when_the_environment_does_not() {
+    let forge = FakeForge::start(TOKEN);
+    let url = forge.repo("org", "app", &[("greeting.txt", "helo world\n")]);
+    let h = Harness::with_env_for(|_| SCRIPT.to_owned(), &[("GH_TOKEN", TOKEN)]);
+    h.write_config(&format!("[github]\napi_url = \"{}\"\n", forge.api_url()));
+    let out = h.ok(&["run", "--pr", "--repo", &url, "Fix the greeting"]);
+    assert!(out.contains("opened pull request #1"), "{out}");
+    assert_eq!(forge.pulls().len(), 1);
+}

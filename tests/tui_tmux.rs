@@ -391,3 +391,48 @@ fn the_review_view_shows_the_changes_and_applies_them() {
         !s.contains("Review ·")
     });
 }
+
+/// From the review view, `p` opens the pull request with the client's token (the FAKE
+/// forge: git http-backend and GitHub's pulls API); the status line then shows it.
+#[test]
+fn the_review_view_opens_a_pull_request() {
+    use harvest_e2e::forge::{FakeForge, TOKEN};
+    let forge = FakeForge::start(TOKEN);
+    let url = forge.repo("org", "app", &[("greeting.txt", "helo world\n")]);
+    let api = forge.api_url();
+    let h = Harness::with_env(
+        SCRIPT,
+        &[("GH_TOKEN", TOKEN), ("GITHUB_API_URL", api.as_str())],
+    );
+    let out = h.ok(&["run", "--json", "--repo", &url, "fix the greeting"]);
+    let id = harvest_e2e::parse_lines(&out)[0]["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let t = Tmux::start(&h);
+    t.type_text("main", &t.harvest_line(&format!("attach {id}")));
+    t.keys("main", &["Enter"]);
+    t.wait_for("main", "the session", |s| s.contains("Fixed the greeting."));
+    t.keys("main", &["C-g", "v"]);
+    t.wait_for("main", "the review view", |s| s.contains("+hello world"));
+    t.keys("main", &["p"]);
+    t.wait_for("main", "the pull request", |s| {
+        s.contains("opened pull request #1")
+    });
+    let pulls = forge.pulls();
+    assert_eq!(pulls.len(), 1);
+    assert_eq!(
+        pulls[0]["head"]["ref"],
+        format!("harvest/fix-the-greeting-{id}")
+    );
+    t.keys("main", &["Escape"]);
+    // The steps in the conversation; the branch and the pull request in the status line
+    // (which cuts what does not fit).
+    t.wait_for("main", "the pull request shown", |s| {
+        s.contains("git push: harvest/fix-the-greeting")
+            && s.contains("/org/app/pull/1")
+            && s.lines()
+                .next()
+                .is_some_and(|l| l.contains(&format!("⎇ harvest/fix-the-greeting-{id} · http")))
+    });
+}
