@@ -12,7 +12,7 @@ mod files;
 pub use files::{ChangedFile, split_patch};
 
 use harvest_protocol::Secret;
-use harvest_protocol::methods::DiffResult;
+use harvest_protocol::methods::{DiffResult, PrParams};
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -138,6 +138,29 @@ pub fn forge_token() -> Result<Secret, String> {
          requests), or log in with `gh auth login`"
             .into(),
     )
+}
+
+/// What `session/pr` needs from this client, as the CLI and the terminal client send it
+/// alike: the token, the API (GITHUB_API_URL, else the config's `github.api_url`), the
+/// author from the user's git config.
+pub fn pr_params(
+    session: &str,
+    configured_api: Option<String>,
+    options: (bool, Option<String>, Option<String>),
+) -> Result<PrParams, String> {
+    let (draft, base, title) = options;
+    Ok(PrParams {
+        session: session.to_owned(),
+        token: forge_token()?,
+        api_url: std::env::var("GITHUB_API_URL")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .or(configured_api),
+        base,
+        title,
+        draft,
+        author: git_author(),
+    })
 }
 
 /// `Name <email>` from the user's git config, for the commit Harvest makes.

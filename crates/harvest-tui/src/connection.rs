@@ -26,6 +26,8 @@ pub struct Connection {
     pub exe: PathBuf,
     /// Credentials forwarded with `send` and `create`, for an agent that must be started.
     pub env: BTreeMap<String, Secret>,
+    /// The config's `github.api_url`, for a pull request from the review view.
+    pub github_api_url: Option<String>,
 }
 
 pub fn spawn(
@@ -159,7 +161,7 @@ async fn run(
                     if matches!(cmd, Cmd::Diff | Cmd::Apply(_) | Cmd::Pr) {
                         // Answered on the side, as a tool's saved output is: a push or a
                         // large diff never holds up the session's events.
-                        let reply = review(&client, attached.as_deref(), cmd).await;
+                        let reply = review(&client, &conn, attached.as_deref(), cmd).await;
                         let _ = ui.send(reply).await;
                         continue;
                     }
@@ -395,7 +397,12 @@ async fn command(
 
 /// The review view's calls: the diff, an apply to the user's checkout (checked by
 /// `harvest-review`, as `harvest apply` does), a pull request with this client's token.
-async fn review(client: &Client, attached: Option<&str>, cmd: Cmd) -> FromDaemon {
+async fn review(
+    client: &Client,
+    conn: &Connection,
+    attached: Option<&str>,
+    cmd: Cmd,
+) -> FromDaemon {
     let Some(session) = attached.map(str::to_owned) else {
         return FromDaemon::ReviewDone(false, "no session attached".into());
     };
@@ -453,23 +460,15 @@ async fn review(client: &Client, attached: Option<&str>, cmd: Cmd) -> FromDaemon
             }
         }
         Cmd::Pr => {
-            let token = match harvest_review::forge_token() {
-                Ok(t) => t,
+            let params = match harvest_review::pr_params(
+                &session,
+                conn.github_api_url.clone(),
+                (false, None, None),
+            ) {
+                Ok(p) => p,
                 Err(e) => return FromDaemon::ReviewDone(false, e),
             };
-            let opened = client
-                .call::<m::SessionPr>(m::PrParams {
-                    session,
-                    token,
-                    api_url: std::env::var("GITHUB_API_URL")
-                        .ok()
-                        .filter(|v| !v.is_empty()),
-                    base: None,
-                    title: None,
-                    draft: false,
-                    author: harvest_review::git_author(),
-                })
-                .await;
+            let opened = client.call::<m::SessionPr>(params).await;
             match opened {
                 Ok(pr) if pr.existing => {
                     FromDaemon::ReviewDone(true, format!("open already: #{} {}", pr.number, pr.url))

@@ -50,6 +50,8 @@ pub struct Options {
     /// Credentials forwarded when a message has to restart the agent.
     pub env: BTreeMap<String, Secret>,
     pub keys: KeysConfig,
+    /// The config's `github.api_url` (GITHUB_API_URL wins), for the review view's `p`.
+    pub github_api_url: Option<String>,
 }
 
 /// How the client ended: detached from this session, if any.
@@ -76,6 +78,7 @@ pub async fn run(opts: Options) -> Result<Outcome, TuiError> {
             paths: opts.paths.clone(),
             exe: opts.exe.clone(),
             env: opts.env.clone(),
+            github_api_url: opts.github_api_url.clone(),
         },
         opts.initial,
         ui_tx,

@@ -99,26 +99,12 @@ pub async fn pull_request(
     session: &str,
     o: PrOptions,
 ) -> Result<m::PrResult> {
-    let token = forge_token()?;
-    let api_url = std::env::var("GITHUB_API_URL")
+    let configured = super::load_config(paths)
         .ok()
-        .filter(|v| !v.trim().is_empty())
-        .or_else(|| {
-            super::load_config(paths)
-                .ok()
-                .and_then(|c| c.github.api_url)
-        });
-    Ok(client
-        .call::<m::SessionPr>(m::PrParams {
-            session: session.to_owned(),
-            token,
-            api_url,
-            base: o.base,
-            title: o.title,
-            draft: o.draft,
-            author: harvest_review::git_author(),
-        })
-        .await?)
+        .and_then(|c| c.github.api_url);
+    let params = harvest_review::pr_params(session, configured, (o.draft, o.base, o.title))
+        .map_err(anyhow::Error::msg)?;
+    Ok(client.call::<m::SessionPr>(params).await?)
 }
 
 pub fn print_pr(pr: &m::PrResult) {

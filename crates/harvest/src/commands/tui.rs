@@ -20,6 +20,7 @@ pub async fn attach(paths: &Paths, initial: harvest_tui::Initial) -> Result<Exit
         initial,
         env: forwarded_env(&config),
         keys: config.keys.clone(),
+        github_api_url: config.github.api_url.clone(),
     })
     .await?;
     if let Some(id) = outcome.session {
