@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Check a built sandbox image: its tools answer with their versions, it runs as uid
-# 1000, `claude --version` answers, /workspace is writable, nothing listens in a fresh
+# 1000, `claude --version` answers (its binary execute-only), /workspace is writable, nothing listens in a fresh
 # container, and no credential or token is anywhere in it (its files, its environment,
 # its build history).
 #
@@ -30,6 +30,10 @@ run 'test -x "$(npm root -g)/@modelcontextprotocol/server-memory/dist/index.js" 
 uid="$(docker run --rm --network none "$image" id -u)"
 [ "$uid" = 1000 ] && echo "check: runs as uid 1000" || bad "runs as uid $uid, not 1000"
 run 'claude --version' >/dev/null && echo "check: claude --version answers" || bad "claude --version failed"
+# Execute-only, so the running CLI is not dumpable: its tools cannot ptrace it or open
+# its memory (docs/providers.md).
+run 'test ! -r /usr/local/bin/claude' && echo "check: claude is execute-only" \
+  || bad "/usr/local/bin/claude is readable by the agent's uid"
 run 'touch /workspace/.probe && rm /workspace/.probe' && echo "check: /workspace is writable" \
   || bad "/workspace is not writable"
 

@@ -56,6 +56,20 @@ tool_use = { name = "Bash", input = { command = "echo agent-version > notes.txt 
 text = "Changed them."
 
 [[turn]]
+prompt = "plant a repository"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = '''mkdir -p gen/objects/aa gen/refs/heads && echo 'ref: refs/heads/main' > gen/HEAD && printf '[core]\n\tworktree = .\n\tfsmonitor = "touch ROOT/PWNED-BY-FSMONITOR"\n' > gen/config && echo x > gen/objects/aa/keep && echo y > gen/refs/heads/keep && echo planted-repo''', description = "Plant" } }
+[[turn.step]]
+text = "Planted."
+
+[[turn]]
+prompt = "make a git folder"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = '''mkdir -p .git/hooks && printf '#!/bin/sh\ntouch ROOT/PWNED-BY-HOOK\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit && echo agent-version > notes.txt && echo made''', description = "Git folder" } }
+[[turn.step]]
+text = "Made it."
+
+[[turn]]
 [[turn.step]]
 text = "Still the same conversation."
 "#;
@@ -533,6 +547,45 @@ fn pull_brings_changes_back_and_never_overwrites_or_follows_a_link() {
         pulled.contains("notes.txt") && !pulled.contains("keep.txt"),
         "{pulled}"
     );
+}
+
+/// The attack: the agent leaves a folder shaped as a git repository (`core.fsmonitor` set
+/// to its command) for `harvest pull` to bring here, where the user's next `git status`
+/// would run it; or makes a `.git` of its own in the workspace. The first is refused
+/// with nothing written; the second neither stops the pull nor comes along.
+#[test]
+fn a_pull_never_plants_a_repository_and_an_agent_git_folder_stays_behind() {
+    let fake = FakeDaytona::start(&[]);
+    let h = fake.harness(|root| SCRIPT.replace("ROOT", &root.display().to_string()));
+    let w = &h.workspace;
+    std::fs::write(w.join("notes.txt"), "user-version\n").unwrap();
+    let id = h.new_session("plant a repository");
+    h.wait_events(&id, "the plant", LONG, |e| idle_after(e, 1));
+    for args in [
+        vec!["pull", id.as_str()],
+        vec!["pull", id.as_str(), "--patch", "/dev/null"],
+    ] {
+        let out = h.run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} took a planted repository");
+        assert!(
+            err.contains("git repository") && err.contains("nothing was pulled"),
+            "{err}"
+        );
+    }
+    assert!(!w.join("gen").exists(), "a refused pull wrote the planted repository");
+
+    let id = h.new_session("make a git folder");
+    h.wait_events(&id, "the git folder", LONG, |e| idle_after(e, 1));
+    let pulled = h.ok(&["pull", &id]);
+    assert_eq!(
+        std::fs::read_to_string(w.join("notes.txt")).unwrap(),
+        "agent-version\n",
+        "{pulled}"
+    );
+    assert!(!w.join(".git").exists(), "the agent's .git came along: {pulled}");
+    let root = w.parent().unwrap();
+    assert!(!root.join("PWNED-BY-HOOK").exists() && !root.join("PWNED-BY-FSMONITOR").exists());
 }
 
 /// The service out of reach for 6 s in the middle of a streaming turn (every call 503, the

@@ -20,11 +20,13 @@ const READY: &str = "/home/daytona/.harvest-workspace-ready";
 const BATCH: usize = 8 << 20;
 
 /// In the workspace: its files as git would list them (regular files only), each with its
-/// git blob hash, `HASH<TAB>PATH` per line.
+/// git blob hash, `HASH<TAB>PATH` per line. Always through a private, empty repository:
+/// the workspace's own `.git` is the agent's to write (one it made up, or broke, must not
+/// stop the listing), and `.git` folders never come along.
 const LIST_AND_HASH: &str = r#"set -e
 t=$(mktemp -d)
 git init -q --bare "$t/g"
-if [ -d .git ]; then git ls-files -co --exclude-standard; else git --git-dir="$t/g" --work-tree=. ls-files -o --exclude-standard; fi > "$t/all"
+git --git-dir="$t/g" --work-tree=. ls-files -o --exclude-standard > "$t/all"
 while IFS= read -r f; do case "$f" in .git/*|*/.git/*) continue;; esac; if [ -f "$f" ] && [ ! -L "$f" ]; then printf '%s\n' "$f"; fi; done < "$t/all" > "$t/files"
 git hash-object --no-filters --stdin-paths < "$t/files" > "$t/hashes"
 paste "$t/hashes" "$t/files"
@@ -270,10 +272,10 @@ impl DaytonaSandbox {
             .execute(LIST_AND_HASH, Duration::from_secs(300))
             .await?;
         if code != Some(0) {
-            return Err(SandboxError::Spawn(format!(
-                "cannot list the sandbox's workspace: {}",
-                out.trim()
-            )));
+            return Err(SandboxError::Step {
+                step: "listing the files of the sandbox's workspace",
+                detail: out.trim().to_owned(),
+            });
         }
         Ok(out
             .lines()

@@ -246,7 +246,7 @@ pub async fn create(docker: &Docker, names: &Names, shape: &Shape<'_>) -> Result
             _ => "none".into(),
         }),
         cap_drop: Some(vec!["ALL".into()]),
-        security_opt: Some(vec!["no-new-privileges".into()]),
+        security_opt: Some(security_options()),
         nano_cpus: (o.cpus > 0.0).then_some((o.cpus * 1e9) as i64),
         memory: (o.memory_mb > 0).then_some((o.memory_mb * 1024 * 1024) as i64),
         pids_limit: (o.pids > 0).then_some(o.pids),
@@ -519,7 +519,7 @@ pub async fn copy_session(
         ]),
         network_mode: Some("none".into()),
         cap_drop: Some(vec!["ALL".into()]),
-        security_opt: Some(vec!["no-new-privileges".into()]),
+        security_opt: Some(security_options()),
         ..Default::default()
     };
     let body = ContainerCreateBody {
@@ -620,4 +620,14 @@ fn bind_mount(typ: MountTypeEnum, source: String, target: &str, read_only: bool)
         read_only: Some(read_only),
         ..Default::default()
     }
+}
+
+/// No new privileges, and an explicit seccomp profile: the engine's default allows
+/// `ptrace` (on kernels from 4.8), which would let a tool own the CLI it runs under
+/// (`harvest_sandbox::seccomp` says what is denied and why).
+pub fn security_options() -> Vec<String> {
+    vec![
+        "no-new-privileges".into(),
+        format!("seccomp={}", harvest_sandbox::seccomp::docker_profile()),
+    ]
 }

@@ -579,6 +579,9 @@ impl DockerSandbox {
                 _ => None,
             },
             direct: true,
+            // The container's own seccomp profile and init stand in for both.
+            stdio_as_fds: false,
+            seccomp: None,
         }
     }
 }

@@ -19,14 +19,25 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
 
 pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
+    // Before anything else: this process is the CLI's parent and (with `--stdio-fds`)
+    // held its stdio, so nothing of the agent's uid may read or write its memory.
+    // SAFETY: prctl(2) with PR_SET_DUMPABLE only changes this process's dumpable flag.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        eprintln!(
+            "harvest forward: cannot make itself non-dumpable: {}",
+            std::io::Error::last_os_error()
+        );
+        return ExitCode::from(2);
+    }
     let mut listens = Vec::new();
     let mut tos = Vec::new();
     let mut it = args.into_iter();
     let mut command = Vec::new();
-    let mut stdio_sockets = false;
+    let mut stdio = Stdio::Inherit;
     while let Some(a) = it.next() {
         match a.to_str() {
-            Some("--stdio-sockets") => stdio_sockets = true,
+            Some("--stdio-sockets") => stdio = Stdio::Sockets,
+            Some("--stdio-fds") => stdio = Stdio::Fds,
             Some("--listen") => listens.extend(it.next().and_then(|v| v.into_string().ok())),
             Some("--to") => tos.extend(it.next().map(std::path::PathBuf::from)),
             Some("--") => {
@@ -36,8 +47,10 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
             _ => {}
         }
     }
-    if listens.is_empty() || listens.len() != tos.len() || command.is_empty() {
-        eprintln!("usage: harvest forward --listen ADDR --to SOCKET [...] -- PROGRAM ARGS…");
+    if listens.len() != tos.len() || command.is_empty() {
+        eprintln!(
+            "usage: harvest forward [--stdio-sockets|--stdio-fds] [--listen ADDR --to SOCKET]… -- PROGRAM ARGS…"
+        );
         return ExitCode::from(2);
     }
     let pairs: Vec<(String, std::path::PathBuf)> = listens.into_iter().zip(tos).collect();
@@ -51,13 +64,25 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    rt.block_on(run(pairs, command, stdio_sockets))
+    rt.block_on(run(pairs, command, stdio))
+}
+
+/// Where the agent's stdio come from.
+#[derive(Clone, Copy, PartialEq)]
+enum Stdio {
+    /// Ours (a test, or a caller that already gives sockets).
+    Inherit,
+    /// Socket pairs of our own, relayed to our pipes (a container's exec).
+    Sockets,
+    /// Descriptors 3, 4 and 5, handed over by the supervisor through bwrap, whose own
+    /// stdio are not the agent's (see `harvest_supervisor::LaunchSpec::stdio_as_fds`).
+    Fds,
 }
 
 async fn run(
     pairs: Vec<(String, std::path::PathBuf)>,
     command: Vec<std::ffi::OsString>,
-    stdio_sockets: bool,
+    stdio: Stdio,
 ) -> ExitCode {
     let mut listeners = Vec::new();
     for (listen, to) in pairs {
@@ -72,7 +97,10 @@ async fn run(
     let mut cmd = tokio::process::Command::new(&command[0]);
     cmd.args(&command[1..]).kill_on_drop(false);
     let mut relayed = None;
-    if stdio_sockets {
+    if stdio == Stdio::Fds {
+        handed_stdio(&mut cmd);
+    }
+    if stdio == Stdio::Sockets {
         match socket_stdio(&mut cmd) {
             Ok(done) => relayed = Some(done),
             Err(e) => {
@@ -140,6 +168,24 @@ async fn run(
     }
 }
 
+/// Descriptors 3-5 become the child's stdin, stdout and stderr; our own copies close
+/// with the spawn (`Command` drops them), so this process holds none of them after.
+fn handed_stdio(cmd: &mut tokio::process::Command) {
+    use std::os::fd::FromRawFd;
+    let [stdin, stdout, stderr] = [3, 4, 5].map(|fd| {
+        // SAFETY: the supervisor opened exactly these for us and nothing else in this
+        // process uses them; each is owned once, here. Close-on-exec, so the child has
+        // them only as its 0, 1 and 2.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            std::os::fd::OwnedFd::from_raw_fd(fd)
+        }
+    });
+    cmd.stdin(std::process::Stdio::from(stdin))
+        .stdout(std::process::Stdio::from(stdout))
+        .stderr(std::process::Stdio::from(stderr));
+}
+
 /// Give the child socket pairs for its stdio and relay them to ours (threads: plain
 /// blocking copies), after closing our own `/proc` entries to the agent's uid. The
 /// receiver hears when the child's stdout has been relayed to its end.
@@ -147,10 +193,6 @@ fn socket_stdio(
     cmd: &mut tokio::process::Command,
 ) -> std::io::Result<std::sync::mpsc::Receiver<()>> {
     use std::os::unix::net::UnixStream;
-    // SAFETY: prctl(2) with PR_SET_DUMPABLE only changes this process's dumpable flag.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
     let (stdin_ours, stdin_theirs) = UnixStream::pair()?;
     let (stdout_ours, stdout_theirs) = UnixStream::pair()?;
     let (stderr_ours, stderr_theirs) = UnixStream::pair()?;

@@ -262,7 +262,7 @@ fn plain_mode(line: &str) -> bool {
 
 /// A folder the patch would turn into a (bare) git repository: a `HEAD` it writes beside
 /// `objects` and `refs` (written by the patch too, or there already).
-fn plants_a_repository(root: &Path, touched: &[String]) -> Option<String> {
+pub fn plants_a_repository(root: &Path, touched: &[String]) -> Option<String> {
     for head in touched {
         let dir = match head.rsplit_once('/') {
             Some((dir, "HEAD")) => dir.to_owned(),

@@ -22,6 +22,7 @@
 //!   steps (state folders, hidden paths, clones) belong to the local provider.
 
 pub mod local;
+pub mod seccomp;
 
 use async_trait::async_trait;
 use harvest_agent::AgentCommand;
@@ -45,6 +46,9 @@ pub enum SandboxError {
     BadWorkspace { path: PathBuf, reason: String },
     #[error("cannot start the agent in the sandbox: {0}")]
     Spawn(String),
+    /// A step other than starting the agent, named so the user knows which one failed.
+    #[error("{step} failed: {detail}")]
+    Step { step: &'static str, detail: String },
     #[error("the agent's input is closed (the agent process has exited)")]
     InputClosed,
     #[error("the {kind} sandbox does not support {what}")]

@@ -6,6 +6,7 @@
 //! (`$XDG_STATE_HOME/harvest/sessions/<id>/`) is named by the session id, so it is the
 //! sandbox's identity: a crash at any point leaves a folder [`LocalProvider::list`] finds.
 
+pub mod agent_binary;
 pub mod bwrap;
 pub mod check;
 mod log;
@@ -67,6 +68,15 @@ impl LocalProvider {
         self.layout.sessions_dir.join(session)
     }
 
+    /// Where execute-only copies of agent binaries are kept: beside the sessions.
+    fn agent_cache(&self) -> PathBuf {
+        self.layout
+            .sessions_dir
+            .parent()
+            .unwrap_or(&self.layout.sessions_dir)
+            .join("agent-bin")
+    }
+
     fn bwrap_path(&self) -> Result<PathBuf> {
         if let Some(p) = &self.layout.bwrap {
             return if p.is_file() {
@@ -126,12 +136,12 @@ impl LocalProvider {
             policy: bwrap::JailPolicy {
                 workspace,
                 home,
-                agent_binary: agent_binary.clone(),
+                agent_binary: agent_binary::execute_only(agent_binary, &self.agent_cache())?,
                 hidden,
                 network: spec.network == Network::Open,
+                harvest: self.layout.supervisor.0.clone(),
                 model_link: (spec.network != Network::Open).then(|| bwrap::ModelLink {
                     socket: state_dir.join(MODEL_SOCKET_FILE),
-                    forwarder: self.layout.supervisor.0.clone(),
                     egress: match &spec.network {
                         Network::Allow(hosts) => {
                             Some((state_dir.join(EGRESS_SOCKET_FILE), hosts.clone()))

@@ -90,7 +90,25 @@ pub struct LaunchSpec {
     /// a container): signals go to the program itself, which passes them on.
     #[serde(default)]
     pub direct: bool,
+    /// The jail is bubblewrap, whose PID-namespace init keeps its own stdin, stdout and
+    /// stderr for its whole life and can be written through `/proc/1/mem` by anything of
+    /// the agent's uid (bwrap does not make itself non-dumpable). So the agent's stdio do
+    /// not go there: bwrap's own are `/dev/null` and the stderr file, and the agent's
+    /// socket pairs are handed over as [`AGENT_STDIO_FDS`], which bwrap's init closes and
+    /// the jail's first command (`harvest forward`, non-dumpable) makes the CLI's stdio.
+    #[serde(default)]
+    pub stdio_as_fds: bool,
+    /// A seccomp program (classic BPF, `struct sock_filter[]`) handed to the jail program
+    /// as [`SECCOMP_FD`] (bwrap's `--seccomp`).
+    #[serde(default)]
+    pub seccomp: Option<Vec<u8>>,
 }
+
+/// Where the agent's stdin, stdout and stderr sockets are in the jail program when
+/// [`LaunchSpec::stdio_as_fds`] is set.
+pub const AGENT_STDIO_FDS: [i32; 3] = [3, 4, 5];
+/// Where the seccomp program is readable in the jail program.
+pub const SECCOMP_FD: i32 = 6;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Egress {

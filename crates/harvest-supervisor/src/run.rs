@@ -92,6 +92,7 @@ async fn supervise(spec: LaunchSpec) -> i32 {
         stdin,
         stdout,
         stderr,
+        jail_stderr,
         log,
         stderr_file,
         proxy,
@@ -117,6 +118,11 @@ async fn supervise(spec: LaunchSpec) -> i32 {
         tokio::spawn(crate::egress::serve(listener, Arc::new(allow), log.clone()));
     }
     let pump = tokio::spawn(pump_log(stdout, log));
+    if let Some(jail_stderr) = jail_stderr
+        && let Ok(file) = stderr_file.try_clone()
+    {
+        tokio::spawn(pump_stderr(jail_stderr, file));
+    }
     let errs = tokio::spawn(pump_stderr(stderr, stderr_file));
     let input = Input::new(stdin.clone());
     let running = input.running.clone();
@@ -172,6 +178,8 @@ struct Started {
     stdin: UnixStream,
     stdout: UnixStream,
     stderr: UnixStream,
+    /// The jail program's own stderr, when it is not the agent's (`stdio_as_fds`).
+    jail_stderr: Option<UnixStream>,
     log: std::fs::File,
     stderr_file: std::fs::File,
 }
@@ -250,19 +258,58 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
         .args(spec.args.iter().map(|a| OsString::from_vec(a.clone())))
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
-            stdin_theirs,
-        )))
-        .stdout(std::process::Stdio::from(std::os::fd::OwnedFd::from(
-            stdout_theirs,
-        )))
-        .stderr(std::process::Stdio::from(std::os::fd::OwnedFd::from(
-            stderr_theirs,
-        )))
         .kill_on_drop(false);
+    let theirs = [stdin_theirs, stdout_theirs, stderr_theirs].map(std::os::fd::OwnedFd::from);
+    // Kept until the spawn: the child's copies are made from these.
+    let mut handed: Vec<(std::os::fd::OwnedFd, i32)> = Vec::new();
+    let mut jail_stderr = None;
+    if spec.stdio_as_fds {
+        // bwrap's own complaints go to the stderr file too, through a socket (which the
+        // agent cannot reopen through /proc/1/fd/2, as it could a file) and the same
+        // bounded pump.
+        let (ours, jails) = pair()?;
+        let _ = jails.shutdown(std::net::Shutdown::Read);
+        jail_stderr = Some(ours);
+        command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(std::os::fd::OwnedFd::from(jails)));
+        for (fd, to) in theirs.into_iter().zip(crate::AGENT_STDIO_FDS) {
+            handed.push((high_copy(&fd)?, to));
+        }
+    } else {
+        let [i, o, e] = theirs;
+        command
+            .stdin(std::process::Stdio::from(i))
+            .stdout(std::process::Stdio::from(o))
+            .stderr(std::process::Stdio::from(e));
+    }
+    if let Some(program) = &spec.seccomp {
+        handed.push((memory_file(program)?, crate::SECCOMP_FD));
+    }
+    if !handed.is_empty() {
+        let pairs: Vec<(i32, i32)> = handed
+            .iter()
+            .map(|(fd, to)| (std::os::fd::AsRawFd::as_raw_fd(fd), *to))
+            .collect();
+        // SAFETY: between fork and exec only dup2(2) runs, which is async-signal-safe;
+        // the sources are close-on-exec copies above every target (see `high_copy`), so
+        // no dup2 overwrites a source still to be copied.
+        unsafe {
+            command.pre_exec(move || {
+                for (from, to) in &pairs {
+                    if libc::dup2(*from, *to) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
     let child = command
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", Path::new(&program).display()))?;
+    drop(handed);
     let jail_pid = child
         .id()
         .and_then(|p| i32::try_from(p).ok())
@@ -303,9 +350,46 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
         stdin: tokio_stream(stdin_ours)?,
         stdout: tokio_stream(stdout_ours)?,
         stderr: tokio_stream(stderr_ours)?,
+        jail_stderr: jail_stderr.map(tokio_stream).transpose()?,
         log,
         stderr_file,
     })
+}
+
+/// A close-on-exec copy of `fd` numbered above every fixed target (so a `dup2` to a
+/// target never overwrites a source still to be copied).
+fn high_copy(fd: &std::os::fd::OwnedFd) -> Result<std::os::fd::OwnedFd, String> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor we then own, or -1.
+    let copy = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 64) };
+    if copy < 0 {
+        return Err(format!("fcntl: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `copy` is a fresh descriptor owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(copy) })
+}
+
+/// `bytes` in a memory file, read from the start by whoever gets the descriptor.
+fn memory_file(bytes: &[u8]) -> Result<std::os::fd::OwnedFd, String> {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    // SAFETY: memfd_create(2) with a static name; the descriptor is ours or -1.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"harvest-seccomp".as_ptr(),
+            libc::MFD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: a fresh descriptor owned by nobody else.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(bytes)
+        .map_err(|e| format!("cannot write the seccomp program: {e}"))?;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    let copy = high_copy(&std::os::fd::OwnedFd::from(file))?;
+    Ok(copy)
 }
 
 /// Bind the control socket 0600. A socket file left by a supervisor that died is stale

@@ -33,20 +33,23 @@ pub struct JailPolicy {
     /// own folders, other sessions' workspaces). Only paths that exist are listed.
     pub hidden: Vec<PathBuf>,
     pub network: bool,
-    /// Without a network: the model proxy's socket and the forwarder (`harvest`), bound
-    /// into the jail so the agent still reaches its model (see `harvest-proxy`).
+    /// The `harvest` binary, bound read-only at [`FORWARDER`]: `harvest forward` is the
+    /// jail's first command. It hands the CLI its stdio sockets (which bwrap's own init
+    /// must not hold), and without a network relays the model's traffic.
+    pub harvest: PathBuf,
+    /// Without a network: the model proxy's socket, bound into the jail so the agent
+    /// still reaches its model (see `harvest-proxy`).
     pub model_link: Option<ModelLink>,
 }
 
 #[derive(Debug, Clone)]
 pub struct ModelLink {
     pub socket: PathBuf,
-    pub forwarder: PathBuf,
     /// Under an allow-list: the egress proxy's socket, and the hosts it lets through.
     pub egress: Option<(PathBuf, Vec<String>)>,
 }
 
-/// Inside a jail without a network: where the forwarder and the proxy socket appear, and
+/// Where the forwarder (`harvest`) and, without a network, the proxy socket appear, and
 /// the address the forwarder listens on (the jail's own loopback).
 pub const FORWARDER: &str = "/harvest/bin/harvest";
 pub const MODEL_SOCKET: &str = "/harvest/run/model.sock";
@@ -99,6 +102,10 @@ pub fn bwrap_args(policy: &JailPolicy, system: &[HostEntry]) -> Vec<OsString> {
     // A new session keeps the agent from injecting input into a terminal. No
     // --die-with-parent: the agent must outlive the daemon.
     a.flag("--new-session");
+    // No process in the jail may ptrace, take descriptors from or write the memory of
+    // another (the CLI's stdio are what a forger wants): see `seccomp.rs`. The program
+    // is handed over by the supervisor at this descriptor.
+    a.pair("--seccomp", harvest_supervisor::SECCOMP_FD.to_string());
     a.pair("--hostname", "harvest");
 
     let mut bound: Vec<&Path> = Vec::new();
@@ -121,8 +128,8 @@ pub fn bwrap_args(policy: &JailPolicy, system: &[HostEntry]) -> Vec<OsString> {
         &policy.agent_binary,
         Path::new(AGENT_BIN_DIR).join("claude"),
     );
+    a.triple("--ro-bind", &policy.harvest, FORWARDER);
     if let Some(link) = &policy.model_link {
-        a.triple("--ro-bind", &link.forwarder, FORWARDER);
         a.triple("--bind", &link.socket, MODEL_SOCKET);
         if let Some((egress, _)) = &link.egress {
             a.triple("--bind", egress, EGRESS_SOCKET);
@@ -223,6 +230,7 @@ mod tests {
                 "/home/u/.local/share/harvest".into(),
             ],
             network: true,
+            harvest: "/usr/local/bin/harvest".into(),
             model_link: None,
         }
     }
@@ -259,6 +267,8 @@ mod tests {
             assert!(args.contains(&f.to_owned()), "{f} missing: {args:?}");
         }
         assert!(!args.contains(&"--die-with-parent".to_owned()));
+        position(&args, &["--seccomp", "6"]);
+        position(&args, &["--ro-bind", "/usr/local/bin/harvest", FORWARDER]);
         assert!(
             !args.contains(&"--unshare-net".to_owned()),
             "host network by default"

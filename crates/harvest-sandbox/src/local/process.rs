@@ -26,23 +26,19 @@ pub async fn spawn(
         .map(|a| a.as_bytes().to_vec())
         .collect();
     args.push(b"--".to_vec());
-    // Without a network the agent reaches its model through the forwarder, which listens
-    // on the jail's loopback and relays to the supervisor's proxy socket.
+    // The jail's first command is `harvest forward`, non-dumpable: it gives the CLI its
+    // stdio sockets (handed to bwrap as descriptors 3-5, so bwrap's init, which anything
+    // of the agent's uid can write through /proc, never holds them) and, without a
+    // network, relays the agent's loopback to the supervisor's proxy socket.
+    let mut fwd = vec![bwrap::FORWARDER, "forward", "--stdio-fds"];
     if let Some(link) = &sandbox.policy.model_link {
-        let mut fwd = vec![
-            bwrap::FORWARDER,
-            "forward",
-            "--listen",
-            bwrap::MODEL_ADDR,
-            "--to",
-            bwrap::MODEL_SOCKET,
-        ];
+        fwd.extend(["--listen", bwrap::MODEL_ADDR, "--to", bwrap::MODEL_SOCKET]);
         if link.egress.is_some() {
             fwd.extend(["--listen", bwrap::EGRESS_ADDR, "--to", bwrap::EGRESS_SOCKET]);
         }
-        fwd.push("--");
-        args.extend(fwd.iter().map(|a| a.as_bytes().to_vec()));
     }
+    fwd.push("--");
+    args.extend(fwd.iter().map(|a| a.as_bytes().to_vec()));
     args.push(sandbox.agent_program.as_os_str().as_bytes().to_vec());
     args.extend(cmd.args.iter().map(|a| a.as_bytes().to_vec()));
     let mut env: Vec<(String, String)> = bwrap::base_env()
@@ -100,6 +96,8 @@ pub async fn spawn(
             .and_then(|l| l.egress.clone())
             .map(|(socket, allow)| harvest_supervisor::Egress { socket, allow }),
         direct: false,
+        stdio_as_fds: true,
+        seccomp: Some(crate::seccomp::bpf_program()),
     };
     let (program, prog_args) = &sandbox.supervisor;
     let record = match harvest_supervisor::spawn(program, prog_args, &spec).await {

@@ -30,12 +30,36 @@ pub async fn pull(paths: &Paths, session: &str, patch: Option<PathBuf>) -> Resul
             session: session.to_owned(),
         })
         .await?;
-    let changes = decode(result.changes)?;
+    let (changes, left_out) = decode(result.changes)?;
+    if !left_out.is_empty() {
+        eprintln!(
+            "harvest: left in the sandbox, because they are inside a .git folder (the agent's, \
+             never brought here):"
+        );
+        for p in &left_out {
+            eprintln!("  {}", shown(p));
+        }
+    }
     if changes.is_empty() {
         println!("nothing to pull: the agent changed no file");
         return Ok(ExitCode::SUCCESS);
     }
     let local = result.local_workspace.map(PathBuf::from);
+    // The same check as `harvest apply`: no folder may become a git repository (its
+    // config would run wherever git runs there).
+    let paths: Vec<String> = changes
+        .iter()
+        .filter(|c| c.content.is_some())
+        .map(|c| c.path.clone())
+        .collect();
+    let root_here = local.clone().unwrap_or_default();
+    if let Some(dir) = harvest_review::plants_a_repository(&root_here, &paths) {
+        bail!(
+            "the sandbox's changes make {} a git repository (HEAD beside objects/ and refs/), \
+             which would run its config wherever git runs there; nothing was pulled",
+            shown(&dir)
+        );
+    }
     match (patch, local) {
         (Some(file), local) => write_patch(&changes, local.as_deref(), &file),
         (None, Some(root)) => apply(&changes, &root),
@@ -46,9 +70,14 @@ pub async fn pull(paths: &Paths, session: &str, patch: Option<PathBuf>) -> Resul
     }
 }
 
-fn decode(changes: Vec<FileChange>) -> Result<Vec<Change>> {
+/// The changes to take, and the paths left out because they lie inside a `.git` folder.
+fn decode(changes: Vec<FileChange>) -> Result<(Vec<Change>, Vec<String>)> {
     let engine = base64::engine::general_purpose::STANDARD;
-    changes
+    let (inside_git, changes): (Vec<FileChange>, Vec<FileChange>) = changes
+        .into_iter()
+        .partition(|c| plain_relative(&c.path) && !harvest_review::plain_relative(&c.path));
+    let left_out = inside_git.into_iter().map(|c| c.path).collect();
+    let taken = changes
         .into_iter()
         .map(|c| {
             if !plain_relative(&c.path) {
@@ -73,7 +102,8 @@ fn decode(changes: Vec<FileChange>) -> Result<Vec<Change>> {
                 base_content: bytes(c.base_b64)?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok((taken, left_out))
 }
 
 /// `a/b.txt`: no root, no `..`, no `.`, no empty part, no NUL or newline.
