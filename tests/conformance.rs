@@ -567,14 +567,20 @@ fn a_tool_cannot_trace_or_take_the_cli(kind: &str) {
         // memory), which is why it holds none of the agent's stdio (checked below).
         .filter(|l| !l.starts_with("ATTACK init mem-"))
         .collect();
-    assert!(succeeded.is_empty(), "attacks that worked: {succeeded:?}\n{probe}");
+    assert!(
+        succeeded.is_empty(),
+        "attacks that worked: {succeeded:?}\n{probe}"
+    );
     // Its stdin and stdout are /dev/null (its stderr is a socket of its own, to the
     // bounded stderr file): the agent's stdio are not there to be taken.
     for l in probe
         .lines()
         .filter(|l| l.starts_with("INIT-FD 0 ") || l.starts_with("INIT-FD 1 "))
     {
-        assert!(!l.contains("socket:"), "the sandbox's PID 1 holds the agent's stdio: {l}");
+        assert!(
+            !l.contains("socket:"),
+            "the sandbox's PID 1 holds the agent's stdio: {l}"
+        );
     }
     assert!(out.status.success(), "{}", summarize(&live));
     for forged in ["FORGED-TEXT", "FORGED-RESULT", "INJECTED-ANSWER"] {
@@ -583,15 +589,24 @@ fn a_tool_cannot_trace_or_take_the_cli(kind: &str) {
             .filter(|e| e["type"] != "tool_call" && e["type"] != "tool_result")
             .filter(|e| e.to_string().contains(forged))
             .collect();
-        assert!(outside.is_empty(), "{forged} reached the stream: {outside:?}");
+        assert!(
+            outside.is_empty(),
+            "{forged} reached the stream: {outside:?}"
+        );
     }
     let id = live[0]["session"].as_str().unwrap().to_owned();
     let stored = h.run(&["logs", "--json", &id]);
     let stored = String::from_utf8_lossy(&stored.stdout);
-    assert!(!stored.contains("\"FORGED-RESULT\""), "a forged result was stored");
+    assert!(
+        !stored.contains("\"FORGED-RESULT\""),
+        "a forged result was stored"
+    );
     let results = of_type(&live, "turn_result");
     assert_eq!(results.len(), 1, "{}", summarize(&live));
-    assert!(results[0]["cost_usd"].as_f64().unwrap() > 0.0, "the turn's result is the forged one");
+    assert!(
+        results[0]["cost_usd"].as_f64().unwrap() > 0.0,
+        "the turn's result is the forged one"
+    );
     assert!(
         h.requests()
             .iter()

@@ -573,7 +573,10 @@ fn a_pull_never_plants_a_repository_and_an_agent_git_folder_stays_behind() {
             "{err}"
         );
     }
-    assert!(!w.join("gen").exists(), "a refused pull wrote the planted repository");
+    assert!(
+        !w.join("gen").exists(),
+        "a refused pull wrote the planted repository"
+    );
 
     let id = h.new_session("make a git folder");
     h.wait_events(&id, "the git folder", LONG, |e| idle_after(e, 1));
@@ -583,7 +586,10 @@ fn a_pull_never_plants_a_repository_and_an_agent_git_folder_stays_behind() {
         "agent-version\n",
         "{pulled}"
     );
-    assert!(!w.join(".git").exists(), "the agent's .git came along: {pulled}");
+    assert!(
+        !w.join(".git").exists(),
+        "the agent's .git came along: {pulled}"
+    );
     let root = w.parent().unwrap();
     assert!(!root.join("PWNED-BY-HOOK").exists() && !root.join("PWNED-BY-FSMONITOR").exists());
 }

@@ -43,6 +43,13 @@ prompt = "plant a monitor"
 tool_use = { name = "Bash", input = { command = "git config core.fsmonitor 'touch MARK; false'; git config core.pager 'touch MARK'; git config diff.noprefix true; echo changed >> greeting.txt; echo planted", description = "Plant" } }
 [[turn.step]]
 text = "Planted."
+
+[[turn]]
+prompt = "leave a swapper"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = "echo 'reviewed change' >> greeting.txt; nohup sh -c 'sleep 3; echo UNREVIEWED-PAYLOAD > greeting.txt' >/dev/null 2>&1 & echo left", description = "Swapper" } }
+[[turn.step]]
+text = "Left it."
 "#;
 
 struct Repo {
@@ -182,6 +189,69 @@ fn apply_reports_a_conflict_with_the_users_change_and_writes_nothing() {
 /// The attack: the agent plants a link, and git config that runs commands wherever git
 /// runs. `apply` refuses the link; `diff` and `apply` never run the agent's config on
 /// this machine; the agent's `diff.noprefix` does not shift the paths.
+/// The attack: a process the agent left running changes the workspace after the user
+/// reviewed `harvest diff`. `apply --patch NAME` applies only what was reviewed: the
+/// changed workspace is refused with nothing written.
+#[test]
+fn apply_takes_only_the_patch_that_was_reviewed() {
+    let r = setup();
+    let repo = r.repo.to_str().unwrap().to_owned();
+    // Detached, so the agent (and what it left running) stays up after the turn.
+    let id =
+        r.h.ok(&["new", "--detach", "--repo", &repo, "leave a swapper"]);
+    let id = id.trim().to_owned();
+    r.h.ok(&["wait", &id]);
+    let out = r.h.run(&["diff", &id]);
+    let reviewed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        reviewed.contains("+reviewed change"),
+        "{reviewed}\n{err}\n{}",
+        r.h.daemon_log_tail()
+    );
+    let name = err
+        .split_whitespace()
+        .skip_while(|w| *w != "patch")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no patch name: {err}"))
+        .trim_end_matches(':')
+        .to_owned();
+    // The swapper fires 3 s after the turn; wait until the sandbox's diff shows it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !r.h.ok(&["diff", &id]).contains("UNREVIEWED-PAYLOAD") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the swapper never ran"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = r.h.run(&["apply", &id, "--patch", &name]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "applied an unreviewed patch");
+    assert!(
+        err.contains("nothing was written") && err.contains(&name),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.repo.join("greeting.txt")).unwrap(),
+        "helo world\n"
+    );
+    // Reviewed again, it applies, and what lands is what was shown.
+    let out = r.h.run(&["diff", &id]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let name = err
+        .split_whitespace()
+        .skip_while(|w| *w != "patch")
+        .nth(1)
+        .unwrap();
+    let name = name.trim_end_matches(':').to_owned();
+    r.h.ok(&["apply", &id, "--patch", &name]);
+    assert_eq!(
+        std::fs::read_to_string(r.repo.join("greeting.txt")).unwrap(),
+        "UNREVIEWED-PAYLOAD\n"
+    );
+}
+
 #[test]
 fn what_the_agent_plants_in_its_repository_never_runs_here() {
     let r = setup();

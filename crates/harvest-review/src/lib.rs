@@ -114,6 +114,16 @@ pub fn patch_bytes(diff: &DiffResult) -> Result<Vec<u8>, ApplyError> {
         .map_err(|_| ApplyError::Refused("the daemon sent a patch that is not base64".into()))
 }
 
+/// A patch's name: what `harvest diff` prints beside it and `harvest apply --patch`
+/// takes, so that what is applied is byte for byte what was reviewed (a process the
+/// agent left running may change the workspace between the two). The first 16 hex
+/// digits of its SHA-256.
+pub fn patch_name(patch: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(patch);
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
 /// The forge token, from the user's environment (GH_TOKEN, GITHUB_TOKEN) or the GitHub
 /// CLI's login; it goes to the daemon for the one call that pushes and opens the pull
 /// request, never into the sandbox or a file.

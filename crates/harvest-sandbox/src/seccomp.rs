@@ -80,10 +80,14 @@ const NAMESPACE_FLAGS: u32 = (libc::CLONE_NEWUSER
 pub fn docker_profile() -> String {
     let mut names: Vec<&str> = DENIED.to_vec();
     names.extend(X86_64_ONLY);
-    let mut rules = vec![json!({"names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM})];
+    let mut rules =
+        vec![json!({"names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM})];
     // Rules on one call are alternatives, and a masked compare can only say "these bits
     // are set": one rule per namespace flag.
-    for bit in (0..32).map(|b| 1u32 << b).filter(|b| NAMESPACE_FLAGS & b != 0) {
+    for bit in (0..32)
+        .map(|b| 1u32 << b)
+        .filter(|b| NAMESPACE_FLAGS & b != 0)
+    {
         rules.push(json!({
             "names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
             "args": [{"index": 0, "value": bit, "valueTwo": bit, "op": "SCMP_CMP_MASKED_EQ"}],
@@ -293,7 +297,11 @@ mod tests {
         ] {
             assert_eq!(run(&p, AUDIT_ARCH, nr as u32, 0), RET_ALLOW, "{nr}");
         }
-        assert_eq!(run(&p, 0x4000_0003, libc::SYS_read as u32, 0), deny, "another ABI");
+        assert_eq!(
+            run(&p, 0x4000_0003, libc::SYS_read as u32, 0),
+            deny,
+            "another ABI"
+        );
     }
 
     #[test]
@@ -303,7 +311,12 @@ mod tests {
         let fork_flags = (libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD) as u32;
         assert_eq!(run(&p, AUDIT_ARCH, clone, fork_flags), RET_ALLOW);
         assert_eq!(
-            run(&p, AUDIT_ARCH, clone, fork_flags | libc::CLONE_NEWUSER as u32),
+            run(
+                &p,
+                AUDIT_ARCH,
+                clone,
+                fork_flags | libc::CLONE_NEWUSER as u32
+            ),
             RET_ERRNO | libc::EPERM as u32
         );
         assert_eq!(

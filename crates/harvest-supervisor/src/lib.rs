@@ -30,6 +30,7 @@
 
 pub mod client;
 mod egress;
+pub mod fds;
 mod input;
 mod lines;
 pub mod pidfd;

@@ -275,7 +275,7 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::from(std::os::fd::OwnedFd::from(jails)));
         for (fd, to) in theirs.into_iter().zip(crate::AGENT_STDIO_FDS) {
-            handed.push((high_copy(&fd)?, to));
+            handed.push((crate::fds::high_copy(&fd)?, to));
         }
     } else {
         let [i, o, e] = theirs;
@@ -285,27 +285,9 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
             .stderr(std::process::Stdio::from(e));
     }
     if let Some(program) = &spec.seccomp {
-        handed.push((memory_file(program)?, crate::SECCOMP_FD));
+        handed.push((crate::fds::memory_file(program)?, crate::SECCOMP_FD));
     }
-    if !handed.is_empty() {
-        let pairs: Vec<(i32, i32)> = handed
-            .iter()
-            .map(|(fd, to)| (std::os::fd::AsRawFd::as_raw_fd(fd), *to))
-            .collect();
-        // SAFETY: between fork and exec only dup2(2) runs, which is async-signal-safe;
-        // the sources are close-on-exec copies above every target (see `high_copy`), so
-        // no dup2 overwrites a source still to be copied.
-        unsafe {
-            command.pre_exec(move || {
-                for (from, to) in &pairs {
-                    if libc::dup2(*from, *to) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-    }
+    crate::fds::hand_over(&mut command, &handed);
     let child = command
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", Path::new(&program).display()))?;
@@ -354,42 +336,6 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
         log,
         stderr_file,
     })
-}
-
-/// A close-on-exec copy of `fd` numbered above every fixed target (so a `dup2` to a
-/// target never overwrites a source still to be copied).
-fn high_copy(fd: &std::os::fd::OwnedFd) -> Result<std::os::fd::OwnedFd, String> {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor we then own, or -1.
-    let copy = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 64) };
-    if copy < 0 {
-        return Err(format!("fcntl: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: `copy` is a fresh descriptor owned by nobody else.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(copy) })
-}
-
-/// `bytes` in a memory file, read from the start by whoever gets the descriptor.
-fn memory_file(bytes: &[u8]) -> Result<std::os::fd::OwnedFd, String> {
-    use std::io::Write;
-    use std::os::fd::FromRawFd;
-    // SAFETY: memfd_create(2) with a static name; the descriptor is ours or -1.
-    let fd = unsafe {
-        libc::memfd_create(
-            c"harvest-seccomp".as_ptr(),
-            libc::MFD_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: a fresh descriptor owned by nobody else.
-    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
-    file.write_all(bytes)
-        .map_err(|e| format!("cannot write the seccomp program: {e}"))?;
-    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-    let copy = high_copy(&std::os::fd::OwnedFd::from(file))?;
-    Ok(copy)
 }
 
 /// Bind the control socket 0600. A socket file left by a supervisor that died is stale

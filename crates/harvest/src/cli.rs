@@ -128,6 +128,10 @@ pub enum Command {
         /// The checkout to apply to (default: the local repository given to --repo).
         #[arg(long, value_name = "DIR")]
         into: Option<PathBuf>,
+        /// Apply only the patch `harvest diff` named (its first digits will do): if the
+        /// session's changes differ now, nothing is written.
+        #[arg(long, value_name = "NAME")]
+        patch: Option<String>,
     },
     /// Commit the session's work, push its branch and open a pull request (Harvest does
     /// this from here with GH_TOKEN or GITHUB_TOKEN: the token never enters the sandbox).

@@ -55,7 +55,11 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Rm { session } => sessions::rm(&paths, &session).await,
         Command::Pull { session, patch } => pull::pull(&paths, &session, patch).await,
         Command::Diff { session, stat } => review::diff(&paths, &session, stat).await,
-        Command::Apply { session, into } => review::apply(&paths, &session, into).await,
+        Command::Apply {
+            session,
+            into,
+            patch,
+        } => review::apply(&paths, &session, into, patch).await,
         Command::Pr {
             session,
             draft,

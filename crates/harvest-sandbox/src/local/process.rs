@@ -268,7 +268,9 @@ pub async fn read_confined(
     let mut read_only = policy.clone();
     read_only.network = false;
     read_only.model_link = None;
-    let out = tokio::process::Command::new(bwrap_bin)
+    let mut command = tokio::process::Command::new(bwrap_bin);
+    let _seccomp = confine(&mut command)?;
+    let out = command
         .args(bwrap::bwrap_args(&read_only, &bwrap::host_system_entries()))
         // This one may die with us: it is a read, not an agent.
         .arg("--die-with-parent")
@@ -301,6 +303,13 @@ pub async fn read_confined(
     }
 }
 
+/// The jail's seccomp program handed to a one-shot bwrap (its arguments name the
+/// descriptor, as the agent's do): what runs there is the agent's too (its git config).
+fn confine(command: &mut tokio::process::Command) -> Result<Vec<(std::os::fd::OwnedFd, i32)>> {
+    harvest_supervisor::fds::seccomp_for(command, &crate::seccomp::bpf_program())
+        .map_err(SandboxError::Spawn)
+}
+
 /// A one-shot command in a jail of the session's shape (its workspace and HOME, the
 /// system folders, no network), that dies with its caller and is bounded in time and
 /// output.
@@ -317,7 +326,9 @@ pub async fn exec_confined(
     let mut jail = policy.clone();
     jail.network = false;
     jail.model_link = None;
-    let mut child = tokio::process::Command::new(bwrap_bin)
+    let mut command = tokio::process::Command::new(bwrap_bin);
+    let _seccomp = confine(&mut command)?;
+    let mut child = command
         .args(bwrap::bwrap_args(&jail, &bwrap::host_system_entries()))
         .arg("--die-with-parent")
         .arg("--")

@@ -31,22 +31,56 @@ pub async fn diff(paths: &Paths, session: &str, stat: bool) -> Result<ExitCode> 
         // For `git apply` (a pipe or a file): the bytes as git made them.
         out.write_all(&patch)?;
     }
+    drop(out);
+    if !stat {
+        let name = harvest_review::patch_name(&patch);
+        eprintln!(
+            "this is patch {name}: `harvest apply {session} --patch {name}` applies exactly it"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn apply(paths: &Paths, session: &str, into: Option<PathBuf>) -> Result<ExitCode> {
+pub async fn apply(
+    paths: &Paths,
+    session: &str,
+    into: Option<PathBuf>,
+    reviewed: Option<String>,
+) -> Result<ExitCode> {
+    if let Some(r) = &reviewed
+        && (r.len() < 8 || !r.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        bail!(
+            "--patch takes the name `harvest diff {session}` printed (at least 8 of its hex \
+             digits), not {:?}",
+            shown(r)
+        );
+    }
     let r = fetch(paths, session, false).await?;
+    let name = harvest_review::patch_name(&harvest_review::patch_bytes(&r)?);
+    if let Some(reviewed) = reviewed
+        && !r.in_place
+        && !name.starts_with(&reviewed.to_ascii_lowercase())
+    {
+        eprintln!(
+            "harvest: the session's changes are no longer patch {}, the one you reviewed: they \
+             changed since (now patch {name}); nothing was written",
+            shown(&reviewed)
+        );
+        eprintln!("harvest: review them again with `harvest diff {session}`");
+        return Ok(ExitCode::from(1));
+    }
     match harvest_review::apply(&r, into.as_deref()) {
         Ok(Applied::InPlace) => {
             println!("this session works in your folder itself: its changes are there already")
         }
         Ok(Applied::Nothing) => println!("nothing to apply: the session changed no file"),
         Ok(Applied::Clean { root, files }) => println!(
-            "applied the session's changes to {files} file(s) in {}; review them with `git diff` and commit when ready",
+            "applied patch {name} to {files} file(s) in {}; review them with `git diff` and commit when ready",
             root.display()
         ),
         Ok(Applied::Merged { root, files }) => println!(
-            "applied the session's changes to {files} file(s) in {} with a 3-way merge (staged); review them with `git diff --cached`",
+            "applied patch {name} to {files} file(s) in {} with a 3-way merge (staged); review them with `git diff --cached`",
             root.display()
         ),
         Err(ApplyError::Conflict { root, files }) => {
