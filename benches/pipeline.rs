@@ -15,7 +15,7 @@
 
 use harvest_client::Client;
 use harvest_config::Paths;
-use harvest_e2e::{Harness, claude_bin, fake_agent};
+use harvest_e2e::{Harness, claude_bin, fake_agent, harvest_bin};
 use harvest_protocol::methods as m;
 use harvest_protocol::{Event, EventBody, Seq};
 use std::path::{Path, PathBuf};
@@ -291,9 +291,11 @@ fn sandbox_start() {
         agent_binary: claude_bin(),
         hidden: vec![],
         network: true,
+        harvest: harvest_bin(),
         model_link: None,
     };
     let args = bwrap_args(&policy, &host_system_entries());
+    let seccomp = harvest_sandbox::seccomp::bpf_program();
     let time = |f: &dyn Fn() -> Command| {
         let mut v: Vec<Duration> = (0..30)
             .map(|_| {
@@ -308,6 +310,10 @@ fn sandbox_start() {
     };
     let jail = time(&|| {
         let mut c = Command::new("bwrap");
+        // The jail's seccomp program, handed over as the supervisor does (a fresh
+        // descriptor each time: bwrap reads it to its end; 30 are left open here).
+        let fds = harvest_supervisor::fds::seccomp_for(&mut c, &seccomp).unwrap();
+        std::mem::forget(fds);
         c.args(&args).args(["--", "/bin/true"]);
         c
     });

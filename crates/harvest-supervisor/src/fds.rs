@@ -34,7 +34,8 @@ pub fn memory_file(bytes: &[u8]) -> Result<OwnedFd, String> {
 
 /// Have `command`'s child find each descriptor at its number. The sources must outlive
 /// the spawn (the caller keeps them until then).
-pub fn hand_over(command: &mut tokio::process::Command, handed: &[(OwnedFd, i32)]) {
+pub fn hand_over(command: &mut std::process::Command, handed: &[(OwnedFd, i32)]) {
+    use std::os::unix::process::CommandExt;
     if handed.is_empty() {
         return;
     }
@@ -60,7 +61,7 @@ pub fn hand_over(command: &mut tokio::process::Command, handed: &[(OwnedFd, i32)
 /// A seccomp program for bwrap's `--seccomp`, handed to `command` at [`crate::SECCOMP_FD`].
 /// Keep the returned descriptor until the spawn.
 pub fn seccomp_for(
-    command: &mut tokio::process::Command,
+    command: &mut std::process::Command,
     program: &[u8],
 ) -> Result<Vec<(OwnedFd, i32)>, String> {
     let handed = vec![(memory_file(program)?, crate::SECCOMP_FD)];

@@ -287,7 +287,7 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
     if let Some(program) = &spec.seccomp {
         handed.push((crate::fds::memory_file(program)?, crate::SECCOMP_FD));
     }
-    crate::fds::hand_over(&mut command, &handed);
+    crate::fds::hand_over(command.as_std_mut(), &handed);
     let child = command
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", Path::new(&program).display()))?;

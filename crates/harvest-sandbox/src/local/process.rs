@@ -306,7 +306,7 @@ pub async fn read_confined(
 /// The jail's seccomp program handed to a one-shot bwrap (its arguments name the
 /// descriptor, as the agent's do): what runs there is the agent's too (its git config).
 fn confine(command: &mut tokio::process::Command) -> Result<Vec<(std::os::fd::OwnedFd, i32)>> {
-    harvest_supervisor::fds::seccomp_for(command, &crate::seccomp::bpf_program())
+    harvest_supervisor::fds::seccomp_for(command.as_std_mut(), &crate::seccomp::bpf_program())
         .map_err(SandboxError::Spawn)
 }
 
@@ -511,6 +511,7 @@ mod tests {
             agent_binary: PathBuf::from("/bin/true"),
             hidden: vec![],
             network: true,
+            harvest: PathBuf::from("/bin/true"),
             model_link: None,
         };
         let run = |argv: &[&str], limits| {
