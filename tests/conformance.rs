@@ -68,6 +68,19 @@ tool_use = { name = "Bash", input = { command = "python3 attack_probe.py", descr
 text = "Attack finished."
 
 [[turn]]
+prompt = "use the key"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = "python3 proxy_probe.py", description = "Use the key" } }
+[[turn.step]]
+text = "Used it."
+
+[[turn]]
+prompt = "spend through the proxy"
+[[turn.step]]
+text = "Spent."
+usage = { input_tokens = 2000000, output_tokens = 10 }
+
+[[turn]]
 prompt = "INJECTED-PROMPT"
 [[turn.step]]
 text = "INJECTED-ANSWER"
@@ -613,6 +626,79 @@ fn a_tool_cannot_trace_or_take_the_cli(kind: &str) {
             .all(|r| !r.prompt().is_some_and(|p| p.contains("INJECTED-PROMPT"))),
         "a prompt injected into the CLI's stdin reached the model"
     );
+}
+
+/// The attack: a tool takes the agent's token and calls the model proxy itself, for the
+/// key's other powers (list and delete the organisation's files, batches) and to spend
+/// outside the CLI's own budget. The first are refused (the upstream never sees them)
+/// and reported; spending is counted at the proxy, which holds the session's budget
+/// whoever sends the request, and pauses the session with how to raise it.
+fn the_proxy_lends_only_the_clis_calls_and_holds_the_budget(kind: &str) {
+    let h = harness(kind);
+    h.write_config(&format!(
+        "[sandbox]\ndefault = \"{kind}\"\n[agent]\nmax_budget_usd = 1.0\n"
+    ));
+    std::fs::write(
+        h.workspace.join("proxy_probe.py"),
+        include_str!("support/proxy_probe.py"),
+    )
+    .unwrap();
+    let ws = h.workspace.to_str().unwrap();
+    let out = h.run(&["run", "--json", "--workspace", ws, "use the key"]);
+    let live = parse_lines(&String::from_utf8_lossy(&out.stdout));
+    let probe = tool_output(&live);
+    assert!(
+        probe.contains("proxy-probe-done"),
+        "{probe}\n{}",
+        summarize(&live)
+    );
+    for refused in ["files-list 403", "files-delete 403", "batches 403"] {
+        assert!(probe.contains(refused), "{refused}: {probe}");
+    }
+    // The first spend goes through and costs more than the budget; the rest are refused.
+    let printed = of_type(&live, "tool_result")[0]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let spends: Vec<&str> = printed
+        .lines()
+        .filter(|l| l.starts_with("spend "))
+        .collect();
+    assert_eq!(spends, ["spend 200", "spend 400", "spend 400"], "{probe}");
+    let paths: Vec<String> = h.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(
+        paths
+            .iter()
+            .all(|p| p.starts_with("/v1/messages") && !p.contains("batches")),
+        "the upstream saw: {paths:?}"
+    );
+    let spent_at_upstream = h
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.prompt()
+                .is_some_and(|p| p.contains("spend through the proxy"))
+        })
+        .count();
+    assert_eq!(spent_at_upstream, 1, "refused spending reached the model");
+    let errors: Vec<String> = of_type(&live, "error")
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        errors.iter().any(|m| m.contains("refused GET /v1/files")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|m| m.contains("budget") && m.contains("agent.max_budget_usd")),
+        "{errors:?}"
+    );
+    // Paused, not dead: the session is idle and says why a message is refused.
+    let id = live[0]["session"].as_str().unwrap().to_owned();
+    let ls = h.ok(&["ls", "--json"]);
+    assert!(ls.contains(&id) && !ls.contains("\"failed\""), "{ls}");
 }
 
 fn bad_input_gets_a_clear_error_and_harms_nothing(kind: &str) {
@@ -1251,6 +1337,7 @@ macro_rules! held_from_here {
         mod $module {
             #[test] fn the_agent_cannot_forge_its_own_output_or_input() { super::the_agent_cannot_forge_its_own_output_or_input($kind) }
             #[test] fn a_tool_cannot_trace_or_take_the_cli() { super::a_tool_cannot_trace_or_take_the_cli($kind) }
+            #[test] fn the_proxy_lends_only_the_clis_calls_and_holds_the_budget() { super::the_proxy_lends_only_the_clis_calls_and_holds_the_budget($kind) }
             #[test] fn the_model_key_never_enters_the_sandbox() { super::the_model_key_never_enters_the_sandbox($kind) }
             #[test] fn network_none_leaves_only_loopback_and_the_model_reachable() { super::network_none_leaves_only_loopback_and_the_model_reachable($kind) }
             #[test] fn network_allow_lets_only_listed_hosts_out_and_reports_the_rest() { super::network_allow_lets_only_listed_hosts_out_and_reports_the_rest($kind) }

@@ -52,6 +52,9 @@ pub struct AgentCommand {
     pub args: Vec<OsString>,
     /// Plain (non-secret) variables.
     pub env: BTreeMap<String, String>,
+    /// What this process may still spend: the model proxy holds it to this, whoever in
+    /// the sandbox sends the request (the CLI's own `--max-budget-usd` sees only its own).
+    pub budget_usd: Option<f64>,
 }
 
 impl AgentCommand {
@@ -120,6 +123,7 @@ impl AgentCommand {
             program: program.into(),
             args,
             env,
+            budget_usd: opts.max_budget_usd,
         }
     }
 }

@@ -149,6 +149,27 @@ impl StreamParser {
                     .and_then(|p| u16::try_from(p).ok())
                     .unwrap_or(0),
             }],
+            ("harvest_proxy_refused", _) => vec![EventBody::Error {
+                message: format!(
+                    "the model proxy refused {} {} from inside the sandbox: it forwards only the \
+                     calls Claude Code makes, never the key's other powers",
+                    str_at(v, "method"),
+                    str_at(v, "path")
+                ),
+            }],
+            ("harvest_proxy_quiet", _) => vec![EventBody::Error {
+                message: "the model proxy refused more calls; further refusals are not reported"
+                    .into(),
+            }],
+            ("harvest_budget_reached", _) => vec![EventBody::Error {
+                message: format!(
+                    "the session reached its budget: ${:.4} spent through the model proxy of \
+                     ${:.4} left for this agent; the session is paused. Raise agent.max_budget_usd \
+                     in harvest.toml, then send a message to go on",
+                    v["spent_usd"].as_f64().unwrap_or(0.0),
+                    v["allowance_usd"].as_f64().unwrap_or(0.0)
+                ),
+            }],
             ("harvest_torn_line", _) => vec![EventBody::Error {
                 message: format!(
                     "the agent ended in the middle of a line ({} bytes without a newline were dropped)",

@@ -553,7 +553,8 @@ impl DockerSandbox {
                 env.push((k.into(), "127.0.0.1,localhost".into()));
             }
         }
-        let (agent_env, upstream) = harvest_proxy::split(secrets);
+        let (agent_env, mut upstream) = harvest_proxy::split(secrets);
+        upstream.allowance_usd = cmd.budget_usd;
         env.extend(
             agent_env
                 .iter()

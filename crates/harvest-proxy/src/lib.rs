@@ -58,6 +58,10 @@ pub struct Upstream {
     pub bearer: Option<Secret>,
     /// The token the agent presents.
     pub token: Secret,
+    /// What this agent process may still spend through the proxy (the session's budget
+    /// less what it has cost); `None`: no limit.
+    #[serde(default)]
+    pub allowance_usd: Option<f64>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -81,6 +85,7 @@ pub fn split(env: &BTreeMap<String, Secret>) -> (BTreeMap<String, Secret>, Upstr
         api_key: get("ANTHROPIC_API_KEY"),
         bearer: get("ANTHROPIC_AUTH_TOKEN").or_else(|| get("CLAUDE_CODE_OAUTH_TOKEN")),
         token: token.clone(),
+        allowance_usd: None,
     };
     let mut agent_env: BTreeMap<String, Secret> = env
         .iter()
@@ -105,8 +110,17 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     upstream: Upstream,
 ) -> Result<(), ProxyError> {
+    serve_tcp(listener, upstream, Arc::new(|_| {})).await
+}
+
+/// [`serve`], telling `notify` what it refused.
+pub async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    upstream: Upstream,
+    notify: Notify,
+) -> Result<(), ProxyError> {
     let listener = Arc::new(listener);
-    serve_on(upstream, move || {
+    serve_on(upstream, notify, move || {
         let l = listener.clone();
         async move { l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn Conn>) }
     })
@@ -118,9 +132,10 @@ pub async fn serve(
 pub async fn serve_unix(
     listener: tokio::net::UnixListener,
     upstream: Upstream,
+    notify: Notify,
 ) -> Result<(), ProxyError> {
     let listener = Arc::new(listener);
-    serve_on(upstream, move || {
+    serve_on(upstream, notify, move || {
         let l = listener.clone();
         async move { l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn Conn>) }
     })
@@ -130,7 +145,11 @@ pub async fn serve_unix(
 trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
 
-async fn serve_on<F, Fut>(upstream: Upstream, mut accept: F) -> Result<(), ProxyError>
+async fn serve_on<F, Fut>(
+    upstream: Upstream,
+    notify: Notify,
+    mut accept: F,
+) -> Result<(), ProxyError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::io::Result<Box<dyn Conn>>>,
@@ -145,6 +164,7 @@ where
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| ProxyError::Client(e.to_string()))?;
+    let accounting = Arc::new(Accounting::new(upstream.allowance_usd, notify));
     let upstream = Arc::new(upstream);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -159,11 +179,11 @@ where
                 continue;
             }
         };
-        let (upstream, client) = (upstream.clone(), client.clone());
+        let (upstream, client, accounting) = (upstream.clone(), client.clone(), accounting.clone());
         tokio::spawn(async move {
             let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
-                forward_request(req, upstream.clone(), client.clone())
+                forward_request(req, upstream.clone(), client.clone(), accounting.clone())
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -204,6 +224,7 @@ async fn forward_request(
     req: Request<Incoming>,
     up: Arc<Upstream>,
     client: reqwest::Client,
+    accounting: Arc<Accounting>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     if session_token(&req).as_deref() != Some(up.token.expose()) {
         return Ok(error(
@@ -218,6 +239,37 @@ async fn forward_request(
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "/".into());
+    if !allow::allowed(req.method().as_str(), &path) {
+        tracing::warn!(method = %req.method(), %path, "model proxy refused a call the CLI never makes");
+        accounting.tell(Notice::Refused {
+            method: req.method().to_string(),
+            path: path.clone(),
+        });
+        return Ok(error(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            &format!(
+                "harvest model proxy: {} {path} is not a call Claude Code makes, so it is not \
+                 sent with the user's credential",
+                req.method()
+            ),
+        ));
+    }
+    if let Some((spent, allowance)) = accounting.exhausted() {
+        accounting.tell(Notice::BudgetReached {
+            spent_usd: spent,
+            allowance_usd: allowance,
+        });
+        // 400: the CLI does not retry it; its turn ends with this message.
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            &format!(
+                "harvest: the session reached its budget (${spent:.4} of ${allowance:.4} for \
+                 this agent); raise agent.max_budget_usd in harvest.toml to go on"
+            ),
+        ));
+    }
     let url = format!("{upstream}{path}");
     let method = req.method().clone();
     let mut headers = reqwest::header::HeaderMap::new();
@@ -271,10 +323,21 @@ async fn forward_request(
             resp = resp.header(name.as_str(), value.as_bytes());
         }
     }
-    // Streamed as it arrives: a turn's SSE reaches the agent chunk by chunk.
+    // Streamed as it arrives: a turn's SSE reaches the agent chunk by chunk, its usage
+    // read on the way and charged when the body ends (or the agent hangs up).
+    let content_type = upstream_resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let mut meter = Meter::new(accounting, &content_type);
     let stream = upstream_resp
         .bytes_stream()
-        .map_ok(Frame::data)
+        .map_ok(move |chunk| {
+            meter.feed(&chunk);
+            Frame::data(chunk)
+        })
         .map_err(std::io::Error::other);
     Ok(resp
         .body(BoxBody::new(StreamBody::new(stream)))
@@ -317,7 +380,11 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
     resp
 }
 
+mod allow;
 pub mod forward;
+mod usage;
+use usage::Meter;
+pub use usage::{Accounting, Notice, Notify, Usage, cost_usd};
 
 #[cfg(test)]
 mod tests;

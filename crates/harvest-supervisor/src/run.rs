@@ -101,19 +101,19 @@ async fn supervise(spec: LaunchSpec) -> i32 {
     let started = Proxy { proxy };
     let init = Arc::new(init);
     let stdin = Arc::new(Mutex::new(Some(stdin)));
+    let log = Arc::new(std::sync::Mutex::new(log));
     if let Some((listener, upstream)) = started.proxy {
+        let notify = proxy_notices(log.clone());
         tokio::spawn(async move {
             let served = match listener {
-                ProxyListener::Tcp(l) => harvest_proxy::serve(l, upstream).await,
-                ProxyListener::Unix(l) => harvest_proxy::serve_unix(l, upstream).await,
+                ProxyListener::Tcp(l) => harvest_proxy::serve_tcp(l, upstream, notify).await,
+                ProxyListener::Unix(l) => harvest_proxy::serve_unix(l, upstream, notify).await,
             };
             if let Err(e) = served {
                 eprintln!("the model proxy stopped: {e}");
             }
         });
     }
-
-    let log = Arc::new(std::sync::Mutex::new(log));
     if let Some((listener, allow)) = egress {
         tokio::spawn(crate::egress::serve(listener, Arc::new(allow), log.clone()));
     }
@@ -157,6 +157,37 @@ async fn supervise(spec: LaunchSpec) -> i32 {
         eprintln!("cannot write the exit record: {e}");
     }
     0
+}
+
+/// How many refusals of the model proxy are reported: a tool that sends thousands must
+/// not flood the log and the session's history.
+const MAX_PROXY_NOTICES: u32 = 20;
+
+/// The model proxy's notices, as marker lines in the agent's log (the daemon makes them
+/// error events the user sees).
+fn proxy_notices(log: Arc<std::sync::Mutex<std::fs::File>>) -> harvest_proxy::Notify {
+    let told = std::sync::atomic::AtomicU32::new(0);
+    Arc::new(move |notice| {
+        let n = told.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n > MAX_PROXY_NOTICES {
+            return;
+        }
+        let mut line = match (&notice, n == MAX_PROXY_NOTICES) {
+            (_, true) => serde_json::json!({"type": "harvest_proxy_quiet", "after": n}),
+            (harvest_proxy::Notice::Refused { method, path }, _) => {
+                serde_json::json!({"type": "harvest_proxy_refused", "method": method, "path": path})
+            }
+            (harvest_proxy::Notice::BudgetReached { spent_usd, allowance_usd }, _) => {
+                serde_json::json!({"type": "harvest_budget_reached", "spent_usd": spent_usd, "allowance_usd": allowance_usd})
+            }
+        }
+        .to_string();
+        line.push('\n');
+        let mut f = log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = std::io::Write::write_all(&mut *f, line.as_bytes());
+    })
 }
 
 struct Proxy {

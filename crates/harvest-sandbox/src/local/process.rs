@@ -70,7 +70,8 @@ pub async fn spawn(
     }
     // The user's credentials stay with the supervisor's model proxy; the agent gets a
     // token for it.
-    let (agent_env, upstream) = harvest_proxy::split(secrets);
+    let (agent_env, mut upstream) = harvest_proxy::split(secrets);
+    upstream.allowance_usd = cmd.budget_usd;
     env.extend(
         agent_env
             .iter()
