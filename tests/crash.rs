@@ -194,6 +194,55 @@ fn an_agent_that_died_while_the_daemon_was_down_is_interrupted_then_resumed() {
     );
 }
 
+/// The daemon and the session's supervisor both killed mid-turn (the agent's jail left
+/// running, its output with no one to write it): the turn is lost, and the restarted
+/// daemon says so at once, with the reason, rather than showing the session running.
+/// Killing the supervisor alone, the daemon watching, is noticed as soon.
+#[test]
+fn a_supervisor_killed_mid_turn_marks_the_session_interrupted_at_once() {
+    for kill_daemon_too in [true, false] {
+        let h = Harness::new(SCRIPT);
+        let id = h.new_session("tool");
+        h.wait_events(&id, "the tool to start", Duration::from_secs(60), |e| {
+            !of_type(e, "tool_call").is_empty()
+        });
+        if kill_daemon_too {
+            h.kill_daemon();
+        }
+        let record: Value = serde_json::from_slice(
+            &std::fs::read(h.path(&format!("state/harvest/sessions/{id}/supervisor.json")))
+                .unwrap(),
+        )
+        .unwrap();
+        let pid = record["supervisor_pid"].as_i64().unwrap();
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let evs = h.wait_events(&id, "the session marked interrupted", Duration::from_secs(10), |e| {
+            e.iter().any(|e| e["state"] == "interrupted")
+        });
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "noticed only after {:?}",
+            started.elapsed()
+        );
+        let mark = evs.iter().rev().find(|e| e["state"] == "interrupted").unwrap();
+        let reason = mark["reason"].as_str().unwrap();
+        assert!(reason.contains("supervisor"), "{reason}");
+        let ls = h.ok(&["ls", "--json"]);
+        assert!(!ls.contains("\"running\""), "{ls}");
+        // Nothing of the jail is left running.
+        let jail = format!("sessions/{id}/home");
+        let left = std::process::Command::new("pgrep")
+            .args(["-f", &jail])
+            .output()
+            .unwrap();
+        assert!(left.stdout.is_empty(), "the jail outlived its supervisor");
+    }
+}
+
 /// A script following a session with `logs --follow` must not believe the session ended
 /// because the daemon died: it reconnects, goes on from the last event, and ends only
 /// when the session does.

@@ -467,12 +467,14 @@ impl AgentControl for Control {
             Ok(Some(cmd)) => cmd.exit_code.map(|code| AgentExit {
                 code: i32::try_from(code).ok(),
                 signal: None,
+                lost: None,
             }),
             // Deleted (stopped, cancelled) or the sandbox stopped: no exit code is kept.
             // Reported as a kill: the session's processes got SIGKILL at the latest.
             Ok(None) => Some(AgentExit {
                 code: None,
                 signal: Some(9),
+                lost: None,
             }),
             Err(_) => None,
         }

@@ -147,6 +147,9 @@ impl std::fmt::Debug for Progress {
 pub struct AgentExit {
     pub code: Option<i32>,
     pub signal: Option<i32>,
+    /// Set when what held the agent died without recording how the agent ended (a
+    /// supervisor killed): the turn under way is lost, and this says why.
+    pub lost: Option<String>,
 }
 
 impl std::fmt::Display for AgentExit {
@@ -154,7 +157,7 @@ impl std::fmt::Display for AgentExit {
         match (self.code, self.signal) {
             (Some(c), _) => write!(f, "exit code {c}"),
             (None, Some(s)) => write!(f, "killed by signal {s}"),
-            (None, None) => f.write_str("unknown exit status"),
+            (None, None) => f.write_str(self.lost.as_deref().unwrap_or("unknown exit status")),
         }
     }
 }

@@ -216,11 +216,23 @@ impl AgentControl for LocalControl {
             return Some(AgentExit {
                 code: e.code,
                 signal: e.signal,
+                lost: None,
             });
         }
-        (!self.record.supervisor_alive()).then_some(AgentExit {
+        if self.record.supervisor_alive() {
+            return None;
+        }
+        // The supervisor died without its exit record (killed): nothing reads the
+        // agent's output any more, so what is left of the jail is ended too.
+        self.record.kill_jail();
+        Some(AgentExit {
             code: None,
             signal: None,
+            lost: Some(
+                "its supervisor died without recording the agent's end (killed?), so the turn \
+                 under way was lost"
+                    .into(),
+            ),
         })
     }
 

@@ -15,6 +15,7 @@ impl Actor {
         let exit = a.control.exit_status().await.unwrap_or(AgentExit {
             code: None,
             signal: None,
+            lost: None,
         });
         let diagnostics = a.control.diagnostics().await;
         let ended_unseen = a.ended_unseen;
@@ -51,6 +52,15 @@ impl Actor {
                 self.ending = None;
             }
             Some(Ending::Shutdown) => {}
+            None if exit.lost.is_some() => {
+                events.push(status(
+                    SessionState::Interrupted,
+                    Some(format!(
+                        "{}; send a message to resume the conversation",
+                        exit.lost.as_deref().unwrap_or_default()
+                    )),
+                ));
+            }
             None if ended_unseen && exit.code != Some(0) => {
                 events.push(status(
                     SessionState::Interrupted,
