@@ -117,7 +117,7 @@ text = "That is all I can see."
 [[turn]]
 prompt = "check connectivity"
 [[turn.step]]
-tool_use = { name = "Bash", input = { command = '''echo ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ,); python3 -c "import socket; socket.create_connection(('127.0.0.1', MODEL_PORT), 2); print('REACHED-THE-HOST')" 2>/dev/null || echo host-unreachable''', description = "Probe the network" } }
+tool_use = { name = "Bash", input = { command = '''echo ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ,); echo unix-sockets=$(awk 'NR>1 {print $8}' /proc/net/unix | tr '\n' ,); python3 -c "import socket; socket.create_connection(('127.0.0.1', MODEL_PORT), 2); print('REACHED-THE-HOST')" 2>/dev/null || echo host-unreachable''', description = "Probe the network" } }
 [[turn.step]]
 text = "Network probed."
 
@@ -972,6 +972,13 @@ fn network_none_leaves_only_loopback_and_the_model_reachable(kind: &str) {
     assert!(
         probe.contains("host-unreachable"),
         "a tool reached the host: {probe}"
+    );
+    // The proxy's socket is bound into the sandbox, and nothing there names where it
+    // lives on this machine (no host path in /proc/net/unix).
+    let root = h.path("").display().to_string();
+    assert!(
+        probe.contains("unix-sockets=") && !probe.contains(root.trim_end_matches('/')),
+        "a host path shows in the sandbox: {probe}"
     );
     assert!(
         serde_json::to_string(&live)

@@ -254,7 +254,7 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
             // made 0600, or 0666 for a container whose user may have another uid (set at
             // creation: a chmod afterwards would follow whatever the path then names).
             let old = unsafe { libc::umask(socket_umask(spec.direct)) };
-            let bound = tokio::net::UnixListener::bind(socket);
+            let bound = bind_by_name(socket);
             // SAFETY: as above.
             unsafe { libc::umask(old) };
             let l = bound.map_err(|e| {
@@ -382,10 +382,27 @@ fn bind_with(path: &Path, umask: libc::mode_t) -> Result<UnixListener, String> {
     let _ = std::fs::remove_file(path);
     // SAFETY: umask(2) only changes this process's creation mask (0600 by default).
     let old = unsafe { libc::umask(umask) };
-    let bound = UnixListener::bind(path);
+    let bound = bind_by_name(path);
     // SAFETY: as above.
     unsafe { libc::umask(old) };
     bound.map_err(|e| format!("cannot listen on {}: {e}", path.display()))
+}
+
+/// Bind a socket by its file name from within its folder: the kernel shows the path a
+/// socket was bound with in /proc/net/unix, which a sandbox the socket is bound into
+/// can read, and the host path of Harvest's state folder is not the agent's to know.
+/// The supervisor is single-threaded, so the working folder is ours to change; it is
+/// left at `/`.
+fn bind_by_name(path: &Path) -> std::io::Result<UnixListener> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return UnixListener::bind(path);
+    };
+    std::env::set_current_dir(dir)?;
+    let bound = std::os::unix::net::UnixListener::bind(name);
+    let _ = std::env::set_current_dir("/");
+    let bound = bound?;
+    bound.set_nonblocking(true)?;
+    UnixListener::from_std(bound)
 }
 
 /// A container's user may have another uid than ours (uid 1000 when we are root): the
