@@ -220,15 +220,22 @@ fn a_supervisor_killed_mid_turn_marks_the_session_interrupted_at_once() {
             .status()
             .unwrap();
         let started = std::time::Instant::now();
-        let evs = h.wait_events(&id, "the session marked interrupted", Duration::from_secs(10), |e| {
-            e.iter().any(|e| e["state"] == "interrupted")
-        });
+        let evs = h.wait_events(
+            &id,
+            "the session marked interrupted",
+            Duration::from_secs(10),
+            |e| e.iter().any(|e| e["state"] == "interrupted"),
+        );
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "noticed only after {:?}",
             started.elapsed()
         );
-        let mark = evs.iter().rev().find(|e| e["state"] == "interrupted").unwrap();
+        let mark = evs
+            .iter()
+            .rev()
+            .find(|e| e["state"] == "interrupted")
+            .unwrap();
         let reason = mark["reason"].as_str().unwrap();
         assert!(reason.contains("supervisor"), "{reason}");
         let ls = h.ok(&["ls", "--json"]);

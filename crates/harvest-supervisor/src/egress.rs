@@ -11,6 +11,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
+use crate::sni;
+
 /// The largest request head read before deciding.
 const MAX_HEAD: usize = 16 * 1024;
 
@@ -191,15 +193,51 @@ async fn handle(
     if connect {
         conn.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
             .await?;
-        // Bytes the client sent after its CONNECT head belong to the tunnel.
-        if let Some(at) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-            upstream.write_all(&head[at + 4..]).await?;
+        // Bytes the client sent after its CONNECT head belong to the tunnel; a TLS
+        // ClientHello among them must name an allowed host too (no fronting).
+        let mut first = match head.windows(4).position(|w| w == b"\r\n\r\n") {
+            Some(at) => head[at + 4..].to_vec(),
+            None => Vec::new(),
+        };
+        match tls_name(&mut conn, &mut first).await {
+            Some(sni::Hello::Tls(Some(name))) if listed(&name, allow) == Listed::No => {
+                deny(log, &name, port);
+                return Ok(());
+            }
+            Some(sni::Hello::Malformed) | None => {
+                deny(log, &host, port);
+                return Ok(());
+            }
+            _ => {}
         }
+        upstream.write_all(&first).await?;
     } else {
         upstream.write_all(&head).await?;
     }
     let _ = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await;
     Ok(())
+}
+
+/// Read the tunnel's first bytes until they show whether they are a TLS ClientHello and
+/// which name it carries; `None` when the client went quiet or sent too much first.
+async fn tls_name(conn: &mut tokio::net::UnixStream, first: &mut Vec<u8>) -> Option<sni::Hello> {
+    let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
+    let mut buf = [0u8; 4096];
+    loop {
+        match sni::parse(first) {
+            sni::Hello::Incomplete if first.len() < MAX_HEAD + 5 => {}
+            sni::Hello::Incomplete => return None,
+            done => return Some(done),
+        }
+        let n = tokio::time::timeout_at(deadline, conn.read(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        first.extend_from_slice(&buf[..n]);
+    }
 }
 
 /// A marker line in the agent's log (written by us, between complete lines: the log's
@@ -309,5 +347,37 @@ mod tests {
         assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
         let logged = std::fs::read_to_string(&log_path).unwrap();
         assert!(logged.contains("harvest_network_denied"), "{logged}");
+    }
+
+    /// The attack: a tunnel opened to an allowed host (a CDN's address serves many
+    /// names) whose TLS asks for another. The tunnel is closed before a byte reaches the
+    /// upstream, and the name is reported; a hello naming the allowed host goes through.
+    #[tokio::test]
+    async fn a_tunnel_whose_tls_names_another_host_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("egress.sock");
+        let log_path = dir.path().join("log");
+        let log = Arc::new(Mutex::new(std::fs::File::create(&log_path).unwrap()));
+        let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = target.local_addr().unwrap().port();
+        let allow = Arc::new(vec!["127.0.0.1".to_owned()]);
+        tokio::spawn(serve(UnixListener::bind(&sock).unwrap(), allow, log));
+        for (name, passes) in [("blocked.example", false), ("127.0.0.1", true)] {
+            let mut c = tokio::net::UnixStream::connect(&sock).await.unwrap();
+            c.write_all(format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            c.write_all(&sni::hello_for(name)).await.unwrap();
+            let (mut upstream, _) = target.accept().await.unwrap();
+            let mut got = Vec::new();
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                upstream.read_to_end(&mut got),
+            )
+            .await;
+            assert_eq!(!got.is_empty(), passes, "{name}: {got:?}");
+        }
+        let logged = std::fs::read_to_string(&log_path).unwrap();
+        assert!(logged.contains("blocked.example"), "{logged}");
     }
 }

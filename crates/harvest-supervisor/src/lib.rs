@@ -38,6 +38,7 @@ mod proc;
 pub use pidfd::PidFd;
 pub use proc::same_process;
 pub mod run;
+mod sni;
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
