@@ -119,13 +119,6 @@ impl DockerProvider {
     /// read-only, so it cannot be made readable again. One per binary version, kept (a
     /// container made by an older one still binds its copy).
     fn forwarder(&self) -> Result<PathBuf> {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let io = |path: &Path, source| SandboxError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let exe = &self.layout.harvest;
-        let meta = std::fs::metadata(exe).map_err(|e| io(exe, e))?;
         let dir = self
             .layout
             .sessions_dir
@@ -136,16 +129,11 @@ impl DockerProvider {
             .recursive(true)
             .mode(0o711)
             .create(&dir)
-            .map_err(|e| io(&dir, e))?;
-        let copy = dir.join(format!("harvest-{}-{}", meta.size(), meta.mtime()));
-        if !copy.exists() {
-            let tmp = copy.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::copy(exe, &tmp).map_err(|e| io(&tmp, e))?;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o111))
-                .map_err(|e| io(&tmp, e))?;
-            std::fs::rename(&tmp, &copy).map_err(|e| io(&copy, e))?;
-        }
-        Ok(copy)
+            .map_err(|source| SandboxError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        harvest_sandbox::local::execute_only::copy(&self.layout.harvest, &dir, "harvest")
     }
 
     fn names(&self, session: &str) -> container::Names {

@@ -6,7 +6,7 @@
 //! (`$XDG_STATE_HOME/harvest/sessions/<id>/`) is named by the session id, so it is the
 //! sandbox's identity: a crash at any point leaves a folder [`LocalProvider::list`] finds.
 
-pub mod agent_binary;
+pub mod execute_only;
 pub mod bwrap;
 pub mod check;
 mod log;
@@ -136,7 +136,7 @@ impl LocalProvider {
             policy: bwrap::JailPolicy {
                 workspace,
                 home,
-                agent_binary: agent_binary::execute_only(agent_binary, &self.agent_cache())?,
+                agent_binary: execute_only::copy(agent_binary, &self.agent_cache(), "claude")?,
                 hidden,
                 network: spec.network == Network::Open,
                 harvest: self.layout.supervisor.0.clone(),

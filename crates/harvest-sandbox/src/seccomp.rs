@@ -6,7 +6,7 @@
 //! `ptrace` the CLI, copy its stdout socket with `pidfd_getfd` or write its memory with
 //! `process_vm_writev`, and forge the session (its output, its answers to permission
 //! prompts). The CLI is also made non-dumpable (its binary is execute-only, see
-//! `local::agent_binary`), which closes `/proc/<pid>/mem` too; the filter holds even where
+//! `local::execute_only`), which closes `/proc/<pid>/mem` too; the filter holds even where
 //! that would not. Besides the ptrace family the list carries what Docker's default
 //! profile denies an unprivileged process (the profile replaces the default), and new
 //! namespaces: a tool gains no capabilities in a user namespace of its own.

@@ -1,4 +1,5 @@
-//! The agent binary the jail runs: an execute-only copy of the user's `claude`.
+//! Execute-only copies of the binaries a sandbox runs: the user's `claude` (the local
+//! jail's agent) and `harvest` (a container's `harvest forward`).
 //!
 //! A process whose executable its user cannot read is not dumpable (execve(2) sets it so,
 //! as for a set-uid program): nothing of the same uid may then `ptrace` it, open its
@@ -13,8 +14,9 @@ use crate::{Result, SandboxError};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// The execute-only copy of `source` under `cache`, made if missing.
-pub fn execute_only(source: &Path, cache: &Path) -> Result<PathBuf> {
+/// The execute-only copy of `source` under `cache` (named `<prefix>-<hash>`), made if
+/// missing.
+pub fn copy(source: &Path, cache: &Path, prefix: &str) -> Result<PathBuf> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| SandboxError::Io { path, source }
@@ -22,7 +24,7 @@ pub fn execute_only(source: &Path, cache: &Path) -> Result<PathBuf> {
     let real = std::fs::canonicalize(source).map_err(io(source))?;
     let meta = std::fs::metadata(&real).map_err(io(&real))?;
     let name = format!(
-        "claude-{:016x}",
+        "{prefix}-{:016x}",
         fnv(&[
             real.as_os_str().as_encoded_bytes(),
             &meta.len().to_le_bytes(),
@@ -51,7 +53,7 @@ pub fn execute_only(source: &Path, cache: &Path) -> Result<PathBuf> {
             source: e,
         });
     }
-    tracing::info!(from = %real.display(), to = %target.display(), "made an execute-only copy of the agent binary");
+    tracing::info!(from = %real.display(), to = %target.display(), "made an execute-only copy");
     Ok(target)
 }
 
@@ -85,10 +87,10 @@ mod tests {
         let src = dir.path().join("claude");
         std::fs::write(&src, b"#!/bin/sh\necho hi\n").unwrap();
         let cache = dir.path().join("cache");
-        let a = execute_only(&src, &cache).unwrap();
+        let a = copy(&src, &cache, "claude").unwrap();
         let mode = std::fs::metadata(&a).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o111);
-        let b = execute_only(&src, &cache).unwrap();
+        let b = copy(&src, &cache, "claude").unwrap();
         assert_eq!(a, b);
         assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
     }
