@@ -315,3 +315,56 @@ fn a_workspace_path_with_a_colon_is_bound_whole() {
     let seen = h.ok(&["cat", id, "/workspace/marker.txt"]);
     assert_eq!(seen, "here\n");
 }
+
+/// The attack: the agent fills the engine's disk from its HOME. A session over its
+/// `docker.disk_mb` has its container stopped and says why; and `docker inspect` shows
+/// the container's explicit seccomp profile (the engine's default allows ptrace) and
+/// its pids limit.
+#[test]
+fn a_session_over_its_disk_limit_is_stopped_with_the_reason() {
+    let h = Harness::with_env(
+        r#"
+[[turn]]
+prompt = "fill the disk"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = "head -c 120000000 /dev/zero > ~/big.bin && echo filled && python3 -c 'import time; time.sleep(60)'", description = "Fill" } }
+[[turn.step]]
+text = "Filled."
+"#,
+        &[],
+    );
+    h.write_config("[sandbox]\ndefault = \"docker\"\n[docker]\ndisk_mb = 64\n");
+    harvest_e2e::docker::prepare(&h);
+    let id = h.new_session("fill the disk");
+    let container = format!("harvest-{}-{id}", h.instance());
+    let inspect = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "--format",
+            "{{json .HostConfig.SecurityOpt}} {{.HostConfig.PidsLimit}}",
+            &container,
+        ])
+        .output()
+        .unwrap();
+    let inspect = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        inspect.contains("seccomp=") && inspect.contains("ptrace") && inspect.contains("4096"),
+        "{inspect}"
+    );
+    let evs = h.wait_events(
+        &id,
+        "the session stopped over its disk limit",
+        Duration::from_secs(90),
+        |e| e.iter().any(|e| e["state"] == "interrupted"),
+    );
+    let mark = evs
+        .iter()
+        .rev()
+        .find(|e| e["state"] == "interrupted")
+        .unwrap();
+    let reason = mark["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("docker.disk_mb") && reason.contains("64 MB"),
+        "{reason}"
+    );
+}

@@ -50,6 +50,9 @@ pub struct DockerConfig {
     pub memory_mb: u64,
     /// Processes per container (0: no limit).
     pub pids: i64,
+    /// Disk per session in MiB, its container's writable layer and HOME volume
+    /// together (0: no limit).
+    pub disk_mb: u64,
 }
 
 impl Default for DockerConfig {
@@ -59,6 +62,7 @@ impl Default for DockerConfig {
             cpus: 0.0,
             memory_mb: 0,
             pids: 4096,
+            disk_mb: 20480,
         }
     }
 }

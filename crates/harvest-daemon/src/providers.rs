@@ -56,6 +56,7 @@ fn docker_layout(paths: &Paths, config: &Config) -> harvest_docker::DockerLayout
             cpus: d.cpus,
             memory_mb: d.memory_mb,
             pids: d.pids,
+            disk_mb: d.disk_mb,
         },
     }
 }

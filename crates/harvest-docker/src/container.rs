@@ -288,8 +288,8 @@ pub async fn create(docker: &Docker, names: &Names, shape: &Shape<'_>) -> Result
         host_config: Some(host),
         ..Default::default()
     };
-    docker
-        .create_container(
+    let create = |body| {
+        docker.create_container(
             Some(
                 CreateContainerOptionsBuilder::new()
                     .name(&names.container)
@@ -297,8 +297,31 @@ pub async fn create(docker: &Docker, names: &Names, shape: &Shape<'_>) -> Result
             ),
             body,
         )
-        .await
-        .map_err(|e| failed("cannot create the session's container", e))?;
+    };
+    let mut body = body;
+    if o.disk_mb > 0
+        && let Some(h) = body.host_config.as_mut()
+    {
+        h.storage_opt = Some(HashMap::from([(
+            "size".to_owned(),
+            format!("{}M", o.disk_mb),
+        )]));
+    }
+    match create(body.clone()).await {
+        Ok(_) => {}
+        // Most engines (overlay2 over ext4) have no size option: the daemon's own
+        // measure (`disk.rs`) is the limit then.
+        Err(e) if e.to_string().contains("storage-opt") => {
+            tracing::debug!(error = %e, "the engine cannot limit a container's size; the daemon measures it");
+            if let Some(h) = body.host_config.as_mut() {
+                h.storage_opt = None;
+            }
+            create(body)
+                .await
+                .map_err(|e| failed("cannot create the session's container", e))?;
+        }
+        Err(e) => return Err(failed("cannot create the session's container", e)),
+    }
     start(docker, &names.container).await
 }
 

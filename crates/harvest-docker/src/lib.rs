@@ -16,6 +16,7 @@
 //! that socket. All capabilities dropped, no-new-privileges, limits from the config.
 
 mod container;
+mod disk;
 pub mod engine;
 pub mod exec_helper;
 mod oneshot;
@@ -33,6 +34,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Where the agent works, inside the container.
 pub const WORKSPACE: &str = "/workspace";
@@ -59,6 +61,8 @@ pub struct DockerOptions {
     pub memory_mb: u64,
     /// Processes (0: no limit).
     pub pids: i64,
+    /// Disk per session in MiB (0: no limit); see `disk.rs`.
+    pub disk_mb: u64,
 }
 
 impl Default for DockerOptions {
@@ -68,6 +72,7 @@ impl Default for DockerOptions {
             cpus: 0.0,
             memory_mb: 0,
             pids: 4096,
+            disk_mb: 20480,
         }
     }
 }
@@ -92,11 +97,13 @@ pub struct DockerProvider {
     layout: DockerLayout,
     /// The engine, once it answered (its API version agreed); kept for every later call.
     docker: tokio::sync::OnceCell<Docker>,
+    disk: Arc<disk::DiskWatch>,
 }
 
 impl DockerProvider {
     pub fn new(layout: DockerLayout) -> Self {
         DockerProvider {
+            disk: disk::DiskWatch::new(layout.options.disk_mb, &layout.instance),
             layout,
             docker: tokio::sync::OnceCell::new(),
         }
@@ -180,7 +187,9 @@ impl DockerProvider {
         workspace: PathBuf,
         owned: bool,
     ) -> DockerSandbox {
+        self.disk.start(&docker);
         DockerSandbox {
+            disk: self.disk.clone(),
             docker,
             names: self.names(&spec.session),
             state_dir: self.state_dir(&spec.session),
@@ -318,6 +327,7 @@ impl Provider for DockerProvider {
 
 pub struct DockerSandbox {
     docker: Docker,
+    disk: Arc<disk::DiskWatch>,
     names: container::Names,
     state_dir: PathBuf,
     /// The workspace on this machine (bound at /workspace).
@@ -342,6 +352,7 @@ impl DockerSandbox {
                 inner: process.control,
                 docker: self.docker.clone(),
                 container: self.names.container.clone(),
+                disk: self.disk.clone(),
             }),
         }
     }
@@ -385,6 +396,7 @@ impl Sandbox for DockerSandbox {
         // background could otherwise lie in wait for the new agent's stdio), as nothing
         // outlives a local jail.
         container::end_agent_processes(&self.docker, &self.names.container, &self.user).await;
+        self.disk.clear(&self.names.container);
         let log_id = harvest_supervisor::last_log_id(&self.state_dir) + 1;
         let spec = self.launch_spec(cmd, secrets, log_id);
         let (program, args) = &self.supervisor;
@@ -581,6 +593,7 @@ struct ContainerControl {
     inner: Box<dyn AgentControl>,
     docker: Docker,
     container: String,
+    disk: Arc<disk::DiskWatch>,
 }
 
 #[async_trait]
@@ -600,7 +613,11 @@ impl AgentControl for ContainerControl {
         self.inner.open_log(offset).await
     }
     async fn exit_status(&self) -> Option<AgentExit> {
-        self.inner.exit_status().await
+        let mut exit = self.inner.exit_status().await?;
+        if exit.lost.is_none() {
+            exit.lost = self.disk.reason(&self.container);
+        }
+        Some(exit)
     }
     async fn diagnostics(&self) -> String {
         self.inner.diagnostics().await

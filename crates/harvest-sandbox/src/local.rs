@@ -6,9 +6,9 @@
 //! (`$XDG_STATE_HOME/harvest/sessions/<id>/`) is named by the session id, so it is the
 //! sandbox's identity: a crash at any point leaves a folder [`LocalProvider::list`] finds.
 
-pub mod execute_only;
 pub mod bwrap;
 pub mod check;
+pub mod execute_only;
 mod log;
 mod process;
 
