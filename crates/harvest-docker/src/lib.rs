@@ -140,7 +140,7 @@ impl DockerProvider {
                 path: dir.clone(),
                 source,
             })?;
-        harvest_sandbox::local::execute_only::copy(&self.layout.harvest, &dir, "harvest")
+        harvest_sandbox::local::execute_only::copy(&self.layout.harvest, &dir, "harvest", 0o111)
     }
 
     fn names(&self, session: &str) -> container::Names {

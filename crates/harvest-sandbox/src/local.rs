@@ -136,7 +136,13 @@ impl LocalProvider {
             policy: bwrap::JailPolicy {
                 workspace,
                 home,
-                agent_binary: execute_only::copy(agent_binary, &self.agent_cache(), "claude")?,
+                // Owner-execute only: in the jail the agent's uid is the file's owner.
+                agent_binary: execute_only::copy(
+                    agent_binary,
+                    &self.agent_cache(),
+                    "claude",
+                    0o100,
+                )?,
                 hidden,
                 network: spec.network == Network::Open,
                 harvest: self.layout.supervisor.0.clone(),

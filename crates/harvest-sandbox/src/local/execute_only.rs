@@ -15,8 +15,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The execute-only copy of `source` under `cache` (named `<prefix>-<hash>`), made if
-/// missing.
-pub fn copy(source: &Path, cache: &Path, prefix: &str) -> Result<PathBuf> {
+/// missing, with `mode`: 0o100 where the sandbox's uid maps to the file's owner (a local
+/// jail), 0o111 where it may not (a container's user).
+pub fn copy(source: &Path, cache: &Path, prefix: &str, mode: u32) -> Result<PathBuf> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| SandboxError::Io { path, source }
@@ -35,7 +36,7 @@ pub fn copy(source: &Path, cache: &Path, prefix: &str) -> Result<PathBuf> {
     let target = cache.join(name);
     if let Ok(m) = std::fs::metadata(&target)
         && m.len() == meta.len()
-        && m.permissions().mode() & 0o777 == 0o111
+        && m.permissions().mode() & 0o777 == mode
     {
         return Ok(target);
     }
@@ -43,7 +44,7 @@ pub fn copy(source: &Path, cache: &Path, prefix: &str) -> Result<PathBuf> {
     let partial = cache.join(format!(".partial-{}", uuid_like()));
     let made = (|| {
         std::fs::copy(&real, &partial)?;
-        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o111))?;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(mode))?;
         std::fs::rename(&partial, &target)
     })();
     if let Err(e) = made {
@@ -87,10 +88,10 @@ mod tests {
         let src = dir.path().join("claude");
         std::fs::write(&src, b"#!/bin/sh\necho hi\n").unwrap();
         let cache = dir.path().join("cache");
-        let a = copy(&src, &cache, "claude").unwrap();
+        let a = copy(&src, &cache, "claude", 0o100).unwrap();
         let mode = std::fs::metadata(&a).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o111);
-        let b = copy(&src, &cache, "claude").unwrap();
+        assert_eq!(mode, 0o100);
+        let b = copy(&src, &cache, "claude", 0o100).unwrap();
         assert_eq!(a, b);
         assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
     }
