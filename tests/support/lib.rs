@@ -9,6 +9,7 @@ pub mod daytona;
 pub mod docker;
 pub mod forge;
 pub mod git;
+pub mod oauth;
 
 use harvest_scripted_model::{ModelServer, RecordedRequest, Script};
 use serde_json::Value;

@@ -11,7 +11,7 @@ base = os.environ["ANTHROPIC_BASE_URL"].rstrip("/")
 token = os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN", "")
 
 
-def call(method, path, body=None):
+def call(method, path, body=None, tries=2):
     req = urllib.request.Request(
         base + path,
         method=method,
@@ -28,6 +28,12 @@ def call(method, path, body=None):
             return r.status
     except urllib.error.HTTPError as e:
         return e.code
+    except ConnectionError:
+        # Once seen under heavy load in a container (the connection closed before any
+        # answer); a client retries as the CLI itself does.
+        if tries > 1:
+            return call(method, path, body, tries - 1)
+        raise
 
 
 print("files-list", call("GET", "/v1/files"), flush=True)

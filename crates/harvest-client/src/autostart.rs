@@ -65,6 +65,7 @@ pub async fn connect_or_start(
         .spawn()
         .map_err(|e| ClientError::Start(format!("cannot run {}: {e}", harvest_exe.display())))?;
     let started = Instant::now();
+    let mut lost_the_race = false;
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
         match Client::connect(paths, client_name).await {
@@ -77,12 +78,17 @@ pub async fn connect_or_start(
             Err(ClientError::Connect { .. }) => {}
             Err(e) => return Err(e),
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            // Another client may have won the race to start it.
+        if !lost_the_race && let Ok(Some(status)) = child.try_wait() {
+            let why = std::fs::read_to_string(&startup_log).unwrap_or_default();
+            // Another client won the race to start it (it holds the lock and is about to
+            // answer): wait for that one, as for our own.
+            if why.contains("already running") {
+                lost_the_race = true;
+                continue;
+            }
             if let Ok(c) = Client::connect(paths, client_name).await {
                 return Ok(c);
             }
-            let why = std::fs::read_to_string(&startup_log).unwrap_or_default();
             return Err(ClientError::Start(format!(
                 "it exited with {status}: {}",
                 why.trim()

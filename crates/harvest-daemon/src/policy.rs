@@ -24,20 +24,28 @@ pub fn forwarded(daemon: &Daemon, env: BTreeMap<String, Secret>) -> BTreeMap<Str
             !v.expose().is_empty()
                 && !PROVIDER_ENV.contains(&k.as_str())
                 && (FORWARDED_ENV.contains(&k.as_str())
+                    || k == harvest_protocol::secret::LOGIN_VAR
                     || daemon.config.agent.forward_env.iter().any(|f| f == k))
         })
         .collect()
 }
 
 pub fn require_credentials(secrets: &BTreeMap<String, Secret>) -> Result<(), RpcError> {
-    if FORWARDED_ENV.iter().any(|k| secrets.contains_key(*k)) {
+    if FORWARDED_ENV
+        .iter()
+        .chain([&harvest_protocol::secret::LOGIN_VAR])
+        .any(|k| secrets.contains_key(*k))
+    {
         return Ok(());
     }
     Err(RpcError::new(
         codes::CREDENTIALS_MISSING,
-        "no API key for the agent: set ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN or \
-         CLAUDE_CODE_OAUTH_TOKEN; ANTHROPIC_BASE_URL for a gateway) in the environment of the \
-         harvest command, or try `harvest demo`, which needs none",
+        "no credential for the agent: log in with `claude` (a Pro or Max subscription: \
+         Harvest finds that login and keeps it outside the sandbox), or make a long-lived \
+         token with `claude setup-token` and set CLAUDE_CODE_OAUTH_TOKEN, or set \
+         ANTHROPIC_API_KEY (ANTHROPIC_BASE_URL for a gateway) in the environment of the \
+         harvest command; `harvest auth` shows what Harvest finds, and `harvest demo` needs \
+         none",
     ))
 }
 

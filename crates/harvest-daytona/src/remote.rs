@@ -183,6 +183,17 @@ impl Sandbox for DaytonaSandbox {
         cmd: &AgentCommand,
         secrets: &BTreeMap<String, Secret>,
     ) -> Result<AgentProcess> {
+        if secrets.contains_key(harvest_protocol::secret::LOGIN_VAR) {
+            // This agent holds its credential inside the remote sandbox; a subscription
+            // login's refresh token must never go there.
+            return Err(SandboxError::Unsupported {
+                kind: "daytona",
+                what: "a Claude subscription login (its agent would hold it in the remote \
+                       sandbox); make a token with `claude setup-token` and set \
+                       CLAUDE_CODE_OAUTH_TOKEN, or set ANTHROPIC_API_KEY"
+                    .into(),
+            });
+        }
         self.ensure_started().await?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

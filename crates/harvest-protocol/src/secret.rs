@@ -3,6 +3,12 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// In the variables a client sends with a session: the path of the user's Claude
+/// subscription login (`.credentials.json`), when the environment holds no key or token.
+/// A path, not a secret: the file stays in this machine's HOME, and only the model proxy
+/// outside the sandbox reads it.
+pub const LOGIN_VAR: &str = "HARVEST_CLAUDE_LOGIN";
+
 /// Serialises as its plain value (it has to cross the socket once, from the client that
 /// holds the key to the daemon), but prints as `***` in `Debug` and `Display`, so a
 /// `tracing` field or an error message cannot leak it.

@@ -62,6 +62,13 @@ pub struct Upstream {
     /// less what it has cost); `None`: no limit.
     #[serde(default)]
     pub allowance_usd: Option<f64>,
+    /// The user's subscription login (its `.credentials.json`), used and refreshed here
+    /// when no key or token came in the environment.
+    #[serde(default)]
+    pub login: Option<std::path::PathBuf>,
+    /// Where a login is refreshed (Claude Code's token endpoint; a fake in tests).
+    #[serde(default)]
+    pub token_url: Option<String>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -86,12 +93,33 @@ pub fn split(env: &BTreeMap<String, Secret>) -> (BTreeMap<String, Secret>, Upstr
         bearer: get("ANTHROPIC_AUTH_TOKEN").or_else(|| get("CLAUDE_CODE_OAUTH_TOKEN")),
         token: token.clone(),
         allowance_usd: None,
+        login: None,
+        token_url: None,
     };
+    let has_credential = CREDENTIAL_VARS.iter().any(|v| get(v).is_some());
+    let mut upstream = upstream;
     let mut agent_env: BTreeMap<String, Secret> = env
         .iter()
-        .filter(|(k, _)| !CREDENTIAL_VARS.contains(&k.as_str()) && k.as_str() != BASE_URL_VAR)
+        .filter(|(k, _)| {
+            !CREDENTIAL_VARS.contains(&k.as_str())
+                && k.as_str() != BASE_URL_VAR
+                && k.as_str() != login::LOGIN_VAR
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    if !has_credential && let Some(path) = get(login::LOGIN_VAR) {
+        // The subscription login: the CLI speaks as a subscriber with a placeholder the
+        // proxy swaps for the login's current access token.
+        upstream.login = Some(std::path::PathBuf::from(path.expose()));
+        upstream.token_url = Some(
+            std::env::var(login::TOKEN_URL_FOR_TESTS_VAR)
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| login::TOKEN_URL.to_owned()),
+        );
+        agent_env.insert("CLAUDE_CODE_OAUTH_TOKEN".into(), token.clone());
+        return (agent_env, upstream);
+    }
     for var in CREDENTIAL_VARS {
         if get(var).is_some() {
             agent_env.insert((*var).to_owned(), token.clone());
@@ -165,6 +193,16 @@ where
         .build()
         .map_err(|e| ProxyError::Client(e.to_string()))?;
     let accounting = Arc::new(Accounting::new(upstream.allowance_usd, notify));
+    let login = upstream.login.clone().map(|path| {
+        Arc::new(login::Login::new(
+            path,
+            upstream
+                .token_url
+                .clone()
+                .unwrap_or_else(|| login::TOKEN_URL.to_owned()),
+            client.clone(),
+        ))
+    });
     let upstream = Arc::new(upstream);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -179,11 +217,22 @@ where
                 continue;
             }
         };
-        let (upstream, client, accounting) = (upstream.clone(), client.clone(), accounting.clone());
+        let (upstream, client, accounting, login) = (
+            upstream.clone(),
+            client.clone(),
+            accounting.clone(),
+            login.clone(),
+        );
         tokio::spawn(async move {
             let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
-                forward_request(req, upstream.clone(), client.clone(), accounting.clone())
+                let held = Held {
+                    upstream: upstream.clone(),
+                    client: client.clone(),
+                    accounting: accounting.clone(),
+                    login: login.clone(),
+                };
+                forward_request(req, held)
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -220,12 +269,24 @@ fn is_forwarding_header(name: &str) -> bool {
     name.starts_with("x-forwarded-") || name == "forwarded" || name == "via" || name == "x-real-ip"
 }
 
-async fn forward_request(
-    req: Request<Incoming>,
-    up: Arc<Upstream>,
+/// What one proxy holds for its requests.
+struct Held {
+    upstream: Arc<Upstream>,
     client: reqwest::Client,
     accounting: Arc<Accounting>,
+    login: Option<Arc<login::Login>>,
+}
+
+async fn forward_request(
+    req: Request<Incoming>,
+    held: Held,
 ) -> Result<Response<Body>, std::convert::Infallible> {
+    let Held {
+        upstream: up,
+        client,
+        accounting,
+        login,
+    } = held;
     if session_token(&req).as_deref() != Some(up.token.expose()) {
         return Ok(error(
             StatusCode::UNAUTHORIZED,
@@ -294,6 +355,25 @@ async fn forward_request(
     {
         headers.insert("authorization", v);
     }
+    let mut login_token = None;
+    if let Some(login) = &login {
+        match login.access_token().await {
+            Ok(token) => {
+                if let Ok(v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
+                    headers.insert("authorization", v);
+                }
+                login_token = Some(token);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the Claude login cannot be used");
+                return Ok(error(
+                    StatusCode::UNAUTHORIZED,
+                    "authentication_error",
+                    &format!("harvest model proxy: {e}"),
+                ));
+            }
+        }
+    }
     // Streamed to the upstream as it arrives, never held whole: many large uploads at
     // once must not grow the supervisor. Past the limit the upload is cut off.
     let body = reqwest::Body::wrap_stream(
@@ -317,6 +397,11 @@ async fn forward_request(
             ));
         }
     };
+    if upstream_resp.status() == reqwest::StatusCode::UNAUTHORIZED
+        && let (Some(login), Some(token)) = (&login, &login_token)
+    {
+        login.rejected(token).await;
+    }
     let mut resp = Response::builder().status(upstream_resp.status().as_u16());
     for (name, value) in upstream_resp.headers() {
         if !HOP_BY_HOP.contains(&name.as_str()) {
@@ -382,6 +467,7 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
 
 mod allow;
 pub mod forward;
+pub mod login;
 mod usage;
 use usage::Meter;
 pub use usage::{Accounting, Notice, Notify, Usage, cost_usd};

@@ -40,6 +40,9 @@ pub enum Command {
     },
     /// Attach the terminal client to a session (C-b d detaches; the session keeps running).
     Attach { session: String },
+    /// Which credential new sessions started from here will use (never printed): a key
+    /// or token in this environment, or your Claude subscription login.
+    Auth,
     /// List sessions: id, name, state, sandbox, cost, age.
     Ls {
         #[arg(long)]

@@ -1,5 +1,6 @@
 //! Command handlers: each turns a CLI command into calls on the client facade.
 
+mod auth;
 mod daemon;
 mod demo;
 mod pull;
@@ -39,6 +40,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             tui::attach(&paths, harvest_tui::Initial::Session(session)).await
         }
         Command::Demo { json } => demo::demo(&paths, json).await,
+        Command::Auth => auth::auth(),
         Command::Ls { json } => sessions::ls(&paths, json).await,
         Command::Logs {
             session,
@@ -110,7 +112,7 @@ pub fn load_config(paths: &Paths) -> Result<Config> {
 /// The variables this client sends with a session: the agent's credentials, the config's
 /// list, and a remote provider's own (DAYTONA_*, which the daemon keeps from the agent).
 pub fn forwarded_env(config: &Config) -> BTreeMap<String, Secret> {
-    FORWARDED_ENV
+    let mut env = FORWARDED_ENV
         .iter()
         .chain(harvest_daytona::provider::CREDENTIAL_ENV)
         .map(|s| s.to_string())
@@ -119,5 +121,26 @@ pub fn forwarded_env(config: &Config) -> BTreeMap<String, Secret> {
             let v = std::env::var(&k).ok().filter(|v| !v.is_empty())?;
             Some((k, Secret::new(v)))
         })
-        .collect()
+        .collect::<BTreeMap<_, _>>();
+    // Without a key or token in the environment, the user's own Claude login (as their
+    // `claude` would find it) goes by its path; the model proxy uses it from there.
+    let has_credential = harvest_proxy::CREDENTIAL_VARS
+        .iter()
+        .any(|k| env.contains_key(*k));
+    if !has_credential && let Some(path) = claude_login() {
+        env.insert(
+            harvest_protocol::secret::LOGIN_VAR.to_owned(),
+            Secret::new(path.to_string_lossy().into_owned()),
+        );
+    }
+    env
+}
+
+/// The subscription login the user's own `claude` would use.
+pub fn claude_login() -> Option<std::path::PathBuf> {
+    let config_dir = std::env::var_os("CLAUDE_CONFIG_DIR")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from);
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    harvest_proxy::login::find(config_dir.as_deref(), home.as_deref())
 }
