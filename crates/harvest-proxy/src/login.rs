@@ -329,6 +329,7 @@ mod tests {
     async fn a_fresh_token_is_used_as_it_is_and_a_held_lock_waits() {
         let dir = tempfile::tempdir().unwrap();
         let path = login_file(dir.path(), 3_600_000);
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let login = Login::new(
             path,
             "http://127.0.0.1:9/unused".into(),
