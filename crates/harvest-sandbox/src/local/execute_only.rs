@@ -24,6 +24,13 @@ pub fn copy(source: &Path, cache: &Path, prefix: &str, mode: u32) -> Result<Path
     };
     let real = std::fs::canonicalize(source).map_err(io(source))?;
     let meta = std::fs::metadata(&real).map_err(io(&real))?;
+    if is_script(&real) {
+        // An interpreter must read its script: such a CLI (an npm `cli.js`, a test's
+        // stand-in) runs as it is, dumpable; the seccomp filter still denies ptrace,
+        // pidfd_getfd and process_vm_*, but its /proc/<pid>/mem stays open to its tools.
+        tracing::warn!(path = %real.display(), "the agent is a script: it cannot be made execute-only, so its memory is open to its tools through /proc; use the native claude binary");
+        return Ok(real);
+    }
     let name = format!(
         "{prefix}-{:016x}",
         fnv(&[
@@ -58,6 +65,14 @@ pub fn copy(source: &Path, cache: &Path, prefix: &str, mode: u32) -> Result<Path
     Ok(target)
 }
 
+/// A `#!` script rather than a binary.
+fn is_script(path: &Path) -> bool {
+    let mut head = [0u8; 2];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok_and(|()| &head == b"#!")
+}
+
 fn fnv(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
@@ -86,7 +101,7 @@ mod tests {
     fn the_copy_is_execute_only_and_made_once() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("claude");
-        std::fs::write(&src, b"#!/bin/sh\necho hi\n").unwrap();
+        std::fs::write(&src, b"\x7fELF pretend binary").unwrap();
         let cache = dir.path().join("cache");
         let a = copy(&src, &cache, "claude", 0o100).unwrap();
         let mode = std::fs::metadata(&a).unwrap().permissions().mode() & 0o777;
@@ -94,5 +109,18 @@ mod tests {
         let b = copy(&src, &cache, "claude", 0o100).unwrap();
         assert_eq!(a, b);
         assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_script_runs_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("cli.js");
+        std::fs::write(&src, b"#!/usr/bin/env node\n").unwrap();
+        let cache = dir.path().join("cache");
+        assert_eq!(
+            copy(&src, &cache, "claude", 0o100).unwrap(),
+            src.canonicalize().unwrap()
+        );
+        assert!(!cache.exists());
     }
 }
