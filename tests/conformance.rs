@@ -81,6 +81,13 @@ text = "Spent."
 usage = { input_tokens = 2000000, output_tokens = 10 }
 
 [[turn]]
+prompt = "reach the abstract socket"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = '''python3 -c "import socket; s=socket.socket(socket.AF_UNIX); s.connect(chr(0)+'ROOT/abstract'); print('ABSTRACT-REACHED')" 2>&1 | tail -1; echo abstract-probe-done''', description = "Abstract socket" } }
+[[turn.step]]
+text = "Tried it."
+
+[[turn]]
 prompt = "INJECTED-PROMPT"
 [[turn.step]]
 text = "INJECTED-ANSWER"
@@ -699,6 +706,44 @@ fn the_proxy_lends_only_the_clis_calls_and_holds_the_budget(kind: &str) {
     let id = live[0]["session"].as_str().unwrap().to_owned();
     let ls = h.ok(&["ls", "--json"]);
     assert!(ls.contains(&id) && !ls.contains("\"failed\""), "{ls}");
+}
+
+/// The attack: with the host's network (`--network open`, the default) a local jail
+/// shares the host's abstract Unix sockets (X11, D-Bus, a desktop's agents). A tool
+/// connects to one the test listens on; Landlock's scope refuses it.
+fn a_tool_cannot_reach_the_hosts_abstract_sockets(kind: &str) {
+    let h = harness(kind);
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!(
+        "{}/abstract",
+        h.path("").display().to_string().trim_end_matches('/')
+    );
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let ws = h.workspace.to_str().unwrap();
+    let out = h.run(&[
+        "run",
+        "--json",
+        "--workspace",
+        ws,
+        "reach the abstract socket",
+    ]);
+    let live = parse_lines(&String::from_utf8_lossy(&out.stdout));
+    let probe = tool_output(&live);
+    assert!(
+        probe.contains("abstract-probe-done"),
+        "{probe}\n{}",
+        summarize(&live)
+    );
+    assert!(
+        !probe.contains("ABSTRACT-REACHED"),
+        "a tool reached the host's abstract socket"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the host's socket saw a connection"
+    );
 }
 
 fn bad_input_gets_a_clear_error_and_harms_nothing(kind: &str) {
@@ -1344,6 +1389,7 @@ macro_rules! held_from_here {
         mod $module {
             #[test] fn the_agent_cannot_forge_its_own_output_or_input() { super::the_agent_cannot_forge_its_own_output_or_input($kind) }
             #[test] fn a_tool_cannot_trace_or_take_the_cli() { super::a_tool_cannot_trace_or_take_the_cli($kind) }
+            #[test] fn a_tool_cannot_reach_the_hosts_abstract_sockets() { super::a_tool_cannot_reach_the_hosts_abstract_sockets($kind) }
             #[test] fn the_proxy_lends_only_the_clis_calls_and_holds_the_budget() { super::the_proxy_lends_only_the_clis_calls_and_holds_the_budget($kind) }
             #[test] fn the_model_key_never_enters_the_sandbox() { super::the_model_key_never_enters_the_sandbox($kind) }
             #[test] fn network_none_leaves_only_loopback_and_the_model_reachable() { super::network_none_leaves_only_loopback_and_the_model_reachable($kind) }

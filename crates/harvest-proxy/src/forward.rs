@@ -96,6 +96,24 @@ async fn run(
     }
     let mut cmd = tokio::process::Command::new(&command[0]);
     cmd.args(&command[1..]).kill_on_drop(false);
+    // The agent and its tools reach no abstract Unix socket of the host and signal
+    // nothing outside their own domain (see `scope.rs`).
+    let scope = match crate::scope::ruleset() {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            eprintln!(
+                "harvest forward: {e}; the agent can reach the abstract Unix sockets of its network namespace"
+            );
+            None
+        }
+    };
+    if let Some(fd) = &scope {
+        let raw = std::os::fd::AsRawFd::as_raw_fd(fd);
+        // SAFETY: the closure makes only async-signal-safe calls (prctl, a syscall).
+        unsafe {
+            cmd.pre_exec(move || crate::scope::restrict_self(raw));
+        }
+    }
     let mut relayed = None;
     if stdio == Stdio::Fds {
         handed_stdio(&mut cmd);

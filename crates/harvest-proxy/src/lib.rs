@@ -316,6 +316,20 @@ async fn forward_request(
             ),
         ));
     }
+    // Under a budget, few requests may be under way at once: each is charged when its
+    // answer ends, so many in parallel could all pass the check below before any is
+    // charged. The CLI itself keeps one or two open.
+    let in_flight = match accounting.in_flight().await {
+        Some(permit) => Some(permit),
+        None if accounting.limited() => {
+            return Ok(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded_error",
+                "harvest model proxy: too many requests at once",
+            ));
+        }
+        None => None,
+    };
     if let Some((spent, allowance)) = accounting.exhausted() {
         accounting.tell(Notice::BudgetReached {
             spent_usd: spent,
@@ -339,12 +353,19 @@ async fn forward_request(
         if HOP_BY_HOP.contains(&n)
             || n == "x-api-key"
             || n == "authorization"
+            || n == "accept-encoding"
             || is_forwarding_header(n)
         {
             continue;
         }
         headers.append(name.clone(), value.clone());
     }
+    // The usage must be readable as the response passes: no compression (the client here
+    // decodes none, and a compressed body would be charged nothing).
+    headers.insert(
+        reqwest::header::ACCEPT_ENCODING,
+        reqwest::header::HeaderValue::from_static("identity"),
+    );
     if let Some(key) = &api_key
         && let Ok(v) = reqwest::header::HeaderValue::from_str(key.expose())
     {
@@ -393,7 +414,8 @@ async fn forward_request(
             return Ok(error(
                 StatusCode::BAD_GATEWAY,
                 "api_error",
-                &format!("harvest model proxy: cannot reach {upstream}: {e}"),
+                // Where the key goes is not the agent's to learn.
+                "harvest model proxy: cannot reach the model's API (the daemon's log says why)",
             ));
         }
     };
@@ -416,7 +438,8 @@ async fn forward_request(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let mut meter = Meter::new(accounting, &content_type);
+    // The place among the requests under way is kept until the answer is charged.
+    let mut meter = Meter::new(accounting, &content_type, in_flight);
     let stream = upstream_resp
         .bytes_stream()
         .map_ok(move |chunk| {
@@ -468,6 +491,7 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
 mod allow;
 pub mod forward;
 pub mod login;
+mod scope;
 mod usage;
 use usage::Meter;
 pub use usage::{Accounting, Notice, Notify, Usage, cost_usd};

@@ -26,7 +26,13 @@ pub struct Accounting {
     allowance_usd: Option<f64>,
     spent_usd: Mutex<f64>,
     notify: Notify,
+    /// Requests under way at once under a budget (see [`Accounting::in_flight`]).
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many requests may be under way at once when a budget holds: what the budget
+/// can be overrun by is then what that many answers cost.
+pub const IN_FLIGHT_UNDER_BUDGET: usize = 4;
 
 impl Accounting {
     pub fn new(allowance_usd: Option<f64>, notify: Notify) -> Self {
@@ -34,7 +40,27 @@ impl Accounting {
             allowance_usd,
             spent_usd: Mutex::new(0.0),
             notify,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_UNDER_BUDGET)),
         }
+    }
+
+    pub fn limited(&self) -> bool {
+        self.allowance_usd.is_some()
+    }
+
+    /// Under a budget, a place among the requests under way, waited for up to 60 s
+    /// (`None` without a budget, or when none came free: the request is refused).
+    pub async fn in_flight(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if !self.limited() {
+            return None;
+        }
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            self.in_flight.clone().acquire_owned(),
+        )
+        .await
+        .ok()?
+        .ok()
     }
 
     pub fn spent(&self) -> f64 {
@@ -69,6 +95,7 @@ impl Accounting {
 /// of the body, or when the client went away mid-stream: what was used is still owed).
 pub struct Meter {
     accounting: Arc<Accounting>,
+    _in_flight: Option<tokio::sync::OwnedSemaphorePermit>,
     sse: bool,
     pending: Vec<u8>,
     model: String,
@@ -87,9 +114,14 @@ pub struct Usage {
 const MAX_PENDING: usize = 4 << 20;
 
 impl Meter {
-    pub fn new(accounting: Arc<Accounting>, content_type: &str) -> Self {
+    pub fn new(
+        accounting: Arc<Accounting>,
+        content_type: &str,
+        in_flight: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Self {
         Meter {
             accounting,
+            _in_flight: in_flight,
             sse: content_type.starts_with("text/event-stream"),
             pending: Vec::new(),
             model: String::new(),
@@ -204,7 +236,7 @@ mod tests {
 
     fn meter(kind: &str) -> (Meter, Arc<Accounting>) {
         let acc = Arc::new(Accounting::new(Some(1.0), Arc::new(|_| {})));
-        (Meter::new(acc.clone(), kind), acc)
+        (Meter::new(acc.clone(), kind, None), acc)
     }
 
     #[test]

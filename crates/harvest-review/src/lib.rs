@@ -238,7 +238,7 @@ pub fn check_patch(root: &Path, patch: &[u8]) -> Result<Vec<String>, ApplyError>
             shown(line.trim())
         )));
     }
-    if let Some(dir) = plants_a_repository(root, &touched) {
+    if let Some(dir) = plants_a_repository(Some(root), &touched) {
         return Err(ApplyError::Refused(format!(
             "the session's patch makes {} a git repository (HEAD beside objects/ and refs/), \
              which would run its config wherever git runs there; nothing was written",
@@ -270,24 +270,32 @@ fn plain_mode(line: &str) -> bool {
     matches!(mode.trim(), "100644" | "100755")
 }
 
-/// A folder the patch would turn into a (bare) git repository: a `HEAD` it writes beside
-/// `objects` and `refs` (written by the patch too, or there already).
-pub fn plants_a_repository(root: &Path, touched: &[String]) -> Option<String> {
-    for head in touched {
-        let dir = match head.rsplit_once('/') {
-            Some((dir, "HEAD")) => dir.to_owned(),
-            None if head == "HEAD" => String::new(),
-            _ => continue,
-        };
+/// A folder the change would leave looking like a (bare) git repository to git: a `HEAD`
+/// beside `objects/` and `refs/`, or a `HEAD` beside a `commondir` (which borrows another
+/// folder's objects, refs and config). Judged on what the folder holds afterwards, the
+/// change's files and what is on disk already together: a `HEAD` brought by one pull and
+/// `objects/` by the next make a repository as surely as both at once.
+pub fn plants_a_repository(root: Option<&Path>, touched: &[String]) -> Option<String> {
+    let mut folders: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for path in touched {
+        let mut dir = Path::new(path).parent();
+        while let Some(d) = dir {
+            folders.insert(d.to_string_lossy().into_owned());
+            dir = d.parent();
+        }
+    }
+    for dir in folders {
         let has = |name: &str| {
-            let prefix = if dir.is_empty() {
-                format!("{name}/")
+            let own = if dir.is_empty() {
+                name.to_owned()
             } else {
-                format!("{dir}/{name}/")
+                format!("{dir}/{name}")
             };
-            touched.iter().any(|p| p.starts_with(&prefix)) || root.join(&dir).join(name).is_dir()
+            let inside = format!("{own}/");
+            touched.iter().any(|p| *p == own || p.starts_with(&inside))
+                || root.is_some_and(|r| std::fs::symlink_metadata(r.join(&own)).is_ok())
         };
-        if has("objects") && has("refs") {
+        if has("HEAD") && (has("commondir") || (has("objects") && has("refs"))) {
             return Some(if dir.is_empty() { ".".into() } else { dir });
         }
     }
@@ -436,6 +444,28 @@ mod tests {
         ]
         .concat();
         let err = check_patch(dir.path(), bare.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("git repository"), "{err}");
+        // A HEAD that borrows another folder's config through `commondir`.
+        let borrowed = [
+            new_file("a/HEAD", "100644"),
+            new_file("a/commondir", "100644"),
+        ]
+        .concat();
+        let err = check_patch(dir.path(), borrowed.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("git repository"), "{err}");
+        // In two steps: the HEAD already there, objects and refs coming now.
+        std::fs::create_dir_all(dir.path().join("y")).unwrap();
+        std::fs::write(dir.path().join("y/HEAD"), "ref: refs/heads/main\n").unwrap();
+        let rest = [
+            new_file("y/objects/k", "100644"),
+            new_file("y/refs/k", "100644"),
+        ]
+        .concat();
+        let err = check_patch(dir.path(), rest.as_bytes())
             .unwrap_err()
             .to_string();
         assert!(err.contains("git repository"), "{err}");

@@ -7,9 +7,12 @@
 //! `process_vm_writev`, and forge the session (its output, its answers to permission
 //! prompts). The CLI is also made non-dumpable (its binary is execute-only, see
 //! `local::execute_only`), which closes `/proc/<pid>/mem` too; the filter holds even where
-//! that would not. Besides the ptrace family the list carries what Docker's default
-//! profile denies an unprivileged process (the profile replaces the default), and new
-//! namespaces: a tool gains no capabilities in a user namespace of its own.
+//! that would not. Besides the ptrace family the list carries new namespaces (a tool gains
+//! no capabilities in a user namespace of its own), mounts, io_uring and the kernel's
+//! administrative calls. For a container this profile replaces the engine's default,
+//! which is an allow-list: ours is a deny-list, so a call Docker's list does not know
+//! (newer than it) is allowed here; the container also has no capabilities and
+//! `no-new-privileges`, which is what stops most of the calls that list leaves out.
 
 use serde_json::json;
 
@@ -60,6 +63,10 @@ pub const DENIED: &[&str] = &[
     "clock_settime",
     "clock_adjtime",
     "adjtimex",
+    // io_uring runs operations no filter sees; Docker's default denies it too.
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
 ];
 
 /// x86-64 has a few more of the same kind.
@@ -183,6 +190,9 @@ fn denied_numbers() -> Vec<u32> {
         libc::SYS_clock_settime,
         libc::SYS_clock_adjtime,
         libc::SYS_adjtimex,
+        libc::SYS_io_uring_setup,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
     ];
     #[cfg(target_arch = "x86_64")]
     nrs.extend([

@@ -212,10 +212,77 @@ async fn handle(
         }
         upstream.write_all(&first).await?;
     } else {
-        upstream.write_all(&head).await?;
+        // One plain request, to the host it names: its Host header is set to that host
+        // (a CDN routes by it), and nothing after its body is sent on (a second,
+        // pipelined request could name another host).
+        let Some((out, mut body_left)) = plain_request(&head, &authority) else {
+            conn.write_all(
+                b"HTTP/1.1 411 Length Required\r\nContent-Length: 0\r\nX-Harvest: a plain request needs a Content-Length (no chunked body)\r\n\r\n",
+            )
+            .await?;
+            return Ok(());
+        };
+        upstream.write_all(&out).await?;
+        let (mut from_client, mut to_client) = conn.into_split();
+        let (mut from_upstream, mut to_upstream) = upstream.into_split();
+        let mut buf = vec![0u8; 16 * 1024];
+        while body_left > 0 {
+            let want = buf
+                .len()
+                .min(usize::try_from(body_left).unwrap_or(usize::MAX));
+            let n = from_client.read(&mut buf[..want]).await?;
+            if n == 0 {
+                break;
+            }
+            to_upstream.write_all(&buf[..n]).await?;
+            body_left -= n as u64;
+        }
+        let _ = tokio::io::copy(&mut from_upstream, &mut to_client).await;
+        return Ok(());
     }
     let _ = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await;
     Ok(())
+}
+
+/// A plain proxy request rewritten to go to `authority` only: its `Host` replaced,
+/// `Connection: close` set. Returns the bytes to send (the head, and the part of the body
+/// that came with it) and how many body bytes are still to come; `None` for a chunked
+/// body, whose end we would have to parse.
+fn plain_request(raw: &[u8], authority: &str) -> Option<(Vec<u8>, u64)> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let mut lines = head.split("\r\n");
+    let mut out = format!(
+        "{}\r\nHost: {authority}\r\nConnection: close\r\n",
+        lines.next()?
+    );
+    let mut length = 0u64;
+    for line in lines {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match name.as_str() {
+            "host" | "connection" | "proxy-connection" | "keep-alive" => continue,
+            "transfer-encoding" => return None,
+            "content-length" => {
+                length = line.split_once(':')?.1.trim().parse().ok()?;
+            }
+            _ => {}
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    let came = &raw[end + 4..];
+    let take = came
+        .len()
+        .min(usize::try_from(length).unwrap_or(usize::MAX));
+    bytes.extend_from_slice(&came[..take]);
+    Some((bytes, length - take as u64))
 }
 
 /// Read the tunnel's first bytes until they show whether they are a TLS ClientHello and
@@ -379,5 +446,27 @@ mod tests {
         }
         let logged = std::fs::read_to_string(&log_path).unwrap();
         assert!(logged.contains("blocked.example"), "{logged}");
+    }
+
+    #[test]
+    fn a_plain_request_goes_to_its_own_host_once() {
+        let raw = b"GET http://pypi.org/simple/ HTTP/1.1\r\nHost: evil.example\r\nConnection: keep-alive\r\n\r\nGET http://pypi.org/ HTTP/1.1\r\nHost: other.example\r\n\r\n";
+        let (out, left) = plain_request(raw, "pypi.org").unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(left, 0);
+        assert!(
+            out.contains("Host: pypi.org\r\n") && out.contains("Connection: close"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("evil.example") && !out.contains("other.example"),
+            "{out}"
+        );
+        let chunked = b"POST http://pypi.org/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(plain_request(chunked, "pypi.org").is_none());
+        let post = b"POST http://pypi.org/ HTTP/1.1\r\nContent-Length: 10\r\n\r\nabcd";
+        let (out, left) = plain_request(post, "pypi.org").unwrap();
+        assert_eq!(left, 6);
+        assert!(out.ends_with(b"\r\n\r\nabcd"));
     }
 }

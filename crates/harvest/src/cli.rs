@@ -131,8 +131,8 @@ pub enum Command {
         /// The checkout to apply to (default: the local repository given to --repo).
         #[arg(long, value_name = "DIR")]
         into: Option<PathBuf>,
-        /// Apply only the patch `harvest diff` named (its first digits will do): if the
-        /// session's changes differ now, nothing is written.
+        /// Apply only the patch `harvest diff` named: if the session's changes differ now,
+        /// nothing is written.
         #[arg(long, value_name = "NAME")]
         patch: Option<String>,
     },

@@ -52,8 +52,7 @@ pub async fn pull(paths: &Paths, session: &str, patch: Option<PathBuf>) -> Resul
         .filter(|c| c.content.is_some())
         .map(|c| c.path.clone())
         .collect();
-    let root_here = local.clone().unwrap_or_default();
-    if let Some(dir) = harvest_review::plants_a_repository(&root_here, &paths) {
+    if let Some(dir) = harvest_review::plants_a_repository(local.as_deref(), &paths) {
         bail!(
             "the sandbox's changes make {} a git repository (HEAD beside objects/ and refs/), \
              which would run its config wherever git runs there; nothing was pulled",

@@ -48,11 +48,11 @@ pub async fn apply(
     reviewed: Option<String>,
 ) -> Result<ExitCode> {
     if let Some(r) = &reviewed
-        && (r.len() < 8 || !r.bytes().all(|b| b.is_ascii_hexdigit()))
+        && (r.len() != 16 || !r.bytes().all(|b| b.is_ascii_hexdigit()))
     {
         bail!(
-            "--patch takes the name `harvest diff {session}` printed (at least 8 of its hex \
-             digits), not {:?}",
+            "--patch takes the name `harvest diff {session}` printed (its 16 hex digits: a \
+             shorter prefix is one a process left in the sandbox could match), not {:?}",
             shown(r)
         );
     }
@@ -60,7 +60,7 @@ pub async fn apply(
     let name = harvest_review::patch_name(&harvest_review::patch_bytes(&r)?);
     if let Some(reviewed) = reviewed
         && !r.in_place
-        && !name.starts_with(&reviewed.to_ascii_lowercase())
+        && name != reviewed.to_ascii_lowercase()
     {
         eprintln!(
             "harvest: the session's changes are no longer patch {}, the one you reviewed: they \
