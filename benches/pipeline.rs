@@ -293,6 +293,7 @@ fn sandbox_start() {
         network: true,
         harvest: harvest_bin(),
         model_link: None,
+        home_binds: vec![],
     };
     let args = bwrap_args(&policy, &host_system_entries());
     let seccomp = harvest_sandbox::seccomp::bpf_program();

@@ -43,6 +43,10 @@ pub struct ClaudeOptions {
     pub max_turns: Option<u32>,
     /// `--max-budget-usd`: what this process may still spend.
     pub max_budget_usd: Option<f64>,
+    /// `--settings`: the user's own settings, as JSON.
+    pub settings: Option<String>,
+    /// `--mcp-config`: MCP servers, as JSON.
+    pub mcp_config: Option<String>,
 }
 
 /// What to run inside the sandbox: the program, its arguments and environment.
@@ -98,6 +102,12 @@ impl AgentCommand {
         }
         if let Some(usd) = opts.max_budget_usd {
             args.push(format!("--max-budget-usd={usd:.4}").into());
+        }
+        if let Some(s) = &opts.settings {
+            args.push(format!("--settings={s}").into());
+        }
+        if let Some(m) = &opts.mcp_config {
+            args.push(format!("--mcp-config={m}").into());
         }
         if let Some(p) = &opts.append_system_prompt {
             args.push(format!("--append-system-prompt={p}").into());

@@ -26,6 +26,9 @@ pub struct StreamParser {
     /// The input tokens of the model response streaming now (from its `message_start`).
     #[serde(default)]
     response_input_tokens: u64,
+    /// MCP servers already reported as failed to start.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    failed_mcp: std::collections::BTreeSet<String>,
 }
 
 /// One parsed line: the events it yields and the line itself as JSON (kept as `raw`).
@@ -105,19 +108,37 @@ impl StreamParser {
         let kind = str_at(v, "type");
         let subtype = str_at(v, "subtype");
         match (kind, subtype) {
-            ("system", "init") => vec![EventBody::AgentInit {
-                agent_session_id: str_at(v, "session_id").to_owned(),
-                model: str_at(v, "model").to_owned(),
-                cwd: str_at(v, "cwd").to_owned(),
-                tools: v["tools"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|t| t.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            }],
+            ("system", "init") => {
+                let mut out = vec![EventBody::AgentInit {
+                    agent_session_id: str_at(v, "session_id").to_owned(),
+                    model: str_at(v, "model").to_owned(),
+                    cwd: str_at(v, "cwd").to_owned(),
+                    tools: v["tools"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|t| t.as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }];
+                // An MCP server that did not start is something the user must see (the
+                // CLI only lists it in its init, every turn: said once per agent).
+                for server in v["mcp_servers"].as_array().into_iter().flatten() {
+                    let name = str_at(server, "name");
+                    if str_at(server, "status") == "failed"
+                        && self.failed_mcp.insert(name.to_owned())
+                    {
+                        out.push(EventBody::Error {
+                            message: format!(
+                                "the MCP server {name} failed to start; its tools are missing \
+                                 from this session (check its command inside the sandbox)"
+                            ),
+                        });
+                    }
+                }
+                out
+            }
             ("system", "api_retry") => vec![EventBody::ApiRetry {
                 attempt: v["attempt"].as_u64().unwrap_or(0),
                 limit: v["max_retries"].as_u64().unwrap_or(0),

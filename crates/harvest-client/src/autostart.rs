@@ -138,6 +138,8 @@ fn daemon_needs(name: &str) -> bool {
         "DAYTONA_API_KEY",
         "DAYTONA_API_URL",
         "DAYTONA_TARGET",
+        // Where the user's own Claude Code configuration is (their `claude` reads it).
+        "CLAUDE_CONFIG_DIR",
     ];
     EXACT.contains(&name)
         || name.starts_with("LC_")

@@ -151,7 +151,23 @@ pub struct AgentConfig {
     /// Most sessions running a turn at once, daemon-wide; a message beyond that waits as
     /// `queued`. 0: no limit.
     pub max_running_sessions: usize,
+    /// What of the user's own Claude Code configuration comes along into every session
+    /// (read-only): any of `memory` (CLAUDE.md), `settings`, `commands`, `skills`,
+    /// `agents`, `output-styles`, `mcp` (user-scope and this project's servers from
+    /// `~/.claude.json`). Empty: nothing. `harvest new --no-user-config` runs one clean.
+    pub user_config: Vec<String>,
 }
+
+/// Every part of the user's configuration `agent.user_config` can name.
+pub const USER_CONFIG_PARTS: &[&str] = &[
+    "memory",
+    "settings",
+    "commands",
+    "skills",
+    "agents",
+    "output-styles",
+    "mcp",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -178,6 +194,7 @@ impl Default for AgentConfig {
             max_budget_usd: 0.0,
             idle_timeout_secs: 0,
             max_running_sessions: 0,
+            user_config: USER_CONFIG_PARTS.iter().map(|s| s.to_string()).collect(),
         }
     }
 }

@@ -93,6 +93,7 @@ pub async fn create(
             .then(|| crate::review::branch_name(id.as_str(), p.prompt.as_deref())),
         base: None,
         pr_url: None,
+        user_config: p.user_config.unwrap_or(true),
     };
     // Recorded before the sandbox exists: a crash from here on leaves a session whose
     // sandbox the next daemon finds (or removes), never an unknown one.
@@ -163,7 +164,7 @@ async fn start(
         Vec::new()
     };
     let spec = &spec;
-    let opts = policy::claude_options(daemon, spec, false, 0.0);
+    let opts = policy::claude_options(daemon, spec, false, 0.0, sandbox.agent_home());
     let cmd = AgentCommand::claude(sandbox.agent_program(), &opts);
     let process = match sandbox.spawn_agent(&cmd, secrets).await {
         Ok(p) => p,
@@ -187,6 +188,34 @@ async fn start(
         ),
     })];
     events.extend(git_events.into_iter().map(NewEvent::new));
+    // What of the user's own configuration came along, and what did not and why.
+    let user = crate::user_config::collect(daemon, spec);
+    if spec.user_config {
+        let mut brought: Vec<&str> = user
+            .binds
+            .iter()
+            .map(|(_, rel)| rel.trim_start_matches(".claude/"))
+            .collect();
+        if user.settings.is_some() {
+            brought.push("settings.json");
+        }
+        if user.mcp.is_some() {
+            brought.push("MCP servers");
+        }
+        if !brought.is_empty() {
+            events.push(NewEvent::new(EventBody::Sandbox {
+                message: format!(
+                    "your Claude Code configuration came along, read-only: {}",
+                    brought.join(", ")
+                ),
+            }));
+        }
+    }
+    events.extend(
+        user.notes
+            .into_iter()
+            .map(|message| NewEvent::new(EventBody::Sandbox { message })),
+    );
     events.extend([NewEvent::new(EventBody::Status {
         state: SessionState::Idle,
         reason: None,
@@ -343,6 +372,7 @@ pub async fn fork(
         branch: src_spec.branch.clone(),
         base: src_spec.base.clone(),
         pr_url: None,
+        user_config: src_spec.user_config,
     };
     let new = NewSession {
         id: id.clone(),

@@ -98,6 +98,9 @@ impl Sandbox for FakeSandbox {
     fn agent_program(&self) -> &Path {
         self.inner.agent_program()
     }
+    fn agent_home(&self) -> &Path {
+        self.inner.agent_home()
+    }
     fn persisted(&self) -> serde_json::Value {
         self.inner.persisted()
     }

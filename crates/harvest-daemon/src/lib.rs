@@ -21,6 +21,7 @@ mod registry;
 mod review;
 mod session;
 mod subscription;
+mod user_config;
 
 pub use context::Daemon;
 pub use listener::{ListenError, private_files, serve};

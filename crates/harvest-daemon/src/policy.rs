@@ -157,8 +157,10 @@ pub fn claude_options(
     spec: &SessionSpec,
     resume: bool,
     spent: f64,
+    agent_home: &Path,
 ) -> harvest_agent::ClaudeOptions {
     let cfg = &daemon.config.agent;
+    let user = crate::user_config::collect_at(daemon, spec, Some(agent_home));
     let fork = !resume && spec.fork_from.is_some();
     harvest_agent::ClaudeOptions {
         permissions: spec.permissions,
@@ -174,6 +176,8 @@ pub fn claude_options(
         append_system_prompt: None,
         max_turns: (cfg.max_turns > 0).then_some(cfg.max_turns),
         max_budget_usd: (cfg.max_budget_usd > 0.0).then(|| (cfg.max_budget_usd - spent).max(0.0)),
+        settings: user.settings,
+        mcp_config: user.mcp,
     }
 }
 
@@ -197,6 +201,11 @@ pub fn sandbox_spec(daemon: &Daemon, id: &str, spec: &SessionSpec) -> SandboxSpe
         ports: spec.ports.clone(),
         image: spec.image.clone(),
         progress: Default::default(),
+        home_binds: if spec.user_config {
+            crate::user_config::collect(daemon, spec).binds
+        } else {
+            Vec::new()
+        },
     }
 }
 

@@ -170,6 +170,10 @@ impl Sandbox for DaytonaSandbox {
         &self.program
     }
 
+    fn agent_home(&self) -> &Path {
+        Path::new(HOME)
+    }
+
     fn persisted(&self) -> serde_json::Value {
         serde_json::json!({
             "kind": "daytona",

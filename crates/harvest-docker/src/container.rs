@@ -146,6 +146,8 @@ pub struct Shape<'a> {
     pub image: &'a str,
     /// Published on a free port of 127.0.0.1 each.
     pub ports: &'a [u16],
+    /// Shown read-only under the agent's HOME (the user's own Claude Code configuration).
+    pub home_binds: &'a [(std::path::PathBuf, String)],
 }
 
 /// The open network, made if the engine has none of that name yet.
@@ -210,7 +212,7 @@ pub async fn create(docker: &Docker, names: &Names, shape: &Shape<'_>) -> Result
     let o = shape.options;
     // Typed mounts, not `Binds` strings: a path with a `:` in it stays one path, and a
     // source that does not exist is an error instead of a folder the engine makes as root.
-    let mounts = vec![
+    let mut mounts = vec![
         bind_mount(
             MountTypeEnum::BIND,
             shape.workspace.display().to_string(),
@@ -237,6 +239,14 @@ pub async fn create(docker: &Docker, names: &Names, shape: &Shape<'_>) -> Result
             true,
         ),
     ];
+    for (host, rel) in shape.home_binds {
+        mounts.push(bind_mount(
+            MountTypeEnum::BIND,
+            host.display().to_string(),
+            &format!("{HOME}/{rel}"),
+            true,
+        ));
+    }
     let host = HostConfig {
         mounts: Some(mounts),
         // Open: Harvest's own bridge (no inter-container traffic). Otherwise no network at all: the agent

@@ -243,6 +243,7 @@ impl Provider for DockerProvider {
                 network: &spec.network,
                 image: spec.image.as_deref().unwrap_or(&self.layout.options.image),
                 ports: &spec.ports,
+                home_binds: &spec.home_binds,
             },
         )
         .await?;
@@ -370,6 +371,10 @@ impl Sandbox for DockerSandbox {
 
     fn agent_program(&self) -> &Path {
         &self.agent_program
+    }
+
+    fn agent_home(&self) -> &Path {
+        Path::new(HOME)
     }
 
     fn persisted(&self) -> serde_json::Value {

@@ -167,6 +167,11 @@ pub struct CreateParams {
     /// The docker provider's image for this session (default: the config's `docker.image`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Bring the user's own Claude Code configuration along (memory, settings, commands,
+    /// skills, agents, output styles, MCP servers; the config's `agent.user_config` says
+    /// which). Default: yes; `false` runs clean (`--no-user-config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_config: Option<bool>,
     /// Variables forwarded from the client's environment into the agent's environment
     /// only (API keys, base URL). Never stored, never logged.
     #[serde(default)]

@@ -111,6 +111,9 @@ pub struct SandboxSpec {
     pub image: Option<String>,
     /// Where a long step of making it (a large upload) reports how far it is.
     pub progress: Progress,
+    /// Files and folders of this machine shown read-only in the agent's HOME, at these
+    /// paths relative to it (the user's own Claude Code configuration).
+    pub home_binds: Vec<(PathBuf, String)>,
 }
 
 /// Where a provider tells the user how far a long step is ("uploading: 1200 of 5000
@@ -237,6 +240,8 @@ pub trait Sandbox: Send + Sync {
     fn host_workspace(&self) -> Option<&Path>;
     /// Where the agent binary is inside the sandbox.
     fn agent_program(&self) -> &Path;
+    /// The agent's HOME inside the sandbox.
+    fn agent_home(&self) -> &Path;
     /// Provider facts a restarted daemon needs to find this sandbox again, as JSON.
     fn persisted(&self) -> serde_json::Value;
     /// Start an agent process with a new log. `secrets` reach its environment only.

@@ -146,6 +146,7 @@ impl LocalProvider {
                 hidden,
                 network: spec.network == Network::Open,
                 harvest: self.layout.supervisor.0.clone(),
+                home_binds: spec.home_binds.clone(),
                 model_link: (spec.network != Network::Open).then(|| bwrap::ModelLink {
                     socket: state_dir.join(MODEL_SOCKET_FILE),
                     egress: match &spec.network {
@@ -323,6 +324,10 @@ impl Sandbox for LocalSandbox {
 
     fn agent_program(&self) -> &Path {
         &self.agent_program
+    }
+
+    fn agent_home(&self) -> &Path {
+        Path::new(bwrap::AGENT_HOME)
     }
 
     fn persisted(&self) -> serde_json::Value {

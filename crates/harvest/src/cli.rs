@@ -210,6 +210,10 @@ pub struct NewArgs {
     /// With `--sandbox docker`: the image (default: the config's `docker.image`).
     #[arg(long)]
     pub image: Option<String>,
+    /// Run without your own Claude Code configuration (CLAUDE.md, settings, commands,
+    /// skills, agents, output styles, MCP servers), as a fresh install would.
+    #[arg(long)]
+    pub no_user_config: bool,
     /// What the agent's tools may reach: `open` (the host's network) or `none` (loopback
     /// only; the agent still reaches its model). Default from the config.
     #[arg(long)]

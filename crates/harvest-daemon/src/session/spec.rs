@@ -52,6 +52,10 @@ pub struct SessionSpec {
     /// The pull request opened for the branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pr_url: Option<String>,
+    /// The user's own Claude Code configuration comes along (`agent.user_config`);
+    /// absent in sessions made before there was such a thing: they stay as they were.
+    #[serde(default)]
+    pub user_config: bool,
 }
 
 impl SessionSpec {

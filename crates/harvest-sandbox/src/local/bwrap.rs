@@ -40,6 +40,9 @@ pub struct JailPolicy {
     /// Without a network: the model proxy's socket, bound into the jail so the agent
     /// still reaches its model (see `harvest-proxy`).
     pub model_link: Option<ModelLink>,
+    /// Host files and folders shown read-only in the agent's HOME (relative paths there):
+    /// the user's own Claude Code configuration.
+    pub home_binds: Vec<(PathBuf, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +139,9 @@ pub fn bwrap_args(policy: &JailPolicy, system: &[HostEntry]) -> Vec<OsString> {
         }
     }
     a.triple("--bind", &policy.home, AGENT_HOME);
+    for (host, rel) in &policy.home_binds {
+        a.triple("--ro-bind", host, Path::new(AGENT_HOME).join(rel));
+    }
     a.triple("--bind", &policy.workspace, &policy.workspace);
     bound.push(&policy.workspace);
     // Hidden paths are covered after *every* bind, the workspace's included: a later mount
@@ -232,6 +238,7 @@ mod tests {
             network: true,
             harvest: "/usr/local/bin/harvest".into(),
             model_link: None,
+            home_binds: vec![],
         }
     }
 

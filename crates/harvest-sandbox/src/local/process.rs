@@ -526,6 +526,7 @@ mod tests {
             network: true,
             harvest: PathBuf::from("/bin/true"),
             model_link: None,
+            home_binds: vec![],
         };
         let run = |argv: &[&str], limits| {
             let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();

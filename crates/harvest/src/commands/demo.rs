@@ -76,6 +76,9 @@ pub async fn demo(paths: &Paths, json: bool) -> Result<ExitCode> {
             sandbox: Some("local".into()),
             ports: Vec::new(),
             image: None,
+            // The offline demo plays a script: the user's own settings (a model, hooks) must
+            // not change it.
+            no_user_config: true,
             network: None,
             name: Some("demo: fix the failing test".into()),
             model: None,

@@ -138,6 +138,7 @@ async fn create_call(
             model: args.model,
             ports: args.ports,
             image: args.image,
+            user_config: args.no_user_config.then_some(false),
             env,
         })
         .await?)

@@ -256,11 +256,16 @@ impl Actor {
             self.sandbox = Some(sandbox);
         }
         let transcript_exists = self.conversation_started;
-        let opts =
-            policy::claude_options(&self.daemon, &self.spec, transcript_exists, self.spent_usd);
         let Some(sandbox) = self.sandbox.as_mut() else {
             return Err(RpcError::new(codes::SANDBOX_UNAVAILABLE, "no sandbox"));
         };
+        let opts = policy::claude_options(
+            &self.daemon,
+            &self.spec,
+            transcript_exists,
+            self.spent_usd,
+            sandbox.agent_home(),
+        );
         let cmd = AgentCommand::claude(sandbox.agent_program(), &opts);
         let process = sandbox
             .spawn_agent(&cmd, &self.secrets)

@@ -1,0 +1,169 @@
+//! The user's own Claude Code configuration, brought into a session read-only: what
+//! their `claude` would load from `~/.claude` (or `$CLAUDE_CONFIG_DIR`) and
+//! `~/.claude.json`, through the CLI's own ways in where it has them.
+//!
+//! - `CLAUDE.md`, `commands/`, `skills/`, `agents/`, `output-styles/`: bound read-only at
+//!   the same place under the agent's HOME (the CLI has no flag for them; a bind is not
+//!   a copy, and the agent cannot change the user's files through it);
+//! - `settings.json`: `--settings`, its paths into the user's Claude folder rewritten to
+//!   where the sandbox has it;
+//! - MCP servers, user scope and this project's (keyed in `~/.claude.json` by the
+//!   project's absolute path here): `--mcp-config`. No secret goes along: a server's
+//!   `env` and `headers` are left out (and said so), so a server that needs them does not
+//!   come (the session says which).
+//!
+//! `agent.user_config` chooses the parts; `harvest new --no-user-config` takes none.
+
+use crate::context::Daemon;
+use crate::session::spec::SessionSpec;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+/// Folders and files bound into the agent's HOME, by config part.
+const BOUND: &[(&str, &str)] = &[
+    ("memory", "CLAUDE.md"),
+    ("commands", "commands"),
+    ("skills", "skills"),
+    ("agents", "agents"),
+    ("output-styles", "output-styles"),
+];
+
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// (host path, path relative to the agent's HOME).
+    pub binds: Vec<(PathBuf, String)>,
+    pub settings: Option<String>,
+    pub mcp: Option<String>,
+    /// What was left out, and why (names only, never values).
+    pub notes: Vec<String>,
+}
+
+/// The user's Claude folder and `.claude.json`, as their own `claude` finds them (the
+/// daemon runs as the user, with their HOME and CLAUDE_CONFIG_DIR).
+fn claude_paths() -> Option<(PathBuf, PathBuf)> {
+    if let Some(dir) = std::env::var_os("CLAUDE_CONFIG_DIR").filter(|d| !d.is_empty()) {
+        let dir = PathBuf::from(dir);
+        let json = dir.join(".claude.json");
+        return Some((dir, json));
+    }
+    let home = PathBuf::from(std::env::var_os("HOME")?);
+    Some((home.join(".claude"), home.join(".claude.json")))
+}
+
+/// Everything a session takes of the user's configuration; `agent_home` is the agent's
+/// HOME inside the sandbox (for rewriting paths), when known.
+pub fn collect(daemon: &Daemon, spec: &SessionSpec) -> Collected {
+    collect_at(daemon, spec, None)
+}
+
+pub fn collect_at(daemon: &Daemon, spec: &SessionSpec, agent_home: Option<&Path>) -> Collected {
+    let mut out = Collected::default();
+    if !spec.user_config {
+        return out;
+    }
+    let Some((dir, claude_json)) = claude_paths() else {
+        return out;
+    };
+    let parts = &daemon.config.agent.user_config;
+    let wants = |p: &str| parts.iter().any(|x| x == p);
+    for (part, name) in BOUND {
+        let path = dir.join(name);
+        if wants(part) && path.exists() {
+            out.binds.push((path, format!(".claude/{name}")));
+        }
+    }
+    let home_claude = agent_home.map(|h| h.join(".claude").display().to_string());
+    let rewrite = |text: String| match &home_claude {
+        Some(inside) => text.replace(&dir.display().to_string(), inside),
+        None => text,
+    };
+    if wants("settings")
+        && let Ok(text) = std::fs::read_to_string(dir.join("settings.json"))
+    {
+        match serde_json::from_str::<Value>(&text) {
+            Ok(v) if v.is_object() => out.settings = Some(rewrite(v.to_string())),
+            _ => out.notes.push(format!(
+                "your {} is not a JSON object; it was left out",
+                dir.join("settings.json").display()
+            )),
+        }
+    }
+    if wants("mcp") {
+        let servers = mcp_servers(&claude_json, &project_keys(spec), &mut out.notes);
+        if !servers.is_empty() {
+            let config = serde_json::json!({ "mcpServers": Value::Object(servers) });
+            out.mcp = Some(rewrite(config.to_string()));
+        }
+    }
+    out
+}
+
+/// The keys a project has in `~/.claude.json`: the session's folder here, and for a
+/// clone of a folder here, that folder.
+fn project_keys(spec: &SessionSpec) -> Vec<String> {
+    let mut keys = vec![spec.workspace.display().to_string()];
+    if let Some(repo) = &spec.repo
+        && Path::new(repo).is_absolute()
+    {
+        keys.push(repo.clone());
+    }
+    keys
+}
+
+/// User-scope servers, then the project's over them; without their secrets.
+fn mcp_servers(
+    claude_json: &Path,
+    projects: &[String],
+    notes: &mut Vec<String>,
+) -> Map<String, Value> {
+    let Ok(text) = std::fs::read_to_string(claude_json) else {
+        return Map::new();
+    };
+    let Ok(v) = serde_json::from_str::<Value>(&text) else {
+        notes.push(format!(
+            "{} is not valid JSON; no MCP server came along",
+            claude_json.display()
+        ));
+        return Map::new();
+    };
+    let mut servers = Map::new();
+    let mut add = |from: &Value| {
+        if let Some(m) = from.as_object() {
+            for (name, server) in m {
+                servers.insert(name.clone(), server.clone());
+            }
+        }
+    };
+    add(&v["mcpServers"]);
+    for key in projects {
+        add(&v["projects"][key]["mcpServers"]);
+    }
+    servers
+        .into_iter()
+        .filter_map(|(name, mut server)| {
+            let secrets: Vec<String> = ["env", "headers"]
+                .iter()
+                .filter_map(|field| {
+                    server
+                        .get(*field)
+                        .and_then(Value::as_object)
+                        .map(|m| (field, m))
+                })
+                .filter(|(_, m)| !m.is_empty())
+                .flat_map(|(field, m)| m.keys().map(move |k| format!("{field} {k}")))
+                .collect();
+            if secrets.is_empty() {
+                return Some((name, server));
+            }
+            notes.push(format!(
+                "the MCP server {name} was left out: it needs {} (no secret enters the sandbox)",
+                secrets.join(", ")
+            ));
+            if let Some(o) = server.as_object_mut() {
+                o.remove("env");
+                o.remove("headers");
+            }
+            None
+        })
+        .collect()
+}

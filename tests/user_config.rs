@@ -1,0 +1,210 @@
+//! Your own Claude Code in the sandbox: a realistic HOME (CLAUDE.md, settings.json with a
+//! model and an env, a command, a skill, an agent, a user-scope stdio MCP server the tests
+//! ship, and one that needs a secret) reaches the real CLI read-only, through the
+//! scripted model; `--no-user-config` runs clean; no secret comes along.
+
+// Integration tests: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use harvest_e2e::{Harness, of_type, summarize};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const SCRIPT: &str = r#"
+[[turn]]
+prompt = "SHIP-COMMAND-EXPANDED"
+[[turn.step]]
+text = "Shipping."
+
+[[turn]]
+prompt = "use the tiny server"
+[[turn.step]]
+tool_use = { name = "mcp__tiny__echo_marker", input = {} }
+[[turn.step]]
+text = "The server answered."
+
+[[turn]]
+[[turn.step]]
+text = "Hello."
+"#;
+
+fn realistic_home(h: &Harness) {
+    let home = h.path("home");
+    let claude = home.join(".claude");
+    for d in ["commands", "skills/greet", "agents"] {
+        std::fs::create_dir_all(claude.join(d)).unwrap();
+    }
+    std::fs::write(
+        claude.join("CLAUDE.md"),
+        "Answer briefly. MEMORY-MARKER-42\n",
+    )
+    .unwrap();
+    std::fs::write(
+        claude.join("settings.json"),
+        json!({"model": "claude-sonnet-4-5", "env": {"USER_SETTING_MARKER": "from-settings"},
+               "permissions": {"allow": ["Bash(echo:*)"]}})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        claude.join("commands/ship.md"),
+        "---\ndescription: Ship it\n---\nShip it now: SHIP-COMMAND-EXPANDED $ARGUMENTS\n",
+    )
+    .unwrap();
+    std::fs::write(
+        claude.join("skills/greet/SKILL.md"),
+        "---\nname: greet\ndescription: Greets the user warmly.\n---\nSay hello.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        claude.join("agents/reviewer.md"),
+        "---\nname: reviewer\ndescription: Reviews a change.\n---\nYou review changes.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        home.join(".claude.json"),
+        json!({"mcpServers": {
+            "tiny": {"type": "stdio", "command": "python3", "args": ["tiny_mcp.py"]},
+            "broken": {"type": "stdio", "command": "/nonexistent/mcp-server", "args": []},
+            "needs-secret": {"type": "stdio", "command": "python3", "args": ["tiny_mcp.py"],
+                              "env": {"SERVICE_TOKEN": "sk-mcp-SECRET-VALUE-123"}}
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    // Readable by a container's agent too (uid 1000 when the tests run as root).
+    let _ = std::process::Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&claude)
+        .status();
+}
+
+fn init_of(evs: &[Value]) -> Value {
+    of_type(evs, "agent_init")
+        .last()
+        .map(|e| e["raw"].clone())
+        .unwrap_or(Value::Null)
+}
+
+fn listed(init: &Value, field: &str, name: &str) -> bool {
+    init[field].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|v| v.as_str() == Some(name) || v["name"].as_str() == Some(name))
+    })
+}
+
+fn brings_the_users_configuration(kind: &str) {
+    let h = Harness::new(SCRIPT);
+    h.write_config(&format!("[sandbox]\ndefault = \"{kind}\"\n"));
+    if kind == "docker" {
+        harvest_e2e::docker::prepare(&h);
+    }
+    realistic_home(&h);
+    std::fs::write(
+        h.workspace.join("tiny_mcp.py"),
+        include_str!("support/tiny_mcp.py"),
+    )
+    .unwrap();
+    let ws = h.workspace.to_str().unwrap();
+
+    let out = h.run(&["run", "--json", "--workspace", ws, "/ship now"]);
+    let live = harvest_e2e::parse_lines(&String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        summarize(&live),
+        h.daemon_log_tail()
+    );
+    let init = init_of(&live);
+    assert!(
+        listed(&init, "slash_commands", "ship"),
+        "the command is not in the init: {init}"
+    );
+    assert!(
+        listed(&init, "skills", "greet"),
+        "the skill is not in the init: {init}"
+    );
+    assert!(
+        listed(&init, "agents", "reviewer"),
+        "the agent is not in the init: {init}"
+    );
+    let servers = init["mcp_servers"].to_string();
+    assert!(
+        servers.contains("tiny") && !servers.contains("needs-secret"),
+        "{servers}"
+    );
+    // A server that fails to start is said, once.
+    let failed: Vec<&Value> = of_type(&live, "error")
+        .into_iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("MCP server broken"))
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{}", summarize(&live));
+    // The command expanded, the memory reached the model, the settings' model is used.
+    let req = h.last_request_for("SHIP-COMMAND-EXPANDED");
+    assert!(
+        req.all_text().contains("MEMORY-MARKER-42"),
+        "no memory in the request"
+    );
+    assert_eq!(
+        req.body["model"], "claude-sonnet-4-5",
+        "the settings' model"
+    );
+    // The server that needs a secret was left out, and said so, without its value.
+    let said = serde_json::to_string(&live).unwrap();
+    assert!(
+        said.contains("needs-secret") && said.contains("SERVICE_TOKEN"),
+        "{}",
+        summarize(&live)
+    );
+    assert!(
+        !said.contains("sk-mcp-SECRET-VALUE-123"),
+        "a server's secret reached the session"
+    );
+
+    // A tool call reaches the stdio server inside the sandbox.
+    let id = live[0]["session"].as_str().unwrap().to_owned();
+    h.ok(&["send", &id, "use the tiny server"]);
+    let evs = h.wait_events(&id, "the MCP call", Duration::from_secs(60), |e| {
+        of_type(e, "turn_result").len() >= 2
+    });
+    let results = serde_json::to_string(&of_type(&evs, "tool_result")).unwrap();
+    assert!(results.contains("MCP-TOOL-REACHED"), "{}", summarize(&evs));
+
+    // The user's files stayed theirs: read-only in the sandbox.
+    assert_eq!(
+        std::fs::read_to_string(h.path("home/.claude/CLAUDE.md")).unwrap(),
+        "Answer briefly. MEMORY-MARKER-42\n"
+    );
+
+    // --no-user-config runs clean.
+    let out = h.run(&[
+        "run",
+        "--json",
+        "--no-user-config",
+        "--workspace",
+        ws,
+        "hello there",
+    ]);
+    let clean = harvest_e2e::parse_lines(&String::from_utf8_lossy(&out.stdout));
+    let init = init_of(&clean);
+    assert!(!listed(&init, "slash_commands", "ship"), "{init}");
+    assert!(
+        !h.last_request_for("hello there")
+            .all_text()
+            .contains("MEMORY-MARKER-42")
+    );
+}
+
+#[test]
+fn the_users_configuration_comes_along_read_only() {
+    brings_the_users_configuration("local");
+}
+
+#[test]
+fn the_users_configuration_comes_along_in_a_container() {
+    brings_the_users_configuration("docker");
+}
