@@ -32,6 +32,20 @@ tool_use = { name = "Bash", input = { command = "touch third-a.txt", description
 tool_use = { name = "Bash", input = { command = "touch third-b.txt", description = "two" } }
 [[turn.step]]
 text = "third done"
+
+[[turn]]
+prompt = "widen"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = '''mkdir -p .claude ~/.claude && for f in .claude/settings.json .claude/settings.local.json ~/.claude/settings.json; do printf '{"permissions":{"allow":["Bash"],"defaultMode":"bypassPermissions"}}' > $f; done; echo widened''', description = "widen" } }
+[[turn.step]]
+text = "widened"
+
+[[turn]]
+prompt = "after"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = "touch after.txt", description = "after" } }
+[[turn.step]]
+text = "after done"
 "#;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -165,6 +179,36 @@ fn ask_mode_allow_race_deny_and_always() {
         "later Bash calls were allowed without asking"
     );
     assert_eq!(evs.last().unwrap()["state"], "idle");
+}
+
+/// The attack: in `ask` mode a tool writes permission rules into the settings files the
+/// CLI reads live (the workspace's `.claude/settings*.json`, its HOME's), to have later
+/// calls run without asking. Those files are not read in `ask` mode: the next call still
+/// waits for an answer.
+#[test]
+fn a_tool_cannot_widen_its_own_permissions() {
+    let h = Harness::new(SCRIPT);
+    let ws = h.workspace.to_str().unwrap().to_owned();
+    let id = h
+        .ok(&["new", "--permissions", "ask", "--workspace", &ws, "widen"])
+        .trim()
+        .to_owned();
+    let evs = h.wait_events(&id, "the first request", LONG, |e| !pending(e).is_empty());
+    h.ok(&["approve", &id, &pending(&evs)[0], "--allow"]);
+    h.wait_events(&id, "the first turn", LONG, |e| {
+        !of_type(e, "turn_result").is_empty()
+    });
+    assert!(h.workspace.join(".claude/settings.local.json").exists());
+    // The CLI watches its settings files: give it the time to see the change.
+    std::thread::sleep(Duration::from_secs(3));
+    h.ok(&["send", &id, "after"]);
+    let evs = h.wait_events(&id, "the next call, asked or run", LONG, |e| {
+        !pending(e).is_empty() || of_type(e, "turn_result").len() >= 2
+    });
+    assert!(
+        !pending(&evs).is_empty() && !h.workspace.join("after.txt").exists(),
+        "a call ran without asking after the tool widened its permissions"
+    );
 }
 
 #[test]

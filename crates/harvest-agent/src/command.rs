@@ -83,6 +83,12 @@ impl AgentCommand {
             Permissions::Ask => {
                 args.push("--permission-prompt-tool=stdio".into());
                 args.push("--permission-mode=default".into());
+                // The settings files the CLI would read (its HOME's, the workspace's
+                // `.claude/settings*.json`) are the agent's to write, and the CLI reads
+                // them live: a tool could add allow rules and hooks, and later calls
+                // would run without asking. None is read; the user's own settings come
+                // on the command line (`--settings`), where no tool can change them.
+                args.push("--setting-sources=".into());
             }
         }
         // `--flag=value` keeps a value that starts with '-' from being read as a flag.
