@@ -514,6 +514,38 @@ fn isolation_holds(kind: &str) {
     assert!(procs < 10, "the agent sees {procs} processes");
 }
 
+/// Put a probe script in the workspace and run `prompt` (whose Bash step runs it):
+/// the command's output, the live events and the tool output.
+fn run_probe(
+    h: &Harness,
+    file: &str,
+    script: &str,
+    prompt: &str,
+) -> (std::process::Output, Vec<Value>, String) {
+    std::fs::write(h.workspace.join(file), script).unwrap();
+    let ws = h.workspace.to_str().unwrap();
+    let out = h.run(&["run", "--json", "--workspace", ws, prompt]);
+    let live = parse_lines(&String::from_utf8_lossy(&out.stdout));
+    let probe = tool_output(&live);
+    (out, live, probe)
+}
+
+/// No forged line reached the stream outside the probe's own tool call and result
+/// (which hold the strings in their command and output).
+fn assert_nothing_forged(live: &[Value]) {
+    for forged in ["FORGED-TEXT", "FORGED-RESULT", "INJECTED-ANSWER"] {
+        let outside: Vec<&Value> = live
+            .iter()
+            .filter(|e| e["type"] != "tool_call" && e["type"] != "tool_result")
+            .filter(|e| e.to_string().contains(forged))
+            .collect();
+        assert!(
+            outside.is_empty(),
+            "{forged} reached the stream: {outside:?}"
+        );
+    }
+}
+
 /// The attack: a tool writes forged stream-json lines to every process's stdout and a
 /// forged prompt to every stdin it can open through /proc (the CLI runs with the agent's
 /// uid). Nothing may arrive: the CLI's stdio are sockets held by the supervisor. (A
@@ -530,19 +562,7 @@ fn the_agent_cannot_forge_its_own_output_or_input(kind: &str) {
         summarize(&live)
     );
     let all = serde_json::to_string(&live).unwrap();
-    for forged in ["FORGED-TEXT", "FORGED-RESULT", "INJECTED-ANSWER"] {
-        // The probe's own command line holds the strings; only events outside the tool
-        // call and its result count.
-        let outside: Vec<&Value> = live
-            .iter()
-            .filter(|e| e["type"] != "tool_call" && e["type"] != "tool_result")
-            .filter(|e| e.to_string().contains(forged))
-            .collect();
-        assert!(
-            outside.is_empty(),
-            "{forged} reached the stream: {outside:?}"
-        );
-    }
+    assert_nothing_forged(&live);
     assert!(
         h.requests()
             .iter()
@@ -566,15 +586,12 @@ fn the_agent_cannot_forge_its_own_output_or_input(kind: &str) {
 /// attempt must fail, and nothing forged may reach the store, the stream or the model.
 fn a_tool_cannot_trace_or_take_the_cli(kind: &str) {
     let h = harness(kind);
-    std::fs::write(
-        h.workspace.join("attack_probe.py"),
+    let (out, live, probe) = run_probe(
+        &h,
+        "attack_probe.py",
         include_str!("support/attack_probe.py"),
-    )
-    .unwrap();
-    let ws = h.workspace.to_str().unwrap();
-    let out = h.run(&["run", "--json", "--workspace", ws, "attack the cli"]);
-    let live = parse_lines(&String::from_utf8_lossy(&out.stdout));
-    let probe = tool_output(&live);
+        "attack the cli",
+    );
     assert!(
         probe.contains("attack-probe-done") && probe.contains("TARGET cli"),
         "the probe did not run or found no CLI: {probe}\n{}",
@@ -603,17 +620,7 @@ fn a_tool_cannot_trace_or_take_the_cli(kind: &str) {
         );
     }
     assert!(out.status.success(), "{}", summarize(&live));
-    for forged in ["FORGED-TEXT", "FORGED-RESULT", "INJECTED-ANSWER"] {
-        let outside: Vec<&Value> = live
-            .iter()
-            .filter(|e| e["type"] != "tool_call" && e["type"] != "tool_result")
-            .filter(|e| e.to_string().contains(forged))
-            .collect();
-        assert!(
-            outside.is_empty(),
-            "{forged} reached the stream: {outside:?}"
-        );
-    }
+    assert_nothing_forged(&live);
     let id = live[0]["session"].as_str().unwrap().to_owned();
     let stored = h.run(&["logs", "--json", &id]);
     let stored = String::from_utf8_lossy(&stored.stdout);
@@ -645,15 +652,12 @@ fn the_proxy_lends_only_the_clis_calls_and_holds_the_budget(kind: &str) {
     h.write_config(&format!(
         "[sandbox]\ndefault = \"{kind}\"\n[agent]\nmax_budget_usd = 1.0\n"
     ));
-    std::fs::write(
-        h.workspace.join("proxy_probe.py"),
+    let (_, live, probe) = run_probe(
+        &h,
+        "proxy_probe.py",
         include_str!("support/proxy_probe.py"),
-    )
-    .unwrap();
-    let ws = h.workspace.to_str().unwrap();
-    let out = h.run(&["run", "--json", "--workspace", ws, "use the key"]);
-    let live = parse_lines(&String::from_utf8_lossy(&out.stdout));
-    let probe = tool_output(&live);
+        "use the key",
+    );
     assert!(
         probe.contains("proxy-probe-done"),
         "{probe}\n{}",

@@ -4,7 +4,6 @@
 
 use crate::{Harness, claude_bin};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -29,34 +28,23 @@ impl FakeDaytona {
             .prefix("fd")
             .tempdir()
             .expect("temp dir");
-        let mut child = Command::new(fake_bin())
-            .args(["--listen", "127.0.0.1:0", "--api-key", KEY])
-            .arg("--root")
-            .arg(root.path())
-            .arg("--claude")
-            .arg(claude_bin())
-            .args(if extra.contains(&"--transition-ms") {
-                &[][..]
-            } else {
-                &["--transition-ms", "150"][..]
-            })
-            .args(["--close-ms", "300", "--exit-with-stdin"])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the fake Daytona starts");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("stdout");
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("its first line");
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("listening on …")
-            .to_owned();
+        let (child, url) = crate::spawn_listening(
+            Command::new(fake_bin())
+                .args(["--listen", "127.0.0.1:0", "--api-key", KEY])
+                .arg("--root")
+                .arg(root.path())
+                .arg("--claude")
+                .arg(claude_bin())
+                .args(if extra.contains(&"--transition-ms") {
+                    &[][..]
+                } else {
+                    &["--transition-ms", "150"][..]
+                })
+                .args(["--close-ms", "300", "--exit-with-stdin"])
+                .args(extra)
+                .stdin(Stdio::piped()),
+            "the fake Daytona",
+        );
         FakeDaytona { child, url, root }
     }
 

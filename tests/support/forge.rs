@@ -4,7 +4,6 @@
 
 use crate::git::{git, repo_with};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -25,25 +24,15 @@ impl FakeForge {
             .tempdir()
             .expect("temp dir");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake_forge.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg("--root")
-            .arg(root.path())
-            .args(["--token", TOKEN, "--api-token", api_token])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the fake forge starts (python3)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("its first line");
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("listening on …")
-            .to_owned();
+        let (child, url) = crate::spawn_listening(
+            Command::new("python3")
+                .arg(script)
+                .arg("--root")
+                .arg(root.path())
+                .args(["--token", TOKEN, "--api-token", api_token])
+                .stdin(Stdio::piped()),
+            "the fake forge (python3)",
+        );
         FakeForge { child, url, root }
     }
 

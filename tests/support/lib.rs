@@ -320,3 +320,24 @@ pub fn claude_bin() -> PathBuf {
     );
     local
 }
+
+/// Start a test double that prints `listening on URL` as its first line: the child and
+/// the URL. Its stdout is read for that line; stderr is dropped.
+pub fn spawn_listening(command: &mut Command, what: &str) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} starts: {e}"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("its first line");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{what} said {line:?}, not `listening on …`"))
+        .to_owned();
+    (child, url)
+}

@@ -1,9 +1,9 @@
 //! The FAKE OAuth token endpoint (tests/support/fake_oauth.py) as the tests use it: it
 //! rotates refresh tokens as Claude's does, and counts the refreshes it served.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 pub struct FakeOAuth {
     child: Child,
@@ -15,22 +15,12 @@ impl FakeOAuth {
     /// An endpoint that takes `first_refresh` once, then each token it hands out once.
     pub fn start(first_refresh: &str) -> FakeOAuth {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake_oauth.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .args(["--first-refresh", first_refresh])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the fake token endpoint starts (python3)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("its first line");
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("listening on …")
-            .to_owned();
+        let (child, url) = crate::spawn_listening(
+            Command::new("python3")
+                .arg(script)
+                .args(["--first-refresh", first_refresh]),
+            "the fake token endpoint (python3)",
+        );
         FakeOAuth { child, url }
     }
 
