@@ -211,10 +211,12 @@ async fn start(
             }));
         }
     }
+    // What was left out is for the user to act on (a secret to name, a file to fix): an
+    // error every client shows, not a line only `logs` prints.
     events.extend(
         user.notes
             .into_iter()
-            .map(|message| NewEvent::new(EventBody::Sandbox { message })),
+            .map(|message| NewEvent::new(EventBody::Error { message })),
     );
     events.extend([NewEvent::new(EventBody::Status {
         state: SessionState::Idle,
