@@ -188,35 +188,10 @@ async fn start(
         ),
     })];
     events.extend(git_events.into_iter().map(NewEvent::new));
-    // What of the user's own configuration came along, and what did not and why.
-    let user = crate::user_config::collect(daemon, spec);
-    if spec.user_config {
-        let mut brought: Vec<&str> = user
-            .binds
-            .iter()
-            .map(|(_, rel)| rel.trim_start_matches(".claude/"))
-            .collect();
-        if user.settings.is_some() {
-            brought.push("settings.json");
-        }
-        if user.mcp.is_some() {
-            brought.push("MCP servers");
-        }
-        if !brought.is_empty() {
-            events.push(NewEvent::new(EventBody::Sandbox {
-                message: format!(
-                    "your Claude Code configuration came along, read-only: {}",
-                    brought.join(", ")
-                ),
-            }));
-        }
-    }
-    // What was left out is for the user to act on (a secret to name, a file to fix): an
-    // error every client shows, not a line only `logs` prints.
     events.extend(
-        user.notes
+        crate::user_config::events(daemon, spec)
             .into_iter()
-            .map(|message| NewEvent::new(EventBody::Error { message })),
+            .map(NewEvent::new),
     );
     events.extend([NewEvent::new(EventBody::Status {
         state: SessionState::Idle,

@@ -38,6 +38,39 @@ pub struct Collected {
     pub notes: Vec<String>,
 }
 
+/// What a new session says of the user's configuration: what came along, and as errors
+/// (for the user to act on: a secret to name, a file to fix) what was left out and why.
+pub fn events(daemon: &Daemon, spec: &SessionSpec) -> Vec<harvest_protocol::EventBody> {
+    use harvest_protocol::EventBody;
+    let user = collect(daemon, spec);
+    let mut brought: Vec<&str> = user
+        .binds
+        .iter()
+        .map(|(_, rel)| rel.trim_start_matches(".claude/"))
+        .collect();
+    if user.settings.is_some() {
+        brought.push("settings.json");
+    }
+    if user.mcp.is_some() {
+        brought.push("MCP servers");
+    }
+    let mut out = Vec::new();
+    if !brought.is_empty() {
+        out.push(EventBody::Sandbox {
+            message: format!(
+                "your Claude Code configuration came along, read-only: {}",
+                brought.join(", ")
+            ),
+        });
+    }
+    out.extend(
+        user.notes
+            .into_iter()
+            .map(|message| EventBody::Error { message }),
+    );
+    out
+}
+
 /// The user's Claude folder and `.claude.json`, as their own `claude` finds them (the
 /// daemon runs as the user, with their HOME and CLAUDE_CONFIG_DIR).
 fn claude_paths() -> Option<(PathBuf, PathBuf)> {
