@@ -208,3 +208,43 @@ fn the_users_configuration_comes_along_read_only() {
 fn the_users_configuration_comes_along_in_a_container() {
     brings_the_users_configuration("docker");
 }
+
+/// A project's `.mcp.json` starts its servers only once the user trusted that file: not
+/// before, not after it changed, and remembered while it stays the same.
+#[test]
+fn a_projects_mcp_servers_start_only_once_trusted() {
+    let h = Harness::new(SCRIPT);
+    std::fs::write(
+        h.workspace.join("tiny_mcp.py"),
+        include_str!("support/tiny_mcp.py"),
+    )
+    .unwrap();
+    let mcp = json!({"mcpServers": {"proj": {"command": "python3", "args": ["tiny_mcp.py"]}}});
+    std::fs::write(h.workspace.join(".mcp.json"), mcp.to_string()).unwrap();
+    let ws = h.workspace.to_str().unwrap().to_owned();
+    let started = |extra: &[&str]| {
+        let mut args = vec!["run", "--json"];
+        args.extend_from_slice(extra);
+        args.extend(["--workspace", ws.as_str(), "hello"]);
+        let out = h.run(&args);
+        let evs = harvest_e2e::parse_lines(&String::from_utf8_lossy(&out.stdout));
+        let servers = init_of(&evs)["mcp_servers"].to_string();
+        (
+            servers.contains("proj"),
+            serde_json::to_string(&evs).unwrap(),
+        )
+    };
+    let (on, said) = started(&[]);
+    assert!(!on, "an untrusted .mcp.json started its server");
+    assert!(said.contains("not trusted"), "the session does not say why");
+    let (on, _) = started(&["--trust-project-mcp"]);
+    assert!(on, "a trusted .mcp.json did not start its server");
+    let (on, _) = started(&[]);
+    assert!(on, "the trust was not remembered");
+    std::fs::write(h.workspace.join(".mcp.json"), format!("{mcp}\n")).unwrap();
+    let (on, _) = started(&[]);
+    assert!(
+        !on,
+        "a changed .mcp.json started without being trusted again"
+    );
+}

@@ -47,6 +47,8 @@ pub struct ClaudeOptions {
     pub settings: Option<String>,
     /// `--mcp-config`: MCP servers, as JSON.
     pub mcp_config: Option<String>,
+    /// `--strict-mcp-config`: only those; the project's `.mcp.json` is not started.
+    pub strict_mcp: bool,
 }
 
 /// What to run inside the sandbox: the program, its arguments and environment.
@@ -114,6 +116,9 @@ impl AgentCommand {
         }
         if let Some(m) = &opts.mcp_config {
             args.push(format!("--mcp-config={m}").into());
+        }
+        if opts.strict_mcp {
+            args.push("--strict-mcp-config".into());
         }
         if let Some(p) = &opts.append_system_prompt {
             args.push(format!("--append-system-prompt={p}").into());

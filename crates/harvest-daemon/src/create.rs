@@ -94,6 +94,7 @@ pub async fn create(
         base: None,
         pr_url: None,
         user_config: p.user_config.unwrap_or(true),
+        trusted_mcp: p.trusted_mcp.clone(),
     };
     // Recorded before the sandbox exists: a crash from here on leaves a session whose
     // sandbox the next daemon finds (or removes), never an unknown one.
@@ -350,6 +351,7 @@ pub async fn fork(
         base: src_spec.base.clone(),
         pr_url: None,
         user_config: src_spec.user_config,
+        trusted_mcp: src_spec.trusted_mcp.clone(),
     };
     let new = NewSession {
         id: id.clone(),

@@ -3,6 +3,7 @@
 
 use crate::context::Daemon;
 use crate::session::spec::SessionSpec;
+use crate::user_config::ProjectMcp;
 use harvest_agent::command::FORWARDED_ENV;
 use harvest_agent::locate_claude;
 use harvest_daytona::provider::CREDENTIAL_ENV as PROVIDER_ENV;
@@ -178,6 +179,7 @@ pub fn claude_options(
         max_budget_usd: (cfg.max_budget_usd > 0.0).then(|| (cfg.max_budget_usd - spent).max(0.0)),
         settings: user.settings,
         mcp_config: user.mcp,
+        strict_mcp: crate::user_config::project_mcp(spec) == ProjectMcp::Untrusted,
     }
 }
 

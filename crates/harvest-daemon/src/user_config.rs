@@ -55,6 +55,14 @@ pub fn events(daemon: &Daemon, spec: &SessionSpec) -> Vec<harvest_protocol::Even
         brought.push("MCP servers");
     }
     let mut out = Vec::new();
+    if project_mcp(spec) == ProjectMcp::Untrusted {
+        out.push(EventBody::Error {
+            message: "this project's .mcp.json is not trusted (or changed since it was), so \
+                      its servers do not start: answer yes when `harvest new` asks, or start \
+                      the session with --trust-project-mcp"
+                .into(),
+        });
+    }
     if !brought.is_empty() {
         out.push(EventBody::Sandbox {
             message: format!(
@@ -69,6 +77,27 @@ pub fn events(daemon: &Daemon, spec: &SessionSpec) -> Vec<harvest_protocol::Even
             .map(|message| EventBody::Error { message }),
     );
     out
+}
+
+/// The project's own `.mcp.json`, which Claude Code starts only once the user trusted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectMcp {
+    None,
+    Trusted,
+    Untrusted,
+}
+
+/// Whether the workspace has a `.mcp.json` and the user trusted exactly these bytes.
+pub fn project_mcp(spec: &SessionSpec) -> ProjectMcp {
+    match std::fs::read(spec.workspace.join(".mcp.json")) {
+        Err(_) => ProjectMcp::None,
+        Ok(bytes)
+            if spec.trusted_mcp.as_deref() == Some(&harvest_protocol::content_name(&bytes)) =>
+        {
+            ProjectMcp::Trusted
+        }
+        Ok(_) => ProjectMcp::Untrusted,
+    }
 }
 
 /// The user's Claude folder and `.claude.json`, as their own `claude` finds them (the

@@ -15,6 +15,18 @@ pub use event::{Event, EventBody, SessionState, ToolOutput};
 pub use ids::{Seq, SessionId};
 pub use secret::Secret;
 
+/// A name for content on the wire: the first 16 hex digits of its SHA-256 (a reviewed
+/// patch, a trusted `.mcp.json`), so that "the same bytes" is checked the same way on
+/// both sides.
+pub fn content_name(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Wire protocol version. A client and a daemon with different versions refuse to talk
 /// (additive changes within a version only add optional fields and new event types).
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -172,6 +172,10 @@ pub struct CreateParams {
     /// which). Default: yes; `false` runs clean (`--no-user-config`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_config: Option<bool>,
+    /// The workspace's `.mcp.json` as the user trusted it ([`crate::content_name`] of its
+    /// bytes): its servers start only while the file is still exactly that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_mcp: Option<String>,
     /// Variables forwarded from the client's environment into the agent's environment
     /// only (API keys, base URL). Never stored, never logged.
     #[serde(default)]

@@ -119,9 +119,7 @@ pub fn patch_bytes(diff: &DiffResult) -> Result<Vec<u8>, ApplyError> {
 /// agent left running may change the workspace between the two). The first 16 hex
 /// digits of its SHA-256.
 pub fn patch_name(patch: &[u8]) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(patch);
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    harvest_protocol::content_name(patch)
 }
 
 /// The forge token, from the user's environment (GH_TOKEN, GITHUB_TOKEN) or the GitHub

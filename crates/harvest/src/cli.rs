@@ -214,6 +214,10 @@ pub struct NewArgs {
     /// skills, agents, output styles, MCP servers), as a fresh install would.
     #[arg(long)]
     pub no_user_config: bool,
+    /// Trust the project's `.mcp.json` and start its servers (without the question that is
+    /// asked once per folder and content otherwise).
+    #[arg(long)]
+    pub trust_project_mcp: bool,
     /// What the agent's tools may reach: `open` (the host's network) or `none` (loopback
     /// only; the agent still reaches its model). Default from the config.
     #[arg(long)]

@@ -3,6 +3,7 @@
 mod auth;
 mod daemon;
 mod demo;
+mod mcp_trust;
 mod pull;
 mod review;
 mod run;

@@ -56,6 +56,10 @@ pub struct SessionSpec {
     /// absent in sessions made before there was such a thing: they stay as they were.
     #[serde(default)]
     pub user_config: bool,
+    /// The workspace's `.mcp.json` the user trusted (its content name); its servers start
+    /// only while the file is exactly that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_mcp: Option<String>,
 }
 
 impl SessionSpec {

@@ -79,6 +79,7 @@ pub async fn demo(paths: &Paths, json: bool) -> Result<ExitCode> {
             // The offline demo plays a script: the user's own settings (a model, hooks) must
             // not change it.
             no_user_config: true,
+            trust_project_mcp: false,
             network: None,
             name: Some("demo: fix the failing test".into()),
             model: None,

@@ -126,6 +126,15 @@ async fn create_call(
         ),
         other => other.clone(),
     };
+    // The project's `.mcp.json`, if it has one, is trusted here (asked once) or not.
+    let folder = workspace
+        .as_deref()
+        .or(repo.as_deref().filter(|r| std::path::Path::new(r).is_dir()));
+    let trusted_mcp = super::mcp_trust::decide(
+        &harvest_config::Paths::from_env()?,
+        folder.map(std::path::Path::new),
+        args.trust_project_mcp,
+    )?;
     Ok(client
         .call::<m::SessionCreate>(CreateParams {
             workspace,
@@ -139,6 +148,7 @@ async fn create_call(
             ports: args.ports,
             image: args.image,
             user_config: args.no_user_config.then_some(false),
+            trusted_mcp,
             env,
         })
         .await?)
