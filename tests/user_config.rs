@@ -41,7 +41,10 @@ fn realistic_home(h: &Harness) {
     .unwrap();
     std::fs::write(
         claude.join("settings.json"),
-        json!({"model": "claude-sonnet-4-5", "env": {"USER_SETTING_MARKER": "from-settings"},
+        json!({"model": "claude-sonnet-4-5",
+               "env": {"USER_SETTING_MARKER": "from-settings", "GITHUB_TOKEN": "ghp_LEAKVALUE",
+                       "ANTHROPIC_BASE_URL": "http://127.0.0.1:9/around-the-proxy"},
+               "apiKeyHelper": "echo sk-ant-api03-LEAKED-BY-HELPER",
                "permissions": {"allow": ["Bash(echo:*)"]}})
         .to_string(),
     )
@@ -164,6 +167,16 @@ fn brings_the_users_configuration(kind: &str) {
         !said.contains("sk-mcp-SECRET-VALUE-123"),
         "a server's secret reached the session"
     );
+    // The settings' credentials and the model's address stayed out (the run reached the
+    // model through the proxy, not around it), and the session says what was left out.
+    assert!(
+        said.contains("apiKeyHelper") && said.contains("GITHUB_TOKEN"),
+        "{}",
+        summarize(&live)
+    );
+    for leaked in ["ghp_LEAKVALUE", "LEAKED-BY-HELPER", "around-the-proxy"] {
+        assert!(!said.contains(leaked), "{leaked} reached the session");
+    }
 
     // A tool call reaches the stdio server inside the sandbox.
     let id = live[0]["session"].as_str().unwrap().to_owned();

@@ -143,7 +143,10 @@ pub fn collect_at(daemon: &Daemon, spec: &SessionSpec, agent_home: Option<&Path>
         && let Ok(text) = std::fs::read_to_string(dir.join("settings.json"))
     {
         match serde_json::from_str::<Value>(&text) {
-            Ok(v) if v.is_object() => out.settings = Some(rewrite(v.to_string())),
+            Ok(mut v) if v.is_object() => {
+                out.notes.extend(without_secrets(&mut v));
+                out.settings = Some(rewrite(v.to_string()));
+            }
             _ => out.notes.push(format!(
                 "your {} is not a JSON object; it was left out",
                 dir.join("settings.json").display()
@@ -158,6 +161,56 @@ pub fn collect_at(daemon: &Daemon, spec: &SessionSpec, agent_home: Option<&Path>
         }
     }
     out
+}
+
+/// Settings that would put a credential in the sandbox or route the model's traffic
+/// around the proxy, which outrank nothing here: the credential helpers (commands that
+/// print a key), and in `env` the model's credential and address variables and anything
+/// named like a secret. What was taken out is said, by name.
+const HELPERS: &[&str] = &[
+    "apiKeyHelper",
+    "awsAuthRefresh",
+    "awsCredentialExport",
+    "otelHeadersHelper",
+];
+
+fn without_secrets(settings: &mut Value) -> Vec<String> {
+    let mut notes = Vec::new();
+    let Some(o) = settings.as_object_mut() else {
+        return notes;
+    };
+    for helper in HELPERS {
+        if o.remove(*helper).is_some() {
+            notes.push(format!(
+                "your settings' {helper} was left out: it would make a credential inside the sandbox (the model proxy outside it holds yours)"
+            ));
+        }
+    }
+    if let Some(env) = o.get_mut("env").and_then(Value::as_object_mut) {
+        let secret = |k: &str| {
+            let k = k.to_ascii_uppercase();
+            k.starts_with("ANTHROPIC_")
+                || k.starts_with("CLAUDE_CODE_OAUTH")
+                || ["TOKEN", "KEY", "SECRET", "PASSWORD", "CREDENTIAL"]
+                    .iter()
+                    .any(|s| k.contains(s))
+        };
+        let dropped: Vec<String> = env.keys().filter(|k| secret(k)).cloned().collect();
+        for k in &dropped {
+            env.remove(k);
+        }
+        if !dropped.is_empty() {
+            notes.push(format!(
+                "your settings' env {} left out: no credential enters the sandbox, and the model is reached through Harvest's proxy",
+                if dropped.len() == 1 {
+                    format!("{} was", dropped[0])
+                } else {
+                    format!("{} were", dropped.join(", "))
+                }
+            ));
+        }
+    }
+    notes
 }
 
 /// The keys a project has in `~/.claude.json`: the session's folder here, and for a
