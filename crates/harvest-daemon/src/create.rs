@@ -120,6 +120,7 @@ pub async fn create(
         Making {
             source: Some(source),
             progress: progress(id.as_str()),
+            setup: p.setup.unwrap_or(true),
         },
     )
     .await
@@ -138,6 +139,9 @@ pub async fn create(
 struct Making {
     source: Option<WorkspaceSource>,
     progress: harvest_sandbox::Progress,
+    /// Run the repository's setup before the first turn (a new session, unless
+    /// `--no-setup`; never a fork, whose copy is set up already).
+    setup: bool,
 }
 
 async fn start(
@@ -150,6 +154,7 @@ async fn start(
     making: Making,
 ) -> Result<(), RpcError> {
     let mut sandbox_spec = policy::sandbox_spec(daemon, id.as_str(), spec);
+    let progress = making.progress.clone();
     sandbox_spec.progress = making.progress;
     if let Some(source) = making.source {
         sandbox_spec.workspace = source;
@@ -165,6 +170,11 @@ async fn start(
         Vec::new()
     };
     let spec = &spec;
+    let setup_events = if making.setup {
+        crate::setup::run(sandbox.as_ref(), &progress).await
+    } else {
+        Vec::new()
+    };
     let opts = policy::claude_options(daemon, spec, false, 0.0, sandbox.agent_home());
     let cmd = AgentCommand::claude(sandbox.agent_program(), &opts);
     let process = match sandbox.spawn_agent(&cmd, secrets).await {
@@ -189,6 +199,7 @@ async fn start(
         ),
     })];
     events.extend(git_events.into_iter().map(NewEvent::new));
+    events.extend(setup_events.into_iter().map(NewEvent::new));
     events.extend(
         crate::user_config::events(daemon, spec)
             .into_iter()

@@ -20,6 +20,7 @@ mod redact;
 mod registry;
 mod review;
 mod session;
+mod setup;
 mod subscription;
 mod user_config;
 

@@ -160,6 +160,7 @@ base64 -w0 < "$tmp/b""#
             ExecLimits {
                 output_bytes: DIFF_MAX,
                 timeout: Duration::from_secs(300),
+                ..Default::default()
             },
         )
         .await
@@ -211,6 +212,7 @@ async fn run(
             ExecLimits {
                 output_bytes,
                 timeout: Duration::from_secs(120),
+                ..Default::default()
             },
         )
         .await

@@ -640,6 +640,7 @@ pub async fn end_agent_processes(docker: &Docker, container: &str, user: &str) {
         harvest_sandbox::ExecLimits {
             output_bytes: 4096,
             timeout: std::time::Duration::from_secs(5),
+            ..Default::default()
         },
     )
     .await;

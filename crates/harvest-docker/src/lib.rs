@@ -441,6 +441,7 @@ impl Sandbox for DockerSandbox {
             ExecLimits {
                 output_bytes: usize::try_from(limit).unwrap_or(usize::MAX),
                 timeout: std::time::Duration::from_secs(5),
+                ..Default::default()
             },
         )
         .await?;

@@ -51,6 +51,8 @@ pub async fn run(
         return Err(SandboxError::Spawn("the command started detached".into()));
     };
     let (mut stdout, mut stderr, mut truncated) = (Vec::new(), Vec::new(), false);
+    // How far stdout has been told line by line (a setup's output streams).
+    let mut said = 0;
     let exec_id = exec.id.clone();
     let collect = async {
         // The stream ends when every holder of the command's output has closed it, and a
@@ -90,6 +92,12 @@ pub async fn run(
                 truncated = true;
             }
             buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            while let Some(nl) = stdout[said..].iter().position(|b| *b == b'\n') {
+                limits
+                    .lines
+                    .say(String::from_utf8_lossy(&stdout[said..said + nl]).trim_end());
+                said += nl + 1;
+            }
         }
     };
     // The inner `timeout` ends the command; this bound is for an engine that hangs.

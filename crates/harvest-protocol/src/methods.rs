@@ -176,6 +176,9 @@ pub struct CreateParams {
     /// bytes): its servers start only while the file is still exactly that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trusted_mcp: Option<String>,
+    /// Run the repository's setup (`.harvest/setup`) before the first turn. Default: yes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<bool>,
     /// Variables forwarded from the client's environment into the agent's environment
     /// only (API keys, base URL). Never stored, never logged.
     #[serde(default)]

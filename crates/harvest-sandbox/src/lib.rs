@@ -293,10 +293,15 @@ pub struct WorkspaceChange {
 }
 
 /// Bounds of a one-shot command.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ExecLimits {
     pub output_bytes: usize,
     pub timeout: std::time::Duration,
+    /// Give the command the session's network (a repository's setup installs things);
+    /// otherwise none. A sandbox without a network gives none either way.
+    pub network: bool,
+    /// Each line of its standard output as it comes (a setup's output, streamed).
+    pub lines: Progress,
 }
 
 impl Default for ExecLimits {
@@ -304,6 +309,8 @@ impl Default for ExecLimits {
         ExecLimits {
             output_bytes: 4 * 1024 * 1024,
             timeout: std::time::Duration::from_secs(60),
+            network: false,
+            lines: Progress::default(),
         }
     }
 }

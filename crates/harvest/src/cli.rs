@@ -218,6 +218,10 @@ pub struct NewArgs {
     /// asked once per folder and content otherwise).
     #[arg(long)]
     pub trust_project_mcp: bool,
+    /// Skip the repository's setup script (`.harvest/setup`), which otherwise runs in the
+    /// sandbox before the first turn.
+    #[arg(long)]
+    pub no_setup: bool,
     /// What the agent's tools may reach: `open` (the host's network) or `none` (loopback
     /// only; the agent still reaches its model). Default from the config.
     #[arg(long)]

@@ -337,7 +337,7 @@ pub async fn exec_confined(
         return Err(SandboxError::Spawn("an empty command".into()));
     };
     let mut jail = policy.clone();
-    jail.network = false;
+    jail.network = limits.network && policy.network;
     jail.model_link = None;
     let mut command = tokio::process::Command::new(bwrap_bin);
     let _seccomp = confine(&mut command)?;
@@ -367,8 +367,24 @@ pub async fn exec_confined(
         // a full pipe.
         let read_out = async {
             if let Some(mut s) = stdout {
-                let _ = (&mut s).take(limit + 1).read_to_end(&mut out).await;
-                let _ = tokio::io::copy(&mut s, &mut tokio::io::sink()).await;
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut said = 0;
+                loop {
+                    let n = match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if (out.len() as u64) <= limit {
+                        out.extend_from_slice(&buf[..n]);
+                    }
+                    // Whole lines as they come, for a caller that streams them.
+                    while let Some(nl) = out[said..].iter().position(|b| *b == b'\n') {
+                        limits
+                            .lines
+                            .say(String::from_utf8_lossy(&out[said..said + nl]).trim_end());
+                        said += nl + 1;
+                    }
+                }
             }
         };
         let read_err = async {
@@ -550,6 +566,7 @@ mod tests {
             crate::ExecLimits {
                 output_bytes: 1000,
                 timeout: std::time::Duration::from_secs(5),
+                ..Default::default()
             },
         )
         .await;
@@ -565,6 +582,7 @@ mod tests {
             crate::ExecLimits {
                 output_bytes: 1000,
                 timeout: std::time::Duration::from_millis(500),
+                ..Default::default()
             },
         )
         .await;

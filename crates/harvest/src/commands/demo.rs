@@ -80,6 +80,7 @@ pub async fn demo(paths: &Paths, json: bool) -> Result<ExitCode> {
             // not change it.
             no_user_config: true,
             trust_project_mcp: false,
+            no_setup: true,
             network: None,
             name: Some("demo: fix the failing test".into()),
             model: None,

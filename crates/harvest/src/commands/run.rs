@@ -149,6 +149,7 @@ async fn create_call(
             image: args.image,
             user_config: args.no_user_config.then_some(false),
             trusted_mcp,
+            setup: args.no_setup.then_some(false),
             env,
         })
         .await?)
