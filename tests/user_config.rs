@@ -24,6 +24,13 @@ tool_use = { name = "mcp__tiny__echo_marker", input = {} }
 text = "The server answered."
 
 [[turn]]
+prompt = "recall the graph"
+[[turn.step]]
+tool_use = { name = "mcp__memory__read_graph", input = {} }
+[[turn.step]]
+text = "Recalled."
+
+[[turn]]
 [[turn.step]]
 text = "Hello."
 "#;
@@ -259,5 +266,48 @@ fn a_projects_mcp_servers_start_only_once_trusted() {
     assert!(
         !on,
         "a changed .mcp.json started without being trusted again"
+    );
+}
+
+/// The sandbox image's memory server, enabled in the config, starts from a seed graph: a
+/// tool call in a container reads the seeded entity (also without the user's own
+/// configuration: the server is the image's).
+#[test]
+fn the_images_memory_server_starts_from_its_seed() {
+    let h = Harness::new(SCRIPT);
+    let seed = h.path("seed.json");
+    std::fs::write(
+        &seed,
+        json!({"entities": [{"name": "HarvestSeedEntity", "entityType": "project",
+                             "observations": ["seeded before the session"]}],
+               "relations": []})
+        .to_string(),
+    )
+    .unwrap();
+    h.write_config(&format!(
+        "[sandbox]\ndefault = \"docker\"\n[mcp]\nmemory = true\nmemory_seed = \"{}\"\n",
+        seed.display()
+    ));
+    harvest_e2e::docker::prepare(&h);
+    let _ = std::process::Command::new("chmod")
+        .args(["a+r"])
+        .arg(&seed)
+        .status();
+    let ws = h.workspace.to_str().unwrap();
+    let out = h.run(&[
+        "run",
+        "--json",
+        "--no-user-config",
+        "--workspace",
+        ws,
+        "recall the graph",
+    ]);
+    let live = harvest_e2e::parse_lines(&String::from_utf8_lossy(&out.stdout));
+    let results = serde_json::to_string(&of_type(&live, "tool_result")).unwrap();
+    assert!(
+        results.contains("HarvestSeedEntity") && results.contains("seeded before the session"),
+        "{}\n{results}\n{}",
+        summarize(&live),
+        serde_json::to_string(&of_type(&live, "agent_init")).unwrap()
     );
 }

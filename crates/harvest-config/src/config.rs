@@ -25,6 +25,18 @@ pub struct Config {
     pub keys: KeysConfig,
     pub notify: NotifyConfig,
     pub github: GitHubConfig,
+    pub mcp: McpConfig,
+}
+
+/// `[mcp]`: MCP servers the sandbox image brings (containers and Daytona sandboxes).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpConfig {
+    /// Start the image's memory server (a knowledge graph the agent keeps in its HOME).
+    pub memory: bool,
+    /// A knowledge graph (JSON: `entities` and `relations`, or the server's own JSONL)
+    /// the memory starts from in a new session.
+    pub memory_seed: Option<PathBuf>,
 }
 
 /// `[github]`: where `harvest pr` opens pull requests. GITHUB_API_URL in the client's

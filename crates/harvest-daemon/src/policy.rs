@@ -203,11 +203,7 @@ pub fn sandbox_spec(daemon: &Daemon, id: &str, spec: &SessionSpec) -> SandboxSpe
         ports: spec.ports.clone(),
         image: spec.image.clone(),
         progress: Default::default(),
-        home_binds: if spec.user_config {
-            crate::user_config::collect(daemon, spec).binds
-        } else {
-            Vec::new()
-        },
+        home_binds: crate::user_config::collect(daemon, spec).binds,
     }
 }
 

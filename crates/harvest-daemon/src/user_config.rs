@@ -46,12 +46,12 @@ pub fn events(daemon: &Daemon, spec: &SessionSpec) -> Vec<harvest_protocol::Even
     let mut brought: Vec<&str> = user
         .binds
         .iter()
-        .map(|(_, rel)| rel.trim_start_matches(".claude/"))
+        .filter_map(|(_, rel)| rel.strip_prefix(".claude/"))
         .collect();
     if user.settings.is_some() {
         brought.push("settings.json");
     }
-    if user.mcp.is_some() {
+    if user.mcp.is_some() && spec.user_config {
         brought.push("MCP servers");
     }
     let mut out = Vec::new();
@@ -120,10 +120,14 @@ pub fn collect(daemon: &Daemon, spec: &SessionSpec) -> Collected {
 
 pub fn collect_at(daemon: &Daemon, spec: &SessionSpec, agent_home: Option<&Path>) -> Collected {
     let mut out = Collected::default();
-    if !spec.user_config {
-        return out;
-    }
-    let Some((dir, claude_json)) = claude_paths() else {
+    // The image's own servers are the sandbox's, not the user's: they come either way.
+    let image_memory = image_memory(daemon, spec, agent_home, &mut out);
+    let paths = claude_paths().filter(|_| spec.user_config);
+    let Some((dir, claude_json)) = paths else {
+        if let Some(memory) = image_memory {
+            let config = serde_json::json!({"mcpServers": {"memory": memory}});
+            out.mcp = Some(config.to_string());
+        }
         return out;
     };
     let parts = &daemon.config.agent.user_config;
@@ -153,8 +157,15 @@ pub fn collect_at(daemon: &Daemon, spec: &SessionSpec, agent_home: Option<&Path>
             )),
         }
     }
-    if wants("mcp") {
-        let servers = mcp_servers(&claude_json, &project_keys(spec), &mut out.notes);
+    if wants("mcp") || image_memory.is_some() {
+        let mut servers = if wants("mcp") {
+            mcp_servers(&claude_json, &project_keys(spec), &mut out.notes)
+        } else {
+            Map::new()
+        };
+        if let Some(memory) = image_memory {
+            servers.insert("memory".into(), memory);
+        }
         if !servers.is_empty() {
             let config = serde_json::json!({ "mcpServers": Value::Object(servers) });
             out.mcp = Some(rewrite(config.to_string()));
@@ -211,6 +222,52 @@ fn without_secrets(settings: &mut Value) -> Vec<String> {
         }
     }
     notes
+}
+
+/// Where a memory seed is shown in the agent's HOME.
+const SEED: &str = ".harvest/memory-seed.json";
+
+/// The image's memory server (`[mcp] memory`), for sessions whose sandbox brings it (an
+/// image's CLI: docker, daytona); its graph lives in the agent's HOME, starting from the
+/// seed (bound read-only) in a new session.
+fn image_memory(
+    daemon: &Daemon,
+    spec: &SessionSpec,
+    agent_home: Option<&Path>,
+    out: &mut Collected,
+) -> Option<Value> {
+    let cfg = &daemon.config.mcp;
+    if !cfg.memory || spec.claude.is_some() {
+        return None;
+    }
+    if let Some(seed) = &cfg.memory_seed {
+        if seed.is_file() {
+            out.binds.push((seed.clone(), SEED.into()));
+        } else {
+            out.notes.push(format!(
+                "the memory seed {} is not a file; the memory starts empty",
+                seed.display()
+            ));
+        }
+    }
+    // The server keeps JSONL; a seed in the {entities, relations} shape is turned into it.
+    // The HOME is spelled out: the CLI starts MCP servers with a pared-down environment.
+    let home = agent_home.map_or("$HOME".to_owned(), |h| h.display().to_string());
+    let start = format!(
+        r#"f="{home}/.harvest-memory.jsonl"; s="{home}/{SEED}"; if [ ! -f "$f" ] && [ -f "$s" ]; then python3 -c 'import json,sys
+t=open(sys.argv[1]).read()
+try:
+    g=json.loads(t)
+except ValueError:
+    g=None
+o=open(sys.argv[2],"w")
+if isinstance(g,dict):
+    for e in g.get("entities",[]): o.write(json.dumps(dict(e,type="entity"))+chr(10))
+    for r in g.get("relations",[]): o.write(json.dumps(dict(r,type="relation"))+chr(10))
+else:
+    o.write(t)' "$s" "$f"; fi; MEMORY_FILE_PATH="$f" exec mcp-server-memory"#
+    );
+    Some(serde_json::json!({"type": "stdio", "command": "sh", "args": ["-c", start]}))
 }
 
 /// The keys a project has in `~/.claude.json`: the session's folder here, and for a
