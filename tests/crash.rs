@@ -240,13 +240,24 @@ fn a_supervisor_killed_mid_turn_marks_the_session_interrupted_at_once() {
         assert!(reason.contains("supervisor"), "{reason}");
         let ls = h.ok(&["ls", "--json"]);
         assert!(!ls.contains("\"running\""), "{ls}");
-        // Nothing of the jail is left running.
+        // Nothing of the jail is left running (SIGKILL takes a moment to land).
         let jail = format!("sessions/{id}/home");
-        let left = std::process::Command::new("pgrep")
-            .args(["-f", &jail])
-            .output()
-            .unwrap();
-        assert!(left.stdout.is_empty(), "the jail outlived its supervisor");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = std::process::Command::new("pgrep")
+                .args(["-f", &jail])
+                .output()
+                .unwrap();
+            if left.stdout.is_empty() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the jail outlived its supervisor: {}",
+                String::from_utf8_lossy(&left.stdout)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
