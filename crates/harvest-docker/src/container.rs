@@ -188,6 +188,9 @@ async fn ensure_open_network(docker: &Docker) -> Result<()> {
     }
 }
 
+/// The engine said it has no size option for containers (overlay2 over ext4).
+static NO_SIZE_OPTION: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 pub async fn create(docker: &Docker, names: &Names, shape: &Shape<'_>) -> Result<()> {
     if *shape.network == Network::Open {
         ensure_open_network(docker).await?;
@@ -310,6 +313,7 @@ pub async fn create(docker: &Docker, names: &Names, shape: &Shape<'_>) -> Result
     };
     let mut body = body;
     if o.disk_mb > 0
+        && !NO_SIZE_OPTION.load(std::sync::atomic::Ordering::Relaxed)
         && let Some(h) = body.host_config.as_mut()
     {
         h.storage_opt = Some(HashMap::from([(
@@ -323,6 +327,8 @@ pub async fn create(docker: &Docker, names: &Names, shape: &Shape<'_>) -> Result
         // measure (`disk.rs`) is the limit then.
         Err(e) if e.to_string().contains("storage-opt") => {
             tracing::debug!(error = %e, "the engine cannot limit a container's size; the daemon measures it");
+            // Asked once per daemon: every later create goes straight to the engine.
+            NO_SIZE_OPTION.store(true, std::sync::atomic::Ordering::Relaxed);
             if let Some(h) = body.host_config.as_mut() {
                 h.storage_opt = None;
             }

@@ -134,6 +134,10 @@ async fn run(
             return ExitCode::from(127);
         }
     };
+    // The command keeps what it was given for the child's stdio: dropped now, so that
+    // the agent's end of each socket is the agent's alone and its exit is seen as EOF.
+    drop(cmd);
+    drop(scope);
     let pid = child.id().and_then(|p| i32::try_from(p).ok());
     for (listener, to) in listeners {
         tokio::spawn(async move {
