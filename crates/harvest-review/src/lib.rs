@@ -238,7 +238,7 @@ pub fn check_patch(root: &Path, patch: &[u8]) -> Result<Vec<String>, ApplyError>
     }
     if let Some(dir) = plants_a_repository(Some(root), &touched) {
         return Err(ApplyError::Refused(format!(
-            "the session's patch makes {} a git repository (HEAD beside objects/ and refs/), \
+            "the session's patch makes {} a git repository (a HEAD beside objects/ and refs/, or a commondir), \
              which would run its config wherever git runs there; nothing was written",
             shown(&dir)
         )));

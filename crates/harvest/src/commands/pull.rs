@@ -54,7 +54,7 @@ pub async fn pull(paths: &Paths, session: &str, patch: Option<PathBuf>) -> Resul
         .collect();
     if let Some(dir) = harvest_review::plants_a_repository(local.as_deref(), &paths) {
         bail!(
-            "the sandbox's changes make {} a git repository (HEAD beside objects/ and refs/), \
+            "the sandbox's changes make {} a git repository (a HEAD beside objects/ and refs/, or a commondir), \
              which would run its config wherever git runs there; nothing was pulled",
             shown(&dir)
         );
