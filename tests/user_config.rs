@@ -82,6 +82,27 @@ fn realistic_home(h: &Harness) {
         .to_string(),
     )
     .unwrap();
+    // An installed plugin, as `claude plugin install` leaves it, with a command.
+    let plugin = claude.join("plugins/cache/market/shipkit/1.0.0");
+    std::fs::create_dir_all(plugin.join(".claude-plugin")).unwrap();
+    std::fs::create_dir_all(plugin.join("commands")).unwrap();
+    std::fs::write(
+        plugin.join(".claude-plugin/plugin.json"),
+        json!({"name": "shipkit", "version": "1.0.0", "description": "Ship things"}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        plugin.join("commands/release.md"),
+        "---\ndescription: Release\n---\nRelease it.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        claude.join("plugins/installed_plugins.json"),
+        json!({"version": 2, "plugins": {"shipkit@market": [{"scope": "user",
+            "installPath": plugin, "version": "1.0.0"}]}})
+        .to_string(),
+    )
+    .unwrap();
     // Readable by a container's agent too (uid 1000 when the tests run as root).
     let _ = std::process::Command::new("chmod")
         .args(["-R", "a+rX"])
@@ -137,6 +158,10 @@ fn brings_the_users_configuration(kind: &str) {
     assert!(
         listed(&init, "agents", "reviewer"),
         "the agent is not in the init: {init}"
+    );
+    assert!(
+        listed(&init, "slash_commands", "shipkit:release"),
+        "the plugin's command is not in the init: {init}"
     );
     let servers = init["mcp_servers"].to_string();
     assert!(
@@ -310,4 +335,142 @@ fn the_images_memory_server_starts_from_its_seed() {
         summarize(&live),
         serde_json::to_string(&of_type(&live, "agent_init")).unwrap()
     );
+}
+
+const REMOTE_SCRIPT: &str = r#"
+[[turn]]
+prompt = "use the remote servers"
+[[turn.step]]
+tool_use = { name = "mcp__remote__whoami", input = {} }
+[[turn.step]]
+tool_use = { name = "mcp__named__echo_marker", input = {} }
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = "python3 leak_probe.py sk-http-mcp- SECRET-4242" } }
+[[turn.step]]
+text = "Both answered."
+
+[[turn]]
+[[turn.step]]
+text = "Hello."
+"#;
+
+/// A remote MCP server that demands a bearer token is reached through the supervisor,
+/// which adds the token outside the sandbox: the call answers, nothing in the sandbox
+/// holds the token (every environment, command line and reachable file searched), the
+/// relay lends it to no other path and to no caller without the agent's token, and all
+/// of it without a network. A stdio server's secret enters only because the user named
+/// it, and the session says so.
+fn remote_servers_keep_their_credentials_outside(kind: &str) {
+    let h = Harness::new(REMOTE_SCRIPT);
+    h.write_config(&format!(
+        "[sandbox]\ndefault = \"{kind}\"\n[mcp.secrets]\nnamed = [\"SERVICE_TOKEN\"]\n"
+    ));
+    let log = h.path("http_mcp.log");
+    let server_py = h.path("http_mcp.py");
+    std::fs::write(&server_py, include_str!("support/http_mcp.py")).unwrap();
+    let (mut server, url) = harvest_e2e::spawn_listening(
+        std::process::Command::new("python3")
+            .arg(&server_py)
+            .args(["0", "sk-http-mcp-SECRET-4242"])
+            .arg(&log),
+        "the HTTP MCP server",
+    );
+    let home = h.path("home");
+    std::fs::create_dir_all(home.join(".claude")).unwrap();
+    std::fs::write(
+        home.join(".claude.json"),
+        json!({"mcpServers": {
+            "remote": {"type": "http", "url": format!("{url}/mcp"),
+                       "headers": {"Authorization": "Bearer sk-http-mcp-SECRET-4242"}},
+            "named": {"type": "stdio", "command": "python3", "args": ["tiny_mcp.py"],
+                      "env": {"SERVICE_TOKEN": "sk-named-VALUE-77"}},
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    for (f, text) in [
+        ("tiny_mcp.py", include_str!("support/tiny_mcp.py")),
+        ("leak_probe.py", include_str!("support/leak_probe.py")),
+    ] {
+        std::fs::write(h.workspace.join(f), text).unwrap();
+    }
+    let _ = std::process::Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&home)
+        .status();
+    if kind == "docker" {
+        harvest_e2e::docker::prepare(&h);
+    }
+    let ws = h.workspace.to_str().unwrap();
+    let out = h.run(&[
+        "run",
+        "--json",
+        "--network",
+        "none",
+        "--workspace",
+        ws,
+        "use the remote servers",
+    ]);
+    let _ = server.kill();
+    let live = harvest_e2e::parse_lines(&String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        summarize(&live),
+        h.daemon_log_tail()
+    );
+    let results = serde_json::to_string(&of_type(&live, "tool_result")).unwrap();
+    assert!(
+        results.contains("HTTP-MCP-REACHED"),
+        "the remote server was not reached: {}",
+        summarize(&live)
+    );
+    assert!(
+        results.contains("named-secret=given"),
+        "the named secret did not reach its server: {results}"
+    );
+    assert!(
+        results.contains("LEAKS none"),
+        "a secret is inside the sandbox: {results}"
+    );
+    assert!(
+        results.contains("OTHER-PATH 403"),
+        "the relay lent the token to another path: {results}"
+    );
+    assert!(
+        results.contains("NO-TOKEN 401"),
+        "the relay served a caller without the agent's token: {results}"
+    );
+    // The server saw its token on every request that reached it.
+    let seen = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !seen.is_empty() && !seen.contains("\"authorized\": false"),
+        "{seen}"
+    );
+    assert!(!seen.contains("/admin"), "{seen}");
+    // The session says which secrets are inside, by name only; the events hold neither
+    // value.
+    let said = serde_json::to_string(&live).unwrap();
+    assert!(
+        said.contains("named: SERVICE_TOKEN"),
+        "{}",
+        summarize(&live)
+    );
+    assert!(!said.contains("sk-named-VALUE-77") && !said.contains("sk-http-mcp-SECRET-4242"));
+    let ls = h.ok(&["ls"]);
+    assert!(
+        ls.contains("secrets inside the sandbox: named: SERVICE_TOKEN"),
+        "{ls}"
+    );
+    assert!(!ls.contains("sk-named-VALUE-77"));
+}
+
+#[test]
+fn remote_mcp_servers_get_their_credentials_outside_the_sandbox() {
+    remote_servers_keep_their_credentials_outside("local");
+}
+
+#[test]
+fn remote_mcp_servers_get_their_credentials_outside_a_container() {
+    remote_servers_keep_their_credentials_outside("docker");
 }

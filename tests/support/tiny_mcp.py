@@ -26,7 +26,8 @@ for line in sys.stdin:
             "inputSchema": {"type": "object", "properties": {}},
         }]}
     elif method == "tools/call":
-        where = "cwd=%s" % os.getcwd()
+        where = "cwd=%s named-secret=%s" % (
+            os.getcwd(), "given" if os.environ.get("SERVICE_TOKEN") else "absent")
         result = {"content": [{"type": "text", "text": "MCP-TOOL-REACHED " + where}]}
     else:
         result = {}

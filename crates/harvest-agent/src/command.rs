@@ -49,6 +49,13 @@ pub struct ClaudeOptions {
     pub mcp_config: Option<String>,
     /// `--strict-mcp-config`: only those; the project's `.mcp.json` is not started.
     pub strict_mcp: bool,
+    /// The remote MCP servers `mcp_config` reaches through the supervisor's relays.
+    pub mcp_relays: Vec<harvest_protocol::mcp::McpTarget>,
+    /// Secrets the user named for their stdio MCP servers: in the agent's environment,
+    /// where `mcp_config` refers to them (never on its command line).
+    pub secret_env: BTreeMap<String, harvest_protocol::Secret>,
+    /// `--plugin-dir`: the user's plugins, as the sandbox shows them.
+    pub plugin_dirs: Vec<String>,
 }
 
 /// What to run inside the sandbox: the program, its arguments and environment.
@@ -61,6 +68,10 @@ pub struct AgentCommand {
     /// What this process may still spend: the model proxy holds it to this, whoever in
     /// the sandbox sends the request (the CLI's own `--max-budget-usd` sees only its own).
     pub budget_usd: Option<f64>,
+    /// Remote MCP servers the sandbox relays for the agent (see `ClaudeOptions`).
+    pub mcp_relays: Vec<harvest_protocol::mcp::McpTarget>,
+    /// Secret variables of the agent's environment (see `ClaudeOptions::secret_env`).
+    pub secret_env: BTreeMap<String, harvest_protocol::Secret>,
 }
 
 impl AgentCommand {
@@ -120,6 +131,9 @@ impl AgentCommand {
         if opts.strict_mcp {
             args.push("--strict-mcp-config".into());
         }
+        for dir in &opts.plugin_dirs {
+            args.push(format!("--plugin-dir={dir}").into());
+        }
         if let Some(p) = &opts.append_system_prompt {
             args.push(format!("--append-system-prompt={p}").into());
         }
@@ -145,6 +159,8 @@ impl AgentCommand {
             args,
             env,
             budget_usd: opts.max_budget_usd,
+            mcp_relays: opts.mcp_relays.clone(),
+            secret_env: opts.secret_env.clone(),
         }
     }
 }

@@ -37,6 +37,10 @@ pub struct McpConfig {
     /// A knowledge graph (JSON: `entities` and `relations`, or the server's own JSONL)
     /// the memory starts from in a new session.
     pub memory_seed: Option<PathBuf>,
+    /// The secrets each of the user's stdio MCP servers may take into the sandbox, by
+    /// server: `db = ["DB_TOKEN"]` (variables of its `env` in `~/.claude.json`). A server
+    /// whose environment holds an unnamed secret is left out.
+    pub secrets: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// `[github]`: where `harvest pr` opens pull requests. GITHUB_API_URL in the client's
@@ -165,7 +169,7 @@ pub struct AgentConfig {
     pub max_running_sessions: usize,
     /// What of the user's own Claude Code configuration comes along into every session
     /// (read-only): any of `memory` (CLAUDE.md), `settings`, `commands`, `skills`,
-    /// `agents`, `output-styles`, `mcp` (user-scope and this project's servers from
+    /// `agents`, `output-styles`, `plugins`, `mcp` (user-scope and this project's servers from
     /// `~/.claude.json`). Empty: nothing. `harvest new --no-user-config` runs one clean.
     pub user_config: Vec<String>,
 }
@@ -178,6 +182,7 @@ pub const USER_CONFIG_PARTS: &[&str] = &[
     "skills",
     "agents",
     "output-styles",
+    "plugins",
     "mcp",
 ];
 

@@ -66,7 +66,7 @@ pub async fn create(
         .name
         .clone()
         .unwrap_or_else(|| default_name(&workspace, p.repo.as_deref(), p.prompt.as_deref()));
-    let spec = SessionSpec {
+    let mut spec = SessionSpec {
         workspace: workspace.clone(),
         repo: p.repo.as_deref().map(harvest_sandbox::local::redact_url),
         owns_workspace,
@@ -95,7 +95,9 @@ pub async fn create(
         pr_url: None,
         user_config: p.user_config.unwrap_or(true),
         trusted_mcp: p.trusted_mcp.clone(),
+        secrets_inside: Vec::new(),
     };
+    spec.secrets_inside = crate::user_config::collect(daemon, &spec).secrets_inside;
     // Recorded before the sandbox exists: a crash from here on leaves a session whose
     // sandbox the next daemon finds (or removes), never an unknown one.
     store_call(daemon, {
@@ -175,7 +177,7 @@ async fn start(
     } else {
         Vec::new()
     };
-    let opts = policy::claude_options(daemon, spec, false, 0.0, sandbox.agent_home());
+    let opts = policy::claude_options(daemon, spec, false, 0.0, sandbox.as_ref());
     let cmd = AgentCommand::claude(sandbox.agent_program(), &opts);
     let process = match sandbox.spawn_agent(&cmd, secrets).await {
         Ok(p) => p,
@@ -201,7 +203,7 @@ async fn start(
     events.extend(git_events.into_iter().map(NewEvent::new));
     events.extend(setup_events.into_iter().map(NewEvent::new));
     events.extend(
-        crate::user_config::events(daemon, spec)
+        crate::user_config::events(daemon, spec, policy::reach(sandbox.as_ref()))
             .into_iter()
             .map(NewEvent::new),
     );
@@ -363,6 +365,7 @@ pub async fn fork(
         pr_url: None,
         user_config: src_spec.user_config,
         trusted_mcp: src_spec.trusted_mcp.clone(),
+        secrets_inside: src_spec.secrets_inside.clone(),
     };
     let new = NewSession {
         id: id.clone(),

@@ -158,10 +158,10 @@ pub fn claude_options(
     spec: &SessionSpec,
     resume: bool,
     spent: f64,
-    agent_home: &Path,
+    sandbox: &dyn harvest_sandbox::Sandbox,
 ) -> harvest_agent::ClaudeOptions {
     let cfg = &daemon.config.agent;
-    let user = crate::user_config::collect_at(daemon, spec, Some(agent_home));
+    let user = crate::user_config::collect_at(daemon, spec, reach(sandbox));
     let fork = !resume && spec.fork_from.is_some();
     harvest_agent::ClaudeOptions {
         permissions: spec.permissions,
@@ -180,6 +180,17 @@ pub fn claude_options(
         settings: user.settings,
         mcp_config: user.mcp,
         strict_mcp: crate::user_config::project_mcp(spec) == ProjectMcp::Untrusted,
+        mcp_relays: user.relays,
+        secret_env: user.secret_env,
+        plugin_dirs: user.plugin_dirs,
+    }
+}
+
+/// What `sandbox` can do for the user's configuration.
+pub fn reach(sandbox: &dyn harvest_sandbox::Sandbox) -> crate::user_config::Reach<'_> {
+    crate::user_config::Reach {
+        agent_home: Some(sandbox.agent_home()),
+        relays: sandbox.relays_mcp(),
     }
 }
 

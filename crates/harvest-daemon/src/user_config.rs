@@ -7,16 +7,24 @@
 //!   a copy, and the agent cannot change the user's files through it);
 //! - `settings.json`: `--settings`, its paths into the user's Claude folder rewritten to
 //!   where the sandbox has it;
+//! - installed plugins: `--plugin-dir`, each plugin's folder bound read-only (see
+//!   `plugins.rs`);
 //! - MCP servers, user scope and this project's (keyed in `~/.claude.json` by the
-//!   project's absolute path here): `--mcp-config`. No secret goes along: a server's
-//!   `env` and `headers` are left out (and said so), so a server that needs them does not
-//!   come (the session says which).
+//!   project's absolute path here): `--mcp-config`, with no secret inside unless the user
+//!   named it: remote servers through the supervisor's relay, which adds their
+//!   credentials outside the sandbox (see `mcp.rs`).
 //!
 //! `agent.user_config` chooses the parts; `harvest new --no-user-config` takes none.
 
+mod mcp;
+mod plugins;
+
 use crate::context::Daemon;
 use crate::session::spec::SessionSpec;
+use harvest_protocol::Secret;
+use harvest_protocol::mcp::McpTarget;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Folders and files bound into the agent's HOME, by config part.
@@ -34,15 +42,36 @@ pub struct Collected {
     pub binds: Vec<(PathBuf, String)>,
     pub settings: Option<String>,
     pub mcp: Option<String>,
+    /// Remote MCP servers the supervisor relays, with their credentials.
+    pub relays: Vec<McpTarget>,
+    /// Secrets named for stdio servers (`[mcp.secrets]`), for the agent's environment.
+    pub secret_env: BTreeMap<String, Secret>,
+    /// `server: VAR` for each of them, to show.
+    pub secrets_inside: Vec<String>,
+    /// The plugin folders, as the agent sees them.
+    pub plugin_dirs: Vec<String>,
     /// What was left out, and why (names only, never values).
     pub notes: Vec<String>,
 }
 
+/// What a session's sandbox can do for the user's configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reach<'a> {
+    /// The agent's HOME inside the sandbox (for rewriting paths), when known.
+    pub agent_home: Option<&'a Path>,
+    /// The sandbox relays remote MCP servers (`Sandbox::relays_mcp`).
+    pub relays: bool,
+}
+
 /// What a new session says of the user's configuration: what came along, and as errors
 /// (for the user to act on: a secret to name, a file to fix) what was left out and why.
-pub fn events(daemon: &Daemon, spec: &SessionSpec) -> Vec<harvest_protocol::EventBody> {
+pub fn events(
+    daemon: &Daemon,
+    spec: &SessionSpec,
+    reach: Reach<'_>,
+) -> Vec<harvest_protocol::EventBody> {
     use harvest_protocol::EventBody;
-    let user = collect(daemon, spec);
+    let user = collect_at(daemon, spec, reach);
     let mut brought: Vec<&str> = user
         .binds
         .iter()
@@ -50,6 +79,9 @@ pub fn events(daemon: &Daemon, spec: &SessionSpec) -> Vec<harvest_protocol::Even
         .collect();
     if user.settings.is_some() {
         brought.push("settings.json");
+    }
+    if !user.plugin_dirs.is_empty() {
+        brought.push("plugins");
     }
     if user.mcp.is_some() && spec.user_config {
         brought.push("MCP servers");
@@ -68,6 +100,14 @@ pub fn events(daemon: &Daemon, spec: &SessionSpec) -> Vec<harvest_protocol::Even
             message: format!(
                 "your Claude Code configuration came along, read-only: {}",
                 brought.join(", ")
+            ),
+        });
+    }
+    if !user.secrets_inside.is_empty() {
+        out.push(EventBody::Sandbox {
+            message: format!(
+                "secrets you named enter the sandbox, for their MCP servers: {}",
+                user.secrets_inside.join(", ")
             ),
         });
     }
@@ -112,13 +152,14 @@ fn claude_paths() -> Option<(PathBuf, PathBuf)> {
     Some((home.join(".claude"), home.join(".claude.json")))
 }
 
-/// Everything a session takes of the user's configuration; `agent_home` is the agent's
-/// HOME inside the sandbox (for rewriting paths), when known.
+/// What a session's sandbox is made with (binds), before the sandbox exists.
 pub fn collect(daemon: &Daemon, spec: &SessionSpec) -> Collected {
-    collect_at(daemon, spec, None)
+    collect_at(daemon, spec, Reach::default())
 }
 
-pub fn collect_at(daemon: &Daemon, spec: &SessionSpec, agent_home: Option<&Path>) -> Collected {
+/// Everything a session takes of the user's configuration.
+pub fn collect_at(daemon: &Daemon, spec: &SessionSpec, reach: Reach<'_>) -> Collected {
+    let agent_home = reach.agent_home;
     let mut out = Collected::default();
     // The image's own servers are the sandbox's, not the user's: they come either way.
     let image_memory = image_memory(daemon, spec, agent_home, &mut out);
@@ -136,6 +177,19 @@ pub fn collect_at(daemon: &Daemon, spec: &SessionSpec, agent_home: Option<&Path>
         let path = dir.join(name);
         if wants(part) && path.exists() {
             out.binds.push((path, format!(".claude/{name}")));
+        }
+    }
+    let projects = project_keys(spec);
+    if wants("plugins") {
+        for (index, path) in plugins::installed(&dir, &projects, &mut out.notes)
+            .into_iter()
+            .enumerate()
+        {
+            let rel = plugins::home_path(index);
+            if let Some(home) = agent_home {
+                out.plugin_dirs.push(home.join(&rel).display().to_string());
+            }
+            out.binds.push((path, rel));
         }
     }
     let home_claude = agent_home.map(|h| h.join(".claude").display().to_string());
@@ -158,11 +212,28 @@ pub fn collect_at(daemon: &Daemon, spec: &SessionSpec, agent_home: Option<&Path>
         }
     }
     if wants("mcp") || image_memory.is_some() {
-        let mut servers = if wants("mcp") {
-            mcp_servers(&claude_json, &project_keys(spec), &mut out.notes)
-        } else {
-            Map::new()
-        };
+        let mut servers = Map::new();
+        if wants("mcp") {
+            let configured = mcp::configured(&claude_json, &projects, &mut out.notes);
+            // The tokens of the user's own logins to remote servers (`/mcp`).
+            let oauth = std::fs::read_to_string(dir.join(".credentials.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .map(|v| v["mcpOAuth"].clone())
+                .unwrap_or(Value::Null);
+            let env = |k: &str| std::env::var(k).ok();
+            let how = mcp::Placing {
+                relays: reach.relays,
+                named: &daemon.config.mcp.secrets,
+                env: &env,
+                oauth: &oauth,
+            };
+            let placed = mcp::place(configured, &how, &mut out.notes);
+            servers = placed.servers;
+            out.relays = placed.relays;
+            out.secret_env = placed.secret_env;
+            out.secrets_inside = placed.secrets_inside;
+        }
         if let Some(memory) = image_memory {
             servers.insert("memory".into(), memory);
         }
@@ -202,9 +273,7 @@ fn without_secrets(settings: &mut Value) -> Vec<String> {
             let k = k.to_ascii_uppercase();
             k.starts_with("ANTHROPIC_")
                 || k.starts_with("CLAUDE_CODE_OAUTH")
-                || ["TOKEN", "KEY", "SECRET", "PASSWORD", "CREDENTIAL"]
-                    .iter()
-                    .any(|s| k.contains(s))
+                || mcp::looks_secret(&k)
         };
         let dropped: Vec<String> = env.keys().filter(|k| secret(k)).cloned().collect();
         for k in &dropped {
@@ -280,62 +349,4 @@ fn project_keys(spec: &SessionSpec) -> Vec<String> {
         keys.push(repo.clone());
     }
     keys
-}
-
-/// User-scope servers, then the project's over them; without their secrets.
-fn mcp_servers(
-    claude_json: &Path,
-    projects: &[String],
-    notes: &mut Vec<String>,
-) -> Map<String, Value> {
-    let Ok(text) = std::fs::read_to_string(claude_json) else {
-        return Map::new();
-    };
-    let Ok(v) = serde_json::from_str::<Value>(&text) else {
-        notes.push(format!(
-            "{} is not valid JSON; no MCP server came along",
-            claude_json.display()
-        ));
-        return Map::new();
-    };
-    let mut servers = Map::new();
-    let mut add = |from: &Value| {
-        if let Some(m) = from.as_object() {
-            for (name, server) in m {
-                servers.insert(name.clone(), server.clone());
-            }
-        }
-    };
-    add(&v["mcpServers"]);
-    for key in projects {
-        add(&v["projects"][key]["mcpServers"]);
-    }
-    servers
-        .into_iter()
-        .filter_map(|(name, mut server)| {
-            let secrets: Vec<String> = ["env", "headers"]
-                .iter()
-                .filter_map(|field| {
-                    server
-                        .get(*field)
-                        .and_then(Value::as_object)
-                        .map(|m| (field, m))
-                })
-                .filter(|(_, m)| !m.is_empty())
-                .flat_map(|(field, m)| m.keys().map(move |k| format!("{field} {k}")))
-                .collect();
-            if secrets.is_empty() {
-                return Some((name, server));
-            }
-            notes.push(format!(
-                "the MCP server {name} was left out: it needs {} (no secret enters the sandbox)",
-                secrets.join(", ")
-            ));
-            if let Some(o) = server.as_object_mut() {
-                o.remove("env");
-                o.remove("headers");
-            }
-            None
-        })
-        .collect()
 }

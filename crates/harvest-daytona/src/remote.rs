@@ -210,7 +210,8 @@ impl Sandbox for DaytonaSandbox {
             .toolbox
             .exec_async(&session, &Self::command_text(cmd))
             .await?;
-        for (k, v) in secrets {
+        // The secrets the user named for their stdio MCP servers go with the model's.
+        for (k, v) in secrets.iter().chain(&cmd.secret_env) {
             if v.expose().contains('\n') || k.contains('=') {
                 continue;
             }

@@ -376,6 +376,9 @@ impl Sandbox for DockerSandbox {
     fn agent_home(&self) -> &Path {
         Path::new(HOME)
     }
+    fn relays_mcp(&self) -> bool {
+        true
+    }
 
     fn persisted(&self) -> serde_json::Value {
         serde_json::json!({
@@ -522,6 +525,20 @@ impl DockerSandbox {
                 format!("{RUN_IN_CONTAINER}/egress.sock"),
             ]);
         }
+        // The MCP relays listen on the container's own loopback too, through sockets in
+        // the run folder.
+        let (mcp_links, mcp_env) = harvest_sandbox::mcp::links(cmd, |i| {
+            Some((
+                run.join(harvest_sandbox::mcp::relay_socket_file(i)),
+                harvest_sandbox::mcp::relay_addr(i),
+            ))
+        });
+        args.extend(harvest_sandbox::mcp::forward_args(mcp_links.len(), |i| {
+            format!(
+                "{RUN_IN_CONTAINER}/{}",
+                harvest_sandbox::mcp::relay_socket_file(i)
+            )
+        }));
         args.push("--".into());
         args.push(self.agent_program.display().to_string());
         args.extend(cmd.args.iter().map(|a| a.to_string_lossy().into_owned()));
@@ -566,6 +583,7 @@ impl DockerSandbox {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.expose().to_owned())),
         );
+        env.extend(mcp_env);
         if let Ok(host) = std::env::var("DOCKER_HOST") {
             env.push(("DOCKER_HOST".into(), host));
         }
@@ -585,6 +603,7 @@ impl DockerSandbox {
                 }),
                 _ => None,
             },
+            mcp: mcp_links,
             direct: true,
             // The container's own seccomp profile and init stand in for both.
             stdio_as_fds: false,

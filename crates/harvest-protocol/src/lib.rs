@@ -7,6 +7,7 @@
 
 pub mod event;
 pub mod ids;
+pub mod mcp;
 pub mod methods;
 pub mod rpc;
 pub mod secret;

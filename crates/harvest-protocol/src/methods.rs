@@ -227,6 +227,10 @@ pub struct SessionInfo {
     /// The pull request opened for it, once there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pr_url: Option<String>,
+    /// Secrets the user named for the session's stdio MCP servers, which are inside its
+    /// sandbox (`server: VARIABLE`, never a value).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets_inside: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -173,25 +173,12 @@ pub async fn serve_unix(
 trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
 
-async fn serve_on<F, Fut>(
-    upstream: Upstream,
-    notify: Notify,
-    mut accept: F,
-) -> Result<(), ProxyError>
+async fn serve_on<F, Fut>(upstream: Upstream, notify: Notify, accept: F) -> Result<(), ProxyError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::io::Result<Box<dyn Conn>>>,
 {
-    // One process-wide TLS provider; a second install is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .pool_idle_timeout(std::time::Duration::from_secs(60))
-        // Never follow a redirect: the request carries the real credential, and reqwest
-        // strips only `authorization` across hosts, not `x-api-key`. The agent sees the
-        // redirect itself, with its own token in the request it made.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| ProxyError::Client(e.to_string()))?;
+    let client = upstream_client()?;
     let accounting = Arc::new(Accounting::new(upstream.allowance_usd, notify));
     let login = upstream.login.clone().map(|path| {
         Arc::new(login::Login::new(
@@ -204,43 +191,75 @@ where
         ))
     });
     let upstream = Arc::new(upstream);
+    let handler: Handler = Arc::new(move |req| {
+        let held = Held {
+            upstream: upstream.clone(),
+            client: client.clone(),
+            accounting: accounting.clone(),
+            login: login.clone(),
+        };
+        Box::pin(forward_request(req, held))
+    });
+    accept_loop(accept, handler).await;
+    Ok(())
+}
+
+/// The client requests go upstream with.
+fn upstream_client() -> Result<reqwest::Client, ProxyError> {
+    // One process-wide TLS provider; a second install is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        // Never follow a redirect: the request carries the real credential, and reqwest
+        // strips only `authorization` across hosts, not `x-api-key`. The agent sees the
+        // redirect itself, with its own token in the request it made.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| ProxyError::Client(e.to_string()))
+}
+
+/// What answers one request of a connection.
+type Handler = Arc<
+    dyn Fn(
+            Request<Incoming>,
+        ) -> futures_util::future::BoxFuture<
+            'static,
+            Result<Response<Body>, std::convert::Infallible>,
+        > + Send
+        + Sync,
+>;
+
+/// Serve connections from `accept` with `handler`, at most [`MAX_CONNECTIONS`] at once,
+/// each dropped when it takes too long to send its headers.
+async fn accept_loop<F, Fut>(mut accept: F, handler: Handler)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<Box<dyn Conn>>>,
+{
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
-            return Ok(());
+            return;
         };
         let stream = match accept().await {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(error = %e, "model proxy accept failed");
+                tracing::warn!(error = %e, "proxy accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }
         };
-        let (upstream, client, accounting, login) = (
-            upstream.clone(),
-            client.clone(),
-            accounting.clone(),
-            login.clone(),
-        );
+        let handler = handler.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let service = hyper::service::service_fn(move |req| {
-                let held = Held {
-                    upstream: upstream.clone(),
-                    client: client.clone(),
-                    accounting: accounting.clone(),
-                    login: login.clone(),
-                };
-                forward_request(req, held)
-            });
+            let service = hyper::service::service_fn(move |req| handler(req));
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
-                tracing::debug!(error = %e, "model proxy connection ended");
+                tracing::debug!(error = %e, "proxy connection ended");
             }
         });
     }
@@ -491,6 +510,7 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
 mod allow;
 pub mod forward;
 pub mod login;
+pub mod mcp;
 mod scope;
 mod usage;
 use usage::Meter;

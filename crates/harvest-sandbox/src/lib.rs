@@ -22,6 +22,7 @@
 //!   steps (state folders, hidden paths, clones) belong to the local provider.
 
 pub mod local;
+pub mod mcp;
 pub mod seccomp;
 
 use async_trait::async_trait;
@@ -242,6 +243,11 @@ pub trait Sandbox: Send + Sync {
     fn agent_program(&self) -> &Path;
     /// The agent's HOME inside the sandbox.
     fn agent_home(&self) -> &Path;
+    /// Whether the sandbox's supervisor relays remote MCP servers for the agent (adding
+    /// their credentials outside the sandbox): [`AgentCommand::mcp_relays`] is honoured.
+    fn relays_mcp(&self) -> bool {
+        false
+    }
     /// Provider facts a restarted daemon needs to find this sandbox again, as JSON.
     fn persisted(&self) -> serde_json::Value;
     /// Start an agent process with a new log. `secrets` reach its environment only.

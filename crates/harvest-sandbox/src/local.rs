@@ -329,6 +329,9 @@ impl Sandbox for LocalSandbox {
     fn agent_home(&self) -> &Path {
         Path::new(bwrap::AGENT_HOME)
     }
+    fn relays_mcp(&self) -> bool {
+        true
+    }
 
     fn persisted(&self) -> serde_json::Value {
         serde_json::json!({

@@ -227,6 +227,14 @@ fn row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
             sandbox_state: None,
             branch: spec_text("branch"),
             pr_url: spec_text("pr_url"),
+            secrets_inside: spec_json["secrets_inside"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
         },
         ingest: serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default(),
         spec: spec_json,

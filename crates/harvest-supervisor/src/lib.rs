@@ -87,6 +87,10 @@ pub struct LaunchSpec {
     /// hosts it lets through.
     #[serde(default)]
     pub egress: Option<Egress>,
+    /// Remote MCP servers this supervisor relays for its agent (see
+    /// `harvest_proxy::mcp`), in the order the agent's `--mcp-config` numbers them.
+    #[serde(default)]
+    pub mcp: Vec<McpLink>,
     /// The program is not a jail that forks the agent under an init of its own (bwrap)
     /// but the agent's stand-in on this machine (`harvest docker-exec`, which runs it in
     /// a container): signals go to the program itself, which passes them on.
@@ -111,6 +115,16 @@ pub struct LaunchSpec {
 pub const AGENT_STDIO_FDS: [i32; 3] = [3, 4, 5];
 /// Where the seccomp program is readable in the jail program.
 pub const SECCOMP_FD: i32 = 6;
+
+/// One relayed MCP server: on a Unix socket bound into a jail without a network (where
+/// `harvest forward` listens on `url` and relays to it), or without `socket` on the host's
+/// loopback, which the jail shares.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct McpLink {
+    pub relay: harvest_proxy::mcp::Relay,
+    pub socket: Option<PathBuf>,
+    pub url: Option<String>,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Egress {

@@ -97,6 +97,7 @@ async fn supervise(spec: LaunchSpec) -> i32 {
         stderr_file,
         proxy,
         egress,
+        mcp,
     } = started;
     let started = Proxy { proxy };
     let init = Arc::new(init);
@@ -111,6 +112,18 @@ async fn supervise(spec: LaunchSpec) -> i32 {
             };
             if let Err(e) = served {
                 eprintln!("the model proxy stopped: {e}");
+            }
+        });
+    }
+    for (listener, relay) in mcp {
+        let notify = proxy_notices(log.clone());
+        tokio::spawn(async move {
+            let served = match listener {
+                ProxyListener::Tcp(l) => harvest_proxy::mcp::serve_tcp(l, relay, notify).await,
+                ProxyListener::Unix(l) => harvest_proxy::mcp::serve_unix(l, relay, notify).await,
+            };
+            if let Err(e) = served {
+                eprintln!("an MCP relay stopped: {e}");
             }
         });
     }
@@ -203,6 +216,7 @@ struct Started {
     record: Record,
     proxy: Option<(ProxyListener, harvest_proxy::Upstream)>,
     egress: Option<(UnixListener, Vec<String>)>,
+    mcp: Vec<(ProxyListener, harvest_proxy::mcp::Relay)>,
     child: tokio::process::Child,
     init: PidFd,
     listener: UnixListener,
@@ -249,15 +263,7 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
     let mut env = spec.env.clone();
     let proxy = match (spec.proxy.clone(), &spec.proxy_socket, &spec.proxy_url) {
         (Some(upstream), Some(socket), Some(url)) => {
-            let _ = std::fs::remove_file(socket);
-            // SAFETY: umask(2) only changes this process's creation mask: the socket is
-            // made 0600, or 0666 for a container whose user may have another uid (set at
-            // creation: a chmod afterwards would follow whatever the path then names).
-            let old = unsafe { libc::umask(socket_umask(spec.direct)) };
-            let bound = bind_by_name(socket);
-            // SAFETY: as above.
-            unsafe { libc::umask(old) };
-            let l = bound.map_err(|e| {
+            let l = bind_replacing(socket, socket_umask(spec.direct)).map_err(|e| {
                 format!("cannot start the model proxy on {}: {e}", socket.display())
             })?;
             env.retain(|(k, _)| k != harvest_proxy::BASE_URL_VAR);
@@ -265,17 +271,33 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
             Some((ProxyListener::Unix(l), upstream))
         }
         (Some(upstream), _, _) => {
-            let l = std::net::TcpListener::bind(("127.0.0.1", 0))
-                .map_err(|e| format!("cannot start the model proxy: {e}"))?;
-            let addr = l.local_addr().map_err(|e| e.to_string())?;
-            l.set_nonblocking(true).map_err(|e| e.to_string())?;
-            let l = tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?;
+            let (l, addr) =
+                loopback_listener().map_err(|e| format!("cannot start the model proxy: {e}"))?;
             env.retain(|(k, _)| k != harvest_proxy::BASE_URL_VAR);
             env.push((harvest_proxy::BASE_URL_VAR.into(), format!("http://{addr}")));
             Some((ProxyListener::Tcp(l), upstream))
         }
         (None, _, _) => None,
     };
+    let mut mcp = Vec::new();
+    for (index, link) in spec.mcp.iter().enumerate() {
+        let var = harvest_protocol::mcp::relay_address_var(index);
+        let (listener, url) = match (&link.socket, &link.url) {
+            (Some(socket), Some(url)) => {
+                let l = bind_replacing(socket, socket_umask(spec.direct)).map_err(|e| {
+                    format!("cannot start the MCP relay on {}: {e}", socket.display())
+                })?;
+                (ProxyListener::Unix(l), url.clone())
+            }
+            _ => {
+                let (l, addr) = loopback_listener()?;
+                (ProxyListener::Tcp(l), format!("http://{addr}"))
+            }
+        };
+        env.retain(|(k, _)| *k != var);
+        env.push((var, url));
+        mcp.push((listener, link.relay.clone()));
+    }
     let egress = match &spec.egress {
         Some(e) => {
             let l = bind_with(&e.socket, socket_umask(spec.direct))?;
@@ -357,6 +379,7 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
         record,
         proxy,
         egress,
+        mcp,
         child,
         init,
         listener,
@@ -403,6 +426,28 @@ fn bind_by_name(path: &Path) -> std::io::Result<UnixListener> {
     let bound = bound?;
     bound.set_nonblocking(true)?;
     UnixListener::from_std(bound)
+}
+
+/// Listen on `path`, replacing what a previous agent process left there. The socket is
+/// made 0600, or 0666 for a container whose user may have another uid (set at creation
+/// through the umask: a chmod afterwards would follow whatever the path then names).
+fn bind_replacing(path: &Path, umask: libc::mode_t) -> std::io::Result<UnixListener> {
+    let _ = std::fs::remove_file(path);
+    // SAFETY: umask(2) only changes this process's creation mask.
+    let old = unsafe { libc::umask(umask) };
+    let bound = bind_by_name(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    bound
+}
+
+/// A listener on the host's loopback, at a port of the kernel's choosing.
+fn loopback_listener() -> Result<(tokio::net::TcpListener, std::net::SocketAddr), String> {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| e.to_string())?;
+    let addr = l.local_addr().map_err(|e| e.to_string())?;
+    l.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let l = tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?;
+    Ok((l, addr))
 }
 
 /// A container's user may have another uid than ours (uid 1000 when we are root): the

@@ -224,6 +224,7 @@ fn new_app() -> App {
         sandbox_state: None,
         branch: None,
         pr_url: None,
+        secrets_inside: Vec::new(),
     }));
     app
 }

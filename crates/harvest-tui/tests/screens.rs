@@ -39,6 +39,7 @@ fn info(id: &str, name: &str, state: SessionState) -> SessionInfo {
         sandbox_state: None,
         branch: None,
         pr_url: None,
+        secrets_inside: Vec::new(),
     }
 }
 

@@ -60,6 +60,10 @@ pub struct SessionSpec {
     /// only while the file is exactly that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trusted_mcp: Option<String>,
+    /// The secrets the user named for stdio MCP servers (`server: VAR`), which enter the
+    /// sandbox; shown with the session.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets_inside: Vec<String>,
 }
 
 impl SessionSpec {

@@ -25,6 +25,27 @@ pub async fn spawn(
         .into_iter()
         .map(|a| a.as_bytes().to_vec())
         .collect();
+    // The MCP relays' sockets, beside the model's, without a network (with one, the jail
+    // shares the host's loopback, where the supervisor listens).
+    let relay_place = |i: usize| {
+        sandbox.policy.model_link.as_ref().map(|_| {
+            (
+                sandbox.state_dir.join(crate::mcp::relay_socket_file(i)),
+                crate::mcp::relay_addr(i),
+            )
+        })
+    };
+    let (mcp_links, mcp_env) = crate::mcp::links(cmd, relay_place);
+    let in_jail = |i: usize| format!("/harvest/run/{}", crate::mcp::relay_socket_file(i));
+    for (index, link) in mcp_links.iter().enumerate() {
+        if let Some(socket) = &link.socket {
+            args.extend([
+                b"--bind".to_vec(),
+                socket.as_os_str().as_bytes().to_vec(),
+                in_jail(index).into_bytes(),
+            ]);
+        }
+    }
     args.push(b"--".to_vec());
     // The jail's first command is `harvest forward`, non-dumpable: it gives the CLI its
     // stdio sockets (handed to bwrap as descriptors 3-5, so bwrap's init, which anything
@@ -37,6 +58,12 @@ pub async fn spawn(
             fwd.extend(["--listen", bwrap::EGRESS_ADDR, "--to", bwrap::EGRESS_SOCKET]);
         }
     }
+    let relay_args = if sandbox.policy.model_link.is_some() {
+        crate::mcp::forward_args(mcp_links.len(), in_jail)
+    } else {
+        Vec::new()
+    };
+    fwd.extend(relay_args.iter().map(String::as_str));
     fwd.push("--");
     args.extend(fwd.iter().map(|a| a.as_bytes().to_vec()));
     args.push(sandbox.agent_program.as_os_str().as_bytes().to_vec());
@@ -77,6 +104,7 @@ pub async fn spawn(
             .iter()
             .map(|(k, v)| (k.clone(), v.expose().to_owned())),
     );
+    env.extend(mcp_env);
     let spec = LaunchSpec {
         state_dir: sandbox.state_dir.clone(),
         log_id,
@@ -96,6 +124,7 @@ pub async fn spawn(
             .as_ref()
             .and_then(|l| l.egress.clone())
             .map(|(socket, allow)| harvest_supervisor::Egress { socket, allow }),
+        mcp: mcp_links,
         direct: false,
         stdio_as_fds: true,
         seccomp: Some(crate::seccomp::bpf_program()),

@@ -494,6 +494,13 @@ fn header(app: &App, width: usize) -> Line<'static> {
             if let Some(pr) = &s.pr_url {
                 spans.push(Span::styled(format!(" · {pr}"), theme.key()));
             }
+            // Secrets the user let into the sandbox, for their MCP servers: by name.
+            if !s.secrets_inside.is_empty() {
+                spans.push(Span::styled(
+                    format!(" · ⚿ {}", s.secrets_inside.join(", ")),
+                    theme.warn(),
+                ));
+            }
         }
     }
     let conn = match &app.conn {

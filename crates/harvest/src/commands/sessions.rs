@@ -66,6 +66,12 @@ pub async fn ls(paths: &Paths, json: bool) -> Result<ExitCode> {
                 None => println!("          ⎇ {}", safe(branch)),
             }
         }
+        if !s.secrets_inside.is_empty() {
+            println!(
+                "          ⚿ secrets inside the sandbox: {}",
+                safe(&s.secrets_inside.join(", "))
+            );
+        }
         if let Some(p) = &s.first_prompt {
             println!(
                 "          › {}",

@@ -264,7 +264,7 @@ impl Actor {
             &self.spec,
             transcript_exists,
             self.spent_usd,
-            sandbox.agent_home(),
+            sandbox.as_ref(),
         );
         let cmd = AgentCommand::claude(sandbox.agent_program(), &opts);
         let process = sandbox
