@@ -114,3 +114,93 @@ fn a_failing_setup_says_its_exit_code_and_no_setup_skips_it() {
         "--no-setup ran it"
     );
 }
+
+const KEPT_SCRIPT: &str = r#"
+[[turn]]
+prompt = "use the kept setup"
+[[turn.step]]
+tool_use = { name = "Bash", input = { command = "cat node_modules/dep/index.txt ~/.setup-home-marker; (echo x > /run/harvest-setup/ws/evil) 2>/dev/null && echo KEEP-WRITABLE || echo KEEP-READONLY", description = "Look" } }
+[[turn.step]]
+text = "Looked."
+"#;
+
+/// In containers a successful setup is kept by its script and lockfiles: the next session
+/// of the repository starts from it (its workspace files and HOME) without running it,
+/// cannot change what later sessions start from, and a changed lockfile runs it anew.
+#[test]
+fn a_containers_setup_is_kept_for_the_next_session_of_the_repository() {
+    let h = Harness::new(KEPT_SCRIPT);
+    h.write_config("[sandbox]\ndefault = \"docker\"\n");
+    harvest_e2e::docker::prepare(&h);
+    let repo = h.path("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    harvest_e2e::git::repo_with(
+        &repo,
+        &[
+            (".gitignore", "node_modules/\n"),
+            ("package-lock.json", "{\"v\": 1}\n"),
+            (
+                ".harvest/setup",
+                "echo installing; sleep 1; mkdir -p node_modules/dep; \
+                 echo dependencies > node_modules/dep/index.txt; \
+                 echo home-kept > ~/.setup-home-marker; echo installed\n",
+            ),
+        ],
+    );
+    let repo_arg = repo.to_str().unwrap().to_owned();
+    let session = |h: &Harness| {
+        let out = h.run(&["run", "--json", "--repo", &repo_arg, "use the kept setup"]);
+        let evs = harvest_e2e::parse_lines(&String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            summarize(&evs),
+            h.daemon_log_tail()
+        );
+        evs
+    };
+    let said = |evs: &[serde_json::Value]| serde_json::to_string(evs).unwrap();
+    let first = session(&h);
+    assert!(
+        said(&first).contains("setup: installing"),
+        "{}",
+        summarize(&first)
+    );
+    assert!(
+        said(&first).contains("result was kept"),
+        "{}",
+        summarize(&first)
+    );
+
+    let second = session(&h);
+    let text = said(&second);
+    assert!(
+        !text.contains("setup: installing"),
+        "the setup ran again: {}",
+        summarize(&second)
+    );
+    assert!(
+        text.contains("starts from its kept result"),
+        "{}",
+        summarize(&second)
+    );
+    let results = serde_json::to_string(&of_type(&second, "tool_result")).unwrap();
+    assert!(
+        results.contains("dependencies") && results.contains("home-kept"),
+        "the kept workspace files or HOME are missing: {results}"
+    );
+    assert!(
+        results.contains("KEEP-READONLY"),
+        "an agent could change the keep: {results}"
+    );
+
+    // A changed lockfile is another setup.
+    std::fs::write(repo.join("package-lock.json"), "{\"v\": 2}\n").unwrap();
+    harvest_e2e::git::git(&repo, &["commit", "-qam", "bump"]);
+    let third = session(&h);
+    assert!(
+        said(&third).contains("setup: installing"),
+        "{}",
+        summarize(&third)
+    );
+}

@@ -25,7 +25,11 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 pub fn repo_with(dir: &Path, files: &[(&str, &str)]) {
     std::fs::create_dir_all(dir).expect("repo dir");
     for (name, text) in files {
-        std::fs::write(dir.join(name), text).expect("repo file");
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("repo folder");
+        }
+        std::fs::write(path, text).expect("repo file");
     }
     git(dir, &["init", "-q", "-b", "main"]);
     git(dir, &["add", "."]);

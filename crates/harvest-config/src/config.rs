@@ -26,6 +26,7 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub github: GitHubConfig,
     pub mcp: McpConfig,
+    pub setup: SetupConfig,
 }
 
 /// `[mcp]`: MCP servers the sandbox image brings (containers and Daytona sandboxes).
@@ -41,6 +42,31 @@ pub struct McpConfig {
     /// server: `db = ["DB_TOKEN"]` (variables of its `env` in `~/.claude.json`). A server
     /// whose environment holds an unnamed secret is left out.
     pub secrets: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// `[setup]`: the repository's setup, run in a new session's sandbox before its first
+/// turn.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SetupConfig {
+    /// The script, relative to the workspace.
+    pub script: String,
+    /// Keep the state a successful setup leaves (what it made in the workspace, and the
+    /// agent's HOME) in containers, keyed by the script and the repository's lockfiles,
+    /// so that the next session of that repository starts from it.
+    pub cache: bool,
+    /// The most one kept setup may take on disk, in MiB.
+    pub cache_max_mb: u64,
+}
+
+impl Default for SetupConfig {
+    fn default() -> Self {
+        SetupConfig {
+            script: ".harvest/setup".into(),
+            cache: true,
+            cache_max_mb: 4096,
+        }
+    }
 }
 
 /// `[github]`: where `harvest pr` opens pull requests. GITHUB_API_URL in the client's
@@ -262,6 +288,25 @@ impl Config {
         {
             cfg.notify.hook = None;
         }
+        // The setup script is a path in the workspace, run by a shell: a plain relative one.
+        let script = &cfg.setup.script;
+        let plain = !script.is_empty()
+            && !script.starts_with('/')
+            && script
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != "..")
+            && script
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+        if !plain {
+            return Err(ConfigError::Parse {
+                path: path.to_owned(),
+                message: format!(
+                    "setup.script = {script:?} is not a plain path inside the workspace \
+                     (letters, digits, `.`, `_`, `-` and `/`, no `..`): e.g. \".harvest/setup\""
+                ),
+            });
+        }
         Ok(cfg)
     }
 }
@@ -289,6 +334,21 @@ mod tests {
             err.contains("modle") && err.contains("/c/harvest.toml"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_setup_script_outside_the_workspace_is_refused() {
+        for bad in ["../x", "/etc/passwd", "a b", "a/../b", ""] {
+            let err = Config::parse(
+                &format!("[setup]\nscript = {bad:?}\n"),
+                Path::new("/c/harvest.toml"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("setup.script"), "{bad}: {err}");
+        }
+        let ok = Config::parse("[setup]\nscript = \"scripts/boot.sh\"\n", Path::new("h"));
+        assert_eq!(ok.unwrap().setup.script, "scripts/boot.sh");
     }
 
     #[test]

@@ -71,6 +71,10 @@ impl Paths {
     pub fn sessions_dir(&self) -> PathBuf {
         self.state_dir.join("sessions")
     }
+    /// Repositories' setups kept for the next container session (see `[setup] cache`).
+    pub fn kept_setups_dir(&self) -> PathBuf {
+        self.data_dir.join("kept-setups")
+    }
     /// A short name for this store, carried by the docker provider's containers, so two
     /// daemons (two users, two tests, two machines sharing an engine) never take each
     /// other's containers for their own: random, made once and kept in the data folder

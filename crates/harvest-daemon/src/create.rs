@@ -158,6 +158,12 @@ async fn start(
     let mut sandbox_spec = policy::sandbox_spec(daemon, id.as_str(), spec);
     let progress = making.progress.clone();
     sandbox_spec.progress = making.progress;
+    let setup = &daemon.config.setup;
+    sandbox_spec.setup = making.setup.then(|| harvest_sandbox::SetupPlan {
+        script: setup.script.clone(),
+        cache: setup.cache,
+        cache_max_mb: setup.cache_max_mb,
+    });
     if let Some(source) = making.source {
         sandbox_spec.workspace = source;
     }
@@ -172,8 +178,8 @@ async fn start(
         Vec::new()
     };
     let spec = &spec;
-    let setup_events = if making.setup {
-        crate::setup::run(sandbox.as_ref(), &progress).await
+    let setup_events = if let Some(plan) = &sandbox_spec.setup {
+        crate::setup::run(sandbox.as_ref(), plan, &progress).await
     } else {
         Vec::new()
     };

@@ -215,6 +215,8 @@ pub fn sandbox_spec(daemon: &Daemon, id: &str, spec: &SessionSpec) -> SandboxSpe
         image: spec.image.clone(),
         progress: Default::default(),
         home_binds: crate::user_config::collect(daemon, spec).binds,
+        // A new session's (see `create.rs`); a sandbox found again has run its setup.
+        setup: None,
     }
 }
 

@@ -51,6 +51,7 @@ fn docker_layout(paths: &Paths, config: &Config) -> harvest_docker::DockerLayout
         supervisor: (exe.clone(), vec!["supervise".into()]),
         harvest: exe,
         instance: paths.instance(),
+        setup_dir: paths.kept_setups_dir(),
         options: harvest_docker::DockerOptions {
             image: d.image.clone(),
             cpus: d.cpus,

@@ -42,7 +42,7 @@ impl Names {
         }
     }
 
-    fn labels(&self) -> HashMap<String, String> {
+    pub(crate) fn labels(&self) -> HashMap<String, String> {
         HashMap::from([
             (LABEL_SESSION.to_owned(), self.session.clone()),
             (LABEL_INSTANCE.to_owned(), self.instance.clone()),
@@ -125,9 +125,10 @@ pub fn make_state_dirs(state_dir: &Path) -> Result<()> {
         .map_err(|source| SandboxError::Io { path: run, source })
 }
 
-pub async fn check_image(docker: &Docker, image: &str) -> Result<()> {
+/// The image's id, once it is known to be there.
+pub async fn check_image(docker: &Docker, image: &str) -> Result<String> {
     match docker.inspect_image(image).await {
-        Ok(_) => Ok(()),
+        Ok(i) => Ok(i.id.unwrap_or_else(|| image.to_owned())),
         Err(e) if is_not_found(&e) => Err(SandboxError::Spawn(format!(
             "the sandbox image {image} is not built; build it with `sandbox-image/build.sh` \
              (or set docker.image in harvest.toml to one you have)"
@@ -148,6 +149,8 @@ pub struct Shape<'a> {
     pub ports: &'a [u16],
     /// Shown read-only under the agent's HOME (the user's own Claude Code configuration).
     pub home_binds: &'a [(std::path::PathBuf, String)],
+    /// A kept setup this session starts from, bound read-only (see `setup_kept.rs`).
+    pub kept_setup: Option<&'a Path>,
 }
 
 /// The open network, made if the engine has none of that name yet.
@@ -247,6 +250,14 @@ pub async fn create(docker: &Docker, names: &Names, shape: &Shape<'_>) -> Result
             MountTypeEnum::BIND,
             host.display().to_string(),
             &format!("{HOME}/{rel}"),
+            true,
+        ));
+    }
+    if let Some(kept) = shape.kept_setup {
+        mounts.push(bind_mount(
+            MountTypeEnum::BIND,
+            kept.display().to_string(),
+            crate::setup_kept::MOUNT,
             true,
         ));
     }
@@ -427,7 +438,7 @@ pub async fn kill(docker: &Docker, container: &str) -> Result<()> {
     }
 }
 
-async fn remove_container(docker: &Docker, container: &str) -> Result<()> {
+pub(crate) async fn remove_container(docker: &Docker, container: &str) -> Result<()> {
     match docker
         .remove_container(
             container,
@@ -521,7 +532,6 @@ pub async fn copy_session(
     from: (&Path, &Names),
     to: (&Path, &Names),
 ) -> Result<()> {
-    use futures_util::StreamExt;
     docker
         .create_volume(VolumeCreateOptions {
             name: Some(to.1.home_volume.clone()),
@@ -572,23 +582,41 @@ pub async fn copy_session(
         host_config: Some(host),
         ..Default::default()
     };
+    let (code, said) = run_throwaway(docker, &name, body, "the fork's copy").await?;
+    if code != 0 {
+        return Err(SandboxError::Spawn(format!(
+            "the copy of the session's workspace and HOME failed (exit code {code}): {said}"
+        )));
+    }
+    Ok(())
+}
+
+/// Run a container made for one job to its end, and remove it: its exit code and, when
+/// that is not 0, its last lines.
+pub async fn run_throwaway(
+    docker: &Docker,
+    name: &str,
+    body: ContainerCreateBody,
+    what: &str,
+) -> Result<(i64, String)> {
+    use futures_util::StreamExt;
     docker
         .create_container(
-            Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+            Some(CreateContainerOptionsBuilder::new().name(name).build()),
             body,
         )
         .await
-        .map_err(|e| failed("cannot create the fork's copying container", e))?;
+        .map_err(|e| failed(&format!("cannot create the container for {what}"), e))?;
     let started = docker
         .start_container(
-            &name,
+            name,
             None::<bollard::query_parameters::StartContainerOptions>,
         )
         .await
-        .map_err(|e| failed("cannot start the fork's copy", e));
+        .map_err(|e| failed(&format!("cannot start {what}"), e));
     let code = if started.is_ok() {
         let mut wait = docker.wait_container(
-            &name,
+            name,
             None::<bollard::query_parameters::WaitContainerOptions>,
         );
         match wait.next().await {
@@ -601,18 +629,13 @@ pub async fn copy_session(
         -1
     };
     let said = if code != 0 {
-        last_lines(docker, &name).await
+        last_lines(docker, name).await
     } else {
         String::new()
     };
-    remove_container(docker, &name).await?;
+    remove_container(docker, name).await?;
     started?;
-    if code != 0 {
-        return Err(SandboxError::Spawn(format!(
-            "the copy of the session's workspace and HOME failed (exit code {code}): {said}"
-        )));
-    }
-    Ok(())
+    Ok((code, said))
 }
 
 /// The last lines a container printed, for an error that says why it died.
@@ -652,7 +675,12 @@ pub async fn end_agent_processes(docker: &Docker, container: &str, user: &str) {
     .await;
 }
 
-fn bind_mount(typ: MountTypeEnum, source: String, target: &str, read_only: bool) -> Mount {
+pub(crate) fn bind_mount(
+    typ: MountTypeEnum,
+    source: String,
+    target: &str,
+    read_only: bool,
+) -> Mount {
     Mount {
         typ: Some(typ),
         source: Some(source),

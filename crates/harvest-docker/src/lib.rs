@@ -20,6 +20,7 @@ mod disk;
 pub mod engine;
 pub mod exec_helper;
 mod oneshot;
+mod setup_kept;
 
 use async_trait::async_trait;
 use bollard::Docker;
@@ -90,6 +91,8 @@ pub struct DockerLayout {
     pub harvest: PathBuf,
     /// Names this daemon's containers apart from another's (one per store).
     pub instance: String,
+    /// Kept setups, by key (see `setup_kept.rs`).
+    pub setup_dir: PathBuf,
     pub options: DockerOptions,
 }
 
@@ -200,6 +203,11 @@ impl DockerProvider {
             supervisor: self.layout.supervisor.clone(),
             harvest: self.layout.harvest.clone(),
             agent_program: PathBuf::from(CLAUDE_IN_CONTAINER),
+            image: spec
+                .image
+                .clone()
+                .unwrap_or_else(|| self.layout.options.image.clone()),
+            kept_setup: None,
         }
     }
 }
@@ -216,18 +224,24 @@ impl Provider for DockerProvider {
 
     async fn check(&self) -> Result<()> {
         let docker = self.engine().await?;
-        container::check_image(&docker, &self.layout.options.image).await
+        container::check_image(&docker, &self.layout.options.image)
+            .await
+            .map(|_| ())
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>> {
         let docker = self.engine().await?;
         let image = spec.image.as_deref().unwrap_or(&self.layout.options.image);
-        container::check_image(&docker, image).await?;
+        let image_id = container::check_image(&docker, image).await?;
         let Some((workspace, owned)) = self.host_workspace(spec, true).await? else {
             return Err(SandboxError::Spawn(
                 "the workspace could not be made".into(),
             ));
         };
+        let kept = spec
+            .setup
+            .as_ref()
+            .and_then(|plan| setup_kept::find(&self.layout.setup_dir, &workspace, plan, &image_id));
         container::check_writable(&workspace)?;
         let state_dir = self.state_dir(&spec.session);
         container::make_state_dirs(&state_dir)?;
@@ -244,10 +258,13 @@ impl Provider for DockerProvider {
                 image: spec.image.as_deref().unwrap_or(&self.layout.options.image),
                 ports: &spec.ports,
                 home_binds: &spec.home_binds,
+                kept_setup: kept.as_ref().filter(|k| k.found).map(|k| k.dir.as_path()),
             },
         )
         .await?;
-        Ok(Box::new(self.sandbox(docker, spec, workspace, owned)))
+        let mut sandbox = self.sandbox(docker, spec, workspace, owned);
+        sandbox.kept_setup = kept;
+        Ok(Box::new(sandbox))
     }
 
     async fn adopt(
@@ -341,6 +358,11 @@ pub struct DockerSandbox {
     supervisor: (PathBuf, Vec<OsString>),
     harvest: PathBuf,
     agent_program: PathBuf,
+    /// The image the container was made from (a kept setup is copied by another
+    /// container of it).
+    image: String,
+    /// This sandbox's setup, kept or to keep.
+    kept_setup: Option<setup_kept::KeptSetup>,
 }
 
 impl DockerSandbox {
@@ -475,6 +497,37 @@ impl Sandbox for DockerSandbox {
 
     async fn previews(&self, ports: &[u16]) -> Vec<(u16, String)> {
         container::published(&self.docker, &self.names.container, ports).await
+    }
+
+    fn keeps_setup(&self) -> bool {
+        self.kept_setup.is_some()
+    }
+
+    async fn restore_setup(&self) -> Result<Option<String>> {
+        match &self.kept_setup {
+            Some(kept) => {
+                container::ensure_running(&self.docker, &self.names.container).await?;
+                setup_kept::restore(&self.docker, &self.names.container, &self.user, kept).await
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn save_setup(&self, made: &[String]) -> Result<Option<String>> {
+        match &self.kept_setup {
+            Some(kept) => {
+                setup_kept::save(
+                    &self.docker,
+                    &self.image,
+                    &self.names,
+                    &self.workspace,
+                    kept,
+                    made,
+                )
+                .await
+            }
+            None => Ok(None),
+        }
     }
 
     async fn destroy(&mut self) -> Result<()> {

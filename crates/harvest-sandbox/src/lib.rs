@@ -24,6 +24,7 @@
 pub mod local;
 pub mod mcp;
 pub mod seccomp;
+pub mod setup_cache;
 
 use async_trait::async_trait;
 use harvest_agent::AgentCommand;
@@ -115,6 +116,20 @@ pub struct SandboxSpec {
     /// Files and folders of this machine shown read-only in the agent's HOME, at these
     /// paths relative to it (the user's own Claude Code configuration).
     pub home_binds: Vec<(PathBuf, String)>,
+    /// The repository's setup, when a new session runs one.
+    pub setup: Option<SetupPlan>,
+}
+
+/// A new session's setup, as its sandbox is made for it.
+#[derive(Debug, Clone)]
+pub struct SetupPlan {
+    /// The script, relative to the workspace (checked plain by the config).
+    pub script: String,
+    /// Keep a successful setup's state for the next sandbox of the same repository and
+    /// script, and start from a kept one (providers that can: docker).
+    pub cache: bool,
+    /// The most a kept setup may take, in MiB.
+    pub cache_max_mb: u64,
 }
 
 /// Where a provider tells the user how far a long step is ("uploading: 1200 of 5000
@@ -243,6 +258,22 @@ pub trait Sandbox: Send + Sync {
     fn agent_program(&self) -> &Path;
     /// The agent's HOME inside the sandbox.
     fn agent_home(&self) -> &Path;
+    /// Whether the sandbox keeps a successful setup for later sandboxes of the same
+    /// repository ([`SetupPlan::cache`]), so [`Sandbox::save_setup`] means something.
+    fn keeps_setup(&self) -> bool {
+        false
+    }
+    /// Put a kept setup in place of running it again: `Some(what)`, a line for the user
+    /// (which setup, made when), once it is; `None`: there is none for this repository.
+    async fn restore_setup(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// Keep what a successful setup made: `made` are the workspace's paths it created
+    /// (relative), the agent's HOME goes along. `Some(what)`: a line for the user.
+    async fn save_setup(&self, made: &[String]) -> Result<Option<String>> {
+        let _ = made;
+        Ok(None)
+    }
     /// Whether the sandbox's supervisor relays remote MCP servers for the agent (adding
     /// their credentials outside the sandbox): [`AgentCommand::mcp_relays`] is honoured.
     fn relays_mcp(&self) -> bool {
