@@ -711,3 +711,53 @@ fn a_large_upload_reports_its_progress_to_the_waiting_client() {
     );
     h.ok(&["rm", &id]);
 }
+
+/// The user's own Claude Code configuration reaches a remote sandbox too: their memory
+/// and a command are in the remote HOME (copies: a remote sandbox cannot bind this
+/// machine's files), and a remote MCP server that needs a credential is left out and
+/// said so, as no relay keeps its credential outside a remote sandbox yet.
+#[test]
+fn your_configuration_goes_into_the_remote_home() {
+    let fake = FakeDaytona::start(&[]);
+    let h = fake.harness(|_| {
+        "[[turn]]\nprompt = \"SHIP-COMMAND-EXPANDED\"\n[[turn.step]]\ntext = \"Shipping.\"\n"
+            .to_owned()
+    });
+    let claude = h.path("home/.claude");
+    std::fs::create_dir_all(claude.join("commands")).unwrap();
+    std::fs::write(claude.join("CLAUDE.md"), "REMOTE-MEMORY-MARKER-7\n").unwrap();
+    std::fs::write(
+        claude.join("commands/ship.md"),
+        "---\ndescription: Ship it\n---\nSHIP-COMMAND-EXPANDED $ARGUMENTS\n",
+    )
+    .unwrap();
+    std::fs::write(
+        h.path("home/.claude.json"),
+        json!({"mcpServers": {"remote": {"type": "http", "url": "https://mcp.example.com/mcp",
+            "headers": {"Authorization": "Bearer sk-remote-mcp-LEAK"}}}})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(h.workspace.join("a.txt"), "a\n").unwrap();
+    let ws = h.workspace.to_str().unwrap();
+    let out = h.run(&["run", "--json", "--workspace", ws, "/ship now"]);
+    let live = parse_lines(&String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        summarize(&live),
+        h.daemon_log_tail()
+    );
+    let req = h.last_request_for("SHIP-COMMAND-EXPANDED");
+    assert!(
+        req.all_text().contains("REMOTE-MEMORY-MARKER-7"),
+        "the memory did not reach the model"
+    );
+    let said = serde_json::to_string(&live).unwrap();
+    assert!(
+        said.contains("MCP server remote was left out") && said.contains("remote sandbox"),
+        "{}",
+        summarize(&live)
+    );
+    assert!(!said.contains("sk-remote-mcp-LEAK"));
+}

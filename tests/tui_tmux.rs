@@ -436,3 +436,65 @@ fn the_review_view_opens_a_pull_request() {
                 .is_some_and(|l| l.contains(&format!("⎇ harvest/fix-the-greeting-{id} · http")))
     });
 }
+
+/// A session made from the TUI's new-session form asks Claude Code's question before a
+/// project's `.mcp.json` servers start: trusted with `y`, its server starts; the answer
+/// is remembered (shared with the command line), so the next session does not ask.
+#[test]
+fn the_new_session_form_asks_before_a_projects_mcp_servers_start() {
+    let h = Harness::new(SCRIPT);
+    std::fs::write(
+        h.workspace.join("tiny_mcp.py"),
+        include_str!("support/tiny_mcp.py"),
+    )
+    .unwrap();
+    std::fs::write(
+        h.workspace.join(".mcp.json"),
+        r#"{"mcpServers": {"projdb": {"command": "python3", "args": ["tiny_mcp.py"]}}}"#,
+    )
+    .unwrap();
+    let t = Tmux::start(&h);
+    let ws = h.workspace.to_str().unwrap().to_owned();
+    t.type_text("main", &format!("cd '{ws}' && {}", t.harvest_line("")));
+    t.keys("main", &["Enter"]);
+    t.wait_for("main", "the picker", |s| s.contains("n new"));
+    t.keys("main", &["n"]);
+    t.wait_for("main", "the form", |s| s.contains(&ws));
+    t.type_text("main", "hello from the form");
+    t.keys("main", &["Enter"]);
+    let asked = t.wait_for("main", "the trust question", |s| {
+        s.contains("Trust this project's MCP servers?")
+    });
+    assert!(
+        asked.contains("projdb: python3 tiny_mcp.py"),
+        "the question does not say what would start:\n{asked}"
+    );
+    t.keys("main", &["y"]);
+    t.wait_for("main", "the new session", |s| {
+        s.contains("hello from the form")
+    });
+    let listed = h.ok(&["ls", "--json"]);
+    let first = harvest_e2e::parse_lines(&listed);
+    let id = first
+        .first()
+        .and_then(|s| s["id"].as_str())
+        .unwrap_or_else(|| panic!("the new session is not listed: {listed}"))
+        .to_owned();
+    let evs = h.wait_events(&id, "the agent's init", Duration::from_secs(60), |e| {
+        !harvest_e2e::of_type(e, "agent_init").is_empty()
+    });
+    let init = harvest_e2e::of_type(&evs, "agent_init")[0]["raw"]["mcp_servers"].to_string();
+    assert!(
+        init.contains("projdb"),
+        "the trusted server did not start: {init}"
+    );
+    // Remembered: the command line does not ask again (it is not a terminal here, so an
+    // unknown file would start without its servers).
+    let out = h.run(&["run", "--json", "--workspace", &ws, "hello again"]);
+    let evs = harvest_e2e::parse_lines(&String::from_utf8_lossy(&out.stdout));
+    let init = harvest_e2e::of_type(&evs, "agent_init")[0]["raw"]["mcp_servers"].to_string();
+    assert!(
+        init.contains("projdb"),
+        "the trust was not remembered: {init}"
+    );
+}

@@ -9,6 +9,7 @@
 //! apart so callers can choose to retry, report, or treat it as a bug.
 
 mod autostart;
+pub mod mcp_trust;
 
 use harvest_config::Paths;
 use harvest_protocol::methods::{self as m, Method};

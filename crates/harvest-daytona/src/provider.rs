@@ -285,6 +285,7 @@ impl Provider for DaytonaProvider {
         sandbox
             .prepare_workspace(&spec.workspace, &manifest, &spec.progress)
             .await?;
+        sandbox.upload_home_config(&spec.home_binds).await?;
         Ok(Box::new(sandbox))
     }
 

@@ -354,3 +354,72 @@ fn write_manifest(manifest: &Path, hashes: &BTreeMap<String, String>) {
     }
     let _ = std::fs::write(manifest, serde_json::to_vec(hashes).unwrap_or_default());
 }
+
+/// The most of the user's configuration sent into a remote HOME.
+const MAX_HOME_CONFIG: usize = 64 << 20;
+
+impl DaytonaSandbox {
+    /// The user's own Claude Code configuration (what a local sandbox binds read-only
+    /// into the agent's HOME) sent into the remote HOME, at the same paths. A remote
+    /// sandbox cannot bind this machine's files: these are copies, and what the agent
+    /// changes in them stays there. Links in the user's folders are followed (they are
+    /// the user's, like a skill linked from a repository), at most 8 deep.
+    pub async fn upload_home_config(&self, binds: &[(PathBuf, String)]) -> Result<()> {
+        let mut files = Vec::new();
+        let mut size = 0usize;
+        for (host, rel) in binds {
+            collect_config(host, &format!("{HOME}/{rel}"), 0, &mut files, &mut size)?;
+        }
+        if size > MAX_HOME_CONFIG {
+            return Err(SandboxError::Spawn(format!(
+                "your Claude Code configuration is {} MiB, more than the {} MiB a remote \
+                 sandbox takes; choose fewer parts with agent.user_config, or \
+                 --no-user-config",
+                size >> 20,
+                MAX_HOME_CONFIG >> 20
+            )));
+        }
+        if !files.is_empty() {
+            self.toolbox().upload(files).await?;
+        }
+        Ok(())
+    }
+}
+
+fn collect_config(
+    host: &Path,
+    remote: &str,
+    depth: usize,
+    out: &mut Vec<(String, Vec<u8>)>,
+    size: &mut usize,
+) -> Result<()> {
+    let io = |e: std::io::Error| SandboxError::Io {
+        path: host.to_owned(),
+        source: e,
+    };
+    if depth > 8 || *size > MAX_HOME_CONFIG {
+        return Ok(());
+    }
+    let Ok(meta) = std::fs::metadata(host) else {
+        return Ok(());
+    };
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(host).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            collect_config(
+                &entry.path(),
+                &format!("{remote}/{name}"),
+                depth + 1,
+                out,
+                size,
+            )?;
+        }
+    } else if meta.is_file() {
+        let bytes = std::fs::read(host).map_err(io)?;
+        *size += bytes.len();
+        out.push((remote.to_owned(), bytes));
+    }
+    Ok(())
+}

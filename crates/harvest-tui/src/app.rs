@@ -32,6 +32,8 @@ pub enum Cmd {
     Create {
         workspace: String,
         prompt: String,
+        /// The user's word on the folder's `.mcp.json`, once asked.
+        trust: McpTrust,
     },
     Approve {
         request_id: String,
@@ -80,6 +82,15 @@ pub enum FromDaemon {
         prompt: String,
         error: String,
     },
+    /// The new session's folder has a `.mcp.json` the user has not trusted (as it is
+    /// now): ask before its servers start.
+    AskTrust {
+        workspace: String,
+        prompt: String,
+        /// The file's content name, and its servers (the file's text: untrusted).
+        name: String,
+        servers: Vec<String>,
+    },
     /// A message the daemon did not take (no credentials, budget spent, …): the text
     /// comes back to the input and the reason stays on screen.
     SendFailed {
@@ -95,6 +106,17 @@ pub enum FromDaemon {
     Diff(Result<Box<harvest_protocol::methods::DiffResult>, String>),
     /// How an apply or a pull request from the review view went: (ok, what to say).
     ReviewDone(bool, String),
+}
+
+/// A new session's answer to the `.mcp.json` question (see `harvest_client::mcp_trust`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum McpTrust {
+    /// Not asked yet: the connection looks, and asks the UI when the file is unknown.
+    Ask,
+    /// Trusted: the file's content name, remembered for next time.
+    Trust(String),
+    /// Start the session without its servers.
+    Decline,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +161,14 @@ pub enum Overlay {
         on_prompt: bool,
         /// Why the daemon refused the last try (the form stays filled in).
         error: Option<String>,
+    },
+    /// Claude Code's question before a project's `.mcp.json` servers start.
+    TrustMcp {
+        workspace: String,
+        prompt: String,
+        name: String,
+        /// Terminal-safe already.
+        servers: Vec<String>,
     },
 }
 
@@ -351,6 +381,23 @@ impl App {
             FromDaemon::HistoryPending => self.history_pending = Some(Vec::new()),
             FromDaemon::History(older) => self.splice_history(*older),
             FromDaemon::Error(e) => self.toast(&e),
+            FromDaemon::AskTrust {
+                workspace,
+                prompt,
+                name,
+                servers,
+            } => {
+                let servers = servers
+                    .iter()
+                    .map(|l| harvest_termsafe::text(l, harvest_termsafe::Sgr::Drop).into_owned())
+                    .collect();
+                self.overlay = Overlay::TrustMcp {
+                    workspace,
+                    prompt,
+                    name,
+                    servers,
+                };
+            }
             FromDaemon::CreateFailed {
                 workspace,
                 prompt,
@@ -532,6 +579,7 @@ impl App {
             Overlay::Picker { .. } => return self.picker_key(key),
             Overlay::ConfirmRemove { .. } => return self.confirm_key(key),
             Overlay::NewSession { .. } => return self.new_session_key(ev),
+            Overlay::TrustMcp { .. } => return self.trust_key(ev),
             Overlay::Review(_) => return self.review_key(key),
         }
         if self.prefix_armed {

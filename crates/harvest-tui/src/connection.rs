@@ -3,7 +3,7 @@
 //! commands, and on a lost connection keeps retrying and re-subscribes from the last seq
 //! it delivered, so the UI sees no gap and no duplicate.
 
-use crate::app::{Cmd, FromDaemon};
+use crate::app::{Cmd, FromDaemon, McpTrust};
 use harvest_client::Client;
 use harvest_config::Paths;
 use harvest_protocol::methods::{self as m, CreateParams};
@@ -190,9 +190,33 @@ async fn run(
                         _ => None,
                     };
                     let created = match &cmd {
-                        Cmd::Create { workspace, prompt } => Some((workspace.clone(), prompt.clone())),
+                        Cmd::Create {
+                            workspace, prompt, ..
+                        } => Some((workspace.clone(), prompt.clone())),
                         _ => None,
                     };
+                    // A folder whose `.mcp.json` the user has not trusted: asked first.
+                    if let Cmd::Create {
+                        workspace,
+                        prompt,
+                        trust: McpTrust::Ask,
+                    } = &cmd
+                        && let harvest_client::mcp_trust::Trust::Unknown { name, servers } =
+                            harvest_client::mcp_trust::lookup(
+                                &conn.paths.data_dir,
+                                &folder_of(workspace),
+                            )
+                    {
+                        let _ = ui
+                            .send(FromDaemon::AskTrust {
+                                workspace: workspace.clone(),
+                                prompt: prompt.clone(),
+                                name,
+                                servers,
+                            })
+                            .await;
+                        continue;
+                    }
                     match command(&client, &conn, attached.as_deref(), cmd).await {
                         Ok(Some(Switch(id))) => {
                             attached = Some(id);
@@ -379,12 +403,32 @@ async fn command(
                 .await
                 .map_err(r)?;
         }
-        Cmd::Create { workspace, prompt } => {
+        Cmd::Create {
+            workspace,
+            prompt,
+            trust,
+        } => {
+            let folder = folder_of(&workspace);
+            let trusted_mcp = match trust {
+                McpTrust::Ask => {
+                    match harvest_client::mcp_trust::lookup(&conn.paths.data_dir, &folder) {
+                        harvest_client::mcp_trust::Trust::Trusted(name) => Some(name),
+                        _ => None,
+                    }
+                }
+                McpTrust::Trust(name) => {
+                    harvest_client::mcp_trust::remember(&conn.paths.data_dir, &folder, &name)
+                        .map_err(|e| format!("cannot remember the trust: {e}"))?;
+                    Some(name)
+                }
+                McpTrust::Decline => None,
+            };
             let info = client
                 .call::<m::SessionCreate>(CreateParams {
                     workspace: Some(workspace),
                     prompt: Some(prompt),
                     env: conn.env.clone(),
+                    trusted_mcp,
                     ..Default::default()
                 })
                 .await
@@ -482,4 +526,11 @@ async fn review(
         }
         _ => FromDaemon::ReviewDone(false, "not a review command".into()),
     }
+}
+
+/// The folder a new session's workspace names, resolved as the command line resolves it
+/// (the trust is kept by that path).
+fn folder_of(workspace: &str) -> PathBuf {
+    let path = PathBuf::from(workspace);
+    std::fs::canonicalize(&path).unwrap_or(path)
 }

@@ -1,7 +1,7 @@
 //! Keys while an overlay is open: the session picker, the removal question, the new
 //! session form.
 
-use super::{App, Cmd, Exit, Overlay, new_input};
+use super::{App, Cmd, Exit, FromDaemon, McpTrust, Overlay, new_input};
 use crate::keymap::Key;
 use crate::transcript::Transcript;
 use crate::view::conversation::ConversationView;
@@ -153,6 +153,7 @@ impl App {
                 return vec![Cmd::Create {
                     workspace: ws,
                     prompt: text,
+                    trust: McpTrust::Ask,
                 }];
             }
             _ => {
@@ -164,5 +165,41 @@ impl App {
             }
         }
         Vec::new()
+    }
+
+    /// The `.mcp.json` question: `y` trusts the file (remembered while it stays the
+    /// same), `n` starts the session without its servers, Esc goes back to the form.
+    pub(super) fn trust_key(&mut self, ev: KeyEvent) -> Vec<Cmd> {
+        let Overlay::TrustMcp {
+            workspace,
+            prompt,
+            name,
+            ..
+        } = &self.overlay
+        else {
+            return Vec::new();
+        };
+        let (workspace, prompt, name) = (workspace.clone(), prompt.clone(), name.clone());
+        let trust = match ev.code {
+            KeyCode::Char('y') | KeyCode::Char('Y') => McpTrust::Trust(name),
+            KeyCode::Char('n') | KeyCode::Char('N') => McpTrust::Decline,
+            KeyCode::Esc => {
+                self.on_daemon(FromDaemon::CreateFailed {
+                    workspace,
+                    prompt,
+                    error:
+                        "not started: the project's MCP servers were neither trusted nor declined"
+                            .into(),
+                });
+                return Vec::new();
+            }
+            _ => return Vec::new(),
+        };
+        self.overlay = Overlay::None;
+        vec![Cmd::Create {
+            workspace,
+            prompt,
+            trust,
+        }]
     }
 }

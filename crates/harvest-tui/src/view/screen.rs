@@ -325,6 +325,47 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
                 r,
             );
         }
+        Overlay::TrustMcp {
+            workspace, servers, ..
+        } => {
+            let height = (servers.len().min(8) + 6) as u16;
+            let r = centered(f.area(), 70, height);
+            f.render_widget(Clear, r);
+            let mut lines = vec![Line::from(format!(
+                "{}/.mcp.json asks to start these MCP servers in the session's sandbox:",
+                harvest_termsafe::text(workspace, harvest_termsafe::Sgr::Drop)
+            ))];
+            lines.extend(
+                servers
+                    .iter()
+                    .take(8)
+                    .map(|l| Line::styled(format!("  {l}"), theme.dim())),
+            );
+            if servers.len() > 8 {
+                lines.push(Line::styled(
+                    format!("  … and {} more", servers.len() - 8),
+                    theme.dim(),
+                ));
+            }
+            lines.push(Line::from(vec![
+                Span::styled("y", theme.key()),
+                Span::raw(" trust this file and start them · "),
+                Span::styled("n", theme.key()),
+                Span::raw(" start without them · "),
+                Span::styled("Esc", theme.key()),
+                Span::raw(" back"),
+            ]));
+            f.render_widget(
+                Paragraph::new(lines)
+                    .wrap(ratatui::widgets::Wrap { trim: false })
+                    .block(
+                        Block::bordered()
+                            .title(" Trust this project's MCP servers? ")
+                            .border_style(theme.warn()),
+                    ),
+                r,
+            );
+        }
         Overlay::NewSession {
             workspace,
             prompt,
