@@ -317,7 +317,8 @@ fn the_picker_creates_a_session_from_its_form() {
         cmds,
         vec![harvest_tui::app::Cmd::Create {
             workspace: "/tmp/project".into(),
-            prompt: "add a README".into()
+            prompt: "add a README".into(),
+            trust: harvest_tui::app::McpTrust::Ask,
         }]
     );
     // x asks before removing; only y removes.
