@@ -804,3 +804,17 @@ fn a_refused_new_session_keeps_its_form_filled_with_the_whole_reason() {
     assert!(screen.contains("/home/me/app"), "{screen}");
     assert!(screen.contains("then try again"), "{screen}");
 }
+
+/// Secrets the user let into the sandbox for their MCP servers are named in the status
+/// line, by name only.
+#[test]
+fn the_status_line_names_the_secrets_inside_the_sandbox() {
+    let mut app = App::new(Theme::new(ColorLevel::None), Keymap::default());
+    app.on_daemon(FromDaemon::Connected);
+    let mut with = info("6962a605", "db work", SessionState::Idle);
+    with.secrets_inside = vec!["db: DB_TOKEN".into()];
+    app.on_daemon(FromDaemon::Attached(with));
+    let screen = text(&render(&mut app, 120, 20));
+    let top = screen.lines().next().unwrap_or_default();
+    assert!(top.contains("⚿ db: DB_TOKEN"), "{top}");
+}
