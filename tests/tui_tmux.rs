@@ -260,7 +260,7 @@ fn bare_harvest_opens_the_last_session_sent_to_and_the_input_edits_like_a_shell(
     // a client that cannot recall fails all three.
     let recalled = |s: &str| {
         s.lines()
-            .any(|l| l.contains("│ remember me") || l.contains("│remember me"))
+            .any(|l| l.contains("┃ remember me") || l.contains("┃remember me"))
     };
     for _ in 0..2 {
         t.keys("main", &["Up"]);
@@ -299,8 +299,8 @@ fn a_queued_follow_up_is_shown_edited_and_taken_back_by_esc() {
     // Up on the empty input takes it back to edit.
     t.keys("main", &["Up"]);
     t.wait_for("main", "the queued message back in the input", |s| {
-        !s.contains("queued ›") && s.contains("│then check the logs")
-            || !s.contains("queued ›") && s.contains("│ then check the logs")
+        !s.contains("queued ›") && s.contains("┃then check the logs")
+            || !s.contains("queued ›") && s.contains("┃ then check the logs")
     });
     t.type_text("main", " twice");
     t.keys("main", &["Enter"]);

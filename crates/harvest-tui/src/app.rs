@@ -341,6 +341,9 @@ impl App {
                     self.conv = ConversationView::new();
                     self.tool_selected = None;
                     self.tool_scroll = 0;
+                    // Keys go to the input of a session just picked, as in Claude Code:
+                    // a pane focused in the previous session would swallow what is typed.
+                    self.focus = Focus::Input;
                     // What the session already had is history; later events are news.
                     self.live_from = info.last_seq;
                 }
@@ -539,6 +542,14 @@ impl App {
             return Vec::new();
         }
         let key = Key::from_event(&ev);
+        // The prefix closes any overlay and acts as the prefix: `prefix d` detaches from
+        // the help, the picker or a form alike, and nothing typed next is taken for text.
+        if !matches!(self.overlay, Overlay::None) && self.keymap.is_prefix(key) {
+            self.overlay = Overlay::None;
+            self.help_scroll = 0;
+            self.prefix_armed = true;
+            return Vec::new();
+        }
         match &mut self.overlay {
             Overlay::None => {}
             Overlay::Help => {

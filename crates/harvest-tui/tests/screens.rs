@@ -818,3 +818,71 @@ fn the_status_line_names_the_secrets_inside_the_sandbox() {
     let top = screen.lines().next().unwrap_or_default();
     assert!(top.contains("⚿ db: DB_TOKEN"), "{top}");
 }
+
+/// Focus reads without colour: under NO_COLOR the focused pane's border is heavier, so
+/// the input, the conversation and the tool pane focused draw three different screens.
+#[test]
+fn focus_shows_without_colour() {
+    let mut app = app(ColorLevel::None);
+    let input = text(&render(&mut app, 100, 30));
+    key(&mut app, KeyCode::Tab);
+    let conversation = text(&render(&mut app, 100, 30));
+    key(&mut app, KeyCode::Tab);
+    let tool = text(&render(&mut app, 100, 30));
+    assert_ne!(input, conversation);
+    assert_ne!(conversation, tool);
+    assert_ne!(input, tool);
+    let heavy = |s: &str, title: &str| s.lines().any(|l| l.contains('┏') && l.contains(title));
+    assert!(heavy(&input, "›"), "{input}");
+    assert!(heavy(&conversation, "Conversation"), "{conversation}");
+}
+
+/// A session picked from the picker takes keys in its input, whatever pane had focus in
+/// the session before: typed text is a message, not a search.
+#[test]
+fn a_picked_session_has_the_keys_in_its_input() {
+    let mut app = app(ColorLevel::None);
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.focus, harvest_tui::app::Focus::Conversation);
+    app.on_daemon(FromDaemon::Attached(info(
+        "1b2c3d4e",
+        "api: add pagination",
+        SessionState::Idle,
+    )));
+    assert_eq!(app.focus, harvest_tui::app::Focus::Input);
+    for c in "/lint".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    let cmds = app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(cmds, vec![harvest_tui::app::Cmd::Send("/lint".into())]);
+}
+
+/// The prefix closes an overlay and acts: `prefix d` in the help detaches, and Esc closes
+/// the help; nothing typed after is sent.
+#[test]
+fn the_prefix_reaches_through_an_overlay() {
+    let mut app = app(ColorLevel::None);
+    app.on_key(KeyEvent::new(KeyCode::Char('b'), KeyModifiers::CONTROL));
+    key(&mut app, KeyCode::Char('?'));
+    assert!(text(&render(&mut app, 100, 30)).contains("detach"));
+    app.on_key(KeyEvent::new(KeyCode::Char('b'), KeyModifiers::CONTROL));
+    key(&mut app, KeyCode::Char('d'));
+    assert_eq!(app.exit, Some(harvest_tui::app::Exit::Detach));
+
+    let mut app = app_for_help();
+    key(&mut app, KeyCode::Esc);
+    for c in "ls -la".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    assert!(
+        text(&render(&mut app, 100, 30)).contains("ls -la"),
+        "typed text goes to the input once the help is closed"
+    );
+}
+
+fn app_for_help() -> App {
+    let mut app = app(ColorLevel::None);
+    app.on_key(KeyEvent::new(KeyCode::Char('b'), KeyModifiers::CONTROL));
+    key(&mut app, KeyCode::Char('?'));
+    app
+}

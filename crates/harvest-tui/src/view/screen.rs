@@ -244,9 +244,16 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
         a.header,
     );
 
+    // Focus shows in the border's weight as well as its colour, so that it reads under
+    // NO_COLOR and on a monochrome terminal too.
     let pane = |title: String, focused: bool| {
         Block::default()
             .borders(Borders::ALL)
+            .border_type(if focused {
+                ratatui::widgets::BorderType::Thick
+            } else {
+                ratatui::widgets::BorderType::Plain
+            })
             .title(title)
             .border_style(if focused {
                 theme.border_focused()
