@@ -498,3 +498,36 @@ fn the_new_session_form_asks_before_a_projects_mcp_servers_start() {
         "the trust was not remembered: {init}"
     );
 }
+
+/// tmux's own paste (`paste-buffer -p`: bracketed, lines ended by CR) keeps its three
+/// lines: shown collapsed in the input, sent whole as one message.
+#[test]
+fn a_tmux_paste_keeps_its_lines() {
+    let h = Harness::new(SCRIPT);
+    let ws = h.workspace.to_str().unwrap().to_owned();
+    let id = h
+        .ok(&["new", "--detach", "--workspace", &ws, "fix the greeting"])
+        .trim()
+        .to_owned();
+    h.wait_events(&id, "the first turn", Duration::from_secs(60), |e| {
+        !harvest_e2e::of_type(e, "turn_result").is_empty()
+    });
+    let t = Tmux::start(&h);
+    t.type_text("main", &t.harvest_line(&format!("attach {id}")));
+    t.keys("main", &["Enter"]);
+    t.wait_for("main", "the session", |s| s.contains("Fixed the greeting"));
+    t.tmux(&["set-buffer", "-b", "p", "alpha line\rbeta line\rgamma line"]);
+    t.tmux(&["paste-buffer", "-p", "-b", "p", "-t", "main"]);
+    t.wait_for("main", "the collapsed paste", |s| {
+        s.contains("[pasted 3 lines #1]")
+    });
+    t.keys("main", &["Enter"]);
+    let evs = h.wait_events(&id, "the pasted message", Duration::from_secs(60), |e| {
+        harvest_e2e::of_type(e, "user_message").len() >= 2
+    });
+    let sent = harvest_e2e::of_type(&evs, "user_message")[1]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(sent, "alpha line\nbeta line\ngamma line");
+}

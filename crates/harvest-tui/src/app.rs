@@ -182,12 +182,19 @@ impl Overlay {
     }
 }
 
+/// A paste of this many lines or more (or bytes past the next) is shown collapsed.
+const PASTE_COLLAPSE_LINES: usize = 3;
+const PASTE_COLLAPSE_BYTES: usize = 1000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     Detach,
 }
 
 pub struct App {
+    /// Long pastes shown collapsed in the input (`[pasted 3 lines #1]`), by marker: the
+    /// marker is what the input holds, the text what is sent.
+    pub pastes: Vec<(String, String)>,
     pub theme: Theme,
     pub keymap: Keymap,
     pub session: Option<SessionInfo>,
@@ -277,6 +284,7 @@ impl App {
             transcript: Transcript::default(),
             conv: ConversationView::new(),
             input: new_input(&theme),
+            pastes: Vec::new(),
             focus: Focus::Input,
             overlay: Overlay::None,
             conn: Conn::Connecting,
@@ -516,10 +524,29 @@ impl App {
         self.toast = Some((text.to_owned(), Instant::now()));
     }
 
+    /// A bracketed paste: its line breaks kept whichever the terminal sent (CR, LF or
+    /// CRLF; tmux's `paste-buffer` sends CR), and a long one shown collapsed as a marker
+    /// the message carries in full, as Claude Code does.
     pub fn on_paste(&mut self, text: &str) {
-        if self.focus == Focus::Input && matches!(self.overlay, Overlay::None) {
-            self.input.insert_str(text);
+        if self.focus != Focus::Input || !matches!(self.overlay, Overlay::None) {
+            return;
         }
+        let text = text.replace("\r\n", "\n").replace('\r', "\n");
+        let lines = text.lines().count();
+        if lines >= PASTE_COLLAPSE_LINES || text.len() > PASTE_COLLAPSE_BYTES {
+            let marker = format!("[pasted {lines} lines #{}]", self.pastes.len() + 1);
+            self.input.insert_str(&marker);
+            self.pastes.push((marker, text));
+        } else {
+            self.input.insert_str(&text);
+        }
+    }
+
+    /// The input's text with every collapsed paste put back in full.
+    fn expanded(&self, text: String) -> String {
+        self.pastes.iter().fold(text, |t, (marker, full)| {
+            t.replacen(marker.as_str(), full, 1)
+        })
     }
 
     pub fn on_mouse(&mut self, m: MouseEvent) {
@@ -655,7 +682,7 @@ impl App {
         let theme = self.theme;
         match action {
             Action::Send => {
-                let text = self.draft();
+                let text = self.expanded(self.draft());
                 if let Some(request_id) = self.editing_permission.take() {
                     // The edited command, allowed in place of the requested one.
                     self.input = new_input(&self.theme);
@@ -690,6 +717,7 @@ impl App {
                     return Vec::new();
                 }
                 self.input = new_input(&self.theme);
+                self.pastes.clear();
                 self.history.push(&text);
                 // A new message starts a new turn: follow it, in both panes.
                 self.conv.go_bottom(&self.transcript);

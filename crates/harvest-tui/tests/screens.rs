@@ -886,3 +886,32 @@ fn app_for_help() -> App {
     key(&mut app, KeyCode::Char('?'));
     app
 }
+
+/// A paste keeps its line breaks whichever the terminal sent; a long one shows collapsed
+/// and is sent whole; the box stays inside its frame.
+#[test]
+fn a_paste_keeps_its_lines_and_a_long_one_shows_collapsed() {
+    let mut app = bare_app();
+    app.on_paste("first\r\nsecond");
+    assert_eq!(app.draft(), "first\nsecond");
+    let screen = text(&render(&mut app, 80, 24));
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.starts_with("┃ second") || l.starts_with("┃second")),
+        "{screen}"
+    );
+    app.set_draft("");
+    app.on_paste("one\rtwo\rthree\r");
+    assert_eq!(app.draft(), "[pasted 3 lines #1]");
+    let screen = text(&render(&mut app, 80, 24));
+    for line in screen.lines() {
+        assert!(!line.contains('\r'), "a CR reached the screen: {line:?}");
+    }
+    assert!(screen.contains("[pasted 3 lines #1]"), "{screen}");
+    let cmds = app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(
+        cmds,
+        vec![harvest_tui::app::Cmd::Send("one\ntwo\nthree\n".into())]
+    );
+}
