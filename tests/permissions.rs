@@ -193,12 +193,20 @@ fn a_tool_cannot_widen_its_own_permissions() {
         .ok(&["new", "--permissions", "ask", "--workspace", &ws, "widen"])
         .trim()
         .to_owned();
-    let evs = h.wait_events(&id, "the first request", LONG, |e| !pending(e).is_empty());
-    h.ok(&["approve", &id, &pending(&evs)[0], "--allow"]);
+    h.wait_events(&id, "the first request", LONG, |e| !pending(e).is_empty());
+    // The only request waiting needs no id.
+    h.ok(&["approve", &id, "--allow"]);
     h.wait_events(&id, "the first turn", LONG, |e| {
         !of_type(e, "turn_result").is_empty()
     });
     assert!(h.workspace.join(".claude/settings.local.json").exists());
+    let none = h.run(&["approve", &id, "--allow"]);
+    assert!(!none.status.success());
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("no permission request waits"),
+        "{}",
+        String::from_utf8_lossy(&none.stderr)
+    );
     // The CLI watches its settings files: give it the time to see the change.
     std::thread::sleep(Duration::from_secs(3));
     h.ok(&["send", &id, "after"]);

@@ -221,8 +221,6 @@ pub struct App {
     pub history: crate::editing::History,
     /// The draft as loaded on attach: saved back only if this client changed it.
     pub loaded_draft: String,
-    /// `a` was pressed once on a permission prompt: the next `a` allows "always".
-    always_armed: bool,
     /// The key that triggered the last cancel was Esc (which never detaches).
     cancel_by_esc: bool,
     last_cancel: Option<Instant>,
@@ -296,7 +294,6 @@ impl App {
             toast: None,
             spinner: 0,
             prefix_armed: false,
-            always_armed: false,
             help_scroll: 0,
             last_search: None,
             history: Default::default(),
@@ -786,7 +783,6 @@ impl App {
                     Focus::Conversation => Focus::Tool,
                     Focus::Tool => Focus::Input,
                 };
-                self.always_armed = false;
             }
             Action::Up => match self.focus {
                 Focus::Tool => self.scroll_tool(-1),

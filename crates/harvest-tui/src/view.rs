@@ -6,6 +6,7 @@ pub mod conversation;
 pub mod diff;
 pub mod items;
 pub mod layout;
+pub mod permission;
 pub mod review;
 pub mod screen;
 pub mod tool;

@@ -397,7 +397,7 @@ fn a_permission_request_takes_the_tool_pane_and_tab_then_y_allows_it() {
     key(&mut app, KeyCode::Tab);
     let screen = text(&render(&mut app, 110, 30));
     assert!(
-        screen.contains("answering") && screen.contains("a a"),
+        screen.contains("answering") && screen.contains("2 a always"),
         "{screen}"
     );
     let cmds = app.on_key(KeyEvent::new(KeyCode::Char('y'), KeyModifiers::NONE));
@@ -410,13 +410,8 @@ fn a_permission_request_takes_the_tool_pane_and_tab_then_y_allows_it() {
             message: None,
         }]
     );
-    // "Always" takes a second a.
+    // One a on the focused prompt allows always.
     key(&mut app, KeyCode::Tab);
-    assert!(
-        app.on_key(KeyEvent::new(KeyCode::Char('a'), KeyModifiers::NONE))
-            .is_empty(),
-        "one a must not allow always"
-    );
     let cmds = app.on_key(KeyEvent::new(KeyCode::Char('a'), KeyModifiers::NONE));
     assert_eq!(
         cmds,
@@ -914,4 +909,72 @@ fn a_paste_keeps_its_lines_and_a_long_one_shows_collapsed() {
         cmds,
         vec![harvest_tui::app::Cmd::Send("one\ntwo\nthree\n".into())]
     );
+}
+
+fn permission_event(seq: u64, id: &str, tool: &str, input: serde_json::Value) -> Event {
+    serde_json::from_value(serde_json::json!({"seq":seq,"ts":"2026-11-23T10:00:00Z",
+        "session":"6962a605","type":"permission_request","request_id":id,"tool":tool,
+        "input":input,"summary":format!("{tool} something")}))
+    .unwrap()
+}
+
+/// With the input box empty one key answers, without Tab: 1 allows once, 2 always, 3
+/// denies; letters that start words (`a`, `e`) stay text; with a draft every key is text.
+#[test]
+fn one_key_answers_a_request_from_the_empty_input() {
+    let mut app = app(ColorLevel::None);
+    let ask = |app: &mut App, seq, id: &str| {
+        app.on_daemon(FromDaemon::Event(Box::new(permission_event(
+            seq,
+            id,
+            "Bash",
+            serde_json::json!({"command": "make"}),
+        ))))
+    };
+    ask(&mut app, 40, "req-1");
+    let screen = text(&render(&mut app, 110, 30));
+    assert!(screen.contains("1 y allow once"), "{screen}");
+    let approve = |id: &str, d: &str| harvest_tui::app::Cmd::Approve {
+        request_id: id.into(),
+        decision: d.into(),
+        input: None,
+        message: None,
+    };
+    assert_eq!(
+        app.on_key(KeyEvent::new(KeyCode::Char('1'), KeyModifiers::NONE)),
+        vec![approve("req-1", "allow")]
+    );
+    assert_eq!(
+        app.on_key(KeyEvent::new(KeyCode::Char('2'), KeyModifiers::NONE)),
+        vec![approve("req-1", "always")]
+    );
+    assert!(
+        app.on_key(KeyEvent::new(KeyCode::Char('a'), KeyModifiers::NONE))
+            .is_empty()
+    );
+    assert_eq!(app.draft(), "a", "a typed into the empty box is text");
+    assert!(
+        app.on_key(KeyEvent::new(KeyCode::Char('1'), KeyModifiers::NONE))
+            .is_empty()
+    );
+    assert_eq!(app.draft(), "a1", "with a draft, digits are text");
+}
+
+/// An Edit request shows the change as removed and added lines, not the call's JSON.
+#[test]
+fn an_edit_request_shows_its_diff() {
+    let mut app = app(ColorLevel::None);
+    app.on_daemon(FromDaemon::Event(Box::new(permission_event(
+        41,
+        "req-2",
+        "Edit",
+        serde_json::json!({"file_path": "/w/calc.py",
+            "old_string": "def sub(a, b):\n    return a - b\n",
+            "new_string": "def sub(a, b):\n    return a + b\n"}),
+    ))));
+    let screen = text(&render(&mut app, 110, 30));
+    assert!(screen.contains("/w/calc.py"), "{screen}");
+    assert!(screen.contains("-     return a - b"), "{screen}");
+    assert!(screen.contains("+     return a + b"), "{screen}");
+    assert!(!screen.contains("old_string"), "{screen}");
 }

@@ -78,9 +78,10 @@ pub enum Command {
     /// ends otherwise (failed, exited, interrupted, removed).
     Wait { session: String },
     /// Answer a permission request: allow once, always (this tool, for the session), or deny.
+    /// The request id may be left out while exactly one request waits.
     Approve {
         session: String,
-        request: String,
+        request: Option<String>,
         #[arg(long, group = "decision")]
         allow: bool,
         #[arg(long, group = "decision")]

@@ -95,7 +95,15 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 (true, _, _) => "allow",
                 _ => anyhow::bail!("say --allow, --always or --deny"),
             };
-            sessions::approve(&paths, &session, &request, decision, message, command).await
+            sessions::approve(
+                &paths,
+                &session,
+                request.as_deref(),
+                decision,
+                message,
+                command,
+            )
+            .await
         }
     }
 }

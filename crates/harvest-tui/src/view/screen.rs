@@ -97,37 +97,13 @@ pub fn prepare(app: &mut App, area: Rect) {
     app.frame.tool_rows = th;
     // A waiting permission request takes the tool pane: it is what needs the user.
     if let Some(p) = app.transcript.permissions.first() {
-        let mut lines = vec![
-            Line::styled(format!("{} asks permission", p.tool), theme.warn()),
-            Line::default(),
-        ];
-        lines.extend(p.summary.lines().map(|l| Line::from(l.to_owned())));
-        lines.push(Line::default());
-        if app.focus == crate::app::Focus::Prompt {
-            lines.push(Line::from(vec![
-                Span::styled("y", theme.key()),
-                Span::raw(" allow once · "),
-                Span::styled("a a", theme.key()),
-                Span::raw(" always allow this tool · "),
-                Span::styled("n", theme.key()),
-                Span::raw(" deny (with a reason) · "),
-                Span::styled("e", theme.key()),
-                Span::raw(" edit the command · "),
-                Span::styled("Esc", theme.key()),
-                Span::raw(" back to typing"),
-            ]));
-        } else {
-            lines.push(Line::from(vec![
-                Span::styled("Tab", theme.key()),
-                Span::raw(" to answer (typing goes to the input box)"),
-            ]));
-        }
-        if app.transcript.permissions.len() > 1 {
-            lines.push(Line::styled(
-                format!("{} more waiting", app.transcript.permissions.len() - 1),
-                theme.dim(),
-            ));
-        }
+        use super::permission::Keys;
+        let keys = match app.focus {
+            crate::app::Focus::Prompt => Keys::Focused,
+            crate::app::Focus::Input if app.draft().is_empty() => Keys::FromInput,
+            _ => Keys::Draft,
+        };
+        let lines = super::permission::lines(p, keys, app.transcript.permissions.len(), &theme);
         app.frame.tool = wrap_lines(lines, tw, "  ").into_iter().take(th).collect();
         app.frame.tool_len = 0;
         app.frame.tool_title = if app.focus == crate::app::Focus::Prompt {

@@ -248,43 +248,65 @@ fn wait_code(state: SessionState) -> Option<u8> {
 pub async fn approve(
     paths: &Paths,
     session: &str,
-    request: &str,
+    request: Option<&str>,
     decision: &str,
     message: Option<String>,
     command: Option<String>,
 ) -> Result<ExitCode> {
     let client = connect(paths).await?;
-    // An edited command replaces the requested one; the rest of the input is kept.
-    let input = match command {
-        Some(cmd) => {
-            let info = client
-                .call::<m::SessionEvents>(m::EventsParams {
-                    session: session.to_owned(),
-                    from_seq: Seq(1),
-                    to_seq: None,
-                    include_raw: false,
-                })
-                .await?;
-            let mut requested = info
-                .events
-                .iter()
-                .rev()
-                .find_map(|e| match &e.body {
-                    EventBody::PermissionRequest {
-                        request_id, input, ..
-                    } if request_id == request => Some(input.clone()),
-                    _ => None,
-                })
-                .unwrap_or_else(|| serde_json::json!({}));
-            requested["command"] = serde_json::Value::String(cmd);
-            Some(requested)
+    let events = client
+        .call::<m::SessionEvents>(m::EventsParams {
+            session: session.to_owned(),
+            from_seq: Seq(1),
+            to_seq: None,
+            include_raw: false,
+        })
+        .await?
+        .events;
+    // The requests still waiting, oldest first, with what each asked to run.
+    let mut waiting: Vec<(String, String, serde_json::Value)> = Vec::new();
+    for e in &events {
+        match &e.body {
+            EventBody::PermissionRequest {
+                request_id,
+                tool,
+                input,
+                ..
+            } => waiting.push((request_id.clone(), tool.clone(), input.clone())),
+            EventBody::PermissionResolved { request_id, .. } => {
+                waiting.retain(|(id, _, _)| id != request_id)
+            }
+            _ => {}
         }
-        None => None,
+    }
+    let request = match (request, waiting.as_slice()) {
+        (Some(r), _) => r.to_owned(),
+        (None, [(id, _, _)]) => id.clone(),
+        (None, []) => anyhow::bail!("no permission request waits in session {session}"),
+        (None, several) => anyhow::bail!(
+            "{} permission requests wait in session {session}; name one: {}",
+            several.len(),
+            several
+                .iter()
+                .map(|(id, tool, _)| format!("{id} ({tool})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
+    // An edited command replaces the requested one; the rest of the input is kept.
+    let input = command.map(|cmd| {
+        let mut requested = waiting
+            .iter()
+            .find(|(id, _, _)| *id == request)
+            .map(|(_, _, input)| input.clone())
+            .unwrap_or_else(|| serde_json::json!({}));
+        requested["command"] = serde_json::Value::String(cmd);
+        requested
+    });
     client
         .call::<m::SessionApprove>(m::ApproveParams {
             session: session.to_owned(),
-            request_id: request.to_owned(),
+            request_id: request,
             decision: decision.to_owned(),
             message,
             input,
