@@ -122,7 +122,25 @@ pub fn make_state_dirs(state_dir: &Path) -> Result<()> {
         .mode(0o700)
         .create(&run)
         .and_then(|()| std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)))
-        .map_err(|source| SandboxError::Io { path: run, source })
+        .map_err(|source| SandboxError::Io {
+            path: run.clone(),
+            source,
+        })?;
+    // The CLI's temporary files, which this machine reads a running command's output
+    // from (bound read-write at `TMP_IN_CONTAINER`; the agent's).
+    let tmp = state_dir.join(crate::TMP_DIR);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Ok(()),
+            _ => Err(e),
+        })
+        .map_err(|source| SandboxError::Io {
+            path: tmp.clone(),
+            source,
+        })?;
+    give_to_agent(&tmp)
 }
 
 /// The image's id, once it is known to be there.
@@ -142,6 +160,8 @@ pub struct Shape<'a> {
     pub options: &'a DockerOptions,
     pub workspace: &'a Path,
     pub run_dir: &'a Path,
+    /// The CLI's temporary files (see `make_state_dirs`).
+    pub tmp_dir: &'a Path,
     pub harvest: &'a Path,
     pub network: &'a Network,
     pub image: &'a str,
@@ -237,6 +257,12 @@ pub async fn create(docker: &Docker, names: &Names, shape: &Shape<'_>) -> Result
             shape.run_dir.display().to_string(),
             RUN_IN_CONTAINER,
             true,
+        ),
+        bind_mount(
+            MountTypeEnum::BIND,
+            shape.tmp_dir.display().to_string(),
+            crate::TMP_IN_CONTAINER,
+            false,
         ),
         bind_mount(
             MountTypeEnum::BIND,

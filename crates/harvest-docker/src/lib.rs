@@ -45,6 +45,10 @@ pub const HOME: &str = "/home/harvest";
 pub const HARVEST_IN_CONTAINER: &str = "/opt/harvest/bin/harvest";
 /// The folder of the supervisor's sockets inside the container.
 pub const RUN_IN_CONTAINER: &str = "/run/harvest";
+/// The CLI's temporary folder in the container, bound from `TMP_DIR` in the session's
+/// state folder: a running command's output is read from there.
+pub const TMP_IN_CONTAINER: &str = "/run/harvest-tmp";
+const TMP_DIR: &str = "tmp";
 /// The folder of those sockets in the session's state folder.
 pub const RUN_DIR: &str = "run";
 /// The image's claude CLI.
@@ -253,6 +257,7 @@ impl Provider for DockerProvider {
                 options: &self.layout.options,
                 workspace: &workspace,
                 run_dir: &state_dir.join(RUN_DIR),
+                tmp_dir: &state_dir.join(TMP_DIR),
                 harvest: &self.forwarder()?,
                 network: &spec.network,
                 image: spec.image.as_deref().unwrap_or(&self.layout.options.image),
@@ -503,6 +508,10 @@ impl Sandbox for DockerSandbox {
         self.kept_setup.is_some()
     }
 
+    fn task_outputs(&self) -> Option<(PathBuf, PathBuf)> {
+        Some((self.state_dir.join(TMP_DIR), PathBuf::from(".")))
+    }
+
     async fn restore_setup(&self) -> Result<Option<String>> {
         match &self.kept_setup {
             Some(kept) => {
@@ -637,6 +646,10 @@ impl DockerSandbox {
                 .map(|(k, v)| (k.clone(), v.expose().to_owned())),
         );
         env.extend(mcp_env);
+        // A container made before there was a temporary folder to bind has none.
+        if self.state_dir.join(TMP_DIR).is_dir() {
+            env.push(("CLAUDE_CODE_TMPDIR".into(), TMP_IN_CONTAINER.into()));
+        }
         if let Ok(host) = std::env::var("DOCKER_HOST") {
             env.push(("DOCKER_HOST".into(), host));
         }

@@ -110,6 +110,16 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output: Option<ToolOutput>,
     },
+    /// How a running command is getting on, before its result: how long it has run, how
+    /// many lines and bytes it printed, and its last lines (terminal-safe, each at most
+    /// 300 characters). At most one a second per command; the `tool_result` replaces it.
+    ToolProgress {
+        tool_use_id: String,
+        elapsed_secs: u64,
+        lines: u64,
+        bytes: u64,
+        tail: Vec<String>,
+    },
     /// The end of a turn with this turn's own figures (not the CLI's running totals).
     TurnResult {
         is_error: bool,
@@ -221,6 +231,7 @@ impl EventBody {
             EventBody::Thinking { .. } => "thinking",
             EventBody::ToolCall { .. } => "tool_call",
             EventBody::ToolResult { .. } => "tool_result",
+            EventBody::ToolProgress { .. } => "tool_progress",
             EventBody::TurnResult { .. } => "turn_result",
             EventBody::ApiRetry { .. } => "api_retry",
             EventBody::AgentInit { .. } => "agent_init",

@@ -25,6 +25,7 @@ pub mod local;
 pub mod mcp;
 pub mod seccomp;
 pub mod setup_cache;
+pub mod task_output;
 
 use async_trait::async_trait;
 use harvest_agent::AgentCommand;
@@ -258,6 +259,12 @@ pub trait Sandbox: Send + Sync {
     fn agent_program(&self) -> &Path;
     /// The agent's HOME inside the sandbox.
     fn agent_home(&self) -> &Path;
+    /// Where this machine sees the agent's `CLAUDE_CODE_TMPDIR`, in which the CLI writes
+    /// each running command's output (see `task_output.rs`): a folder Harvest made and
+    /// the tmpdir relative to it; `None`: it cannot.
+    fn task_outputs(&self) -> Option<(PathBuf, PathBuf)> {
+        None
+    }
     /// Whether the sandbox keeps a successful setup for later sandboxes of the same
     /// repository ([`SetupPlan::cache`]), so [`Sandbox::save_setup`] means something.
     fn keeps_setup(&self) -> bool {

@@ -333,6 +333,13 @@ impl Sandbox for LocalSandbox {
         true
     }
 
+    fn task_outputs(&self) -> Option<(PathBuf, PathBuf)> {
+        Some((
+            self.policy.home.clone(),
+            PathBuf::from(crate::task_output::IN_HOME),
+        ))
+    }
+
     fn persisted(&self) -> serde_json::Value {
         serde_json::json!({
             "kind": "local",

@@ -187,6 +187,12 @@ pub fn event(body: &mut EventBody) {
                 None => {}
             }
         }
+        EventBody::ToolProgress {
+            tool_use_id, tail, ..
+        } => {
+            fix(tool_use_id, Sgr::Drop);
+            tail.iter_mut().for_each(|l| fix(l, Sgr::Drop));
+        }
         EventBody::TurnResult {
             subtype,
             terminal_reason,

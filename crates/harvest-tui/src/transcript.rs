@@ -35,6 +35,15 @@ pub struct ToolItem {
     pub result: Option<ToolResult>,
     pub started: Option<OffsetDateTime>,
     pub finished: Option<OffsetDateTime>,
+    /// How a running command is getting on (until its result replaces it).
+    pub progress: Option<ToolProgress>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolProgress {
+    pub elapsed_secs: u64,
+    pub lines: u64,
+    pub tail: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -206,7 +215,27 @@ impl Transcript {
                     result: None,
                     started: ts,
                     finished: None,
+                    progress: None,
                 })));
+            }
+            EventBody::ToolProgress {
+                tool_use_id,
+                elapsed_secs,
+                lines,
+                tail,
+                ..
+            } => {
+                if let Some(&i) = self.tools.get(&tool_use_id)
+                    && let Some(Item::Tool(t)) = self.items.get_mut(i)
+                    && t.result.is_none()
+                {
+                    t.progress = Some(ToolProgress {
+                        elapsed_secs,
+                        lines,
+                        tail,
+                    });
+                    self.bump(i);
+                }
             }
             EventBody::ToolResult {
                 tool_use_id,
@@ -396,7 +425,16 @@ impl ToolItem {
     /// "exit 1 · 2.1s", "+3 −1", "12 lines": the outcome shown on the tool's line.
     pub fn outcome(&self) -> String {
         let Some(r) = &self.result else {
-            return "running…".into();
+            // As Claude Code shows a running command: how long, and how much it printed.
+            return match &self.progress {
+                Some(p) => format!(
+                    "running… ({} s · {} line{})",
+                    p.elapsed_secs,
+                    p.lines,
+                    if p.lines == 1 { "" } else { "s" }
+                ),
+                None => "running…".into(),
+            };
         };
         let mut parts = Vec::new();
         match &r.output {

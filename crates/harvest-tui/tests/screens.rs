@@ -978,3 +978,31 @@ fn an_edit_request_shows_its_diff() {
     assert!(screen.contains("+     return a + b"), "{screen}");
     assert!(!screen.contains("old_string"), "{screen}");
 }
+
+/// A running command shows how long it has run, how much it printed and its last lines,
+/// in its line and in the tool pane, until its result replaces them.
+#[test]
+fn a_running_command_shows_its_live_output() {
+    let mut app = bare_app();
+    let ev = |v: serde_json::Value| FromDaemon::Event(Box::new(serde_json::from_value(v).unwrap()));
+    app.on_daemon(ev(
+        serde_json::json!({"seq":1,"ts":"2026-11-23T10:00:00Z","session":"6962a605",
+        "type":"tool_call","id":"t1","name":"Bash","input":{"command":"make"}}),
+    ));
+    app.on_daemon(ev(
+        serde_json::json!({"seq":2,"ts":"2026-11-23T10:00:08Z","session":"6962a605",
+        "type":"tool_progress","tool_use_id":"t1","elapsed_secs":8,"lines":17,"bytes":400,
+        "tail":["compiling a.c","compiling b.c"]}),
+    ));
+    let screen = text(&render(&mut app, 110, 30));
+    assert!(screen.contains("running… (8 s · 17 lines)"), "{screen}");
+    assert!(screen.contains("compiling b.c"), "{screen}");
+    app.on_daemon(ev(serde_json::json!({"seq":3,"ts":"2026-11-23T10:00:09Z","session":"6962a605",
+        "type":"tool_result","tool_use_id":"t1","is_error":false,"content":"all built",
+        "output":{"kind":"bash","stdout":"all built","stderr":"","exit_code":0,"interrupted":false}})));
+    let screen = text(&render(&mut app, 110, 30));
+    assert!(
+        !screen.contains("17 lines") && screen.contains("all built"),
+        "{screen}"
+    );
+}

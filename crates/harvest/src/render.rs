@@ -140,6 +140,19 @@ pub fn describe(event: &Event) -> Vec<String> {
             output,
             ..
         } => tool_result_lines(*is_error, content, output.as_ref()),
+        // A running command, once a second: how long, how much, and what it printed last.
+        EventBody::ToolProgress {
+            elapsed_secs,
+            lines,
+            tail,
+            ..
+        } => vec![format!(
+            "  ⋯ running {elapsed_secs} s · {lines} line{}{}",
+            if *lines == 1 { "" } else { "s" },
+            tail.last()
+                .map(|l| format!(": {}", first_line(l, 120)))
+                .unwrap_or_default()
+        )],
         EventBody::TurnResult {
             is_error,
             interrupted,

@@ -7,6 +7,7 @@ mod ending;
 mod ingest;
 mod permissions;
 mod pr;
+mod progress;
 mod restore;
 mod turns;
 
@@ -75,6 +76,7 @@ enum Wake {
     IdleTimeout,
     Slot(Option<tokio::sync::OwnedSemaphorePermit>),
     Previews,
+    Progress,
     Shutdown,
 }
 
@@ -131,6 +133,8 @@ pub struct Actor {
     previews: BTreeMap<u16, String>,
     /// When to look for the session's ports again.
     preview_check: Instant,
+    /// Commands running now, whose output is followed (see `progress.rs`).
+    live_tasks: progress::LiveTasks,
 }
 
 impl Actor {
@@ -184,6 +188,7 @@ impl Actor {
             stalled,
             previews: BTreeMap::new(),
             preview_check: Instant::now(),
+            live_tasks: Default::default(),
         }
     }
 
@@ -226,6 +231,7 @@ impl Actor {
                 Wake::Escalate => self.escalate().await,
                 Wake::Slot(Some(permit)) => self.start_queued(permit).await,
                 Wake::Previews => self.announce_previews().await,
+                Wake::Progress => self.report_progress().await,
                 Wake::Slot(None) => {}
                 Wake::IdleTimeout => {
                     tracing::info!("idle timeout: stopping the agent");
@@ -258,10 +264,12 @@ impl Actor {
         let preview_at =
             (!self.spec.ports.is_empty() && self.agent.is_some() && self.sandbox.is_some())
                 .then_some(self.preview_check);
+        let progress_at = self.progress_at().filter(|_| self.agent.is_some());
         let agent = self.agent.as_mut();
         let retry_at = self.log_retry_at;
         tokio::select! {
             _ = sleep_until(preview_at) => Wake::Previews,
+            _ = sleep_until(progress_at) => Wake::Progress,
             cmd = commands.recv() => Wake::Command(cmd),
             permit = async {
                 match slots {
@@ -347,6 +355,8 @@ impl Actor {
         checkpoint: Checkpoint,
         ended_unseen: bool,
     ) -> Result<(), SandboxError> {
+        // Another agent process: the commands of the last one are not followed.
+        self.live_tasks.clear();
         let same = checkpoint.at.log_id == process.log_id;
         let offset = if same { checkpoint.at.offset } else { 0 };
         let log = process.control.open_log(offset).await?;

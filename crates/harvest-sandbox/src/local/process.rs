@@ -105,6 +105,14 @@ pub async fn spawn(
             .map(|(k, v)| (k.clone(), v.expose().to_owned())),
     );
     env.extend(mcp_env);
+    // The CLI's temporary files (a running command's output among them) in the agent's
+    // HOME, which this machine sees: the daemon shows the output while it runs. The CLI
+    // makes the folder itself, inside the jail (made from here, a link the agent planted
+    // on the way would be followed on this machine).
+    env.push((
+        "CLAUDE_CODE_TMPDIR".into(),
+        format!("{}/{}", bwrap::AGENT_HOME, crate::task_output::IN_HOME),
+    ));
     let spec = LaunchSpec {
         state_dir: sandbox.state_dir.clone(),
         log_id,

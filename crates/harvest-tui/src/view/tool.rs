@@ -206,7 +206,26 @@ fn bash_output(
     theme: &Theme,
 ) -> Vec<Line<'static>> {
     let Some(result) = &tool.result else {
-        return vec![Line::styled("running…", theme.dim())];
+        // Live: the last lines it printed, until the result replaces them.
+        let Some(p) = &tool.progress else {
+            return vec![Line::styled("running…", theme.dim())];
+        };
+        let mut out = vec![Line::styled(
+            format!(
+                "running… {} s · {} line{} so far{}",
+                p.elapsed_secs,
+                p.lines,
+                if p.lines == 1 { "" } else { "s" },
+                if p.lines as usize > p.tail.len() {
+                    ", the last ones:"
+                } else {
+                    ":"
+                }
+            ),
+            theme.dim(),
+        )];
+        out.extend(p.tail.iter().map(|l| Line::from(l.clone())));
+        return out;
     };
     let (text, stderr) = match (&result.output, full) {
         (_, Some(full)) => (full.to_owned(), ""),
@@ -297,6 +316,7 @@ mod copy_tests {
             }),
             started: None,
             finished: None,
+            progress: None,
         }
     }
 

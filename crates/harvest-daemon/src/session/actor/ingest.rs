@@ -35,7 +35,14 @@ impl Actor {
             if p.agent_state.is_some() {
                 self.cli_reports_state = true;
             }
+            self.task_started(&p.raw);
             for body in p.events {
+                match &body {
+                    EventBody::ToolCall { id, name, .. } if name == "Bash" => self.bash_called(id),
+                    EventBody::ToolResult { tool_use_id, .. } => self.task_done(tool_use_id),
+                    EventBody::TurnResult { .. } => self.live_tasks.clear(),
+                    _ => {}
+                }
                 if let EventBody::AgentInit {
                     agent_session_id, ..
                 } = &body
