@@ -403,3 +403,36 @@ fn credentials_in_a_repo_url_stay_out_of_errors_and_the_store() {
         );
     }
 }
+
+/// `harvest new "…"` in a project folder works there, as `claude` does; in the home
+/// folder it is refused with why and what to do.
+#[test]
+fn new_without_a_folder_takes_the_current_one_but_never_home() {
+    let h = Harness::new(SCRIPT);
+    let out = h
+        .cmd(&["new", "--detach", "hello"])
+        .current_dir(&h.workspace)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let listed = h.ok(&["ls", "--json"]);
+    let ws = std::fs::canonicalize(&h.workspace).unwrap();
+    assert!(
+        listed.contains(&format!("\"workspace\":\"{}\"", ws.display())),
+        "{listed}"
+    );
+    h.wait_events(&id, "the turn", Duration::from_secs(60), |e| {
+        !of_type(e, "turn_result").is_empty()
+    });
+    let home = h.path("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = h
+        .cmd(&["new", "--detach", "hello"])
+        .current_dir(&home)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("home folder"), "{err}");
+}

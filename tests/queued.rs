@@ -158,3 +158,34 @@ fn a_queued_follow_up_survives_a_daemon_kill_and_is_delivered_once() {
     let last = h.requests().last().unwrap().all_text();
     assert_eq!(last.matches("after the crash").count(), 1, "{last}");
 }
+
+/// `harvest send-now` sends a queued follow-up into the running turn: the model has it in
+/// the turn's next request (beside the tool's result), the turn ends once, and the session
+/// goes idle, not left running.
+#[test]
+fn send_now_puts_a_queued_follow_up_into_the_running_turn() {
+    let h = Harness::new(SCRIPT);
+    let id = busy_session(&h);
+    send_queued(&h, &id, "also mention the weather");
+    let out = h.run(&["send-now", &id]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sent into the running turn"));
+    let evs = wait_idle(&h, &id);
+    // The model saw it in the same turn: in a request that also carries the job's result.
+    let folded = h.requests().iter().any(|r| {
+        let t = r.all_text();
+        t.contains("also mention the weather") && t.contains("job-done")
+    });
+    assert!(
+        folded,
+        "the follow-up did not reach the running turn: {}",
+        summarize(&evs)
+    );
+    let taken: Vec<&Value> = of_type(&evs, "message_dequeued");
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0]["withdrawn"], false);
+    assert_eq!(evs.last().unwrap()["state"], "idle", "{}", summarize(&evs));
+    // Nothing is left queued to send now.
+    let again = h.run(&["send-now", &id]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("nothing was queued"));
+}

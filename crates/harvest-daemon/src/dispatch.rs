@@ -152,6 +152,10 @@ pub async fn call(s: &mut Session, call: Call) -> Result<Value, RpcError> {
             let texts = sessions.resolve(&p.session)?.1.withdraw(p.message).await?;
             answer::<m::SessionWithdraw>(m::WithdrawResult { texts })
         }
+        Call::SessionSendNow(p) => {
+            let sent = sessions.resolve(&p.session)?.1.send_now(p.message).await?;
+            answer::<m::SessionSendNow>(m::SendNowResult { sent })
+        }
         Call::SessionCancel(p) => {
             sessions.resolve(&p.session)?.1.cancel().await?;
             answer::<m::SessionCancel>(m::Empty {})

@@ -88,6 +88,7 @@ methods! {
     SessionUnsubscribe => "session/unsubscribe", UnsubscribeParams, Empty;
     SessionSend => "session/send", SendParams, SendResult;
     SessionWithdraw => "session/withdraw", WithdrawParams, WithdrawResult;
+    SessionSendNow => "session/send_now", WithdrawParams, SendNowResult;
     SessionCancel => "session/cancel", SessionRef, Empty;
     SessionStop => "session/stop", SessionRef, Empty;
     SessionResume => "session/resume", ResumeParams, Empty;
@@ -333,6 +334,14 @@ pub struct WithdrawParams {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct WithdrawResult {
     pub texts: Vec<String>,
+}
+
+/// `session/send_now` (with [`WithdrawParams`]: one queued message by id, or all): the
+/// queued messages go to the running turn now, which takes them at its next tool call,
+/// instead of waiting for it to end. The ids sent, oldest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SendNowResult {
+    pub sent: Vec<String>,
 }
 
 /// `session/fork`: a new session that starts as a copy of one (its workspace, and its

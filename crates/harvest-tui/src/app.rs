@@ -24,6 +24,8 @@ pub enum Cmd {
     Send(String),
     /// Take back queued follow-ups (one by id, or all) into the input box.
     Withdraw(Option<String>),
+    /// Queued follow-ups to the running turn now.
+    SendNow,
     Cancel,
     Resume,
     Attach(String),
@@ -760,6 +762,16 @@ impl App {
                 }
             }
             Action::Detach => self.exit = Some(Exit::Detach),
+            Action::SendNow => {
+                if self.transcript.queued.is_empty() {
+                    self.toast("nothing is queued");
+                } else {
+                    self.toast(
+                        "sent into the running turn: the agent reads it at its next tool call",
+                    );
+                    return vec![Cmd::SendNow];
+                }
+            }
             Action::Review => {
                 if self.session.is_some() {
                     self.overlay = Overlay::Review(Box::default());

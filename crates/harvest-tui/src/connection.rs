@@ -391,6 +391,15 @@ async fn command(
                 .await
                 .map_err(r)?;
         }
+        Cmd::SendNow => {
+            client
+                .call::<m::SessionSendNow>(m::WithdrawParams {
+                    session: session()?,
+                    message: None,
+                })
+                .await
+                .map_err(r)?;
+        }
         Cmd::ListSessions
         | Cmd::ReadOutput { .. }
         | Cmd::Withdraw(_)

@@ -33,6 +33,7 @@ pub enum Action {
     NextError,
     PrevError,
     Review,
+    SendNow,
 }
 
 impl Action {
@@ -62,6 +63,7 @@ impl Action {
         Action::NextError,
         Action::PrevError,
         Action::Review,
+        Action::SendNow,
     ];
 
     pub fn name(self) -> &'static str {
@@ -91,6 +93,7 @@ impl Action {
             Action::NextError => "next_error",
             Action::PrevError => "prev_error",
             Action::Review => "review",
+            Action::SendNow => "send_now",
         }
     }
 
@@ -121,6 +124,7 @@ impl Action {
             Action::NextError => "next error",
             Action::PrevError => "previous error",
             Action::Review => "review the session's changes (apply, pull request)",
+            Action::SendNow => "send the queued messages into the running turn now",
         }
     }
 
@@ -285,6 +289,7 @@ const DEFAULTS: &[(Action, &[&str])] = &[
     (Action::NextError, &["}"]),
     (Action::PrevError, &["{"]),
     (Action::Review, &["prefix v"]),
+    (Action::SendNow, &["ctrl-s"]),
 ];
 
 impl Default for Keymap {

@@ -194,6 +194,8 @@ fn help_overlay_lists_the_bindings_as_configured() {
         screen.contains("C-a q") && screen.contains("detach"),
         "{screen}"
     );
+    key(&mut app, KeyCode::Esc);
+    let screen = text(&render(&mut app, 110, 30));
     assert!(
         screen.contains("C-a q detach"),
         "the footer hint follows the binding: {screen}"
@@ -699,6 +701,10 @@ fn a_queued_follow_up_shows_above_the_input_and_up_takes_it_back() {
     }
     let screen = text(&render(&mut app, 100, 30));
     assert!(screen.contains("queued › then run the linter"), "{screen}");
+    assert!(screen.contains("C-s sends now"), "{screen}");
+    // C-s sends what is queued into the running turn.
+    let cmds = app.on_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL));
+    assert_eq!(cmds, vec![harvest_tui::app::Cmd::SendNow]);
     let cmds = app.on_key(KeyEvent::new(KeyCode::Up, KeyModifiers::NONE));
     assert_eq!(
         cmds,
@@ -1005,4 +1011,63 @@ fn a_running_command_shows_its_live_output() {
         !screen.contains("17 lines") && screen.contains("all built"),
         "{screen}"
     );
+}
+
+fn search(app: &mut App, text: &str) {
+    key(app, KeyCode::Char('/'));
+    for c in text.chars() {
+        key(app, KeyCode::Char(c));
+    }
+    key(app, KeyCode::Enter);
+}
+
+/// Search wraps around at the end, says when nothing matches at all, and in the focused
+/// tool pane finds a line of a command's output and scrolls to it.
+#[test]
+fn search_wraps_says_no_match_and_searches_the_tool_pane() {
+    let mut app = bare_app();
+    let ev = |v: serde_json::Value| FromDaemon::Event(Box::new(serde_json::from_value(v).unwrap()));
+    let out: String = (1..=400).map(|i| format!("row {i}\n")).collect();
+    for v in [
+        serde_json::json!({"seq":1,"ts":"2026-11-23T10:00:00Z","session":"6962a605","type":"user_message","text":"find the needle"}),
+        serde_json::json!({"seq":2,"ts":"2026-11-23T10:00:00Z","session":"6962a605","type":"assistant_text","text":"Looking."}),
+        serde_json::json!({"seq":3,"ts":"2026-11-23T10:00:00Z","session":"6962a605","type":"tool_call","id":"t1","name":"Bash","input":{"command":"seq"}}),
+        serde_json::json!({"seq":4,"ts":"2026-11-23T10:00:01Z","session":"6962a605","type":"tool_result","tool_use_id":"t1","is_error":false,
+            "content":"(output cut)","output":{"kind":"bash","stdout":out,"stderr":"","exit_code":0,"interrupted":false}}),
+        serde_json::json!({"seq":5,"ts":"2026-11-23T10:00:01Z","session":"6962a605","type":"assistant_text","text":"Done."}),
+    ] {
+        app.on_daemon(ev(v));
+    }
+    let _ = render(&mut app, 110, 30);
+    key(&mut app, KeyCode::Tab); // the conversation
+    search(&mut app, "needle");
+    assert_eq!(app.conv.selected, Some(0));
+    key(&mut app, KeyCode::Char('n'));
+    assert_eq!(app.conv.selected, Some(0), "one match: n wraps to it");
+    assert!(
+        app.toast
+            .as_ref()
+            .is_some_and(|(t, _)| t.contains("wrapped"))
+    );
+    search(&mut app, "nowhere-at-all");
+    assert!(
+        app.toast
+            .as_ref()
+            .is_some_and(|(t, _)| t.contains("no match for")),
+        "{:?}",
+        app.toast
+    );
+    // A command's own output (not what the model was shown) is found too.
+    search(&mut app, "row 350");
+    assert!(matches!(
+        app.transcript.items()[app.conv.selected.unwrap()],
+        harvest_tui::transcript::Item::Tool(_)
+    ));
+    // In the focused tool pane the search scrolls it to the line.
+    key(&mut app, KeyCode::Tab); // the tool pane
+    let _ = render(&mut app, 110, 30);
+    search(&mut app, "row 350");
+    let screen = text(&render(&mut app, 110, 30));
+    assert!(screen.contains("row 350"), "{screen}");
+    assert!(!screen.contains("row 10\n"), "{screen}");
 }

@@ -70,6 +70,14 @@ pub enum Command {
         #[arg(long)]
         message: Option<String>,
     },
+    /// Send follow-ups queued behind the running turn into it now (all, or one by id): the
+    /// agent reads them at its next tool call instead of after the turn.
+    SendNow {
+        session: String,
+        /// The queued message's id, as `send` printed it.
+        #[arg(long)]
+        message: Option<String>,
+    },
     /// Interrupt the turn in progress.
     Cancel { session: String },
     /// Stop a session's agent; the session and its history stay, and `send` resumes it.
@@ -188,7 +196,8 @@ pub enum DaemonAction {
 
 #[derive(Args)]
 pub struct NewArgs {
-    /// The folder the agent works in, used as it is.
+    /// The folder the agent works in, used as it is. Without it (and without --repo): the
+    /// current folder.
     #[arg(long, short = 'w', conflicts_with = "repo")]
     pub workspace: Option<PathBuf>,
     /// A git repository (https URL or local path) to clone into a fresh workspace, where

@@ -53,6 +53,9 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Withdraw { session, message } => {
             sessions::withdraw(&paths, &session, message).await
         }
+        Command::SendNow { session, message } => {
+            sessions::send_now(&paths, &session, message).await
+        }
         Command::Cancel { session } => sessions::cancel(&paths, &session).await,
         Command::Stop { session } => sessions::stop(&paths, &session).await,
         Command::Rm { session } => sessions::rm(&paths, &session).await,

@@ -300,6 +300,10 @@ impl Actor {
                 let r = self.withdraw(message).await;
                 let _ = reply.send(r);
             }
+            Command::SendNow { message, reply } => {
+                let r = self.send_now(message).await;
+                let _ = reply.send(r);
+            }
             Command::Cancel { reply } => {
                 let r = self.cancel().await;
                 let _ = reply.send(r);

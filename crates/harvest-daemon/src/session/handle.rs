@@ -20,6 +20,10 @@ pub enum Command {
         message: Option<String>,
         reply: oneshot::Sender<Result<Vec<String>, RpcError>>,
     },
+    SendNow {
+        message: Option<String>,
+        reply: oneshot::Sender<Result<Vec<String>, RpcError>>,
+    },
     Cancel {
         reply: oneshot::Sender<Result<(), RpcError>>,
     },
@@ -98,6 +102,10 @@ impl SessionHandle {
     pub async fn withdraw(&self, message: Option<String>) -> Result<Vec<String>, RpcError> {
         self.call(|reply| Command::Withdraw { message, reply })
             .await
+    }
+    /// Queued messages (one by id, or all) to the running turn now: the ids sent.
+    pub async fn send_now(&self, message: Option<String>) -> Result<Vec<String>, RpcError> {
+        self.call(|reply| Command::SendNow { message, reply }).await
     }
     pub async fn cancel(&self) -> Result<(), RpcError> {
         self.call(|reply| Command::Cancel { reply }).await

@@ -408,7 +408,12 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
 fn queued(app: &App, width: usize) -> Vec<Line<'static>> {
     let theme = &app.theme;
     let all = &app.transcript.queued;
-    let hint = "  ↑ edits";
+    // As Claude Code says it: what waits can be edited, or sent into the turn now.
+    let hint = format!(
+        "  ↑ edits · {} sends now",
+        app.keymap.hint(crate::keymap::Action::SendNow)
+    );
+    let hint = hint.as_str();
     let mut lines: Vec<Line<'static>> = Vec::new();
     let hidden = all.len().saturating_sub(QUEUED_SHOWN);
     if hidden > 0 {
@@ -435,7 +440,7 @@ fn queued(app: &App, width: usize) -> Vec<Line<'static>> {
             Span::styled(body, theme.dim()),
         ];
         if last {
-            spans.push(Span::styled(hint, theme.dim()));
+            spans.push(Span::styled(hint.to_owned(), theme.dim()));
         }
         lines.push(Line::from(spans));
     }

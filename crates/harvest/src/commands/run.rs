@@ -105,6 +105,12 @@ async fn create_call(
             "--in-place works in a folder of this machine; {r} is not one (drop --in-place to \
              clone it)"
         ),
+        // Neither: the current folder, as `claude` works where it is started (the daemon
+        // still refuses HOME, `/` and Harvest's own folders).
+        (_, None) if args.workspace.is_none() => (
+            Some(std::env::current_dir().context("the current folder")?),
+            None,
+        ),
         _ => (args.workspace.clone(), args.repo.clone()),
     };
     let workspace = match &workspace {

@@ -195,6 +195,25 @@ pub async fn withdraw(paths: &Paths, session: &str, message: Option<String>) -> 
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn send_now(paths: &Paths, session: &str, message: Option<String>) -> Result<ExitCode> {
+    let client = connect(paths).await?;
+    let sent = client
+        .call::<m::SessionSendNow>(m::WithdrawParams {
+            session: session.to_owned(),
+            message,
+        })
+        .await?;
+    if sent.sent.is_empty() {
+        eprintln!("nothing was queued");
+    } else {
+        eprintln!(
+            "sent into the running turn ({}): the agent reads it at its next tool call",
+            sent.sent.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Exit codes of `harvest wait`.
 const WAIT_IDLE: u8 = 0;
 const WAIT_ENDED: u8 = 1;

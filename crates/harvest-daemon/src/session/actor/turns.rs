@@ -211,6 +211,48 @@ impl Actor {
         }
     }
 
+    /// Held messages (one by id, or all) to the running turn now, which takes them at its
+    /// next tool call (the CLI folds a message that arrives mid-turn into the turn under
+    /// way). The turn still ends when the CLI says it is idle, so the accounting stays
+    /// one turn, whatever it folded in.
+    pub(super) async fn send_now(&mut self, id: Option<String>) -> Result<Vec<String>, RpcError> {
+        let taken: Vec<_> = match &id {
+            Some(id) => {
+                let Some(at) = self.held.iter().position(|m| &m.id == id) else {
+                    return Err(RpcError::new(
+                        codes::SESSION_STATE,
+                        format!(
+                            "message {id} is not queued: the agent has already taken it, or it was withdrawn"
+                        ),
+                    ));
+                };
+                self.held.remove(at).into_iter().collect()
+            }
+            None => self.held.drain(..).collect(),
+        };
+        if taken.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut events = Vec::new();
+        for m in &taken {
+            events.push(EventBody::MessageDequeued {
+                id: m.id.clone(),
+                withdrawn: false,
+            });
+            events.push(EventBody::UserMessage {
+                text: m.text.clone(),
+            });
+        }
+        events.push(EventBody::Sandbox {
+            message: "sent into the running turn: the agent reads it at its next tool call".into(),
+        });
+        let ids = taken.iter().map(|m| m.id.clone()).collect();
+        self.undelivered.extend(taken);
+        self.emit(events).await;
+        self.deliver_or_queue().await?;
+        Ok(ids)
+    }
+
     /// Take back held messages before the agent has them: one by id, or all.
     pub(super) async fn withdraw(&mut self, id: Option<String>) -> Result<Vec<String>, RpcError> {
         let taken: Vec<_> = match &id {
