@@ -531,3 +531,26 @@ fn a_tmux_paste_keeps_its_lines() {
         .to_owned();
     assert_eq!(sent, "alpha line\nbeta line\ngamma line");
 }
+
+/// `y` inside tmux puts the selected block in tmux's own paste buffer, whatever tmux
+/// passes through to the outer terminal, and says so truthfully.
+#[test]
+fn copy_inside_tmux_reaches_tmuxs_buffer() {
+    let h = Harness::new(SCRIPT);
+    let ws = h.workspace.to_str().unwrap().to_owned();
+    let id = h
+        .ok(&["new", "--detach", "--workspace", &ws, "fix the greeting"])
+        .trim()
+        .to_owned();
+    h.wait_events(&id, "the first turn", Duration::from_secs(60), |e| {
+        !harvest_e2e::of_type(e, "turn_result").is_empty()
+    });
+    let t = Tmux::start(&h);
+    t.type_text("main", &t.harvest_line(&format!("attach {id}")));
+    t.keys("main", &["Enter"]);
+    t.wait_for("main", "the session", |s| s.contains("Fixed the greeting"));
+    t.keys("main", &["Tab", "g", "y"]);
+    t.wait_for("main", "the copy's notice", |s| s.contains("paste buffer"));
+    let buffer = t.tmux(&["show-buffer"]);
+    assert!(buffer.contains("fix the greeting"), "{buffer:?}");
+}

@@ -146,7 +146,9 @@ pub fn osc52(text: &str, mux: Mux) -> String {
 }
 
 /// Copy with OSC 52, which terminals honour even over SSH, where no clipboard tool could
-/// reach the user's machine. Returns what the user should know about where it went.
+/// reach the user's machine; inside tmux, into tmux's own paste buffer too, which works
+/// whatever tmux passes through. Returns what the user should know about where it went:
+/// only what happened.
 pub fn copy_osc52(text: &str) -> &'static str {
     let mux = Mux::detect();
     let mut out = std::io::stdout();
@@ -154,11 +156,35 @@ pub fn copy_osc52(text: &str) -> &'static str {
     let _ = out.flush();
     match mux {
         Mux::None => "copied (OSC 52)",
-        // tmux drops passthrough unless allowed, and ignores applications' OSC 52 under its
-        // default `set-clipboard external`: say what makes it work.
-        Mux::Tmux => "copied via tmux (needs `set -g allow-passthrough on` in tmux ≥ 3.3)",
+        Mux::Tmux if tmux_buffer(text) => {
+            "copied to tmux's paste buffer (prefix ] pastes; tmux hands it to your terminal's clipboard where its set-clipboard allows)"
+        }
+        Mux::Tmux => {
+            "sent to the clipboard through tmux, which passes it only with `set -g allow-passthrough on` (tmux's own buffer was not reachable)"
+        }
         Mux::Screen => "copied via screen's passthrough",
     }
+}
+
+/// `tmux load-buffer -w -` (`-w`: on to the outer terminal's clipboard, tmux ≥ 3.2; without
+/// it on an older tmux): whether tmux took the text.
+fn tmux_buffer(text: &str) -> bool {
+    let load = |args: &[&str]| {
+        let child = std::process::Command::new("tmux")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let Ok(mut child) = child else {
+            return false;
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(text.as_bytes());
+        }
+        child.wait().is_ok_and(|s| s.success())
+    };
+    load(&["load-buffer", "-w", "-"]) || load(&["load-buffer", "-"])
 }
 
 #[cfg(test)]

@@ -37,6 +37,8 @@ pub struct ToolItem {
     pub finished: Option<OffsetDateTime>,
     /// How a running command is getting on (until its result replaces it).
     pub progress: Option<ToolProgress>,
+    /// Its turn (or agent) ended without its result: it is not running any more.
+    pub ended_unanswered: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -165,6 +167,9 @@ impl Transcript {
                     SessionState::Failed | SessionState::Exited | SessionState::Interrupted
                 );
                 if notable {
+                    self.end_unanswered_tools();
+                }
+                if notable {
                     let level = if state == SessionState::Failed {
                         Level::Error
                     } else {
@@ -216,6 +221,7 @@ impl Transcript {
                     started: ts,
                     finished: None,
                     progress: None,
+                    ended_unanswered: false,
                 })));
             }
             EventBody::ToolProgress {
@@ -269,6 +275,7 @@ impl Transcript {
                 self.tokens += input_tokens + output_tokens;
                 self.turn_started = None;
                 self.turn_tokens = 0;
+                self.end_unanswered_tools();
                 self.push(Item::Turn(TurnSummary {
                     is_error,
                     interrupted,
@@ -414,6 +421,27 @@ impl Transcript {
         }
     }
 
+    /// Calls still without a result when their turn or agent ended will never get one:
+    /// their rows stop saying "running".
+    fn end_unanswered_tools(&mut self) {
+        let open: Vec<usize> = self
+            .items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| match item {
+                Item::Tool(t) if t.result.is_none() && !t.ended_unanswered => Some(i),
+                _ => None,
+            })
+            .collect();
+        for i in open {
+            if let Some(Item::Tool(t)) = self.items.get_mut(i) {
+                t.ended_unanswered = true;
+                t.progress = None;
+            }
+            self.bump(i);
+        }
+    }
+
     fn touch_last(&mut self) {
         if let Some(i) = self.items.len().checked_sub(1) {
             self.bump(i);
@@ -425,6 +453,9 @@ impl ToolItem {
     /// "exit 1 · 2.1s", "+3 −1", "12 lines": the outcome shown on the tool's line.
     pub fn outcome(&self) -> String {
         let Some(r) = &self.result else {
+            if self.ended_unanswered {
+                return "ended without a result".into();
+            }
             // As Claude Code shows a running command: how long, and how much it printed.
             return match &self.progress {
                 Some(p) => format!(

@@ -1071,3 +1071,22 @@ fn search_wraps_says_no_match_and_searches_the_tool_pane() {
     assert!(screen.contains("row 350"), "{screen}");
     assert!(!screen.contains("row 10\n"), "{screen}");
 }
+
+/// A call whose turn was interrupted before its result stops saying "running".
+#[test]
+fn an_interrupted_calls_row_ends() {
+    let mut app = bare_app();
+    let ev = |v: serde_json::Value| FromDaemon::Event(Box::new(serde_json::from_value(v).unwrap()));
+    app.on_daemon(ev(
+        serde_json::json!({"seq":1,"ts":"2026-11-23T10:00:00Z","session":"6962a605",
+        "type":"tool_call","id":"t1","name":"Bash","input":{"command":"sleep 100"}}),
+    ));
+    assert!(text(&render(&mut app, 110, 30)).contains("running…"));
+    app.on_daemon(ev(
+        serde_json::json!({"seq":2,"ts":"2026-11-23T10:00:05Z","session":"6962a605",
+        "type":"status","state":"interrupted","reason":"the daemon stopped"}),
+    ));
+    let screen = text(&render(&mut app, 110, 30));
+    assert!(!screen.contains("running…"), "{screen}");
+    assert!(screen.contains("ended without a result"), "{screen}");
+}

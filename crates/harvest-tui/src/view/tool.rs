@@ -206,6 +206,12 @@ fn bash_output(
     theme: &Theme,
 ) -> Vec<Line<'static>> {
     let Some(result) = &tool.result else {
+        if tool.ended_unanswered {
+            return vec![Line::styled(
+                "ended without a result (its turn was interrupted or its agent stopped)",
+                theme.dim(),
+            )];
+        }
         // Live: the last lines it printed, until the result replaces them.
         let Some(p) = &tool.progress else {
             return vec![Line::styled("running…", theme.dim())];
@@ -317,6 +323,7 @@ mod copy_tests {
             started: None,
             finished: None,
             progress: None,
+            ended_unanswered: false,
         }
     }
 
