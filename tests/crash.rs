@@ -351,3 +351,57 @@ fn a_store_that_lost_its_last_commits_is_rebuilt_from_the_log_with_the_same_seqs
     let b: Vec<String> = rebuilt.iter().map(|e| shape(&h, e)).collect();
     assert_eq!(b, a, "the rebuilt session differs: {}", summarize(&rebuilt));
 }
+
+/// `harvest daemon stop` mid-tool leaves the agent running: the next command's daemon
+/// takes it up again and the turn completes, not interrupted; `daemon reload` reads a
+/// changed config the same way, refuses a broken one and keeps the daemon.
+/// `--end-sessions` stops the agents.
+#[test]
+fn stopping_or_reloading_the_daemon_keeps_the_turn_running() {
+    let h = Harness::new(SCRIPT);
+    let id = h.new_session("tool");
+    h.wait_events(&id, "the tool call", Duration::from_secs(60), |e| {
+        !of_type(e, "tool_call").is_empty()
+    });
+    let out = h.ok(&["daemon", "stop"]);
+    assert!(out.contains("agents run on"), "{out}");
+    let evs = h.wait_events(
+        &id,
+        "the turn, after the stop",
+        Duration::from_secs(60),
+        |e| !of_type(e, "turn_result").is_empty(),
+    );
+    let result = of_type(&evs, "turn_result")[0];
+    assert_eq!(result["is_error"], false, "{}", summarize(&evs));
+    assert_eq!(result["interrupted"], false, "{}", summarize(&evs));
+    assert!(h.workspace.join("marker.txt").exists());
+    assert!(
+        !summarize(&evs).contains("interrupted"),
+        "{}",
+        summarize(&evs)
+    );
+
+    // A broken config is refused and the daemon kept; a good one is read.
+    h.write_config("[agent]\nmodle = \"x\"\n");
+    let bad = h.run(&["daemon", "reload"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("modle"));
+    h.write_config("[agent]\nmax_turns = 7\n");
+    h.ok(&["send", &id, "tool"]);
+    h.wait_events(&id, "the second tool call", Duration::from_secs(60), |e| {
+        of_type(e, "tool_call").len() >= 2
+    });
+    let out = h.ok(&["daemon", "reload"]);
+    assert!(out.contains("reloaded"), "{out}");
+    let evs = h.wait_events(&id, "the second turn", Duration::from_secs(60), |e| {
+        of_type(e, "turn_result").len() >= 2
+    });
+    assert_eq!(of_type(&evs, "turn_result")[1]["interrupted"], false);
+
+    // --end-sessions stops the agent: the session shows exited, and why.
+    let out = h.ok(&["daemon", "stop", "--end-sessions"]);
+    assert!(out.contains("and its sessions' agents"), "{out}");
+    let evs = h.events(&id);
+    let last = evs.iter().rev().find(|e| e["type"] == "status").unwrap();
+    assert_eq!(last["state"], "exited", "{}", summarize(&evs));
+}

@@ -56,6 +56,9 @@ pub struct Daemon {
     pub started: Instant,
     /// Cancelled by `daemon/stop` or a signal: the accept loop and every actor stop.
     pub shutdown: CancellationToken,
+    /// On shutdown, stop the agents too (`daemon stop --end-sessions`); otherwise they run
+    /// on and the next daemon takes them up again.
+    pub end_agents: std::sync::atomic::AtomicBool,
     /// The live sessions, by id.
     pub sessions: Registry,
     /// Slots for running turns when `agent.max_running_sessions` is set.
@@ -79,6 +82,7 @@ impl Daemon {
             providers,
             started: Instant::now(),
             shutdown: CancellationToken::new(),
+            end_agents: std::sync::atomic::AtomicBool::new(false),
             sessions: Registry::default(),
             clients: AtomicU64::new(0),
             next_subscription: AtomicU64::new(1),

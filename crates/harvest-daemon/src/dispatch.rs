@@ -221,7 +221,9 @@ pub async fn call(s: &mut Session, call: Call) -> Result<Value, RpcError> {
             answer::<m::SessionPr>(h.pull_request(p).await?)
         }
         Call::DaemonStatus(_) => answer::<m::DaemonStatus>(create::status(d).await?),
-        Call::DaemonStop(_) => {
+        Call::DaemonStop(p) => {
+            d.end_agents
+                .store(p.end_sessions, std::sync::atomic::Ordering::SeqCst);
             d.shutdown.cancel();
             answer::<m::DaemonStop>(m::Empty {})
         }

@@ -162,7 +162,8 @@ async fn reconcile(daemon: &Arc<Daemon>, known: &std::collections::HashSet<Strin
     }
 }
 
-/// `daemon/stop`: every actor stops its agent and records why.
+/// `daemon/stop`: every actor ends (stopping its agent and recording why only with
+/// `end_sessions`).
 pub async fn shutdown_all(daemon: &Arc<Daemon>) {
     // The actors stop concurrently, each on the shutdown token; this only waits for all of
     // them to have finished (each closes its command channel), within a bound.

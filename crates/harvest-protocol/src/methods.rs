@@ -101,7 +101,7 @@ methods! {
     SessionDiff => "session/diff", DiffParams, DiffResult;
     SessionPr => "session/pr", PrParams, PrResult;
     DaemonStatus => "daemon/status", Empty, DaemonStatusResult;
-    DaemonStop => "daemon/stop", Empty, Empty;
+    DaemonStop => "daemon/stop", DaemonStopParams, Empty;
 }
 
 /// Notification carrying one event of a subscription.
@@ -342,6 +342,15 @@ pub struct WithdrawResult {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SendNowResult {
     pub sent: Vec<String>,
+}
+
+/// `daemon/stop`: the daemon ends. Its agents keep running (as after a crash) and the next
+/// daemon takes them up again, turns and all; with `end_sessions` each is stopped first and
+/// its session marked exited.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DaemonStopParams {
+    #[serde(default)]
+    pub end_sessions: bool,
 }
 
 /// `session/fork`: a new session that starts as a copy of one (its workspace, and its

@@ -185,8 +185,17 @@ pub enum Command {
 
 #[derive(Subcommand)]
 pub enum DaemonAction {
-    /// Stop the running daemon.
-    Stop,
+    /// Stop the running daemon. Agents keep running and the next daemon (started by any
+    /// command) takes them up again, mid-turn or not.
+    Stop {
+        /// Stop every session's agent first (their sessions show as exited; sending a
+        /// message resumes one).
+        #[arg(long)]
+        end_sessions: bool,
+    },
+    /// Read harvest.toml again: the daemon is restarted with it, its agents running on
+    /// (a config with an error is refused and the running daemon kept).
+    Reload,
     /// Show whether the daemon runs, its pid, socket and sessions.
     Status {
         #[arg(long)]

@@ -1,4 +1,4 @@
-//! `harvest daemon [--foreground] | stop | status`.
+//! `harvest daemon [--foreground] | stop [--end-sessions] | reload | status`.
 
 use crate::cli::DaemonAction;
 use anyhow::{Context, Result};
@@ -19,20 +19,49 @@ pub async fn run(
             println!("harvest daemon running (pid {})", client.daemon.pid);
             Ok(ExitCode::SUCCESS)
         }
-        Some(DaemonAction::Stop) => match Client::connect(paths, "harvest-cli").await {
-            Ok(client) => {
-                let pid = client.daemon.pid;
-                client.call::<m::DaemonStop>(m::Empty {}).await?;
+        Some(DaemonAction::Stop { end_sessions }) => {
+            match Client::connect(paths, "harvest-cli").await {
+                Ok(client) => {
+                    let pid = client.daemon.pid;
+                    client
+                        .call::<m::DaemonStop>(m::DaemonStopParams { end_sessions })
+                        .await?;
+                    wait_gone(paths).await;
+                    if end_sessions {
+                        println!("harvest daemon stopped (pid {pid}), and its sessions' agents");
+                    } else {
+                        println!(
+                            "harvest daemon stopped (pid {pid}); its agents run on, and the next harvest command takes them up again"
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(ClientError::Connect { .. }) => {
+                    println!("harvest daemon is not running");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Some(DaemonAction::Reload) => {
+            // A config the new daemon could not start with is refused here, the running
+            // daemon kept.
+            super::load_config(paths).context("the configuration was not reloaded")?;
+            if let Ok(client) = Client::connect(paths, "harvest-cli").await {
+                client
+                    .call::<m::DaemonStop>(m::DaemonStopParams {
+                        end_sessions: false,
+                    })
+                    .await?;
                 wait_gone(paths).await;
-                println!("harvest daemon stopped (pid {pid})");
-                Ok(ExitCode::SUCCESS)
             }
-            Err(ClientError::Connect { .. }) => {
-                println!("harvest daemon is not running");
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => Err(e.into()),
-        },
+            let client = super::connect(paths).await?;
+            println!(
+                "harvest daemon reloaded its configuration (pid {}); running agents carried on",
+                client.daemon.pid
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Some(DaemonAction::Status { json }) => match Client::connect(paths, "harvest-cli").await {
             Ok(client) => {
                 let s = client.call::<m::DaemonStatus>(m::Empty {}).await?;

@@ -159,6 +159,16 @@ impl Actor {
 
     pub(super) async fn shutdown(&mut self) {
         self.ending = Some(Ending::Shutdown);
+        if !self
+            .daemon
+            .end_agents
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            // The agent runs on under its supervisor, writing its log; the next daemon
+            // reads on from the stored checkpoint, as after a crash, and no turn is lost.
+            tracing::info!("the daemon stops; the agent runs on for the next one");
+            return;
+        }
         if let Some(agent) = self.agent.as_ref() {
             let _ = agent.control.stop().await;
             let grace = self.grace();
