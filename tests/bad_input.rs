@@ -425,6 +425,16 @@ fn new_without_a_folder_takes_the_current_one_but_never_home() {
     h.wait_events(&id, "the turn", Duration::from_secs(60), |e| {
         !of_type(e, "turn_result").is_empty()
     });
+    // A path relative to the workspace is read there, as the agent's tools read it.
+    std::fs::write(
+        h.workspace.join("calc.py"),
+        "def add(a, b):\n    return a + b\n",
+    )
+    .unwrap();
+    assert_eq!(
+        h.ok(&["cat", &id, "calc.py"]),
+        "def add(a, b):\n    return a + b\n"
+    );
     let home = h.path("home");
     std::fs::create_dir_all(&home).unwrap();
     let out = h

@@ -634,6 +634,16 @@ impl App {
             return cmds;
         }
         let in_input = self.focus == Focus::Input;
+        // `?` on an empty input shows the keys, as in Claude Code; in a draft it is text.
+        if in_input
+            && self.overlay_is_none()
+            && key.code == KeyCode::Char('?')
+            && !key.mods.contains(KeyModifiers::CONTROL)
+            && self.draft().is_empty()
+        {
+            self.overlay = Overlay::Help;
+            return Vec::new();
+        }
         if in_input
             && self.overlay_is_none()
             && key.code == KeyCode::Up
@@ -758,7 +768,7 @@ impl App {
                     return vec![Cmd::Withdraw(None), Cmd::Cancel];
                 }
                 if !by_esc {
-                    self.toast("nothing is running; Ctrl-C again within a second detaches");
+                    self.toast("nothing is running; the same key again within a second detaches");
                 }
             }
             Action::Detach => self.exit = Some(Exit::Detach),

@@ -1090,3 +1090,16 @@ fn an_interrupted_calls_row_ends() {
     assert!(!screen.contains("running…"), "{screen}");
     assert!(screen.contains("ended without a result"), "{screen}");
 }
+
+/// The help says with which key a second press detaches, as cancel is bound.
+#[test]
+fn the_help_names_the_cancel_key_as_rebound() {
+    let cfg: harvest_config::KeysConfig =
+        toml::from_str("[bind]\ncancel = [\"esc\", \"ctrl-x\"]\n").unwrap();
+    let mut app = app(ColorLevel::None);
+    app.keymap = Keymap::from_config(&cfg).unwrap();
+    key(&mut app, KeyCode::Char('?'));
+    let screen = text(&render(&mut app, 110, 40));
+    assert!(screen.contains("C-x twice: detach"), "{screen}");
+    assert!(!screen.contains("C-c twice"), "{screen}");
+}

@@ -501,8 +501,14 @@ impl Actor {
         let Some(sandbox) = self.sandbox.as_ref() else {
             return Err(RpcError::new(codes::SANDBOX_UNAVAILABLE, "no sandbox"));
         };
+        // A relative path is the workspace's, as the agent's own tools take it.
+        let path = if path.is_relative() {
+            sandbox.workspace().join(path)
+        } else {
+            path.to_owned()
+        };
         sandbox
-            .read_file(path, limit)
+            .read_file(&path, limit)
             .await
             .map_err(|e| RpcError::new(codes::SESSION_STATE, e.to_string()))
     }

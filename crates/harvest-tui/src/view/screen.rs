@@ -577,7 +577,7 @@ fn footer(app: &App, width: usize) -> Line<'static> {
 fn help(f: &mut Frame<'_>, app: &App) {
     let theme = &app.theme;
     let k = &app.keymap;
-    let rows: Vec<(String, &str)> = Action::ALL
+    let rows: Vec<(String, String)> = Action::ALL
         .iter()
         .map(|action| {
             let keys: Vec<String> = k
@@ -585,12 +585,23 @@ fn help(f: &mut Frame<'_>, app: &App) {
                 .get(action)
                 .map(|b| b.iter().map(|b| k.show(b)).collect())
                 .unwrap_or_default();
+            // Cancel's "twice: detach" is said with the keys it is bound to (any but Esc).
+            let what = match action {
+                crate::keymap::Action::Cancel => {
+                    let twice: Vec<&String> = keys.iter().filter(|k| *k != "Esc").collect();
+                    match twice.first() {
+                        Some(k) => format!("cancel the running turn ({k} twice: detach)"),
+                        None => "cancel the running turn".to_owned(),
+                    }
+                }
+                other => other.describe().to_owned(),
+            };
             let keys = if keys.is_empty() {
                 "unbound".to_owned()
             } else {
                 keys.join(", ")
             };
-            (keys, action.describe())
+            (keys, what)
         })
         .collect();
     let key_col = rows.iter().map(|(k, _)| width_of(k)).max().unwrap_or(0) + 2;
