@@ -1212,9 +1212,12 @@ fn a_fork_copies_workspace_and_conversation_then_goes_its_own_way(kind: &str) {
         "hello world\n",
         "the fork's workspace is not a copy"
     );
+    // The fork shows the history it continues (the original's one turn).
+    let before = of_type(&h.events(&fork), "turn_result").len();
+    assert_eq!(before, 1, "the fork does not show its history");
     h.ok(&["send", &fork, "fork step one"]);
     h.wait_events(&fork, "the fork's first turn", LONG, |e| {
-        !of_type(e, "turn_result").is_empty()
+        of_type(e, "turn_result").len() > before
     });
     // The fork's agent started from the original conversation.
     let req = h.last_request_for("fork step one");
@@ -1229,7 +1232,7 @@ fn a_fork_copies_workspace_and_conversation_then_goes_its_own_way(kind: &str) {
     h.ok(&["stop", &fork]);
     h.ok(&["send", &fork, "fork step two"]);
     h.wait_events(&fork, "the fork's resumed turn", LONG, |e| {
-        of_type(e, "turn_result").len() >= 2
+        of_type(e, "turn_result").len() > before + 1
     });
     let resumed = h.last_request_for("fork step two");
     assert!(

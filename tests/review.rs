@@ -134,6 +134,21 @@ fn a_local_repo_session_leaves_the_checkout_alone_until_apply() {
     assert!(patch.contains("-helo world\n+hello world\n"), "{patch}");
     assert!(!patch.contains("build.log"), "{patch}");
 
+    // A fork works on a branch of its own, and its diff still holds the original's work
+    // (it is measured from the same base).
+    let fork = r.h.ok(&["fork", &id]).trim().to_owned();
+    let fork_branch = format!("harvest/fix-the-greeting-{fork}");
+    let ls = r.h.ok(&["ls", "--json"]);
+    assert!(
+        ls.contains(&format!("\"branch\":\"{fork_branch}\"")),
+        "{ls}"
+    );
+    let fork_patch = r.h.ok(&["diff", &fork]);
+    assert!(
+        fork_patch.contains("-helo world\n+hello world\n"),
+        "{fork_patch}"
+    );
+
     r.h.ok(&["apply", &id]);
     assert_eq!(
         std::fs::read_to_string(r.repo.join("greeting.txt")).unwrap(),

@@ -26,6 +26,13 @@ text = "Fixed the greeting."
 prompt = "also update the docs"
 [[turn.step]]
 text = "Docs updated too."
+
+[[turn]]
+prompt = "edit where you were"
+[[turn.step]]
+tool_use = { name = "Edit", input = { file_path = "{cwd}/greeting.txt", old_string = "hello world", new_string = "hello fork" } }
+[[turn.step]]
+text = "Edited in the fork."
 "#;
 
 #[test]
@@ -339,7 +346,13 @@ fn a_fork_copies_workspace_and_conversation_then_goes_its_own_way() {
         !of_type(e, "turn_result").is_empty()
     });
 
-    let fork = h.ok(&["fork", &id]).trim().to_owned();
+    let forked = h.run(&["fork", &id]);
+    assert!(forked.status.success(), "{forked:?}");
+    let fork = String::from_utf8_lossy(&forked.stdout).trim().to_owned();
+    assert!(
+        String::from_utf8_lossy(&forked.stderr).contains(&format!("harvest attach {fork}")),
+        "fork says what it made and how to go there: {forked:?}"
+    );
     let fork_ws = h.path(&format!("data/harvest/workspaces/{fork}"));
     assert_eq!(
         std::fs::read_to_string(fork_ws.join("greeting.txt")).unwrap(),
@@ -347,13 +360,30 @@ fn a_fork_copies_workspace_and_conversation_then_goes_its_own_way() {
     );
     let listed = h.ok(&["ls", "--json"]);
     assert!(listed.contains("(fork)"), "{listed}");
+    // The fork shows the history it continues, and where it forked.
+    let evs = h.events(&fork);
+    assert!(
+        of_type(&evs, "user_message")
+            .iter()
+            .any(|e| e["text"] == "fix the greeting"),
+        "the fork's history is empty: {}",
+        summarize(&evs)
+    );
+    assert!(
+        serde_json::to_string(&evs)
+            .unwrap()
+            .contains("forked from session"),
+        "{}",
+        summarize(&evs)
+    );
+    let before = of_type(&evs, "turn_result").len();
 
     h.ok(&["send", &fork, "also update the docs"]);
     h.wait_events(
         &fork,
         "the fork's first turn",
         Duration::from_secs(60),
-        |e| !of_type(e, "turn_result").is_empty(),
+        |e| of_type(e, "turn_result").len() > before,
     );
     // The fork's agent started from the original conversation.
     let req = h.last_request_for("also update the docs");
@@ -365,6 +395,28 @@ fn a_fork_copies_workspace_and_conversation_then_goes_its_own_way() {
     // The original went on without the fork's turn.
     assert_eq!(of_type(&h.events(&id), "turn_result").len(), 1);
 
+    // The conversation's paths hold in the fork: an Edit of the file where the original
+    // saw it changes the fork's copy, and only it.
+    h.ok(&["send", &fork, "edit where you were"]);
+    let evs = h.wait_events(&fork, "the fork's edit", Duration::from_secs(60), |e| {
+        of_type(e, "turn_result").len() > before + 1
+    });
+    let edit = of_type(&evs, "tool_result")
+        .last()
+        .cloned()
+        .cloned()
+        .unwrap();
+    assert_eq!(edit["is_error"], false, "{}", summarize(&evs));
+    assert_eq!(
+        std::fs::read_to_string(fork_ws.join("greeting.txt")).unwrap(),
+        "hello fork\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.workspace.join("greeting.txt")).unwrap(),
+        "hello world\n",
+        "the fork edited the original"
+    );
+
     // Later the fork resumes its own conversation, not the original's.
     std::fs::write(fork_ws.join("only-in-fork.txt"), "x").unwrap();
     h.ok(&["stop", &fork]);
@@ -373,7 +425,7 @@ fn a_fork_copies_workspace_and_conversation_then_goes_its_own_way() {
         &fork,
         "the fork's resumed turn",
         Duration::from_secs(60),
-        |e| of_type(e, "turn_result").len() >= 2,
+        |e| of_type(e, "turn_result").len() > before + 2,
     );
     let resumed = h.last_request_for("also update the docs");
     assert!(

@@ -96,6 +96,7 @@ pub async fn create(
         user_config: p.user_config.unwrap_or(true),
         trusted_mcp: p.trusted_mcp.clone(),
         secrets_inside: Vec::new(),
+        workspace_at: None,
     };
     spec.secrets_inside = crate::user_config::collect(daemon, &spec).secrets_inside;
     // Recorded before the sandbox exists: a crash from here on leaves a session whose
@@ -123,6 +124,7 @@ pub async fn create(
             source: Some(source),
             progress: progress(id.as_str()),
             setup: p.setup.unwrap_or(true),
+            base: None,
         },
     )
     .await
@@ -144,6 +146,9 @@ struct Making {
     /// Run the repository's setup before the first turn (a new session, unless
     /// `--no-setup`; never a fork, whose copy is set up already).
     setup: bool,
+    /// The base a fork's changes are measured from: its source's (its own branch is made
+    /// from where the source is).
+    base: Option<String>,
 }
 
 async fn start(
@@ -177,6 +182,11 @@ async fn start(
     } else {
         Vec::new()
     };
+    if let Some(base) = &making.base
+        && spec.base.is_some()
+    {
+        spec.base = Some(base.clone());
+    }
     let spec = &spec;
     let setup_events = if let Some(plan) = &sandbox_spec.setup {
         crate::setup::run(sandbox.as_ref(), plan, &progress).await
@@ -365,13 +375,24 @@ pub async fn fork(
         network: src_spec.network.clone(),
         ports: src_spec.ports.clone(),
         image: src_spec.image.clone(),
-        // The copy carries the source's repository, its branch included.
-        branch: src_spec.branch.clone(),
-        base: src_spec.base.clone(),
+        // The copy carries the source's repository; the fork works on a branch of its own
+        // (made from where the source is, in `start`), measured from the source's base.
+        branch: src_spec
+            .branch
+            .as_ref()
+            .map(|_| crate::review::branch_name(id.as_str(), src.info.first_prompt.as_deref())),
+        base: None,
         pr_url: None,
         user_config: src_spec.user_config,
         trusted_mcp: src_spec.trusted_mcp.clone(),
         secrets_inside: src_spec.secrets_inside.clone(),
+        // Where the source's agent saw its workspace: the conversation's paths hold there.
+        workspace_at: Some(
+            src_spec
+                .workspace_at
+                .clone()
+                .unwrap_or_else(|| src_spec.workspace.clone()),
+        ),
     };
     let new = NewSession {
         id: id.clone(),
@@ -383,6 +404,27 @@ pub async fn fork(
         spec: serde_json::to_value(&spec).unwrap_or_default(),
     };
     store_call(daemon, move |store| store.create_session(&new)).await?;
+    // The fork shows the history it continues, then where it forked.
+    let copied = {
+        let (from, to) = (source.clone(), id.clone());
+        store_call(daemon, move |store| store.copy_history(&from, &to)).await?
+    };
+    let _ = {
+        let (to, message) = (
+            id.clone(),
+            format!(
+                "forked from session {source} here (its {copied} events above are its history); what follows is this fork's own"
+            ),
+        );
+        store_call(daemon, move |store| {
+            store.append(
+                &to,
+                vec![NewEvent::new(EventBody::Sandbox { message })],
+                None,
+            )
+        })
+        .await
+    };
     // The copy treats the source's trees as hostile (its agent may still be running and
     // swapping links): the provider copies inside a jail that sees only the two trees.
     let from = policy::sandbox_spec(daemon, source.as_str(), &src_spec);
@@ -400,7 +442,10 @@ pub async fn fork(
         &spec,
         &secrets,
         None,
-        Making::default(),
+        Making {
+            base: src_spec.base.clone(),
+            ..Making::default()
+        },
     )
     .await
     {

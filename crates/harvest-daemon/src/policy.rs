@@ -217,6 +217,7 @@ pub fn sandbox_spec(daemon: &Daemon, id: &str, spec: &SessionSpec) -> SandboxSpe
         home_binds: crate::user_config::collect(daemon, spec).binds,
         // A new session's (see `create.rs`); a sandbox found again has run its setup.
         setup: None,
+        workspace_at: spec.workspace_at.clone(),
     }
 }
 

@@ -119,6 +119,10 @@ pub struct SandboxSpec {
     pub home_binds: Vec<(PathBuf, String)>,
     /// The repository's setup, when a new session runs one.
     pub setup: Option<SetupPlan>,
+    /// Where the agent sees its workspace, when not where the workspace is on this
+    /// machine: a fork's copy, shown where the conversation it continues saw it (the
+    /// local provider; a container's is `/workspace` either way).
+    pub workspace_at: Option<PathBuf>,
 }
 
 /// A new session's setup, as its sandbox is made for it.

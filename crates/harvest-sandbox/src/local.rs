@@ -134,6 +134,11 @@ impl LocalProvider {
             bwrap: self.bwrap_path()?,
             supervisor: self.layout.supervisor.clone(),
             policy: bwrap::JailPolicy {
+                workspace_in_jail: spec
+                    .workspace_at
+                    .clone()
+                    .filter(|p| p.is_absolute() && p.parent().is_some())
+                    .unwrap_or_else(|| workspace.clone()),
                 workspace,
                 home,
                 // Owner-execute only: in the jail the agent's uid is the file's owner.
@@ -315,7 +320,7 @@ pub struct LocalSandbox {
 #[async_trait]
 impl Sandbox for LocalSandbox {
     fn workspace(&self) -> &Path {
-        &self.policy.workspace
+        &self.policy.workspace_in_jail
     }
 
     fn host_workspace(&self) -> Option<&Path> {

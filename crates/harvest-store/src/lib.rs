@@ -199,6 +199,51 @@ impl Store {
         Ok(out)
     }
 
+    /// Copy `from`'s events, as they are, to the front of `to`'s history (a fork shows
+    /// where it came from), renumbered from `to`'s next seq: its history, not its figures
+    /// (costs and counts stay the parent's). Returns how many were copied.
+    pub fn copy_history(&self, from: &SessionId, to: &SessionId) -> Result<u64> {
+        let reader = self.reader()?;
+        let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn.transaction()?;
+        let mut seq: u64 = tx.query_row(
+            "SELECT last_seq FROM sessions WHERE id = ?1",
+            [to.as_str()],
+            |r| r.get(0),
+        )?;
+        let mut copied = 0;
+        let mut next = Seq(1);
+        loop {
+            let chunk = read_from(&reader, from, next, 2000)?;
+            let Some(last) = chunk.last() else { break };
+            next = Seq(last.seq.0 + 1);
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (session, seq, type, json, raw) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for stored in chunk {
+                let mut event: Event = serde_json::from_str(&stored.json)?;
+                seq += 1;
+                event.seq = Seq(seq);
+                event.session = to.clone();
+                let json = serde_json::to_string(&event)?;
+                insert.execute(params![
+                    to.as_str(),
+                    seq,
+                    event.body.type_name(),
+                    json,
+                    stored.raw
+                ])?;
+                copied += 1;
+            }
+        }
+        tx.execute(
+            "UPDATE sessions SET last_seq = ?2 WHERE id = ?1",
+            params![to.as_str(), seq],
+        )?;
+        tx.commit()?;
+        Ok(copied)
+    }
+
     /// Events of a session from `from` on, at most `limit`, in seq order.
     pub fn read_from(
         &self,

@@ -64,6 +64,10 @@ pub struct SessionSpec {
     /// sandbox; shown with the session.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets_inside: Vec<String>,
+    /// Where the agent sees its workspace when not at its path here: a fork's copy, shown
+    /// where the conversation it continues saw the original.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_at: Option<std::path::PathBuf>,
 }
 
 impl SessionSpec {

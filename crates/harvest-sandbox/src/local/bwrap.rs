@@ -27,6 +27,9 @@ pub const SYSTEM_DIRS: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct JailPolicy {
     pub workspace: PathBuf,
+    /// Where the jail shows the workspace (a fork's copy: where its conversation saw the
+    /// original); usually `workspace` itself.
+    pub workspace_in_jail: PathBuf,
     pub home: PathBuf,
     pub agent_binary: PathBuf,
     /// Host paths that must stay invisible wherever a mount would show them (Harvest's
@@ -142,17 +145,19 @@ pub fn bwrap_args(policy: &JailPolicy, system: &[HostEntry]) -> Vec<OsString> {
     for (host, rel) in &policy.home_binds {
         a.triple("--ro-bind", host, Path::new(AGENT_HOME).join(rel));
     }
-    a.triple("--bind", &policy.workspace, &policy.workspace);
-    bound.push(&policy.workspace);
+    a.triple("--bind", &policy.workspace, &policy.workspace_in_jail);
     // Hidden paths are covered after *every* bind, the workspace's included: a later mount
     // goes on top of an earlier one, so a cover made before the workspace was bound would
-    // be buried under it (a workspace that contains Harvest's folders showed them).
+    // be buried under it (a workspace that contains Harvest's folders showed them). A
+    // hidden path inside the workspace is covered where the jail shows the workspace.
     for hidden in &policy.hidden {
-        if bound.iter().any(|b| hidden.starts_with(b)) {
+        if let Ok(rel) = hidden.strip_prefix(&policy.workspace) {
+            a.pair("--tmpfs", policy.workspace_in_jail.join(rel));
+        } else if bound.iter().any(|b| hidden.starts_with(b)) {
             a.pair("--tmpfs", hidden);
         }
     }
-    a.pair("--chdir", &policy.workspace);
+    a.pair("--chdir", &policy.workspace_in_jail);
     a.0
 }
 
@@ -229,6 +234,7 @@ mod tests {
     fn policy() -> JailPolicy {
         JailPolicy {
             workspace: "/home/u/proj".into(),
+            workspace_in_jail: "/home/u/proj".into(),
             home: "/home/u/.local/state/harvest/sessions/s1/home".into(),
             agent_binary: "/home/u/.cache/claude".into(),
             hidden: vec![

@@ -573,6 +573,7 @@ mod tests {
         std::fs::write(dir.path().join("outside.txt"), "HOST-ONLY").unwrap();
         let policy = bwrap::JailPolicy {
             workspace: ws.clone(),
+            workspace_in_jail: ws.clone(),
             home,
             agent_binary: PathBuf::from("/bin/true"),
             hidden: vec![],

@@ -344,7 +344,18 @@ pub async fn fork(paths: &Paths, session: &str, name: Option<String>) -> Result<
             env,
         })
         .await?;
+    // The id alone on stdout, for scripts; what it is, for a person.
     println!("{}", info.id);
+    eprintln!(
+        "forked {session} as {} ({}): a copy of its workspace and conversation, its history shown{}; `harvest attach {}` to go on there",
+        info.id,
+        safe(&info.name),
+        info.branch
+            .as_deref()
+            .map(|b| format!(", on its own branch {}", safe(b)))
+            .unwrap_or_default(),
+        info.id
+    );
     Ok(ExitCode::SUCCESS)
 }
 
