@@ -319,6 +319,8 @@ pub struct LocalSandbox {
 
 #[async_trait]
 impl Sandbox for LocalSandbox {
+    // The agent's view of its workspace, which for a fork is not its path here.
+    #[allow(clippy::misnamed_getters)]
     fn workspace(&self) -> &Path {
         &self.policy.workspace_in_jail
     }
