@@ -287,6 +287,7 @@ fn sandbox_start() {
     }
     let policy = JailPolicy {
         workspace: dir.path().join("ws"),
+        workspace_in_jail: dir.path().join("ws"),
         home: dir.path().join("home"),
         agent_binary: claude_bin(),
         hidden: vec![],
