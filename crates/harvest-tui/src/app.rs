@@ -194,6 +194,10 @@ pub enum Exit {
 }
 
 pub struct App {
+    /// The focused pane takes the whole width (`prefix z`, as tmux's zoom).
+    pub zoomed: bool,
+    /// The conversation's share of the width, in percent (`prefix <` / `prefix >`).
+    pub split: u16,
     /// Long pastes shown collapsed in the input (`[pasted 3 lines #1]`), by marker: the
     /// marker is what the input holds, the text what is sent.
     pub pastes: Vec<(String, String)>,
@@ -285,6 +289,8 @@ impl App {
             conv: ConversationView::new(),
             input: new_input(&theme),
             pastes: Vec::new(),
+            zoomed: false,
+            split: 50,
             focus: Focus::Input,
             overlay: Overlay::None,
             conn: Conn::Connecting,
@@ -772,6 +778,9 @@ impl App {
                 }
             }
             Action::Detach => self.exit = Some(Exit::Detach),
+            Action::Zoom => self.zoomed = !self.zoomed,
+            Action::SplitLeft => self.split = self.split.saturating_sub(10).max(20),
+            Action::SplitRight => self.split = (self.split + 10).min(80),
             Action::SendNow => {
                 if self.transcript.queued.is_empty() {
                     self.toast("nothing is queued");

@@ -122,6 +122,10 @@ async fn run(
                     {
                         let _ = ui.send(FromDaemon::Info(info)).await;
                     }
+                    // The other sessions' states: one that needs input is shown.
+                    if let Ok(list) = client.call::<m::SessionList>(m::Empty {}).await {
+                        let _ = ui.send(FromDaemon::Sessions(list.sessions)).await;
+                    }
                 }
                 note = notes.recv() => {
                     let Some(note) = note else { break };

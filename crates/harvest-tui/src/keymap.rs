@@ -34,6 +34,9 @@ pub enum Action {
     PrevError,
     Review,
     SendNow,
+    Zoom,
+    SplitLeft,
+    SplitRight,
 }
 
 impl Action {
@@ -64,6 +67,9 @@ impl Action {
         Action::PrevError,
         Action::Review,
         Action::SendNow,
+        Action::Zoom,
+        Action::SplitLeft,
+        Action::SplitRight,
     ];
 
     pub fn name(self) -> &'static str {
@@ -94,6 +100,9 @@ impl Action {
             Action::PrevError => "prev_error",
             Action::Review => "review",
             Action::SendNow => "send_now",
+            Action::Zoom => "zoom",
+            Action::SplitLeft => "split_left",
+            Action::SplitRight => "split_right",
         }
     }
 
@@ -125,6 +134,9 @@ impl Action {
             Action::PrevError => "previous error",
             Action::Review => "review the session's changes (apply, pull request)",
             Action::SendNow => "send the queued messages into the running turn now",
+            Action::Zoom => "zoom the focused pane to the whole width (again: back)",
+            Action::SplitLeft => "move the split between the panes left",
+            Action::SplitRight => "move the split between the panes right",
         }
     }
 
@@ -290,6 +302,9 @@ const DEFAULTS: &[(Action, &[&str])] = &[
     (Action::PrevError, &["{"]),
     (Action::Review, &["prefix v"]),
     (Action::SendNow, &["ctrl-s"]),
+    (Action::Zoom, &["prefix z"]),
+    (Action::SplitLeft, &["prefix <"]),
+    (Action::SplitRight, &["prefix >"]),
 ];
 
 impl Default for Keymap {

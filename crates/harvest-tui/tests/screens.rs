@@ -1103,3 +1103,54 @@ fn the_help_names_the_cancel_key_as_rebound() {
     assert!(screen.contains("C-x twice: detach"), "{screen}");
     assert!(!screen.contains("C-c twice"), "{screen}");
 }
+
+/// Another session that waits for an answer is named in the status line, with the way
+/// there.
+#[test]
+fn another_session_needing_input_is_named_with_the_way_there() {
+    let mut app = bare_app();
+    app.on_daemon(FromDaemon::Sessions(vec![
+        info("6962a605", "bare", SessionState::Idle),
+        info("1b2c3d4e", "api work", SessionState::NeedsInput),
+    ]));
+    let screen = text(&render(&mut app, 160, 20));
+    let top = screen.lines().next().unwrap_or_default();
+    assert!(top.contains("⚑ api work needs input (C-b s)"), "{top}");
+}
+
+/// `prefix z` zooms the focused pane to the whole width and back; `prefix >` moves the
+/// split.
+#[test]
+fn the_focused_pane_zooms_and_the_split_moves() {
+    let mut app = app(ColorLevel::None);
+    let prefix = |app: &mut App, c: char| {
+        app.on_key(KeyEvent::new(KeyCode::Char('b'), KeyModifiers::CONTROL));
+        key(app, KeyCode::Char(c));
+    };
+    let both = text(&render(&mut app, 110, 30));
+    assert!(
+        both.contains("Conversation") && both.contains("Bash"),
+        "{both}"
+    );
+    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::Tab); // the tool pane
+    prefix(&mut app, 'z');
+    let zoomed = text(&render(&mut app, 110, 30));
+    assert!(!zoomed.contains("Conversation"), "{zoomed}");
+    prefix(&mut app, 'z');
+    assert!(text(&render(&mut app, 110, 30)).contains("Conversation"));
+    let title_at = |screen: &str| {
+        screen
+            .lines()
+            .nth(1)
+            .and_then(|l| l.find("┏").or_else(|| l.rfind('┌')))
+            .unwrap_or(0)
+    };
+    let before = title_at(&text(&render(&mut app, 110, 30)));
+    prefix(&mut app, '>');
+    let after = title_at(&text(&render(&mut app, 110, 30)));
+    assert!(
+        after > before,
+        "the split did not move right: {before} → {after}"
+    );
+}

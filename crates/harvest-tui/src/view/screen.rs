@@ -56,11 +56,30 @@ pub fn layout(area: Rect, app: &App) -> Areas {
             footer: rows[4],
         };
     }
-    // Side by side when there is room; stacked on a narrow terminal.
+    // Zoomed: the focused pane alone (the tool pane when it has the focus, else the
+    // conversation).
+    if app.zoomed {
+        let tool_alone = matches!(app.focus, Focus::Tool | Focus::Prompt);
+        let none = Rect::new(rows[1].x, rows[1].y, 0, 0);
+        return Areas {
+            header: rows[0],
+            conversation: if tool_alone { none } else { rows[1] },
+            tool: if tool_alone { rows[1] } else { none },
+            queued: rows[2],
+            input: rows[3],
+            footer: rows[4],
+        };
+    }
+    // Side by side when there is room (where the user moved the split); stacked on a
+    // narrow terminal.
+    let share = app.split.clamp(20, 80);
     let body = if area.width >= 100 {
         Layout::default()
             .direction(Direction::Horizontal)
-            .constraints([Constraint::Percentage(50), Constraint::Percentage(50)])
+            .constraints([
+                Constraint::Percentage(share),
+                Constraint::Percentage(100 - share),
+            ])
             .split(rows[1])
     } else {
         Layout::default()
@@ -531,6 +550,28 @@ fn header(app: &App, width: usize) -> Line<'static> {
                 ));
             }
         }
+    }
+    // Another session waiting for an answer: named, with the way there.
+    let attached = app.session.as_ref().map(|s| &s.id);
+    let waiting: Vec<&str> = app
+        .sessions
+        .iter()
+        .filter(|s| Some(&s.id) != attached && s.state == SessionState::NeedsInput)
+        .map(|s| s.name.as_str())
+        .collect();
+    if let Some(first) = waiting.first() {
+        let more = if waiting.len() > 1 {
+            format!(" and {} more", waiting.len() - 1)
+        } else {
+            String::new()
+        };
+        spans.push(Span::styled(
+            format!(
+                " · ⚑ {first}{more} needs input ({})",
+                app.keymap.hint(crate::keymap::Action::Sessions)
+            ),
+            theme.warn(),
+        ));
     }
     let conn = match &app.conn {
         Conn::Connected => Span::raw(""),
