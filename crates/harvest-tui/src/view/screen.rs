@@ -739,12 +739,14 @@ fn picker(f: &mut Frame<'_>, app: &App, selected: usize, filter: Option<&str>) {
             theme.dim(),
         ));
     }
+    // The name takes most of what the fixed columns leave (the last line gets the rest).
+    let name_w = (w.saturating_sub(46) * 3 / 5).clamp(20, 48);
     for (i, s) in sessions.iter().enumerate().skip(start).take(rows) {
         let last = s.last_line.clone().unwrap_or_default();
         let row = format!(
-            "{:<9}{:<24} {:<12} {:<7} {:>7} {:>5}  {}",
+            "{:<9}{:<nw$} {:<12} {:<7} {:>7} {:>5}  {}",
             s.id.as_str(),
-            cut(&s.name, 23),
+            cut(&s.name, name_w - 1),
             s.state.as_str(),
             s.sandbox,
             format!("${:.3}", s.cost_usd),
@@ -752,7 +754,8 @@ fn picker(f: &mut Frame<'_>, app: &App, selected: usize, filter: Option<&str>) {
                 s.created_at,
                 time::OffsetDateTime::now_utc().unix_timestamp()
             ),
-            last.lines().next().unwrap_or("")
+            last.lines().next().unwrap_or(""),
+            nw = name_w,
         );
         let style = if i == selected {
             theme.selected()
