@@ -77,6 +77,16 @@ impl StreamParser {
                     agent_state: None,
                 };
             }
+            // The CLI's own diagnostics after an interrupt (`[ede_diagnostic] …`, observed
+            // on 2.1.330): its business, not the user's; kept in the daemon's log.
+            Err(_) if line.starts_with("[ede_diagnostic]") => {
+                tracing::debug!(line, "the CLI's diagnostic line");
+                return Parsed {
+                    events: vec![EventBody::AgentRaw {}],
+                    raw: Value::String(line.to_owned()),
+                    agent_state: None,
+                };
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "agent printed a line that is not JSON");
                 return Parsed {

@@ -452,6 +452,12 @@ impl Transcript {
 impl ToolItem {
     /// "exit 1 · 2.1s", "+3 −1", "12 lines": the outcome shown on the tool's line.
     pub fn outcome(&self) -> String {
+        if let Some(r) = &self.result
+            && r.is_error
+            && harvest_protocol::event::is_cli_rejection(&r.content)
+        {
+            return "cancelled".into();
+        }
         let Some(r) = &self.result else {
             if self.ended_unanswered {
                 return "ended without a result".into();

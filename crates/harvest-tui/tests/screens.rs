@@ -1154,3 +1154,20 @@ fn the_focused_pane_zooms_and_the_split_moves() {
         "the split did not move right: {before} → {after}"
     );
 }
+
+/// A call the CLI reports as cancelled says so, not the CLI's note to the model.
+#[test]
+fn a_cancelled_call_says_cancelled() {
+    let mut app = bare_app();
+    let ev = |v: serde_json::Value| FromDaemon::Event(Box::new(serde_json::from_value(v).unwrap()));
+    app.on_daemon(ev(
+        serde_json::json!({"seq":1,"ts":"2026-11-23T10:00:00Z","session":"6962a605",
+        "type":"tool_call","id":"t1","name":"Bash","input":{"command":"sleep 100"}}),
+    ));
+    app.on_daemon(ev(serde_json::json!({"seq":2,"ts":"2026-11-23T10:00:03Z","session":"6962a605",
+        "type":"tool_result","tool_use_id":"t1","is_error":true,
+        "content":"The user doesn't want to proceed with this tool use. The tool use was rejected (eg. if it was a file edit, the new_string was NOT written to the file). STOP what you are doing and wait for the user to tell you how to proceed."})));
+    let screen = text(&render(&mut app, 110, 30));
+    assert!(screen.contains("cancelled"), "{screen}");
+    assert!(!screen.contains("doesn't want to proceed"), "{screen}");
+}

@@ -247,6 +247,9 @@ pub fn describe(event: &Event) -> Vec<String> {
 
 fn tool_result_lines(is_error: bool, content: &str, output: Option<&ToolOutput>) -> Vec<String> {
     const MAX: usize = 12;
+    if is_error && harvest_protocol::event::is_cli_rejection(content) {
+        return vec!["  ✗ cancelled (not run, or stopped)".into()];
+    }
     let mut lines = Vec::new();
     match output {
         Some(ToolOutput::Bash {

@@ -152,3 +152,18 @@ fn captured_session_parses_into_the_expected_sequence() {
     });
     assert!(patched, "the captured Edit result carries a patch");
 }
+
+#[test]
+fn the_clis_diagnostic_lines_are_not_errors_but_other_text_is() {
+    let mut p = StreamParser::new();
+    let evs = parse_all(&mut p, "[ede_diagnostic] interrupted at tool boundary\n");
+    assert!(
+        !evs.iter().any(|e| matches!(e, EventBody::Error { .. })),
+        "{evs:?}"
+    );
+    let evs = parse_all(&mut p, "Segmentation fault\n");
+    assert!(
+        evs.iter().any(|e| matches!(e, EventBody::Error { .. })),
+        "{evs:?}"
+    );
+}

@@ -124,6 +124,9 @@ pub fn preview(tool: &ToolItem, theme: &Theme) -> Vec<Line<'static>> {
             _ => json_lines(&tool.input, theme),
         };
     };
+    if let Some(line) = cancelled(tool, theme) {
+        return vec![line];
+    }
     match &result.output {
         Some(ToolOutput::Bash { .. }) => bash_output(tool, false, None, theme),
         Some(ToolOutput::Patch {
@@ -233,6 +236,9 @@ fn bash_output(
         out.extend(p.tail.iter().map(|l| Line::from(l.clone())));
         return out;
     };
+    if let Some(line) = cancelled(tool, theme) {
+        return vec![line];
+    }
     let (text, stderr) = match (&result.output, full) {
         (_, Some(full)) => (full.to_owned(), ""),
         (Some(ToolOutput::Bash { stdout, stderr, .. }), None) => (stdout.clone(), stderr.as_str()),
@@ -263,6 +269,18 @@ fn bash_output(
     ));
     out.extend_from_slice(&lines[lines.len() - FOLD_KEEP..]);
     out
+}
+
+/// A call the CLI reports as cancelled or refused, said plainly instead of its note to
+/// the model.
+fn cancelled(tool: &ToolItem, theme: &Theme) -> Option<Line<'static>> {
+    let r = tool.result.as_ref()?;
+    (r.is_error && harvest_protocol::event::is_cli_rejection(&r.content)).then(|| {
+        Line::styled(
+            "cancelled: it did not run, or was stopped (the turn was interrupted or the call denied)",
+            theme.warn(),
+        )
+    })
 }
 
 fn todos(input: &Value, theme: &Theme) -> Vec<Line<'static>> {
