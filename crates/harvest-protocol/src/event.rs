@@ -296,6 +296,15 @@ pub struct PatchHunk {
     pub lines: Vec<String>,
 }
 
+/// Whether a tool result is the CLI's own note that the call was cancelled or refused
+/// (its fixed text to the model, observed on 2.1.330), which clients show as such rather
+/// than as the boilerplate it is.
+pub fn is_cli_rejection(content: &str) -> bool {
+    content.starts_with("The user doesn't want to proceed with this tool use")
+        || content.starts_with("The user doesn't want to take this action right now")
+        || content.starts_with("[Request interrupted by user")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,13 +360,4 @@ mod tests {
             assert_eq!(SessionState::parse(st.as_str()), Some(st));
         }
     }
-}
-
-/// Whether a tool result is the CLI's own note that the call was cancelled or refused
-/// (its fixed text to the model, observed on 2.1.330), which clients show as such rather
-/// than as the boilerplate it is.
-pub fn is_cli_rejection(content: &str) -> bool {
-    content.starts_with("The user doesn't want to proceed with this tool use")
-        || content.starts_with("The user doesn't want to take this action right now")
-        || content.starts_with("[Request interrupted by user")
 }
