@@ -1171,3 +1171,14 @@ fn a_cancelled_call_says_cancelled() {
     assert!(screen.contains("cancelled"), "{screen}");
     assert!(!screen.contains("doesn't want to proceed"), "{screen}");
 }
+
+/// At 80 columns the footer keeps the help's key whole (the least needed hints give way).
+#[test]
+fn the_footer_keeps_the_help_key_at_80_columns() {
+    let mut app = bare_app();
+    app.keymap.prefix_moved_for_tmux = true;
+    let screen = text(&render(&mut app, 80, 24));
+    let footer = screen.lines().last().unwrap_or_default();
+    assert!(footer.contains("? help"), "{footer}");
+    assert!(footer.contains("detach"), "{footer}");
+}

@@ -590,26 +590,57 @@ fn footer(app: &App, width: usize) -> Line<'static> {
         return truncate_line(Line::styled(format!(" {toast}"), theme.warn()), width);
     }
     let k = &app.keymap;
-    let mut spans = vec![Span::raw(" ")];
-    let hints = [
-        (Action::Send, "send"),
-        (Action::Newline, "newline"),
-        (Action::Cancel, "cancel"),
-        (Action::Detach, "detach"),
-        (Action::Sessions, "sessions"),
-        (Action::FocusNext, "focus"),
-        (Action::Help, "help"),
-    ];
-    for (i, (action, label)) in hints.iter().enumerate() {
-        if i > 0 {
-            spans.push(Span::styled(" · ", theme.dim()));
-        }
-        spans.push(Span::styled(k.hint(*action), theme.key()));
-        let label = if *action == Action::Detach && k.prefix_moved_for_tmux {
+    // In the order shown, with what gives way first on a narrow terminal (higher first):
+    // the help's key always stays.
+    let mut hints: Vec<(String, String, u8)> = [
+        (Action::Send, "send", 2),
+        (Action::Newline, "newline", 6),
+        (Action::Cancel, "cancel", 3),
+        (Action::Detach, "detach", 1),
+        (Action::Sessions, "sessions", 4),
+        (Action::FocusNext, "focus", 5),
+        (Action::Help, "help", 0),
+    ]
+    .into_iter()
+    .map(|(action, label, drop)| {
+        let label = if action == Action::Detach && k.prefix_moved_for_tmux {
             format!(" {label} (C-g: C-b is tmux's)")
         } else {
             format!(" {label}")
         };
+        (k.hint(action), label, drop)
+    })
+    .collect();
+    let len = |h: &[(String, String, u8)]| {
+        1 + h
+            .iter()
+            .map(|(key, label, _)| width_of(key) + width_of(label))
+            .sum::<usize>()
+            + 3 * h.len().saturating_sub(1)
+    };
+    while len(&hints) > width {
+        // The tmux note goes first, then the least needed hint.
+        if let Some(h) = hints.iter_mut().find(|h| h.1.contains("(C-g")) {
+            h.1 = " detach".into();
+            continue;
+        }
+        let Some(at) = hints
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.2 > 0)
+            .max_by_key(|(_, h)| h.2)
+            .map(|(i, _)| i)
+        else {
+            break;
+        };
+        hints.remove(at);
+    }
+    let mut spans = vec![Span::raw(" ")];
+    for (i, (key, label, _)) in hints.into_iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(" · ", theme.dim()));
+        }
+        spans.push(Span::styled(key, theme.key()));
         spans.push(Span::raw(label));
     }
     truncate_line(Line::from(spans), width)
