@@ -295,6 +295,7 @@ fn sandbox_start() {
         harvest: harvest_bin(),
         model_link: None,
         home_binds: vec![],
+        identity: None,
     };
     let args = bwrap_args(&policy, &host_system_entries());
     let seccomp = harvest_sandbox::seccomp::bpf_program();

@@ -19,6 +19,7 @@ fn probe_script(root: &Path) -> String {
          ls {r}/state/harvest >/dev/null 2>&1 && echo SAW-HARVEST-STATE || echo no-harvest-state; \
          echo procs=$(ls /proc | grep -c '^[0-9]'); \
          echo uid=$(id -u); \
+         echo user=$(id -un) owner=$(stat -c %U .); \
          echo ok > ~/probe && echo home-writable; \
          echo ok > ./probe && echo workspace-writable"
     );
@@ -60,6 +61,8 @@ fn the_agent_cannot_reach_outside_its_workspace_and_home() {
         "no-harvest-data",
         "no-harvest-state",
         "uid=1000",
+        // The agent by its own name, not whichever account of this machine has its uid.
+        "user=agent owner=agent",
         "home-writable",
         "workspace-writable",
     ] {

@@ -105,6 +105,10 @@ impl LocalProvider {
                 path: home.clone(),
                 source,
             })?;
+        // Who the jail's users are (`ls -l`, `id`): the agent by its own name, not by
+        // whichever account of this machine has its uid.
+        let identity = state_dir.join("identity");
+        let identity = write_identity(&identity).ok().map(|()| identity);
         let (workspace, owned) = match &spec.workspace {
             WorkspaceSource::Folder { path } => (unchanged_folder(path)?, false),
             WorkspaceSource::Owned { path } => (existing_folder(path)?, true),
@@ -152,6 +156,7 @@ impl LocalProvider {
                 network: spec.network == Network::Open,
                 harvest: self.layout.supervisor.0.clone(),
                 home_binds: spec.home_binds.clone(),
+                identity,
                 model_link: (spec.network != Network::Open).then(|| bwrap::ModelLink {
                     socket: state_dir.join(MODEL_SOCKET_FILE),
                     egress: match &spec.network {
@@ -295,6 +300,27 @@ impl Provider for LocalProvider {
         remove_tree(&state_dir)?;
         remove_tree(&self.layout.workspaces_dir.join(session))
     }
+}
+
+/// The jail's `/etc/passwd` and `/etc/group`: root, the agent (as `agent`, HOME
+/// `/home/agent`) and nobody.
+fn write_identity(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let uid = bwrap::SANDBOX_UID;
+    std::fs::write(
+        dir.join("passwd"),
+        format!(
+            "root:x:0:0:root:/root:/bin/bash\nagent:x:{uid}:{uid}:Harvest agent:{}:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+            bwrap::AGENT_HOME
+        ),
+    )?;
+    std::fs::write(
+        dir.join("group"),
+        format!("root:x:0:\nagent:x:{uid}:\nnogroup:x:65534:\n"),
+    )
 }
 
 pub fn remove_tree(path: &Path) -> Result<()> {

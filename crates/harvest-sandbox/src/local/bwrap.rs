@@ -46,6 +46,8 @@ pub struct JailPolicy {
     /// Host files and folders shown read-only in the agent's HOME (relative paths there):
     /// the user's own Claude Code configuration.
     pub home_binds: Vec<(PathBuf, String)>,
+    /// A folder with the jail's own `passwd` and `group`, shown over the host's.
+    pub identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +124,11 @@ pub fn bwrap_args(policy: &JailPolicy, system: &[HostEntry]) -> Vec<OsString> {
                 bound.push(p);
             }
             HostEntry::Symlink { path, target } => a.triple("--symlink", target, path),
+        }
+    }
+    if let Some(dir) = &policy.identity {
+        for file in ["passwd", "group"] {
+            a.triple("--ro-bind", dir.join(file), Path::new("/etc").join(file));
         }
     }
     a.pair("--proc", "/proc");
@@ -245,6 +252,7 @@ mod tests {
             harvest: "/usr/local/bin/harvest".into(),
             model_link: None,
             home_binds: vec![],
+            identity: None,
         }
     }
 

@@ -581,6 +581,7 @@ mod tests {
             harvest: PathBuf::from("/bin/true"),
             model_link: None,
             home_binds: vec![],
+            identity: None,
         };
         let run = |argv: &[&str], limits| {
             let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
