@@ -162,6 +162,13 @@ fn a_local_repo_session_leaves_the_checkout_alone_until_apply() {
     // Still the user's branch and commit: the changes wait for them to commit.
     assert_eq!(git(&r.repo, &["branch", "--show-current"]).trim(), "main");
     assert_eq!(git(&r.repo, &["rev-parse", "HEAD"]), head_before);
+    // A second apply says the changes are there already, and writes nothing.
+    let again = r.h.ok(&["apply", &id]);
+    assert!(again.contains("already holds"), "{again}");
+    assert_eq!(
+        std::fs::read_to_string(r.repo.join("greeting.txt")).unwrap(),
+        "hello world\n"
+    );
 }
 
 #[test]

@@ -28,6 +28,8 @@ pub enum Applied {
     Clean { root: PathBuf, files: usize },
     /// Brought in by a 3-way merge (staged).
     Merged { root: PathBuf, files: usize },
+    /// The checkout already holds exactly these changes (applied before): nothing written.
+    AlreadyThere { root: PathBuf },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,10 @@ pub fn apply(diff: &DiffResult, into: Option<&Path>) -> Result<Applied, ApplyErr
             root,
             files: touched.len(),
         });
+    }
+    // Applied already (a second `apply`): it would come off cleanly in reverse.
+    if git_apply(&root, patch, &["--check", "--reverse"])?.0 {
+        return Ok(Applied::AlreadyThere { root });
     }
     // It does not apply as it stands. A file the user changed here is theirs: say which,
     // write nothing. Over a clean checkout, a 3-way merge can still bring it in.

@@ -499,6 +499,13 @@ async fn review(
                         .into(),
                 ),
                 Ok(Ok(Applied::Nothing)) => FromDaemon::ReviewDone(true, "nothing to apply".into()),
+                Ok(Ok(Applied::AlreadyThere { root })) => FromDaemon::ReviewDone(
+                    true,
+                    format!(
+                        "{} already holds these changes (applied before): nothing written",
+                        root.display()
+                    ),
+                ),
                 Ok(Err(ApplyError::Conflict { files, .. })) => FromDaemon::ReviewDone(
                     false,
                     format!(

@@ -79,6 +79,10 @@ pub async fn apply(
             "applied patch {name} to {files} file(s) in {}; review them with `git diff` and commit when ready",
             root.display()
         ),
+        Ok(Applied::AlreadyThere { root }) => println!(
+            "{} already holds the changes of patch {name} (applied before): nothing written",
+            root.display()
+        ),
         Ok(Applied::Merged { root, files }) => println!(
             "applied patch {name} to {files} file(s) in {} with a 3-way merge (staged); review them with `git diff --cached`",
             root.display()
