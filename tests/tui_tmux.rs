@@ -381,11 +381,18 @@ fn the_review_view_shows_the_changes_and_applies_them() {
         "hello world\n"
     );
     t.keys("main", &["a"]);
-    t.wait_for("main", "the refusal", |s| s.contains("nothing was written"));
+    t.wait_for("main", "the second apply", |s| {
+        s.contains("already holds these changes")
+    });
     assert_eq!(
         std::fs::read_to_string(repo.join("greeting.txt")).unwrap(),
         "hello world\n"
     );
+    // A repository cloned from a folder without a remote: `p` says so, not "no token".
+    t.keys("main", &["p"]);
+    t.wait_for("main", "why there is no pull request", |s| {
+        s.contains("no `origin` remote")
+    });
     t.keys("main", &["Escape"]);
     t.wait_for("main", "the conversation again", |s| {
         !s.contains("Review ·")

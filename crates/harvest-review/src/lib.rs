@@ -177,6 +177,33 @@ pub fn pr_params(
     })
 }
 
+/// Why a pull request cannot be opened for a repository cloned from the user's folder
+/// `repo`: it has no `origin`, or its origin is a folder too. `None`: it has a remote (whose
+/// forge the daemon checks).
+pub fn no_forge_remote(repo: &Path) -> Option<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["remote", "get-url", "origin"])
+        .output()
+        .ok()?;
+    let origin = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || origin.is_empty() {
+        return Some(format!(
+            "{} has no `origin` remote, so there is nowhere to open a pull request: `a` applies the changes to it instead",
+            shown(&repo.display().to_string())
+        ));
+    }
+    let local = origin.starts_with('/') || origin.starts_with("file://") || origin.starts_with('.');
+    local.then(|| {
+        format!(
+            "the origin of {} is a folder ({}), not a forge: `a` applies the changes instead, or push the branch yourself",
+            shown(&repo.display().to_string()),
+            shown(&origin)
+        )
+    })
+}
+
 /// `Name <email>` from the user's git config, for the commit Harvest makes.
 pub fn git_author() -> Option<String> {
     let get = |key: &str| {

@@ -65,6 +65,14 @@ impl App {
                 }
             }
             KeyCode::Char('p') if !r.busy && r.branch.is_some() => {
+                // A repository cloned from a folder here has that folder's remote, if any:
+                // without a forge there, say so before anything else (a token included).
+                if let Some(repo) = r.shown.as_ref().and_then(|d| d.local_repo.clone())
+                    && let Some(why) = harvest_review::no_forge_remote(std::path::Path::new(&repo))
+                {
+                    r.status = Some((false, why));
+                    return Vec::new();
+                }
                 r.busy = true;
                 r.status = Some((
                     true,
