@@ -61,6 +61,10 @@ fn live_output(kind: &str) {
     let id = evs[0]["session"].as_str().unwrap();
     let logs = h.ok(&["logs", id]);
     assert!(logs.contains("⋯ running"), "{logs}");
+    // A long output shows its start, and says how to see it whole; --full prints it all.
+    assert!(logs.contains("harvest logs --full"), "{logs}");
+    let full = h.ok(&["logs", "--full", id]);
+    assert!(full.contains("live-16"), "{full}");
 }
 
 #[test]

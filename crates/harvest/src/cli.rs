@@ -58,6 +58,10 @@ pub enum Command {
         /// Start from this event number.
         #[arg(long, default_value_t = 1)]
         from_seq: u64,
+        /// Print tool outputs whole (by default a long one shows its first lines). A
+        /// command whose output the CLI saved to a file: `harvest cat ID PATH`.
+        #[arg(long)]
+        full: bool,
     },
     /// Send a follow-up message into a session's conversation. Sent while a turn runs,
     /// it is queued until that turn ends (`withdraw` takes it back until then).

@@ -48,7 +48,11 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             json,
             follow,
             from_seq,
-        } => sessions::logs(&paths, &session, json, follow, from_seq).await,
+            full,
+        } => {
+            crate::render::show_outputs_whole(full);
+            sessions::logs(&paths, &session, json, follow, from_seq).await
+        }
         Command::Send { session, text } => sessions::send(&paths, &session, text).await,
         Command::Withdraw { session, message } => {
             sessions::withdraw(&paths, &session, message).await

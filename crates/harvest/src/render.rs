@@ -309,11 +309,24 @@ fn tool_result_lines(is_error: bool, content: &str, output: Option<&ToolOutput>)
     lines
 }
 
+/// `harvest logs --full`: tool outputs whole.
+static WHOLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn show_outputs_whole(whole: bool) {
+    WHOLE.store(whole, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn clip(text: &str, max: usize) -> Vec<String> {
     let all: Vec<&str> = text.lines().collect();
+    if WHOLE.load(std::sync::atomic::Ordering::Relaxed) {
+        return all.iter().map(|s| s.to_string()).collect();
+    }
     let mut out: Vec<String> = all.iter().take(max).map(|s| s.to_string()).collect();
     if all.len() > max {
-        out.push(format!("… {} more lines", all.len() - max));
+        out.push(format!(
+            "… {} more lines (`harvest logs --full` prints them)",
+            all.len() - max
+        ));
     }
     out
 }
