@@ -561,3 +561,38 @@ fn copy_inside_tmux_reaches_tmuxs_buffer() {
     let buffer = t.tmux(&["show-buffer"]);
     assert!(buffer.contains("fix the greeting"), "{buffer:?}");
 }
+
+/// `prefix m` hands the mouse to the terminal (tmux then selects text itself) and takes it
+/// back: what the pane asked of tmux shows in its mouse flag.
+#[test]
+fn the_mouse_can_be_handed_to_the_terminal_and_back() {
+    let h = Harness::new(SCRIPT);
+    let ws = h.workspace.to_str().unwrap().to_owned();
+    let id = h
+        .ok(&["new", "--detach", "--workspace", &ws, "fix the greeting"])
+        .trim()
+        .to_owned();
+    h.wait_events(&id, "the first turn", Duration::from_secs(60), |e| {
+        !harvest_e2e::of_type(e, "turn_result").is_empty()
+    });
+    let t = Tmux::start(&h);
+    t.type_text("main", &t.harvest_line(&format!("attach {id}")));
+    t.keys("main", &["Enter"]);
+    t.wait_for("main", "the session", |s| s.contains("Fixed the greeting"));
+    let flag = |t: &Tmux| {
+        t.tmux(&["display", "-p", "-t", "main", "#{mouse_any_flag}"])
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(flag(&t), "1", "the client takes the mouse by default");
+    t.keys("main", &["C-g", "m"]);
+    t.wait_for("main", "the notice", |s| {
+        s.contains("the mouse is the terminal's")
+    });
+    assert_eq!(flag(&t), "0", "the mouse was not handed back");
+    t.keys("main", &["C-g", "m"]);
+    t.wait_for("main", "the notice", |s| {
+        s.contains("scrolls the panes again")
+    });
+    assert_eq!(flag(&t), "1");
+}

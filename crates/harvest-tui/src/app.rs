@@ -194,6 +194,11 @@ pub enum Exit {
 }
 
 pub struct App {
+    /// Whether this client takes the mouse (clicks and wheel); `prefix m` hands it to the
+    /// terminal, whose own text selection then works.
+    pub mouse: bool,
+    /// A change of `mouse` the terminal has not been told of yet.
+    pub mouse_changed: bool,
     /// The focused pane takes the whole width (`prefix z`, as tmux's zoom).
     pub zoomed: bool,
     /// The conversation's share of the width, in percent (`prefix <` / `prefix >`).
@@ -289,6 +294,8 @@ impl App {
             conv: ConversationView::new(),
             input: new_input(&theme),
             pastes: Vec::new(),
+            mouse: true,
+            mouse_changed: false,
             zoomed: false,
             split: 50,
             focus: Focus::Input,
@@ -779,6 +786,18 @@ impl App {
             }
             Action::Detach => self.exit = Some(Exit::Detach),
             Action::Zoom => self.zoomed = !self.zoomed,
+            Action::Mouse => {
+                self.mouse = !self.mouse;
+                self.mouse_changed = true;
+                let key = self.keymap.hint(Action::Mouse);
+                self.toast(&if self.mouse {
+                    format!("the mouse scrolls the panes again ({key} hands it to the terminal)")
+                } else {
+                    format!(
+                        "the mouse is the terminal's: select text as usual ({key} takes it back)"
+                    )
+                });
+            }
             Action::SplitLeft => self.split = self.split.saturating_sub(10).max(20),
             Action::SplitRight => self.split = (self.split + 10).min(80),
             Action::SendNow => {

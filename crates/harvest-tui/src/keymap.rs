@@ -37,6 +37,7 @@ pub enum Action {
     Zoom,
     SplitLeft,
     SplitRight,
+    Mouse,
 }
 
 impl Action {
@@ -70,6 +71,7 @@ impl Action {
         Action::Zoom,
         Action::SplitLeft,
         Action::SplitRight,
+        Action::Mouse,
     ];
 
     pub fn name(self) -> &'static str {
@@ -103,6 +105,7 @@ impl Action {
             Action::Zoom => "zoom",
             Action::SplitLeft => "split_left",
             Action::SplitRight => "split_right",
+            Action::Mouse => "mouse",
         }
     }
 
@@ -137,6 +140,7 @@ impl Action {
             Action::Zoom => "zoom the focused pane to the whole width (again: back)",
             Action::SplitLeft => "move the split between the panes left",
             Action::SplitRight => "move the split between the panes right",
+            Action::Mouse => "hand the mouse to the terminal (its own selection) and back",
         }
     }
 
@@ -305,6 +309,7 @@ const DEFAULTS: &[(Action, &[&str])] = &[
     (Action::Zoom, &["prefix z"]),
     (Action::SplitLeft, &["prefix <"]),
     (Action::SplitRight, &["prefix >"]),
+    (Action::Mouse, &["prefix m"]),
 ];
 
 impl Default for Keymap {

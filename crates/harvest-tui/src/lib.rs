@@ -71,6 +71,7 @@ pub async fn run(opts: Options) -> Result<Outcome, TuiError> {
         drafts::Drafts::new(opts.paths.state_dir.join("drafts")).remembering(opts.paths.clone());
     let (guard, mut term) = terminal::TerminalGuard::enter(opts.keys.mouse.unwrap_or(true))?;
     let mut app = App::new(theme, keymap);
+    app.mouse = opts.keys.mouse.unwrap_or(true);
 
     let (ui_tx, mut from_daemon) = mpsc::channel(4096);
     let cmds = connection::spawn(
@@ -123,6 +124,9 @@ pub async fn run(opts: Options) -> Result<Outcome, TuiError> {
                                 save_draft(&drafts, &app);
                             }
                             let _ = cmds.try_send(cmd);
+                        }
+                        if std::mem::take(&mut app.mouse_changed) {
+                            terminal::set_mouse(app.mouse);
                         }
                         urgent = true;
                     }

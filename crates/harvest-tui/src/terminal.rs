@@ -13,6 +13,18 @@ pub type Term = Terminal<crate::backend::TermBackend<Stdout>>;
 
 pub struct TerminalGuard;
 
+/// Take the mouse's clicks and wheel (`true`), or hand the mouse back to the terminal, whose
+/// own selection then works (within one pane only by the terminal's rectangle selection).
+pub fn set_mouse(on: bool) {
+    let mut out = std::io::stdout();
+    let _ = out.write_all(if on {
+        b"\x1b[?1000h\x1b[?1006h"
+    } else {
+        b"\x1b[?1000l\x1b[?1006l"
+    });
+    let _ = out.flush();
+}
+
 impl TerminalGuard {
     /// `mouse`: capture the wheel (and clicks) only — press/release reports in SGR form,
     /// never all-motion tracking, which would break the terminal's own text selection
