@@ -435,6 +435,26 @@ fn binding(spec: &str) -> Result<Binding, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_shipped_config_binds_what_the_defaults_bind() {
+        let cfg = harvest_config::Config::parse(
+            harvest_config::DEFAULT_CONFIG_TOML,
+            std::path::Path::new("harvest.toml"),
+        )
+        .unwrap();
+        let shipped = Keymap::from_config(&cfg.keys).unwrap();
+        let defaults = Keymap::default();
+        for action in Action::ALL {
+            assert_eq!(
+                shipped.bindings.get(action).map(Vec::len),
+                defaults.bindings.get(action).map(Vec::len),
+                "{} in config/harvest.toml",
+                action.name()
+            );
+        }
+    }
+
     use super::*;
 
     #[test]
