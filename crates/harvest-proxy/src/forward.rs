@@ -148,8 +148,7 @@ async fn run(
                 let to = to.clone();
                 tokio::spawn(async move {
                     if let Ok(unix) = tokio::net::UnixStream::connect(&to).await {
-                        let (mut a, mut b) = (tcp, unix);
-                        let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                        relay(tcp, unix).await;
                     }
                 });
             }
@@ -188,6 +187,24 @@ async fn run(
         },
         Err(_) => ExitCode::from(1),
     }
+}
+
+/// Copy both ways, each on its own: an answer the far side sent before it stopped reading
+/// (a refusal given before the request's body was read) still reaches the client, where
+/// one copy failing would otherwise drop the other.
+async fn relay(tcp: tokio::net::TcpStream, unix: tokio::net::UnixStream) {
+    use tokio::io::AsyncWriteExt;
+    let (mut tcp_read, mut tcp_write) = tcp.into_split();
+    let (mut unix_read, mut unix_write) = unix.into_split();
+    let up = async {
+        let _ = tokio::io::copy(&mut tcp_read, &mut unix_write).await;
+        let _ = unix_write.shutdown().await;
+    };
+    let down = async {
+        let _ = tokio::io::copy(&mut unix_read, &mut tcp_write).await;
+        let _ = tcp_write.shutdown().await;
+    };
+    tokio::join!(up, down);
 }
 
 /// Descriptors 3-5 become the child's stdin, stdout and stderr; our own copies close

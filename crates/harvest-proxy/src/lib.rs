@@ -307,6 +307,7 @@ async fn forward_request(
         login,
     } = held;
     if session_token(&req).as_deref() != Some(up.token.expose()) {
+        mcp::drain(req).await;
         return Ok(error(
             StatusCode::UNAUTHORIZED,
             "authentication_error",
@@ -325,13 +326,14 @@ async fn forward_request(
             method: req.method().to_string(),
             path: path.clone(),
         });
+        let method = req.method().clone();
+        mcp::drain(req).await;
         return Ok(error(
             StatusCode::FORBIDDEN,
             "permission_error",
             &format!(
-                "harvest model proxy: {} {path} is not a call Claude Code makes, so it is not \
-                 sent with the user's credential",
-                req.method()
+                "harvest model proxy: {method} {path} is not a call Claude Code makes, so it is \
+                 not sent with the user's credential"
             ),
         ));
     }
@@ -341,6 +343,7 @@ async fn forward_request(
     let in_flight = match accounting.in_flight().await {
         Some(permit) => Some(permit),
         None if accounting.limited() => {
+            mcp::drain(req).await;
             return Ok(error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "overloaded_error",
@@ -354,6 +357,7 @@ async fn forward_request(
             spent_usd: spent,
             allowance_usd: allowance,
         });
+        mcp::drain(req).await;
         // 400: the CLI does not retry it; its turn ends with this message.
         return Ok(error(
             StatusCode::BAD_REQUEST,

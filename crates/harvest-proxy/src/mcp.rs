@@ -135,6 +135,13 @@ fn plain(status: StatusCode, message: &str) -> Response<Body> {
     resp
 }
 
+/// Read (and drop) a refused request's body, at most a little of it, so the refusal is
+/// answered on a connection that is not reset under it.
+pub(crate) async fn drain(req: Request<Incoming>) {
+    let limited = http_body_util::Limited::new(req.into_body(), 1 << 20);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), limited.collect()).await;
+}
+
 /// Whether the agent may send `path` with the server's credentials.
 fn allowed_path(held: &Held, path: &str) -> bool {
     held.relay.target.any_path
@@ -151,6 +158,7 @@ async fn relay_request(
         .get(RELAY_HEADER)
         .and_then(|v| v.to_str().ok());
     if presented != Some(held.relay.token.expose()) {
+        drain(req).await;
         return Ok(plain(
             StatusCode::UNAUTHORIZED,
             "harvest MCP relay: this token belongs to no live agent",
@@ -169,6 +177,7 @@ async fn relay_request(
             method: req.method().to_string(),
             path: format!("{path} (MCP server {server})"),
         });
+        drain(req).await;
         return Ok(plain(
             StatusCode::FORBIDDEN,
             &format!(
