@@ -1,6 +1,7 @@
 //! Turns: messages to the agent (now, or queued for a running slot), starting the agent
 //! again to resume its conversation, and cancelling or stopping what runs.
 
+use super::super::spec::Undelivered;
 use super::{Actor, Ending, Ladder, status};
 use crate::{policy, redact};
 use harvest_agent::{AgentCommand, input};
@@ -192,16 +193,9 @@ impl Actor {
         if self.state != SessionState::Running && self.agent.is_some() {
             events.push(status(SessionState::Running, None));
         }
-        while let Some(m) = self.held.pop_front() {
-            events.push(EventBody::MessageDequeued {
-                id: m.id.clone(),
-                withdrawn: false,
-            });
-            events.push(EventBody::UserMessage {
-                text: m.text.clone(),
-            });
-            self.undelivered.push_back(m);
-        }
+        let taken: Vec<_> = self.held.drain(..).collect();
+        events.extend(taken_by_the_agent(&taken));
+        self.undelivered.extend(taken);
         self.emit(events).await;
         if let Err(e) = self.deliver_or_queue().await {
             self.emit(vec![EventBody::Error {
@@ -216,33 +210,11 @@ impl Actor {
     /// way). The turn still ends when the CLI says it is idle, so the accounting stays
     /// one turn, whatever it folded in.
     pub(super) async fn send_now(&mut self, id: Option<String>) -> Result<Vec<String>, RpcError> {
-        let taken: Vec<_> = match &id {
-            Some(id) => {
-                let Some(at) = self.held.iter().position(|m| &m.id == id) else {
-                    return Err(RpcError::new(
-                        codes::SESSION_STATE,
-                        format!(
-                            "message {id} is not queued: the agent has already taken it, or it was withdrawn"
-                        ),
-                    ));
-                };
-                self.held.remove(at).into_iter().collect()
-            }
-            None => self.held.drain(..).collect(),
-        };
+        let taken = self.take_held(id.as_deref())?;
         if taken.is_empty() {
             return Ok(Vec::new());
         }
-        let mut events = Vec::new();
-        for m in &taken {
-            events.push(EventBody::MessageDequeued {
-                id: m.id.clone(),
-                withdrawn: false,
-            });
-            events.push(EventBody::UserMessage {
-                text: m.text.clone(),
-            });
-        }
+        let mut events = taken_by_the_agent(&taken);
         events.push(EventBody::Sandbox {
             message: "sent into the running turn: the agent reads it at its next tool call".into(),
         });
@@ -253,22 +225,25 @@ impl Actor {
         Ok(ids)
     }
 
+    /// Held messages out of the queue: the one with `id`, or all of them.
+    fn take_held(&mut self, id: Option<&str>) -> Result<Vec<Undelivered>, RpcError> {
+        let Some(id) = id else {
+            return Ok(self.held.drain(..).collect());
+        };
+        let Some(at) = self.held.iter().position(|m| m.id == id) else {
+            return Err(RpcError::new(
+                codes::SESSION_STATE,
+                format!(
+                    "message {id} is not queued: the agent has already taken it, or it was withdrawn"
+                ),
+            ));
+        };
+        Ok(self.held.remove(at).into_iter().collect())
+    }
+
     /// Take back held messages before the agent has them: one by id, or all.
     pub(super) async fn withdraw(&mut self, id: Option<String>) -> Result<Vec<String>, RpcError> {
-        let taken: Vec<_> = match &id {
-            Some(id) => {
-                let Some(at) = self.held.iter().position(|m| &m.id == id) else {
-                    return Err(RpcError::new(
-                        codes::SESSION_STATE,
-                        format!(
-                            "message {id} is not queued: the agent has already taken it, or it was withdrawn"
-                        ),
-                    ));
-                };
-                self.held.remove(at).into_iter().collect()
-            }
-            None => self.held.drain(..).collect(),
-        };
+        let taken = self.take_held(id.as_deref())?;
         if taken.is_empty() {
             return Ok(Vec::new());
         }
@@ -417,4 +392,22 @@ impl Actor {
         };
         self.ladder = Some((next, Instant::now() + wait));
     }
+}
+
+/// Held messages going to the agent, each shown as taken (its `user_message`).
+fn taken_by_the_agent(messages: &[Undelivered]) -> Vec<EventBody> {
+    messages
+        .iter()
+        .flat_map(|m| {
+            [
+                EventBody::MessageDequeued {
+                    id: m.id.clone(),
+                    withdrawn: false,
+                },
+                EventBody::UserMessage {
+                    text: m.text.clone(),
+                },
+            ]
+        })
+        .collect()
 }
