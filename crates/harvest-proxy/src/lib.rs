@@ -138,46 +138,35 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     upstream: Upstream,
 ) -> Result<(), ProxyError> {
-    serve_tcp(listener, upstream, Arc::new(|_| {})).await
+    serve_on(Listener::Tcp(listener), upstream, Arc::new(|_| {})).await
 }
 
-/// [`serve`], telling `notify` what it refused.
-pub async fn serve_tcp(
-    listener: tokio::net::TcpListener,
-    upstream: Upstream,
-    notify: Notify,
-) -> Result<(), ProxyError> {
-    let listener = Arc::new(listener);
-    serve_on(upstream, notify, move || {
-        let l = listener.clone();
-        async move { l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn Conn>) }
-    })
-    .await
+/// Where a proxy (the model's, an MCP relay) listens: the host's loopback, which a jail
+/// with the host's network shares, or a Unix socket bound into a sandbox without one,
+/// whose agent reaches it through [`forward`] inside the sandbox.
+pub enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
 }
 
-/// The same on a Unix socket: for a sandbox without a network, whose agent reaches this
-/// socket through [`forward`] inside the sandbox.
-pub async fn serve_unix(
-    listener: tokio::net::UnixListener,
-    upstream: Upstream,
-    notify: Notify,
-) -> Result<(), ProxyError> {
-    let listener = Arc::new(listener);
-    serve_on(upstream, notify, move || {
-        let l = listener.clone();
-        async move { l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn Conn>) }
-    })
-    .await
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Box<dyn Conn>> {
+        match self {
+            Listener::Tcp(l) => l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn Conn>),
+            Listener::Unix(l) => l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn Conn>),
+        }
+    }
 }
 
 trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
 
-async fn serve_on<F, Fut>(upstream: Upstream, notify: Notify, accept: F) -> Result<(), ProxyError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = std::io::Result<Box<dyn Conn>>>,
-{
+/// [`serve`] on either kind of listener, telling `notify` what it refused.
+pub async fn serve_on(
+    listener: Listener,
+    upstream: Upstream,
+    notify: Notify,
+) -> Result<(), ProxyError> {
     let client = upstream_client()?;
     let accounting = Arc::new(Accounting::new(upstream.allowance_usd, notify));
     let login = upstream.login.clone().map(|path| {
@@ -200,7 +189,7 @@ where
         };
         Box::pin(forward_request(req, held))
     });
-    accept_loop(accept, handler).await;
+    accept_loop(listener, handler).await;
     Ok(())
 }
 
@@ -231,17 +220,13 @@ type Handler = Arc<
 
 /// Serve connections from `accept` with `handler`, at most [`MAX_CONNECTIONS`] at once,
 /// each dropped when it takes too long to send its headers.
-async fn accept_loop<F, Fut>(mut accept: F, handler: Handler)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = std::io::Result<Box<dyn Conn>>>,
-{
+async fn accept_loop(listener: Listener, handler: Handler) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let stream = match accept().await {
+        let stream = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "proxy accept failed");

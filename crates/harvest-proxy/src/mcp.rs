@@ -11,7 +11,9 @@
 //! whose server names its own message path, may use any path of the origin), and a
 //! redirect is handed to the agent, never followed.
 
-use crate::{Body, HOP_BY_HOP, Handler, Notice, Notify, ProxyError, is_forwarding_header};
+use crate::{
+    Body, HOP_BY_HOP, Handler, Listener, Notice, Notify, ProxyError, is_forwarding_header,
+};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use harvest_protocol::Secret;
@@ -62,40 +64,6 @@ pub fn relayed_path(url: &str) -> Option<String> {
     })
 }
 
-pub async fn serve_tcp(
-    listener: tokio::net::TcpListener,
-    relay: Relay,
-    notify: Notify,
-) -> Result<(), ProxyError> {
-    let listener = Arc::new(listener);
-    serve_on(relay, notify, move || {
-        let l = listener.clone();
-        async move {
-            l.accept()
-                .await
-                .map(|(s, _)| Box::new(s) as Box<dyn crate::Conn>)
-        }
-    })
-    .await
-}
-
-pub async fn serve_unix(
-    listener: tokio::net::UnixListener,
-    relay: Relay,
-    notify: Notify,
-) -> Result<(), ProxyError> {
-    let listener = Arc::new(listener);
-    serve_on(relay, notify, move || {
-        let l = listener.clone();
-        async move {
-            l.accept()
-                .await
-                .map(|(s, _)| Box::new(s) as Box<dyn crate::Conn>)
-        }
-    })
-    .await
-}
-
 struct Held {
     relay: Relay,
     origin: String,
@@ -104,11 +72,8 @@ struct Held {
     notify: Notify,
 }
 
-async fn serve_on<F, Fut>(relay: Relay, notify: Notify, accept: F) -> Result<(), ProxyError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = std::io::Result<Box<dyn crate::Conn>>>,
-{
+/// Relay one server for one agent process on `listener`, until the runtime ends.
+pub async fn serve(listener: Listener, relay: Relay, notify: Notify) -> Result<(), ProxyError> {
     let Some((origin, path)) = split_url(&relay.target.url) else {
         return Err(ProxyError::Client(format!(
             "the MCP server {} has no http(s) URL",
@@ -123,7 +88,7 @@ where
         notify,
     });
     let handler: Handler = Arc::new(move |req| Box::pin(relay_request(req, held.clone())));
-    crate::accept_loop(accept, handler).await;
+    crate::accept_loop(listener, handler).await;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use crate::{
     ExitRecord, LaunchSpec, MAX_LINE, MAX_REQUEST, MAX_STDERR, Record, Request, Response,
     SignalKind, exit_path, log_path, proc, stderr_path, write_atomic,
 };
+use harvest_proxy::Listener;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -106,11 +107,7 @@ async fn supervise(spec: LaunchSpec) -> i32 {
     if let Some((listener, upstream)) = started.proxy {
         let notify = proxy_notices(log.clone());
         tokio::spawn(async move {
-            let served = match listener {
-                ProxyListener::Tcp(l) => harvest_proxy::serve_tcp(l, upstream, notify).await,
-                ProxyListener::Unix(l) => harvest_proxy::serve_unix(l, upstream, notify).await,
-            };
-            if let Err(e) = served {
+            if let Err(e) = harvest_proxy::serve_on(listener, upstream, notify).await {
                 eprintln!("the model proxy stopped: {e}");
             }
         });
@@ -118,11 +115,7 @@ async fn supervise(spec: LaunchSpec) -> i32 {
     for (listener, relay) in mcp {
         let notify = proxy_notices(log.clone());
         tokio::spawn(async move {
-            let served = match listener {
-                ProxyListener::Tcp(l) => harvest_proxy::mcp::serve_tcp(l, relay, notify).await,
-                ProxyListener::Unix(l) => harvest_proxy::mcp::serve_unix(l, relay, notify).await,
-            };
-            if let Err(e) = served {
+            if let Err(e) = harvest_proxy::mcp::serve(listener, relay, notify).await {
                 eprintln!("an MCP relay stopped: {e}");
             }
         });
@@ -204,19 +197,14 @@ fn proxy_notices(log: Arc<std::sync::Mutex<std::fs::File>>) -> harvest_proxy::No
 }
 
 struct Proxy {
-    proxy: Option<(ProxyListener, harvest_proxy::Upstream)>,
-}
-
-enum ProxyListener {
-    Tcp(tokio::net::TcpListener),
-    Unix(tokio::net::UnixListener),
+    proxy: Option<(Listener, harvest_proxy::Upstream)>,
 }
 
 struct Started {
     record: Record,
-    proxy: Option<(ProxyListener, harvest_proxy::Upstream)>,
+    proxy: Option<(Listener, harvest_proxy::Upstream)>,
     egress: Option<(UnixListener, Vec<String>)>,
-    mcp: Vec<(ProxyListener, harvest_proxy::mcp::Relay)>,
+    mcp: Vec<(Listener, harvest_proxy::mcp::Relay)>,
     child: tokio::process::Child,
     init: PidFd,
     listener: UnixListener,
@@ -268,14 +256,14 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
             })?;
             env.retain(|(k, _)| k != harvest_proxy::BASE_URL_VAR);
             env.push((harvest_proxy::BASE_URL_VAR.into(), url.clone()));
-            Some((ProxyListener::Unix(l), upstream))
+            Some((Listener::Unix(l), upstream))
         }
         (Some(upstream), _, _) => {
             let (l, addr) =
                 loopback_listener().map_err(|e| format!("cannot start the model proxy: {e}"))?;
             env.retain(|(k, _)| k != harvest_proxy::BASE_URL_VAR);
             env.push((harvest_proxy::BASE_URL_VAR.into(), format!("http://{addr}")));
-            Some((ProxyListener::Tcp(l), upstream))
+            Some((Listener::Tcp(l), upstream))
         }
         (None, _, _) => None,
     };
@@ -287,11 +275,11 @@ async fn start(spec: &LaunchSpec) -> Result<Started, String> {
                 let l = bind_replacing(socket, socket_umask(spec.direct)).map_err(|e| {
                     format!("cannot start the MCP relay on {}: {e}", socket.display())
                 })?;
-                (ProxyListener::Unix(l), url.clone())
+                (Listener::Unix(l), url.clone())
             }
             _ => {
                 let (l, addr) = loopback_listener()?;
-                (ProxyListener::Tcp(l), format!("http://{addr}"))
+                (Listener::Tcp(l), format!("http://{addr}"))
             }
         };
         env.retain(|(k, _)| *k != var);
