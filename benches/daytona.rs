@@ -152,9 +152,9 @@ fn api_calls() {
 fn many(n: usize) {
     let fake = FakeDaytona::start(&[]);
     let h = harness(&fake);
-    let pid = daemon_pid(&h);
+    let pid = h.daemon_pid();
     let cpu_before = cpu_secs(pid);
-    let rss_idle = rss_kib(pid, "VmRSS:");
+    let rss_idle = harvest_e2e::proc_status_kib(pid, "VmRSS:");
     let start = Instant::now();
     let ws = h.workspace.to_str().unwrap().to_owned();
     let ids: Vec<String> = std::thread::scope(|s| {
@@ -179,7 +179,7 @@ fn many(n: usize) {
     let mut peak = 0u64;
     let mut pending: Vec<&String> = ids.iter().collect();
     while !pending.is_empty() {
-        peak = peak.max(rss_kib(pid, "VmRSS:"));
+        peak = peak.max(harvest_e2e::proc_status_kib(pid, "VmRSS:"));
         pending.retain(|id| of_type(&h.events(id), "turn_result").is_empty());
         assert!(
             start.elapsed() < Duration::from_secs(600),
@@ -190,7 +190,7 @@ fn many(n: usize) {
     }
     let took = start.elapsed();
     let cpu = cpu_secs(pid) - cpu_before;
-    let hwm = rss_kib(pid, "VmHWM:");
+    let hwm = harvest_e2e::proc_status_kib(pid, "VmHWM:");
     println!(
         "  {n} concurrent sessions, one daemon: all done in {:.1} s; daemon resident {:.1} MiB idle, \
          peak {:.1} MiB (high-water mark {:.1} MiB), {:.0} KiB per session; CPU {:.2} s ({:.0} ms per session, {:.1}% of one core)",
@@ -234,21 +234,6 @@ fn route(r: &Value) -> String {
         out.join("/"),
         if upgrade { " (WebSocket)" } else { "" }
     )
-}
-
-fn daemon_pid(h: &Harness) -> u32 {
-    let status: Value = serde_json::from_str(&h.ok(&["daemon", "status", "--json"])).unwrap();
-    status["pid"].as_u64().unwrap() as u32
-}
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// User plus system CPU time of a process, in seconds.

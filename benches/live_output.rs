@@ -22,13 +22,13 @@ text = "Flooded."
 fn main() {
     let h = Harness::new(SCRIPT);
     h.ok(&["daemon"]);
-    let pid = daemon_pid(&h);
-    let idle = rss_kib(pid);
+    let pid = h.daemon_pid();
+    let idle = harvest_e2e::proc_status_kib(pid, "VmRSS:");
     let start = Instant::now();
     let id = h.new_session("flood");
     let mut peak = 0;
     loop {
-        peak = peak.max(rss_kib(pid));
+        peak = peak.max(harvest_e2e::proc_status_kib(pid, "VmRSS:"));
         let evs = h.events(&id);
         if !of_type(&evs, "turn_result").is_empty() {
             let progress: Vec<&Value> = of_type(&evs, "tool_progress");
@@ -55,19 +55,4 @@ fn main() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn daemon_pid(h: &Harness) -> u32 {
-    let status: Value = serde_json::from_str(&h.ok(&["daemon", "status", "--json"])).unwrap();
-    status["pid"].as_u64().unwrap() as u32
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }

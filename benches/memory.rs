@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use harvest_e2e::{Harness, of_type};
-use serde_json::Value;
 use std::time::Duration;
 
 const SCRIPT: &str = r#"
@@ -47,7 +46,7 @@ fn main() {
         }
         // Let the removed sessions' tasks finish.
         std::thread::sleep(Duration::from_secs(1));
-        let rss = daemon_rss_kib(&h);
+        let rss = h.daemon_rss_kib();
         println!(
             "round {round:>2} ({:>3} sessions removed): {:>6.1} MiB",
             round * per_round,
@@ -62,16 +61,4 @@ fn main() {
             (*last as f64 - *second as f64) / removed_since.max(1) as f64
         );
     }
-}
-
-fn daemon_rss_kib(h: &Harness) -> u64 {
-    let status: Value = serde_json::from_str(&h.ok(&["daemon", "status", "--json"])).unwrap();
-    let pid = status["pid"].as_u64().unwrap_or(0);
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }

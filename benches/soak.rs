@@ -62,7 +62,7 @@ fn main() {
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {
         if killed < kills.len() && start.elapsed() > kills[killed] {
-            peak_rss_kib = peak_rss_kib.max(daemon_rss_kib(&h));
+            peak_rss_kib = peak_rss_kib.max(h.daemon_rss_kib());
             h.kill_daemon();
             killed += 1;
             println!("killed the daemon at {:.1}s", start.elapsed().as_secs_f64());
@@ -95,7 +95,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(300));
     }
     let wall = start.elapsed();
-    peak_rss_kib = peak_rss_kib.max(daemon_rss_kib(&h));
+    peak_rss_kib = peak_rss_kib.max(h.daemon_rss_kib());
 
     // Every session: seq 1..N without gap, each turn's events exactly once, all turns done.
     let mut events_total = 0;
@@ -148,17 +148,4 @@ fn main() {
         peak_rss_kib as f64 / 1024.0,
         peak_rss_kib as f64 / n as f64
     );
-}
-
-fn daemon_rss_kib(h: &Harness) -> u64 {
-    let Ok(status) = serde_json::from_str::<Value>(&h.ok(&["daemon", "status", "--json"])) else {
-        return 0;
-    };
-    let pid = status["pid"].as_u64().unwrap_or(0);
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
 }

@@ -221,6 +221,21 @@ impl Harness {
     }
 
     /// The end of the daemon's log, for failure messages.
+    /// The running daemon's pid (0 when none answers).
+    pub fn daemon_pid(&self) -> u32 {
+        let status = self.run(&["daemon", "status", "--json"]);
+        serde_json::from_slice::<Value>(&status.stdout)
+            .ok()
+            .and_then(|v| v["pid"].as_u64())
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(0)
+    }
+
+    /// The daemon's resident memory, KiB (0 when none answers).
+    pub fn daemon_rss_kib(&self) -> u64 {
+        proc_status_kib(self.daemon_pid(), "VmRSS:")
+    }
+
     pub fn daemon_log_tail(&self) -> String {
         let dir = self.path("state/harvest/logs");
         let mut text = String::new();
@@ -249,6 +264,16 @@ impl Drop for Harness {
         }
         docker::remove_leftovers(self);
     }
+}
+
+/// A figure of `/proc/PID/status` in KiB (`VmRSS:`, `VmHWM:`); 0 when the process is gone.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
 }
 
 pub fn parse_lines(text: &str) -> Vec<Value> {
