@@ -506,11 +506,8 @@ fn the_new_session_form_asks_before_a_projects_mcp_servers_start() {
     );
 }
 
-/// tmux's own paste (`paste-buffer -p`: bracketed, lines ended by CR) keeps its three
-/// lines: shown collapsed in the input, sent whole as one message.
-#[test]
-fn a_tmux_paste_keeps_its_lines() {
-    let h = Harness::new(SCRIPT);
+/// A session whose first turn ended ("fix the greeting"), attached in a new tmux.
+fn attached_after_its_first_turn(h: &Harness) -> (Tmux<'_>, String) {
     let ws = h.workspace.to_str().unwrap().to_owned();
     let id = h
         .ok(&["new", "--detach", "--workspace", &ws, "fix the greeting"])
@@ -519,10 +516,19 @@ fn a_tmux_paste_keeps_its_lines() {
     h.wait_events(&id, "the first turn", Duration::from_secs(60), |e| {
         !harvest_e2e::of_type(e, "turn_result").is_empty()
     });
-    let t = Tmux::start(&h);
+    let t = Tmux::start(h);
     t.type_text("main", &t.harvest_line(&format!("attach {id}")));
     t.keys("main", &["Enter"]);
     t.wait_for("main", "the session", |s| s.contains("Fixed the greeting"));
+    (t, id)
+}
+
+/// tmux's own paste (`paste-buffer -p`: bracketed, lines ended by CR) keeps its three
+/// lines: shown collapsed in the input, sent whole as one message.
+#[test]
+fn a_tmux_paste_keeps_its_lines() {
+    let h = Harness::new(SCRIPT);
+    let (t, id) = attached_after_its_first_turn(&h);
     t.tmux(&["set-buffer", "-b", "p", "alpha line\rbeta line\rgamma line"]);
     t.tmux(&["paste-buffer", "-p", "-b", "p", "-t", "main"]);
     t.wait_for("main", "the collapsed paste", |s| {
@@ -544,18 +550,7 @@ fn a_tmux_paste_keeps_its_lines() {
 #[test]
 fn copy_inside_tmux_reaches_tmuxs_buffer() {
     let h = Harness::new(SCRIPT);
-    let ws = h.workspace.to_str().unwrap().to_owned();
-    let id = h
-        .ok(&["new", "--detach", "--workspace", &ws, "fix the greeting"])
-        .trim()
-        .to_owned();
-    h.wait_events(&id, "the first turn", Duration::from_secs(60), |e| {
-        !harvest_e2e::of_type(e, "turn_result").is_empty()
-    });
-    let t = Tmux::start(&h);
-    t.type_text("main", &t.harvest_line(&format!("attach {id}")));
-    t.keys("main", &["Enter"]);
-    t.wait_for("main", "the session", |s| s.contains("Fixed the greeting"));
+    let (t, _) = attached_after_its_first_turn(&h);
     t.keys("main", &["Tab", "g", "y"]);
     t.wait_for("main", "the copy's notice", |s| s.contains("paste buffer"));
     let buffer = t.tmux(&["show-buffer"]);
@@ -567,18 +562,7 @@ fn copy_inside_tmux_reaches_tmuxs_buffer() {
 #[test]
 fn the_mouse_can_be_handed_to_the_terminal_and_back() {
     let h = Harness::new(SCRIPT);
-    let ws = h.workspace.to_str().unwrap().to_owned();
-    let id = h
-        .ok(&["new", "--detach", "--workspace", &ws, "fix the greeting"])
-        .trim()
-        .to_owned();
-    h.wait_events(&id, "the first turn", Duration::from_secs(60), |e| {
-        !harvest_e2e::of_type(e, "turn_result").is_empty()
-    });
-    let t = Tmux::start(&h);
-    t.type_text("main", &t.harvest_line(&format!("attach {id}")));
-    t.keys("main", &["Enter"]);
-    t.wait_for("main", "the session", |s| s.contains("Fixed the greeting"));
+    let (t, _) = attached_after_its_first_turn(&h);
     let flag = |t: &Tmux| {
         t.tmux(&["display", "-p", "-t", "main", "#{mouse_any_flag}"])
             .trim()
