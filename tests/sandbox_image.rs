@@ -45,8 +45,13 @@ fn derived(tag: &str, lines: &str) {
     );
 }
 
+/// Untag a derived image, keeping its parent layers: the tests build in parallel from the
+/// same cached `USER 0` layer, and pruning it under another build in flight fails that
+/// build ("failed to get digest …", seen in CI).
 fn remove(tag: &str) {
-    let _ = Command::new("docker").args(["rmi", "-f", tag]).output();
+    let _ = Command::new("docker")
+        .args(["rmi", "-f", "--no-prune", tag])
+        .output();
 }
 
 #[test]
